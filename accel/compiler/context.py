@@ -1,0 +1,128 @@
+"""``CompileContext``: what a pass needs besides the graph — options, real weights, derived tensors, report.
+
+Passes rewrite the Dynamo-level graph in place. When a rewrite needs a tensor that is not in the graph (the
+concatenation of Q/K/V weights, say), :meth:`CompileContext.add_derived` computes it once, from the real
+parameter values Dynamo passed as example inputs, and adds it as a new graph input marked static, so that
+CUDA graphs never copy it; the backend appends these tensors to every call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.fx as fx
+
+from accel.compiler import fx_utils
+from accel.compiler.options import AccelOptions
+from accel.compiler.report import Fallback, GraphReport, Match
+
+# Node metadata carried over from the node a rewrite replaces, so reports and stack traces still point at
+# the user's module and source line.
+_KEPT_META = ("nn_module_stack", "stack_trace", "source_fn_stack", "from_node", "seq_nr")
+
+
+@dataclass
+class CompileContext:
+    gm: fx.GraphModule
+    example_inputs: Sequence[Any]
+    options: AccelOptions
+    report: GraphReport
+    derived: list[torch.Tensor] = field(default_factory=list)
+    _placeholders: list[fx.Node] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._placeholders = list(self.gm.graph.find_nodes(op="placeholder"))
+        self._fake_mode = _find_fake_mode(self.gm, self.example_inputs)
+
+    # ---- weights -------------------------------------------------------------------------------------
+    def weight_value(self, node: Any) -> torch.Tensor | None:
+        """The real tensor behind ``node`` if it is a parameter input (or a tensor accel derived), else None.
+
+        Buffers are excluded on purpose: a KV cache is a static buffer that the graph mutates.
+        """
+        if not isinstance(node, fx.Node) or node.op != "placeholder":
+            return None
+        idx = self._placeholders.index(node) if node in self._placeholders else -1
+        if idx < 0:
+            return None
+        n_user = len(self._placeholders) - len(self.derived)
+        if idx >= n_user:
+            return self.derived[idx - n_user]
+        t = self.example_inputs[idx] if idx < len(self.example_inputs) else None
+        if not isinstance(t, torch.nn.Parameter) or _is_fake(t):
+            return None
+        return t
+
+    def is_weight(self, node: Any) -> bool:
+        return self.weight_value(node) is not None
+
+    def add_derived(self, name: str, compute: Callable[[], torch.Tensor]) -> fx.Node:
+        """Add a graph input holding ``compute()`` (evaluated now, without autograd) and return its node."""
+        with torch.no_grad():
+            value = compute().detach().contiguous()
+        graph = self.gm.graph
+        with graph.inserting_after(self._placeholders[-1]):
+            node = graph.placeholder(f"accel_{name}_{len(self.derived)}")
+        node._dynamo_source = None  # not a Dynamo input: Dynamo must not look it up
+        # AOTAutograd treats this as a static input (no CUDA-graph copies), like a parameter.
+        node.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
+        fake = self._fake_mode.from_tensor(value, static_shapes=True) if self._fake_mode else value
+        node.meta["example_value"] = node.meta["val"] = fake
+        self._placeholders.append(node)
+        self.derived.append(value)
+        self.report.derived_weight_bytes += value.numel() * value.element_size()
+        return node
+
+    # ---- building nodes ------------------------------------------------------------------------------
+    def call(self, target: Any, args: tuple, kwargs: dict | None = None, *, like: fx.Node) -> fx.Node:
+        """Insert ``target(*args, **kwargs)`` before ``like``, copying its provenance and computing the new
+        node's example value with the graph's fake mode."""
+        with self.gm.graph.inserting_before(like):
+            node = self.gm.graph.call_function(target, args, kwargs or {})
+        for key in _KEPT_META:
+            if key in like.meta:
+                node.meta[key] = like.meta[key]
+        self.propagate(node)
+        return node
+
+    def propagate(self, node: fx.Node) -> None:
+        """Compute ``node.meta['example_value']`` by running it on its inputs' example values (fake)."""
+        if self._fake_mode is None:
+            return
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), fx_utils.val)
+        with self._fake_mode:
+            node.meta["example_value"] = node.target(*args, **kwargs)
+
+    def replace(self, old: fx.Node, new: fx.Node) -> None:
+        old.replace_all_uses_with(new)
+
+    # ---- reporting -----------------------------------------------------------------------------------
+    def matched(self, family: str, pattern: str, node: fx.Node, detail: str = "") -> None:
+        self.report.matches.append(
+            Match(family, pattern, fx_utils.module_path(node), fx_utils.source_line(node), detail)
+        )
+
+    def fallback(self, family: str, node: fx.Node, reason: str) -> None:
+        self.report.fallbacks.append(
+            Fallback(family, fx_utils.module_path(node), fx_utils.source_line(node), reason)
+        )
+
+
+def _is_fake(t: torch.Tensor) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(t, FakeTensor)
+
+
+def _find_fake_mode(gm: fx.GraphModule, example_inputs: Sequence[Any]):
+    """The fake mode of the graph's own example values (Dynamo gives the backend a different one in its
+    tracing context; node metadata must not mix the two)."""
+    from torch._guards import detect_fake_mode
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    for node in gm.graph.nodes:
+        v = fx_utils.val(node)
+        if isinstance(v, FakeTensor):
+            return v.fake_mode
+    return detect_fake_mode(example_inputs)

@@ -1,0 +1,130 @@
+"""``AccelOptions``: every user-facing option of the backend, in one frozen, documented dataclass.
+
+``torch.compile(model, backend="accel", options={...})`` hands the dict to :meth:`AccelOptions.from_dict`,
+which rejects unknown keys and ill-typed values with an error that names the valid ones. Defaults are the
+named constants below. :meth:`AccelOptions.compute_hash` covers every field that changes the compiled
+result; it enters Inductor's cache key through the post-grad pass's ``uuid()`` (``lowering/inductor.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from accel import envs
+
+DEFAULT_FUSE_ATTENTION = True
+DEFAULT_FUSE_FFN = True
+DEFAULT_MERGE_PROJECTIONS = True
+DEFAULT_REPLACE_LINEAR = True
+DEFAULT_CUDAGRAPHS = False
+DEFAULT_STRICT = False
+
+# Fields that only change where output goes or how failures surface, never the compiled code.
+_NOT_HASHED = frozenset({"dump_dir", "strict"})
+
+
+class AccelOptionsError(ValueError):
+    """A bad key or value in ``options={...}``; the message names what is valid."""
+
+
+@dataclass(frozen=True)
+class AccelOptions:
+    fuse_attention: bool = DEFAULT_FUSE_ATTENTION
+    """Rewrite attention (``F.scaled_dot_product_attention`` and the written-out matmul → softmax → matmul
+    form, with masks, causal, scale and GQA ``repeat_kv``) into one ``accel::attention`` kernel."""
+
+    fuse_ffn: bool = DEFAULT_FUSE_FFN
+    """Rewrite feed-forward blocks (gated: act(gate(x)) * up(x) → down, including a merged gate_up linear
+    followed by chunk/split; plain: fc1 → activation → fc2) into one ``accel::ffn`` op. Gate and up
+    weights are concatenated at compile time so x is multiplied once."""
+
+    merge_projections: bool = DEFAULT_MERGE_PROJECTIONS
+    """Merge linears that share one input (Q/K/V) into one GEMM over their concatenated weights, followed
+    by a split (an exact reparameterization)."""
+
+    replace_linear: bool = DEFAULT_REPLACE_LINEAR
+    """Route every remaining linear with a parameter weight (``linear``, ``addmm`` as in GPT-2's Conv1D,
+    ``matmul`` by a weight) through ``accel::linear``, which picks a GEMV, split-K, Triton or cuBLAS
+    kernel per shape on the GPU."""
+
+    cudagraphs: bool = DEFAULT_CUDAGRAPHS
+    """Run the compiled graph under CUDA graphs (Inductor's cudagraph trees), as ``mode="reduce-overhead"``
+    does for Inductor. Parameters, accel's derived weights and ``mark_static_address`` buffers (such as
+    transformers' StaticCache) are static inputs, so no replay copies them. Call
+    ``torch.compiler.cudagraph_mark_step_begin()`` before each step and clone outputs you keep."""
+
+    dump_dir: str | None = field(default_factory=envs.ACCEL_DUMP_DIR)
+    """Write numbered before/after graphs per pass, ``report.json``/``report.md`` and Inductor's generated
+    code for each compiled graph here. Default: the ``ACCEL_DUMP_DIR`` environment variable, else off."""
+
+    strict: bool = DEFAULT_STRICT
+    """Raise instead of falling back to plain Inductor when a pass or the compile of the rewritten graph
+    fails (for debugging accel itself)."""
+
+    inductor_config: Mapping[str, Any] = field(default_factory=dict)
+    """Extra ``torch._inductor.config`` patches passed to ``compile_fx`` (e.g. ``{"max_autotune": True}``)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                raise AccelOptionsError(f"option {f.name!r} must be True or False, got {value!r}")
+        if self.dump_dir is not None and not isinstance(self.dump_dir, str):
+            raise AccelOptionsError(f"option 'dump_dir' must be a path string or None, got {self.dump_dir!r}")
+        if not isinstance(self.inductor_config, Mapping):
+            raise AccelOptionsError(f"option 'inductor_config' must be a dict, got {self.inductor_config!r}")
+        object.__setattr__(self, "inductor_config", dict(self.inductor_config))
+        if self.inductor_config:
+            import torch._inductor.config as inductor_config
+
+            bad = [k for k in self.inductor_config if not hasattr(inductor_config, k.split(".")[0])]
+            if bad:
+                raise AccelOptionsError(f"inductor_config has unknown torch._inductor.config keys: {bad}")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any] | "AccelOptions" | None) -> "AccelOptions":
+        """Validate a user's ``options`` dict (``None`` gives the defaults)."""
+        if options is None:
+            return cls()
+        if isinstance(options, AccelOptions):
+            return options
+        if not isinstance(options, Mapping):
+            raise AccelOptionsError(f"accel options must be a dict, got {type(options).__name__}")
+        valid = cls.field_names()
+        for key in options:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise AccelOptionsError(f"unknown accel option {key!r}{hint}; valid options: {', '.join(valid)}")
+        return cls(**options)
+
+    def replace(self, **changes: Any) -> "AccelOptions":
+        return dataclasses.replace(self, **changes)
+
+    def compute_hash(self) -> str:
+        """A stable hash of every field that changes the compiled code (not ``dump_dir`` or ``strict``)."""
+        payload = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_HASHED}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(name, default, docstring) per field, read from the source, for the CLI and the README table."""
+        import ast
+        import inspect
+        import textwrap
+
+        docs: dict[str, str] = {}
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = " ".join(str(nxt.value.value).split())
+        defaults = cls()
+        return [(n, repr(getattr(defaults, n)), docs.get(n, "")) for n in cls.field_names()]

@@ -1,0 +1,26 @@
+"""The pass list, in order. Read it top to bottom: this is everything accel does to a graph."""
+from __future__ import annotations
+
+from accel.compiler.options import AccelOptions
+from accel.compiler.pass_base import AccelPass
+
+
+def build_pipeline(options: AccelOptions) -> list[AccelPass]:
+    from accel.lowering.fuse_attention import FuseAttentionPass
+    from accel.lowering.fuse_ffn import FuseFFNPass
+    from accel.lowering.merge_projections import MergeProjectionsPass
+    from accel.lowering.replace_linear import ReplaceLinearPass
+
+    passes: list[AccelPass] = []
+    if options.fuse_attention:
+        passes.append(FuseAttentionPass())
+    # FFNs before projection merging: gate and up share an input and would otherwise be merged as a
+    # plain projection pair, hiding the block from the FFN pattern.
+    if options.fuse_ffn:
+        passes.append(FuseFFNPass())
+    if options.merge_projections:
+        passes.append(MergeProjectionsPass())
+    # Last: whatever linear no fusion took (o_proj, lm_head, ...).
+    if options.replace_linear:
+        passes.append(ReplaceLinearPass())
+    return passes

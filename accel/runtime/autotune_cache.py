@@ -1,0 +1,182 @@
+"""Per-shape kernel selection by measurement, with a persistent, versioned cache.
+
+A launcher that has several ways to compute the same thing (a GEMV, a split-K kernel, a tiled GEMM, cuBLAS)
+describes each as a JSON-able config dict and calls :func:`tune`. The first time a key is seen, every
+candidate runs on random data of the real shape and the fastest (median of ``triton.testing.do_bench``) is
+kept; after that the cache answers. The key is explicit: kernel name, a hash of the kernel sources, the
+shape, dtype, compute capability, Triton and torch versions. Entries live in a table tagged with
+``CACHE_VERSION``: bump it whenever the meaning of a stored config changes.
+
+``ACCEL_AUTOTUNE=0`` skips measurement (each launcher's heuristic default is used);
+``ACCEL_AUTOTUNE_CACHE=0`` keeps results in memory only; otherwise they persist in a JSON file
+(default ``~/.cache/accel/autotune.json``).
+
+Launchers run at trace time inside Inductor's fake-tensor tracing; :func:`real_mode` steps outside it so the
+measurement runs on real device tensors.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from accel import envs
+
+log = logging.getLogger("accel.autotune")
+
+CACHE_VERSION = 1
+_TABLE = f"v{CACHE_VERSION}"
+
+
+def source_hash(*fns: Any) -> str:
+    """A short hash over the source of Triton kernels (``JITFunction.src``) or plain Python functions."""
+    h = hashlib.sha256()
+    for fn in fns:
+        src = getattr(fn, "src", None)
+        if src is None:
+            fn = getattr(fn, "fn", fn)
+            try:
+                import inspect
+
+                src = inspect.getsource(fn)
+            except (OSError, TypeError):
+                src = repr(fn)
+        h.update(src.encode())
+    return h.hexdigest()[:16]
+
+
+def _versions() -> str:
+    try:
+        import triton
+
+        tv = triton.__version__
+    except ImportError:
+        tv = "none"
+    return f"torch{torch.__version__.split('+')[0]}-triton{tv}"
+
+
+def make_key(kernel: str, src_hash: str, shape: Iterable[int], dtype: torch.dtype, device: torch.device) -> str:
+    cc = "cpu"
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        cc = f"sm{major}{minor}"
+    dims = "x".join(str(int(s)) for s in shape)
+    return f"{kernel}|{src_hash}|{dims}|{str(dtype).replace('torch.', '')}|{cc}|{_versions()}"
+
+
+class AutotuneCache:
+    """A JSON file of ``{"v<CACHE_VERSION>": {key: {"config": ..., "us": {...}}}}``; ``path=None`` is memory only."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict] = {}
+        if path is not None and path.exists():
+            try:
+                self._entries = json.loads(path.read_text()).get(_TABLE, {})
+            except (OSError, ValueError) as e:
+                log.warning("accel: ignoring unreadable autotune cache %s (%s)", path, e)
+
+    def lookup(self, key: str) -> dict | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry["config"]
+
+    def store(self, key: str, config: dict, timings_us: dict[str, float]) -> None:
+        with self._lock:
+            self._entries[key] = {"config": config, "us": timings_us}
+            if self.path is None:
+                return
+            # Merge with what other processes wrote since we loaded, then replace the file atomically.
+            on_disk: dict = {}
+            if self.path.exists():
+                try:
+                    on_disk = json.loads(self.path.read_text())
+                except (OSError, ValueError):
+                    on_disk = {}
+            on_disk.setdefault(_TABLE, {}).update(self._entries)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".autotune-")
+            with os.fdopen(fd, "w") as f:
+                json.dump(on_disk, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_cache: AutotuneCache | None = None
+
+
+def get_cache() -> AutotuneCache:
+    global _cache
+    path = envs.ACCEL_AUTOTUNE_CACHE()
+    if _cache is None or _cache.path != path:
+        _cache = AutotuneCache(path)
+    return _cache
+
+
+@contextlib.contextmanager
+def real_mode():
+    """Leave fake-tensor / functionalization tracing for the duration (to allocate and time real tensors)."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with unset_fake_temporarily(), _disable_current_modes(), torch.no_grad():
+        yield
+
+
+def config_name(cfg: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in cfg.items())
+
+
+def tune(
+    key: str,
+    candidates: Sequence[dict],
+    make_runner: Callable[[dict], Callable[[], Any]],
+    *,
+    default: dict | None = None,
+) -> dict:
+    """Return the fastest of ``candidates`` for ``key``, measuring on a miss.
+
+    ``make_runner(cfg)`` is called inside :func:`real_mode` and returns a zero-argument callable that runs the
+    candidate once on real inputs; a candidate whose runner raises is skipped (and logged). With tuning
+    disabled, or when no device is present, ``default`` (else the first candidate) is returned unmeasured.
+    """
+    default = dict(default if default is not None else candidates[0])
+    if len(candidates) == 1 or not envs.ACCEL_AUTOTUNE() or not torch.cuda.is_available():
+        return default
+    cache = get_cache()
+    hit = cache.lookup(key)
+    if hit is not None:
+        return hit
+    import triton.testing
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with real_mode():
+        for cfg in candidates:
+            try:
+                run = make_runner(cfg)
+                run()  # compile outside the timed region
+                ms = triton.testing.do_bench(run, warmup=5, rep=20, return_mode="median")
+            except Exception as e:  # a config that does not compile or fit is simply not a candidate
+                log.info("accel: autotune %s: candidate %s failed: %s", key, cfg, e)
+                continue
+            timings[config_name(cfg)] = round(ms * 1e3, 3)
+    if not timings:
+        log.warning("accel: autotune %s: every candidate failed; using the default %s", key, default)
+        return default
+    best_name = min(timings, key=timings.get)
+    best = next(c for c in candidates if config_name(c) == best_name)
+    cache.store(key, dict(best), timings)
+    log.info("accel: tuned %s in %.1fs -> %s (%.1f us)", key, time.perf_counter() - t0, best_name, timings[best_name])
+    return dict(best)

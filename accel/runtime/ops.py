@@ -1,0 +1,76 @@
+"""The ``accel::*`` operators: the only contract between graph rewriting and kernels.
+
+Each op is a ``torch.library.triton_op``. Inserted into the Dynamo graph before AOTAutograd, its body is
+traced during functionalization: on CUDA the Triton launches become ``triton_kernel_wrapper_functional``
+nodes that Inductor copies into its generated code, next to its own kernels; on any other device the body
+is the torch reference (``accel.runtime.reference``), which Inductor compiles like any other torch code.
+The same body serves as the fake (meta) implementation, so output shapes and strides match exactly.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch.library import triton_op
+
+from accel.runtime import reference
+
+
+def _on_gpu(t: torch.Tensor) -> bool:
+    return t.device.type == "cuda"
+
+
+@triton_op("accel::linear", mutates_args=())
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """x [..., K] @ weight[N, K]ᵀ + bias[N] -> [..., N]."""
+    if not _on_gpu(x):
+        return reference.linear(x, weight, bias)
+    from accel.runtime.kernels import linear as kl
+
+    out = kl.linear(x.reshape(-1, x.shape[-1]), weight, bias)
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+@triton_op("accel::attention", mutates_args=())
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    scale: float,
+    is_causal: bool,
+) -> torch.Tensor:
+    """Fused softmax(q kᵀ · scale + mask) v; see ``reference.attention`` for the exact contract."""
+    if not _on_gpu(q):
+        return reference.attention(q, k, v, mask, scale, is_causal)
+    from accel.runtime.kernels import attention as ka
+
+    return ka.attention(q, k, v, mask, scale, is_causal)
+
+
+@triton_op("accel::ffn", mutates_args=())
+def ffn(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    b1: Optional[torch.Tensor],
+    w2: torch.Tensor,
+    b2: Optional[torch.Tensor],
+    activation: str,
+    gated: bool,
+) -> torch.Tensor:
+    """down(act(gate(x)) * up(x)) when ``gated`` (w1 = [gate; up] rows), else down(act(fc1(x)))."""
+    if not _on_gpu(x):
+        return reference.ffn(x, w1, b1, w2, b2, activation, gated)
+    from accel.runtime.kernels import ffn as kf
+    from accel.runtime.kernels import linear as kl
+
+    x2d = x.reshape(-1, x.shape[-1])
+    h = kf.ffn_up(x2d, w1, b1, activation, gated)
+    out = kl.linear(h, w2, b2)
+    return out.reshape(*x.shape[:-1], w2.shape[0])
+
+
+LINEAR = torch.ops.accel.linear.default
+ATTENTION = torch.ops.accel.attention.default
+FFN = torch.ops.accel.ffn.default
+ALL_OPS = (LINEAR, ATTENTION, FFN)

@@ -1,0 +1,58 @@
+"""Torch reference implementations of every accel op: what the ops compute on CPU, and the oracle the
+Triton kernels are tested against. Each one is the plain, unfused composition of torch ops."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from accel.runtime.activations import activation_fn
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """y = x @ weightᵀ + bias, weight [N, K] (any strides)."""
+    return F.linear(x, weight, bias)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+    is_causal: bool,
+) -> torch.Tensor:
+    """softmax(q kᵀ · scale + mask) v with SDPA semantics.
+
+    q [B, Hq, Sq, D]; k, v [B, Hkv, Skv, D] with Hq a multiple of Hkv (query head h reads KV head
+    h // (Hq / Hkv)); mask broadcastable to [B, Hq, Sq, Skv], bool (True = attend) or additive float;
+    is_causal is top-left aligned (query i sees keys j <= i). Rows with no visible key give zeros.
+    """
+    if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
+        mask = mask.to(q.dtype)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1]
+    )
+
+
+def ffn_up(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None, activation: str, gated: bool) -> torch.Tensor:
+    """The first half of an FFN: act(x w1ᵀ + b1), or for gated FFNs act(gate) * up where
+    [gate | up] = x w1ᵀ + b1 (w1 holds the gate rows first, then the up rows)."""
+    h = F.linear(x, w1, b1)
+    act = activation_fn(activation)
+    if gated:
+        gate, up = h.chunk(2, dim=-1)
+        return act(gate) * up
+    return act(h)
+
+
+def ffn(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor | None,
+    w2: torch.Tensor,
+    b2: torch.Tensor | None,
+    activation: str,
+    gated: bool,
+) -> torch.Tensor:
+    """down(ffn_up(x)): a whole FFN block."""
+    return F.linear(ffn_up(x, w1, b1, activation, gated), w2, b2)

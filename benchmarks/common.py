@@ -1,0 +1,93 @@
+"""Shared benchmark plumbing: environment record, timing, bandwidth probe, table printing, JSON results.
+
+Every script checks correctness before timing, prints a table last and writes the same rows as JSON under
+benchmarks/results/ (or $OUT when set, as on the lent GPU machine), tagged with card, versions, commit, date.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def environment() -> dict:
+    """Card, versions, commit and date, recorded with every result."""
+    import triton
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    try:
+        import transformers
+
+        tf = transformers.__version__
+    except ImportError:
+        tf = None
+    return {
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "transformers": tf,
+        "cuda": torch.version.cuda,
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def cuda_time_ms(fn, *, warmup: int = 10, iters: int = 50) -> float:
+    """Median milliseconds of ``fn()`` timed with CUDA events (one event pair per call)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:
+    """Device-to-device copy bandwidth, counting bytes read plus bytes written."""
+    a = torch.empty(nbytes // 2, dtype=torch.bfloat16, device="cuda").normal_()
+    b = torch.empty_like(a)
+    ms = cuda_time_ms(lambda: b.copy_(a), warmup=3, iters=20)
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).ljust(widths[c]) for c in columns))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.1f}"
+    return "" if v is None else str(v)
+
+
+def write_result(name: str, payload: dict) -> Path:
+    """Write ``payload`` (plus the environment) as JSON; under $OUT on the GPU machine, else benchmarks/results."""
+    out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    card = env["device"].replace("NVIDIA ", "").replace(" ", "-").split("-")[0].lower()
+    stamp = env["date"][:10]
+    path = out_dir / f"{name}_{card}_{stamp}.json"
+    path.write_text(json.dumps({"env": env, **payload}, indent=1))
+    return path

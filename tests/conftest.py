@@ -1,0 +1,38 @@
+"""Test-session setup shared by every tier (see tests/README.md).
+
+On a machine without CUDA, Triton kernels are exercised through Triton's interpreter: TRITON_INTERPRET must be
+set before any kernel module is imported, so it is set here, first. Inductor still emits C++ on CPU; only the
+kernel tests in tests/runtime call the Triton launchers directly.
+"""
+import os
+import shutil
+
+if shutil.which("nvidia-smi") is None and os.environ.get("ACCEL_TEST_NO_INTERPRET") != "1":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Hypothesis profiles. "ci" is loaded automatically when CI is set (derandomized: every run draws the same
+# examples); "dev" is the default locally; "long" explores more (ACCEL_HYPOTHESIS_PROFILE=long).
+settings.register_profile(
+    "ci", max_examples=12, deadline=None, derandomize=True, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.register_profile(
+    "long", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.load_profile(os.environ.get("ACCEL_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+HAS_CUDA = torch.cuda.is_available()
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
