@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections import Counter
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.fx as fx
@@ -25,8 +26,12 @@ from accel.compiler.pass_manager import PassFailed, PassManager
 from accel.compiler.pipeline import build_pipeline
 from accel.compiler.report import GraphReport, Report
 from accel.lowering.inductor import compile_with_inductor, uses_grad
+from accel.runtime.ops import ALL_OPS
 
 log = logging.getLogger("accel")
+
+# Exceptions Dynamo uses to restart or skip tracing; they must pass through the fallback untouched.
+_DYNAMO_CONTROL_FLOW = (torch._dynamo.exc.RestartAnalysis, torch._dynamo.exc.SkipFrame)
 
 _last_report: Report | None = None
 
@@ -61,11 +66,11 @@ def _static_fakes(derived: list[torch.Tensor]) -> list[torch.Tensor]:
     return [tc.fake_mode.from_tensor(t, static_shapes=True) for t in derived]
 
 
-def _with_derived(compiled, derived: list[torch.Tensor]):
-    if not derived:
-        return compiled
+def _with_derived(compiled, derived: list[torch.Tensor], graph_report: GraphReport):
+    """The callable Dynamo gets: appends the derived tensors and counts calls."""
 
     def run(*args):
+        graph_report.calls += 1
         return compiled(*args, *derived)
 
     run._accel_derived = derived  # keeps them alive and inspectable
@@ -75,18 +80,22 @@ def _with_derived(compiled, derived: list[torch.Tensor]):
 class AccelBackend:
     """A backend object carrying options and a :class:`Report` (what ``accel.explain`` uses).
 
-    ``passes`` replaces the pipeline (tests inject failing passes this way).
+    Hooks for tests and tools: ``passes`` replaces the pipeline (tests inject failing passes this way);
+    ``inner_compile(gm, example_inputs, options, graph_report, with_accel_pass=...)`` replaces
+    ``compile_with_inductor`` (the property tests run the rewritten graph eagerly to stay fast).
     """
 
-    def __init__(self, options: AccelOptions | dict | None = None, *, passes: Sequence[AccelPass] | None = None):
+    def __init__(self, options: AccelOptions | dict | None = None, *, passes: Sequence[AccelPass] | None = None,
+                 inner_compile: Callable | None = None):
         self.options = AccelOptions.from_dict(options)
         self.passes = passes
+        self.inner_compile = inner_compile or compile_with_inductor
         self.report = Report()
 
     def __call__(self, gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any):
         if kwargs.get("options"):
             raise TypeError("pass options when constructing AccelBackend, not through torch.compile")
-        return compile_graph(gm, example_inputs, self.options, self.report, self.passes)
+        return compile_graph(gm, example_inputs, self.options, self.report, self.passes, self.inner_compile)
 
 
 def compile_graph(
@@ -95,6 +104,7 @@ def compile_graph(
     options: AccelOptions,
     report: Report,
     passes: Sequence[AccelPass] | None = None,
+    inner_compile: Callable = compile_with_inductor,
 ):
     global _last_report
     _last_report = report
@@ -108,8 +118,8 @@ def compile_graph(
             graph_report.error = ("grad mode is on and inputs require grad; accel rewrites inference graphs only "
                                   "(run under torch.no_grad() or torch.inference_mode())")
             log_at(1, "accel: graph %d: %s", graph_report.index, graph_report.error)
-            return compile_with_inductor(gm, example_inputs, options, graph_report, with_accel_pass=False)
-        return _compile_rewritten(gm, example_inputs, options, graph_report, dumper, passes)
+            return inner_compile(gm, example_inputs, options, graph_report, with_accel_pass=False)
+        return _compile_rewritten(gm, example_inputs, options, graph_report, dumper, passes, inner_compile)
     finally:
         graph_report.compile_ms = (time.perf_counter() - t0) * 1e3
         if options.dump_dir:
@@ -121,18 +131,23 @@ def compile_graph(
                graph_report.compiled_with, graph_report.compile_ms, report.counts)
 
 
-def _compile_rewritten(gm, example_inputs, options, graph_report, dumper, passes):
+def _compile_rewritten(gm, example_inputs, options, graph_report, dumper, passes, inner_compile):
     work = _fresh_copy(gm)
     ctx = CompileContext(work, example_inputs, options, graph_report)
     pipeline = PassManager(passes if passes is not None else build_pipeline(options))
     try:
         pipeline(work, ctx, dumper)
+        graph_report.accel_ops = dict(Counter(n.target.name() for n in work.graph.nodes if n.target in ALL_OPS))
         for m in graph_report.matches:
             log_at(2, "accel: %s %s at %s (%s)", m.family, m.pattern, m.module or m.source, m.detail)
         for f in graph_report.fallbacks:
             log_at(2, "accel: not rewritten: %s", f)
-        compiled = compile_with_inductor(work, [*example_inputs, *_static_fakes(ctx.derived)], options, graph_report)
-        return _with_derived(compiled, ctx.derived)
+        compiled = inner_compile(work, [*example_inputs, *_static_fakes(ctx.derived)], options, graph_report)
+        return _with_derived(compiled, ctx.derived, graph_report)
+    except _DYNAMO_CONTROL_FLOW:
+        # Dynamo restarts its trace (e.g. to specialize a float): not a failure, and this graph is discarded.
+        graph_report.compiled_with = "discarded"
+        raise
     except Exception as e:
         if options.strict:
             raise
@@ -142,7 +157,7 @@ def _compile_rewritten(gm, example_inputs, options, graph_report, dumper, passes
         graph_report.error = f"{where} failed: {type(cause).__name__}: {cause}"
         log.warning("accel: %s; compiling graph %d with plain Inductor instead (strict=True raises)",
                     graph_report.error, graph_report.index)
-        return compile_with_inductor(gm, example_inputs, options, graph_report, with_accel_pass=False)
+        return inner_compile(gm, example_inputs, options, graph_report, with_accel_pass=False)
 
 
 def accel_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dict | None = None,

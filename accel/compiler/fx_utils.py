@@ -29,7 +29,7 @@ _FUNCTIONS: dict[Any, str] = {
     F.softmax: "softmax", torch.softmax: "softmax", torch.nn.functional.softmax: "softmax",
     torch._C._nn.scaled_dot_product_attention: "sdpa", F.scaled_dot_product_attention: "sdpa",
     F.dropout: "dropout", torch.dropout: "dropout",
-    torch.transpose: "transpose", torch.permute: "permute", torch.reshape: "reshape",
+    torch.transpose: "transpose", torch.permute: "permute", torch.reshape: "reshape", torch.t: "t",
     torch.split: "split", torch.chunk: "chunk", torch.repeat_interleave: "repeat_interleave",
     torch.masked_fill: "masked_fill", torch.where: "where",
     torch.full: "full", torch.tensor: "tensor", torch.scalar_tensor: "tensor",
@@ -43,7 +43,7 @@ _METHODS: dict[str, str] = {
     "matmul": "matmul", "__matmul__": "matmul", "bmm": "matmul",
     "mul": "mul", "__mul__": "mul", "div": "div", "__truediv__": "div",
     "add": "add", "__add__": "add", "sub": "sub", "neg": "neg", "pow": "pow",
-    "softmax": "softmax", "transpose": "transpose", "permute": "permute",
+    "softmax": "softmax", "transpose": "transpose", "permute": "permute", "t": "t",
     "view": "reshape", "reshape": "reshape", "expand": "expand", "unsqueeze": "unsqueeze",
     "contiguous": "contiguous", "clone": "contiguous",
     "to": "to", "float": "to", "half": "to", "bfloat16": "to", "type": "to", "type_as": "to",
@@ -120,6 +120,8 @@ def transposes_last_two(node: fx.Node) -> bool:
     n = rank(node.args[0]) if node.args else None
     if n is None:
         return False
+    if is_op(node, "t"):
+        return n == 2
     if is_op(node, "transpose"):
         dims = {normalize_dim(arg(node, 1, "dim0"), n), normalize_dim(arg(node, 2, "dim1"), n)}
         return dims == {n - 1, n - 2}
@@ -192,7 +194,7 @@ def nodes_between(inputs: Iterable[fx.Node], output: fx.Node) -> list[fx.Node] |
             return True
         if n not in memo:
             memo[n] = False
-            memo[n] = any(reaches(a) for a in n.all_input_nodes)
+            memo[n] = any([reaches(a) for a in n.all_input_nodes])  # a list: visit every input, no short cut
         return memo[n]
 
     if not reaches(output):

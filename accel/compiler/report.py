@@ -54,10 +54,15 @@ class GraphReport:
     matches: list[Match] = field(default_factory=list)
     fallbacks: list[Fallback] = field(default_factory=list)
     compiled_with: str = "accel"
-    """"accel" (rewritten graph through Inductor), or "inductor" when accel fell back to the unmodified graph."""
+    """"accel" (rewritten graph through Inductor), "inductor" when accel fell back to the unmodified graph, or
+    "discarded" when Dynamo restarted its trace (to specialize a float, say) and threw this graph away."""
     error: str | None = None
+    calls: int = 0
+    """How often the compiled graph has run."""
     compile_ms: float = 0.0
     derived_weight_bytes: int = 0
+    accel_ops: dict[str, int] = field(default_factory=dict)
+    """accel ops in the rewritten graph handed to Inductor, by op name."""
     output_code: list[str] = field(default_factory=list)
     kernels: list[str] = field(default_factory=list)
     """accel Triton kernels launched by the graph Inductor lowered (empty on CPU, where ops run their torch
@@ -83,7 +88,7 @@ class Report:
 
     @property
     def fallbacks(self) -> list[Fallback]:
-        return [f for g in self.graphs for f in g.fallbacks]
+        return [f for g in self.graphs if g.compiled_with != "discarded" for f in g.fallbacks]
 
     @property
     def pass_ms(self) -> dict[str, float]:

@@ -52,7 +52,7 @@ class FuseAttentionPass(AccelPass):
                 continue
             _rewrite(ctx, m)
             ctx.matched("attention", m.pattern, node,
-                        f"scale={m.scale:.4g}" + (f", gqa={m.gqa_groups}" if m.gqa_groups > 1 else "")
+                        ("scale=dynamic" if m.q_scales else f"scale={m.scale:.4g}") + (f", gqa={m.gqa_groups}" if m.gqa_groups > 1 else "")
                         + (", causal" if m.is_causal else ""))
             count += 1
         return count
@@ -104,6 +104,8 @@ def _build_mask(ctx: CompileContext, m: AttentionMatch) -> fx.Node | None:
 def _rewrite(ctx: CompileContext, m: AttentionMatch) -> None:
     mask = _build_mask(ctx, m)
     q, k, v = m.q, m.k, m.v
+    for op, factor in m.q_scales:  # symbolic scales: (s·q)·kᵀ = s·(q·kᵀ)
+        q = ctx.call(operator.mul if op == "mul" else operator.truediv, (q, factor), like=m.out)
     rank3 = fu.rank(q) == 3
     if rank3:  # [B*H, S, D] → [1, B*H, S, D]
         q, k, v = (ctx.call(torch.unsqueeze, (t, 0), like=m.out) for t in (q, k, v))

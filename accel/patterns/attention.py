@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
 import torch.fx as fx
 
 from accel.compiler import fx_utils as fu
@@ -50,6 +51,9 @@ class AttentionMatch:
     """An SDPA ``attn_mask`` used as is (bool or additive)."""
     terms: list[MaskTerm] = field(default_factory=list)
     """Written-out mask contributions, to be combined into one mask by the rewrite."""
+    q_scales: list[tuple[str, fx.Node]] = field(default_factory=list)
+    """Symbolic scale factors ("mul" or "div", SymFloat node): under ``dynamic=True`` Dynamo passes float
+    attributes such as ``self.scaling`` as graph inputs, so the rewrite applies them to q instead."""
     pattern: str = ""
     gqa_groups: int = 1
     covered: tuple[fx.Node, ...] = ()
@@ -97,7 +101,11 @@ def _is_noop_dropout(node) -> bool:
     return (isinstance(p, (int, float)) and p == 0) or training is False
 
 
-def _finish(q, k, v, out, scale, is_causal, pattern, covered, mask=None, terms=()) -> AttentionMatch | NoMatch:
+def _is_symbolic_scalar(x) -> bool:
+    return isinstance(fu.val(x), torch.SymFloat | torch.SymInt)
+
+
+def _finish(q, k, v, out, scale, is_causal, pattern, covered, mask=None, terms=(), q_scales=()) -> AttentionMatch | NoMatch:
     k0, rep_k, k_nodes = peel_repeat_kv(k)
     v0, rep_v, v_nodes = peel_repeat_kv(v)
     if rep_k != rep_v:
@@ -113,7 +121,7 @@ def _finish(q, k, v, out, scale, is_causal, pattern, covered, mask=None, terms=(
         return NoMatch("attention", out, f"head dims differ (q {qm.shape[-1]}, k {km.shape[-1]}, v {vm.shape[-1]})")
     if not isinstance(qm.shape[-1], int) or qm.shape[-1] > 256:
         return NoMatch("attention", out, f"head dim {qm.shape[-1]} is not a static size <= 256")
-    m = AttentionMatch(out, q, k0, v0, scale, is_causal, mask, list(terms), pattern, rep_k, covered)
+    m = AttentionMatch(out, q, k0, v0, scale, is_causal, mask, list(terms), list(q_scales), pattern, rep_k, covered)
     m.covered = (*covered, *k_nodes, *v_nodes)
     return m
 
@@ -135,11 +143,14 @@ def match_sdpa(node: fx.Node) -> AttentionMatch | NoMatch | None:
         if not isinstance(d, int):
             return NoMatch("attention", node, "head dim is not static")
         scale = 1.0 / math.sqrt(d)
+    q_scales = []
+    if _is_symbolic_scalar(scale):
+        q_scales, scale = [("mul", scale)], 1.0
     if not isinstance(scale, (int, float)):
         return NoMatch("attention", node, "scale depends on data")
     if mask is not None and not isinstance(mask, fx.Node):
         return NoMatch("attention", node, "attn_mask is not a tensor")
-    return _finish(q, k, v, node, float(scale), is_causal, "sdpa", (node,), mask=mask)
+    return _finish(q, k, v, node, float(scale), is_causal, "sdpa", (node,), mask=mask, q_scales=q_scales)
 
 
 def _softmax_input_maybe(p: fx.Node) -> tuple[fx.Node, fx.Node] | NoMatch | None:
@@ -174,7 +185,7 @@ def match_written_out(node: fx.Node) -> AttentionMatch | NoMatch | None:
         n = n.args[0]
     if len(sm.users) != 1:
         return NoMatch("attention", node, "attention probabilities are also used elsewhere (output_attentions?)")
-    scale, terms = 1.0, []
+    scale, terms, q_scales = 1.0, [], []
     s = _skip(s, "to", "contiguous")
     while True:  # walk back from the softmax input to matmul(q, kᵀ)
         if len(s.users) != 1:
@@ -185,19 +196,26 @@ def match_written_out(node: fx.Node) -> AttentionMatch | NoMatch | None:
             if len(kt.users) == 1:
                 covered.append(kt)
             return _finish(s.args[0], kt.args[0], v, node, scale, False, "matmul-softmax-matmul", tuple(covered),
-                           terms=terms)
+                           terms=terms, q_scales=q_scales)
         if fu.is_op(s, "mul", "div") and len(s.args) == 2:
-            a, b = s.args
-            c = fu.scalar_constant(b) if isinstance(a, fx.Node) and fu.scalar_constant(a) is None else None
-            if c is None and fu.is_op(s, "mul"):
-                c, a = fu.scalar_constant(a), b
-            if c is None or not isinstance(a, fx.Node):
+            x, factor = s.args
+            if fu.is_op(s, "mul") and (fu.scalar_constant(x) is not None or _is_symbolic_scalar(x)):
+                x, factor = factor, x  # c * scores
+            c = fu.scalar_constant(factor)
+            if not isinstance(x, fx.Node):
+                return NoMatch("attention", node, "scores are scaled in an unrecognised way")
+            if c is not None:
+                if c <= 0:
+                    return NoMatch("attention", node, f"non-positive score scale {c}")
+                scale *= c if fu.is_op(s, "mul") else 1.0 / c
+            elif _is_symbolic_scalar(factor):
+                q_scales.append((fu.op_name(s), factor))
+            else:
                 return NoMatch("attention", node, "scores are scaled by a tensor that is not a constant")
-            if c <= 0:
-                return NoMatch("attention", node, f"non-positive score scale {c}")
-            scale *= c if fu.is_op(s, "mul") else 1.0 / c
-            s = _skip(a, "to", "contiguous")
+            s = _skip(x, "to", "contiguous")
             continue
+        if q_scales and fu.is_op(s, "add", "masked_fill"):
+            return NoMatch("attention", node, "a symbolic scale applied after the mask")
         if fu.is_op(s, "add") and len(s.args) == 2 and all(isinstance(a, fx.Node) for a in s.args):
             scores, mask = _pick_scores(s.args)
             # Scales seen so far sit between this mask and the softmax: in forward order they scale it too.

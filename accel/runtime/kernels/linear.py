@@ -1,0 +1,455 @@
+"""``linear`` (y = x wᵀ + b) as Triton GEMV / GEMM kernels with a fused epilogue, chosen per shape.
+
+Dataflow: x [M, K] and weight [N_w, K] (any strides: GPT-2's Conv1D weight arrives as a transposed view)
+→ fp32 accumulators → epilogue act(acc + b), or act(acc_gate + b_gate) · (acc_up + b_up) when GATED
+(weight rows [0, N) are the gate, [N, 2N) the up projection) → out [M, N] in x's dtype, rounded once.
+With SPLIT_K > 1 the matmul kernels write fp32 partial sums to a workspace [SPLIT_K, M, N_w] instead,
+and ``_epilogue_kernel`` adds them in a fixed order (deterministic, no atomics, nothing to zero before a
+CUDA-graph replay), then applies the same epilogue.
+
+Kernels, by M (the number of tokens):
+- ``_gemv_kernel`` (batch-1 decode, M ≤ 4): CUDA-core dot products. Each program streams [BLOCK_N, BLOCK_K]
+  weight tiles along K (one 16-byte vector per lane and row) for all its rows of x; products accumulate
+  elementwise and are summed over K once after the loop. The weight is read exactly once.
+- ``_gemm_kernel`` (tl.dot): skinny (BLOCK_M 16–64, optional split-K) for 4 < M ≤ 64; tiled with grouped
+  program ordering for larger M.
+- cuBLAS (``F.linear``); for FFNs followed by ``_epilogue_kernel`` as the act·mul kernel. It is the only
+  path for a symbolic M.
+``select_config`` measures the candidates of a static shape on the GPU (``autotune_cache.tune``) and falls
+back to the first, heuristic, candidate. ``accel.runtime.kernels.ffn`` reuses all of this for ``ffn_up``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+from torch.library import wrap_triton
+
+from accel.runtime import autotune_cache
+from accel.runtime.kernels.activations import apply_activation
+from accel.runtime.kernels.utils import next_pow2, static_int
+
+# ---------------------------------------------------------------------------------------------------------
+# Configs: {"kernel": "gemv" | "gemm" | "cublas", meta-parameters..., "num_warps", "num_stages"}
+# ---------------------------------------------------------------------------------------------------------
+
+CUBLAS = {"kernel": "cublas"}
+# The GEMV keeps fp32 accumulators for M·BLOCK_N weight rows per thread: past 4 rows of x too few weight
+# rows fit in registers to keep enough loads in flight, while a 16-row tl.dot tile then wastes little.
+GEMV_MAX_M = 4
+SKINNY_MAX_M = 64  # above this the matmul is tiled (and, at M ≳ 300, compute-bound in bf16)
+# GEMV tiles as (num_warps, weight rows per thread). BLOCK_K is one 16-byte vector per lane of every warp,
+# so the weight tile, the x tile and the accumulator all get the same layout (no shuffles in the loop) and
+# each thread has that many independent 16-byte loads in flight per step.
+GEMV_TILES = [(4, 8), (4, 16), (8, 8), (2, 16)]
+# tl.dot tiles as (BLOCK_N, BLOCK_K, num_warps, num_stages); skinny tiles take BLOCK_M from M.
+SKINNY_TILES = [(64, 128, 4, 3), (128, 128, 4, 3), (32, 256, 4, 3), (64, 256, 8, 3)]
+TILED_TILES = [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 4), (128, 64, 64, 4, 4)]
+ACC_REGS_PER_THREAD = 128  # fp32 GEMV accumulators per thread (ptxas: ~100 registers in all at 64, ~160 at 128)
+SMEM_BYTES = 160 * 1024  # for the tl.dot pipeline stages; H100 allows 227 KB per block, leave headroom
+MAX_SPLIT_K = 16
+
+
+def keep_config(cfg: dict, gated: bool, elem_size: int) -> bool:
+    """The pruning predicate: does ``cfg`` fit in registers (GEMV) or shared memory (tl.dot)?"""
+    n_w = 2 if gated else 1
+    if cfg["kernel"] == "gemv":
+        acc = cfg["BLOCK_M"] * cfg["BLOCK_N"] * cfg["BLOCK_K"] * n_w
+        return acc <= ACC_REGS_PER_THREAD * 32 * cfg["num_warps"]
+    if cfg["kernel"] == "gemm":
+        tile = (cfg["BLOCK_M"] + n_w * cfg["BLOCK_N"]) * cfg["BLOCK_K"] * elem_size
+        return cfg["num_stages"] * tile <= SMEM_BYTES
+    return True
+
+
+def _split_k(programs: int, M: int, K: int, block_k: int, elem_size: int, sms: int) -> int:
+    """Smallest power of two that gives ≥ 4 programs per SM (one full wave at ~4 resident programs per SM),
+    while every split keeps at least one whole BLOCK_K step and the fp32 workspace traffic (written and
+    read back: 8·SPLIT_K·M bytes per output column) stays within 1/8 of the weight bytes (K·elem_size)."""
+    split = 1
+    while (programs * split < 4 * sms and split < MAX_SPLIT_K and K >= 2 * split * block_k
+           and 2 * split * M * 64 <= K * elem_size):
+        split *= 2
+    return split
+
+
+def _gemv_config(M: int, N: int, K: int, gated: bool, elem_size: int, tile: tuple, sms: int) -> dict:
+    warps, rows = tile
+    block_m = min(next_pow2(M), 16)
+    block_k = min((16 // elem_size) * 32 * warps, max(16, next_pow2(K)))
+    block_n = max(1, min(rows // (block_m * (2 if gated else 1)), next_pow2(N)))
+    split = _split_k(triton.cdiv(N, block_n) * triton.cdiv(M, block_m), M, K, block_k, elem_size, sms)
+    return {"kernel": "gemv", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
+            "num_warps": warps, "num_stages": 1}
+
+
+def _gemm_config(M: int, N: int, K: int, elem_size: int, tile: tuple, sms: int, group_m: int) -> dict:
+    block_m, block_n, block_k, warps, stages = tile
+    block_n = min(block_n, max(16, next_pow2(N)))
+    block_k = min(block_k, max(16, next_pow2(K)))
+    programs = triton.cdiv(M, block_m) * triton.cdiv(N, block_n)
+    split = _split_k(programs, M, K, block_k, elem_size, sms) if M <= SKINNY_MAX_M else 1
+    return {"kernel": "gemm", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
+            "GROUP_M": group_m, "num_warps": warps, "num_stages": stages}
+
+
+def candidate_configs(M: int, N: int, K: int, gated: bool, elem_size: int, sms: int, k_major: bool = True
+                      ) -> list[dict]:
+    """The configs worth measuring for out [M, N] from K, in order of preference: the first is the
+    heuristic default (GEMV for M ≤ 4, skinny tl.dot for M ≤ 64, cuBLAS above). A weight that is not
+    contiguous along K (GPT-2's Conv1D) defeats the GEMV's vector loads, so it starts with tl.dot."""
+    if M > SKINNY_MAX_M:
+        cands = [CUBLAS] + [_gemm_config(M, N, K, elem_size, t, sms, group_m=8) for t in TILED_TILES]
+    else:
+        block_m = max(16, next_pow2(M))
+        skinny = [_gemm_config(M, N, K, elem_size, (block_m, *t), sms, group_m=1) for t in SKINNY_TILES]
+        if skinny[0]["SPLIT_K"] > 1:  # split-K costs a second launch, which the smallest layers may not repay
+            skinny.append({**skinny[0], "SPLIT_K": 1})
+        gemv_first = M <= GEMV_MAX_M and k_major
+        gemv_tiles = GEMV_TILES if gemv_first else GEMV_TILES[1:2]
+        gemv = [_gemv_config(M, N, K, gated, elem_size, t, sms) for t in gemv_tiles]
+        if gemv[0]["SPLIT_K"] > 1:
+            gemv.insert(1, {**gemv[0], "SPLIT_K": 1})
+        if gemv_first:
+            cands = gemv + skinny[:2] + [CUBLAS]
+        elif M <= 16:
+            cands = skinny + gemv[:1] + [CUBLAS]
+        else:
+            cands = skinny + [CUBLAS]
+    kept = []
+    for c in cands:
+        if keep_config(c, gated, elem_size) and c not in kept:
+            kept.append(c)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _load_tile(ptrs, row_ok, k_ok, EVEN_K: tl.constexpr, EVICT: tl.constexpr):
+    """A tile of x or w, zero outside the matrix. The row mask is loop-invariant; K needs a mask only when
+    it is not a multiple of BLOCK_K."""
+    if EVEN_K:
+        tile = tl.load(ptrs, mask=row_ok, other=0.0, eviction_policy=EVICT)
+    else:
+        tile = tl.load(ptrs, mask=row_ok & k_ok, other=0.0, eviction_policy=EVICT)
+    return tile
+
+
+@triton.jit
+def _dot(a, b, acc, FP32_IEEE: tl.constexpr):
+    # fp32 operands: full fp32 like cuBLAS under torch's default; TF32 only where torch allows it
+    if FP32_IEEE:
+        acc = tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        acc = tl.dot(a, b, acc)
+    return acc
+
+
+@triton.jit
+def _epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr):
+    """act(acc + b[n]) [· (acc_up + b[N + n])] in fp32 for fp32 [rows, BLOCK_N] accumulators."""
+    n_ok = offs_n < N
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    out = apply_activation(acc, ACT)
+    if GATED:
+        if HAS_BIAS:
+            acc_up += tl.load(b_ptr + N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+        out = out * acc_up
+    return out
+
+
+@triton.jit
+def _write_back(acc, acc_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
+                HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr):
+    """Store the finished tile, or with split-K the raw partial sums into the workspace [SPLIT_K, M, N_w]."""
+    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+    rows = offs_m.to(tl.int64)[:, None]
+    if SPLIT_K > 1:
+        if GATED:
+            width = 2 * N
+        else:
+            width = N
+        ws_ptrs = ws_ptr + (pid_k * M + rows) * width + offs_n[None, :]
+        tl.store(ws_ptrs, acc, mask=mask)
+        if GATED:
+            tl.store(ws_ptrs + N, acc_up, mask=mask)
+    else:
+        out = _epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED)
+        tl.store(out_ptr + rows * stride_om + offs_n[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _gemv_kernel(
+    # Pointers
+    x_ptr, w_ptr, b_ptr, out_ptr, ws_ptr,
+    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
+    M, N, K, K_PER_SPLIT,
+    # Strides
+    stride_xm, stride_xk, stride_wn, stride_wk, stride_om,
+    # Meta-parameters
+    HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr,
+):
+    """out[m, n] = epilogue(Σ_k x[m, k] · w[n, k]) on CUDA cores: no tensor-core minimum of 16 rows, so at
+    M = 1 no lane multiplies padding. acc[m, n, k] collects the products of the K positions k ≡ k' (mod
+    BLOCK_K) and is reduced over its last axis only after the loop, so the loop has no cross-lane work."""
+    # -- map program ids to output columns, rows of x and a slice of K
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_m = tl.program_id(2)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    k_start = pid_k * K_PER_SPLIT
+    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
+    # -- create pointers as 3-D tiles, x [BLOCK_M, 1, BLOCK_K] and w [1, BLOCK_N, BLOCK_K], so that the loads
+    # already have the accumulator's layout (row offsets in int64: an LM head can exceed 2^31 weights)
+    m_ok = (offs_m < M)[:, None, None]
+    n_ok = (offs_n < N)[None, :, None]
+    k3 = (k_start + offs_k)[None, None, :]
+    x_ptrs = x_ptr + offs_m.to(tl.int64)[:, None, None] * stride_xm + k3 * stride_xk
+    w_ptrs = w_ptr + offs_n.to(tl.int64)[None, :, None] * stride_wn + k3 * stride_wk
+    wu_ptrs = w_ptrs + tl.cast(N, tl.int64) * stride_wn
+    # -- iterate over this split's K range; weights are streamed once, so they may leave L2 first
+    acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+    acc_up = acc
+    for k in range(k_start, k_end, BLOCK_K):
+        k_ok = offs_k[None, None, :] < K - k
+        x = _load_tile(x_ptrs, m_ok, k_ok, EVEN_K, "").to(tl.float32)
+        acc += x * _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first").to(tl.float32)
+        if GATED:
+            acc_up += x * _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first").to(tl.float32)
+            wu_ptrs += BLOCK_K * stride_wk
+        x_ptrs += BLOCK_K * stride_xk
+        w_ptrs += BLOCK_K * stride_wk
+    # -- write back
+    _write_back(tl.sum(acc, axis=2), tl.sum(acc_up, axis=2), offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr,
+                ws_ptr, stride_om, HAS_BIAS, ACT, GATED, SPLIT_K)
+
+
+@triton.jit
+def _gemm_kernel(
+    # Pointers
+    x_ptr, w_ptr, b_ptr, out_ptr, ws_ptr,
+    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
+    M, N, K, K_PER_SPLIT,
+    # Strides
+    stride_xm, stride_xk, stride_wn, stride_wk, stride_om,
+    # Meta-parameters
+    HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    EVEN_K: tl.constexpr, FP32_IEEE: tl.constexpr,
+):
+    """out = epilogue(x wᵀ) with tl.dot on [BLOCK_M, BLOCK_N] tiles; when GATED the gate and up tiles of
+    the same columns share each x tile. Skinny use: one row of tiles plus split-K; tiled use: GROUP_M rows of
+    tiles are visited column by column, so their weight tiles are still in L2 when the next row needs them."""
+    # -- map program ids to a tile (grouped ordering) and a slice of K
+    pid = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * num_pid_n
+    first_m = (pid // per_group) * GROUP_M
+    group_rows = tl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_group) % group_rows
+    pid_n = (pid % per_group) // group_rows
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    k_start = pid_k * K_PER_SPLIT
+    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
+    # -- create pointers: x tiles [BLOCK_M, BLOCK_K], wᵀ tiles [BLOCK_K, BLOCK_N] read through the strides
+    m_ok = (offs_m < M)[:, None]
+    n_ok = (offs_n < N)[None, :]
+    x_ptrs = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm + (k_start + offs_k)[None, :] * stride_xk
+    w_ptrs = w_ptr + offs_n.to(tl.int64)[None, :] * stride_wn + (k_start + offs_k)[:, None] * stride_wk
+    wu_ptrs = w_ptrs + tl.cast(N, tl.int64) * stride_wn
+    # -- iterate
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_up = acc
+    for k in range(k_start, k_end, BLOCK_K):
+        x = _load_tile(x_ptrs, m_ok, offs_k[None, :] < K - k, EVEN_K, "")
+        w = _load_tile(w_ptrs, n_ok, offs_k[:, None] < K - k, EVEN_K, "")
+        acc = _dot(x, w, acc, FP32_IEEE)
+        if GATED:
+            w_up = _load_tile(wu_ptrs, n_ok, offs_k[:, None] < K - k, EVEN_K, "")
+            acc_up = _dot(x, w_up, acc_up, FP32_IEEE)
+            wu_ptrs += BLOCK_K * stride_wk
+        x_ptrs += BLOCK_K * stride_xk
+        w_ptrs += BLOCK_K * stride_wk
+    # -- write back
+    _write_back(acc, acc_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
+                HAS_BIAS, ACT, GATED, SPLIT_K)
+
+
+@triton.jit
+def _epilogue_kernel(
+    # Pointers
+    src_ptr, b_ptr, out_ptr,
+    # Matrix dimensions
+    M, N,
+    # Strides (src is [SPLITS, M, N_w] with unit column stride)
+    stride_ss, stride_sm, stride_om,
+    # Meta-parameters
+    HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLITS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """out[m, n] = epilogue(Σ_s src[s, m, n]) for one row and BLOCK_N columns. Two uses: the split-K
+    reduction (fp32 partials, summed in split order, so results do not depend on scheduling) and, with
+    SPLITS = 1, the act·mul after a cuBLAS GEMM (src = h [M, 2N] with the bias already added)."""
+    offs_m = tl.program_id(0) + tl.arange(0, 1)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+    src_ptrs = src_ptr + offs_m.to(tl.int64)[:, None] * stride_sm + offs_n[None, :]
+    acc = tl.zeros((1, BLOCK_N), dtype=tl.float32)
+    acc_up = acc
+    for s in tl.static_range(SPLITS):
+        acc += tl.load(src_ptrs + s * stride_ss, mask=mask, other=0.0).to(tl.float32)
+        if GATED:
+            acc_up += tl.load(src_ptrs + s * stride_ss + N, mask=mask, other=0.0).to(tl.float32)
+    out = _epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED)
+    out_ptrs = out_ptr + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Launchers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _alloc(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # every output and workspace comes from here; the tests swap in a NaN-filled version to prove that
+    # each element is written
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _launch_epilogue(src, bias, out, act: int, gated: bool, splits: int) -> None:
+    M, N = out.shape
+    n = static_int(N)
+    block_n = 1024 if n is None else min(1024, max(16, next_pow2(n)))
+    wrap_triton(_epilogue_kernel)[(M, triton.cdiv(N, block_n))](
+        src, bias if bias is not None else src, out,  # b_ptr is never read without a bias
+        M, N,
+        src.stride(0) if src.dim() == 3 else 0, src.stride(-2), out.stride(0),
+        HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLITS=splits, BLOCK_N=block_n, num_warps=4,
+    )
+
+
+def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: bool) -> torch.Tensor:
+    """Run ``cfg`` for out [M, N] = epilogue(x [M, K] · w [N_w, K]ᵀ), N_w = 2N when gated: (1) check,
+    (2) allocate output and split-K workspace, (3) launch the matmul and, if needed, the epilogue kernel."""
+    torch._check(x.dim() == 2 and w.dim() == 2, lambda: "linear: x and weight must be 2-D")
+    torch._check(x.shape[1] == w.shape[1], lambda: f"linear: x {tuple(x.shape)} vs weight {tuple(w.shape)}")
+    torch._check(x.dtype == w.dtype, lambda: f"linear: x is {x.dtype} but the weight is {w.dtype}")
+    M, K = x.shape
+    n_rows = w.shape[0]
+    N = n_rows // 2 if gated else n_rows
+    if bias is not None:
+        torch._check(bias.dim() == 1 and bias.shape[0] == n_rows, lambda: "linear: bias must be [N_w]")
+    if cfg["kernel"] == "cublas":
+        h = F.linear(x, w, bias)
+        if act == 0 and not gated:
+            return h
+        out = _alloc((M, N), x.dtype, x.device)
+        _launch_epilogue(h, None, out, act, gated, 1)
+        return out
+
+    out = _alloc((M, N), x.dtype, x.device)
+    split, block_k = cfg["SPLIT_K"], cfg["BLOCK_K"]
+    # each split covers whole BLOCK_K steps (the last splits may be empty and store zero partials), so only
+    # a K that is not a multiple of BLOCK_K needs masks
+    k_per_split = triton.cdiv(triton.cdiv(K, split), block_k) * block_k
+    k = static_int(K)
+    even_k = k is not None and k % block_k == 0
+    # unused pointer arguments get a read-only tensor: passing ``out`` twice would make it an aliased
+    # input of the functionalized kernel and cost a copy in Inductor's reinplacing
+    ws = _alloc((split, M, n_rows), torch.float32, x.device) if split > 1 else x
+    args = (x, w, bias if bias is not None else w, out, ws,
+            M, N, K, k_per_split,
+            x.stride(0), x.stride(1), w.stride(0), w.stride(1), out.stride(0))
+    meta = dict(HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLIT_K=split, BLOCK_N=cfg["BLOCK_N"],
+                BLOCK_K=block_k, EVEN_K=even_k, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    if cfg["kernel"] == "gemv":
+        m = static_int(M)
+        block_m = cfg.get("BLOCK_M") or (16 if m is None else min(next_pow2(m), 16))
+        grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, triton.cdiv(M, block_m))
+        wrap_triton(_gemv_kernel)[grid](*args, BLOCK_M=block_m, **meta)
+    else:
+        fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
+        grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
+        wrap_triton(_gemm_kernel)[grid](*args, BLOCK_M=cfg["BLOCK_M"], GROUP_M=cfg["GROUP_M"],
+                                        FP32_IEEE=fp32_ieee, **meta)
+    if split > 1:
+        _launch_epilogue(ws, bias, out, act, gated, split)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dispatch
+# ---------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 132  # the interpreter: plan as for an H100 so that CPU tests take the GPU's decisions
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+@functools.cache
+def _sources() -> str:
+    # everything that changes what a stored config means or how fast it runs
+    return autotune_cache.source_hash(_gemv_kernel, _gemm_kernel, _epilogue_kernel, _write_back, _epilogue,
+                                      _load_tile, _dot, apply_activation, candidate_configs, _gemv_config,
+                                      _gemm_config, _split_k, launch)
+
+
+def _measurement_inputs(x, w, bias):
+    """make_runner for ``tune``: random inputs with the real shapes, dtype and weight layout, made once."""
+    made: dict = {}
+
+    def make(cfg, act, gated):
+        if not made:
+            M, K = (int(s) for s in x.shape)
+            n_rows = int(w.shape[0])
+            transposed = w.stride(1) != 1
+            wr = torch.randn((K, n_rows) if transposed else (n_rows, K), dtype=x.dtype, device=x.device)
+            made["x"] = torch.randn(M, K, dtype=x.dtype, device=x.device)
+            made["w"] = (wr.t() if transposed else wr) / math.sqrt(K)
+            made["b"] = None if bias is None else torch.randn(n_rows, dtype=x.dtype, device=x.device)
+        return lambda: launch(cfg, made["x"], made["w"], made["b"], act, gated)
+
+    return make
+
+
+def select_config(name: str, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: bool) -> dict:
+    """The config for this call: cuBLAS for symbolic or empty shapes, else the fastest measured candidate on
+    CUDA (cached per shape, dtype and weight layout), else the heuristic default."""
+    M, n_rows, K = (static_int(s) for s in (x.shape[0], w.shape[0], x.shape[1]))
+    if M is None or n_rows is None or K is None or min(M, n_rows, K) == 0:
+        return CUBLAS
+    N = n_rows // 2 if gated else n_rows
+    k_major = static_int(w.stride(1)) == 1
+    cands = candidate_configs(M, N, K, gated, x.element_size(), _num_sms(x.device), k_major)
+    if x.device.type != "cuda":
+        return cands[0]
+    key = autotune_cache.make_key(name, _sources(), (M, N, K, bias is not None, k_major), x.dtype, x.device)
+    make = _measurement_inputs(x, w, bias)
+    return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated), default=cands[0])
+
+
+def linear(x2d: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, _config: dict | None = None
+           ) -> torch.Tensor:
+    """x2d [M, K] @ weight[N, K]ᵀ + bias[N] -> [M, N] (contiguous, x's dtype). ``_config`` forces a config
+    (tests and benchmarks)."""
+    cfg = _config if _config is not None else select_config("linear", x2d, weight, bias, 0, False)
+    return launch(cfg, x2d, weight, bias, 0, False)
