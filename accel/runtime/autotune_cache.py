@@ -4,7 +4,7 @@ A launcher that has several ways to compute the same thing (a GEMV, a split-K ke
 describes each as a JSON-able config dict and calls :func:`tune`. The first time a key is seen, every
 candidate runs on random data of the real shape and the fastest (median of ``triton.testing.do_bench``) is
 kept; after that the cache answers. The key is explicit: kernel name, a hash of the kernel sources, the
-shape, dtype, compute capability, Triton and torch versions. Entries live in a table tagged with
+shape, dtype, compute capability and card name, Triton and torch versions. Entries live in a table tagged with
 ``CACHE_VERSION``: bump it whenever the meaning of a stored config changes.
 
 ``ACCEL_AUTOTUNE=0`` skips measurement (each launcher's heuristic default is used);
@@ -67,8 +67,9 @@ def _versions() -> str:
 def make_key(kernel: str, src_hash: str, shape: Iterable[int], dtype: torch.dtype, device: torch.device) -> str:
     cc = "cpu"
     if device.type == "cuda":
+        # the card, not just its architecture: an H100 and an H200 (sm90 both) differ in bandwidth
         major, minor = torch.cuda.get_device_capability(device)
-        cc = f"sm{major}{minor}"
+        cc = f"sm{major}{minor}-{torch.cuda.get_device_name(device).replace(' ', '_')}"
     dims = "x".join(str(int(s)) for s in shape)
     return f"{kernel}|{src_hash}|{dims}|{str(dtype).replace('torch.', '')}|{cc}|{_versions()}"
 
@@ -138,6 +139,66 @@ def config_name(cfg: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in cfg.items())
 
 
+_L2_FLUSH_BYTES = 128 << 20  # over twice the 50-60 MB L2 of an H100/H200
+_REPS = 8
+
+
+def _graph_ms(fn: Callable[[], Any], replays: int = 7) -> float:
+    """Median milliseconds of one replay of a CUDA graph that captured ``fn``."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()  # warm-up (allocations, lazy init) outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def measure_us(run: Callable[[], Any]) -> float:
+    """Device microseconds of one ``run()`` with a cold L2, as it runs inside a CUDA graph.
+
+    The candidates are captured in a CUDA graph and replayed, so host launch cost (larger than a decode-sized
+    kernel, and larger still through ``wrap_triton``'s tracing dispatch) is not measured; each run follows an
+    L2-flushing memset, whose own time is measured separately and subtracted. Falls back to
+    ``triton.testing.do_bench`` for a runner that cannot be captured.
+    """
+    try:
+        from torch._library.triton import set_wrap_triton_enabled
+    except ImportError:  # older torch: wrap_triton launches directly outside tracing anyway
+        set_wrap_triton_enabled = lambda enabled: contextlib.nullcontext()  # noqa: E731
+    flush = torch.empty(_L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+
+    def flushed():
+        for _ in range(_REPS):
+            flush.zero_()
+            run()
+
+    def flush_only():
+        for _ in range(_REPS):
+            flush.zero_()
+
+    with set_wrap_triton_enabled(False):
+        run()  # compile (or fail) before capture
+        try:
+            ms = _graph_ms(flushed) - _graph_ms(flush_only)
+        except RuntimeError:
+            import triton.testing
+
+            torch.cuda.synchronize()
+            return triton.testing.do_bench(run, warmup=5, rep=20, return_mode="median") * 1e3
+    return max(ms, 0.0) / _REPS * 1e3
+
+
 def tune(
     key: str,
     candidates: Sequence[dict],
@@ -147,9 +208,10 @@ def tune(
 ) -> dict:
     """Return the fastest of ``candidates`` for ``key``, measuring on a miss.
 
-    ``make_runner(cfg)`` is called inside :func:`real_mode` and returns a zero-argument callable that runs the
-    candidate once on real inputs; a candidate whose runner raises is skipped (and logged). With tuning
-    disabled, or when no device is present, ``default`` (else the first candidate) is returned unmeasured.
+    ``make_runner(cfg)`` is called inside :func:`real_mode` and returns a zero-argument callable that launches
+    the candidate once on real inputs of the right shapes (:func:`measure_us` times it); a candidate whose
+    runner raises is skipped (and logged). With tuning disabled, or when no device is present, ``default``
+    (else the first candidate) is returned unmeasured.
     """
     default = dict(default if default is not None else candidates[0])
     if len(candidates) == 1 or not envs.ACCEL_AUTOTUNE() or not torch.cuda.is_available():
@@ -158,20 +220,15 @@ def tune(
     hit = cache.lookup(key)
     if hit is not None:
         return hit
-    import triton.testing
-
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with real_mode():
         for cfg in candidates:
             try:
-                run = make_runner(cfg)
-                run()  # compile outside the timed region
-                ms = triton.testing.do_bench(run, warmup=5, rep=20, return_mode="median")
+                timings[config_name(cfg)] = round(measure_us(make_runner(cfg)), 3)
             except Exception as e:  # a config that does not compile or fit is simply not a candidate
                 log.info("accel: autotune %s: candidate %s failed: %s", key, cfg, e)
-                continue
-            timings[config_name(cfg)] = round(ms * 1e3, 3)
+                torch.cuda.synchronize()
     if not timings:
         log.warning("accel: autotune %s: every candidate failed; using the default %s", key, default)
         return default

@@ -29,9 +29,10 @@ def attention(
     """
     if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
         mask = mask.to(q.dtype)
-    return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1]
-    )
+    hq, hkv = q.shape[1], k.shape[1]
+    # enable_gqa must be a plain bool: with symbolic head counts, take the GQA path (correct for equal counts too)
+    gqa = True if not (isinstance(hq, int) and isinstance(hkv, int)) else hq != hkv
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=gqa)
 
 
 def ffn_up(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None, activation: str, gated: bool) -> torch.Tensor:

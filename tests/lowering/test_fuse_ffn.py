@@ -158,3 +158,16 @@ def test_identity_plain_chain_is_not_an_ffn(identity):
     _, report = rewrite_only(TwoLinears(), torch.randn(2, 8))
     assert report.counts["ffn"] == 0
     assert report.counts["linear"] == 2
+
+
+def test_oracle_catches_a_planted_bug(monkeypatch):
+    """The equivalence check is only evidence if it fails on a wrong rewrite: drop the first bias in the op."""
+    import accel.runtime.reference as ref
+
+    real = ref.ffn_up
+    monkeypatch.setattr(ref, "ffn_up", lambda x, w1, b1, act, gated: real(x, w1, None, act, gated))
+    model = GatedFFN(8, 16, F.silu, merged=False, split="chunk", bias=True, swap=False)
+    x = torch.randn(3, 8)
+    out, report = rewrite_only(model, x)
+    assert report.counts["ffn"] == 1
+    assert rel_l2(out, model(x)) > TOL_FP32

@@ -1,0 +1,75 @@
+"""The autotune cache: explicit keys, persistence across processes, versioned table, bypass switches."""
+import json
+
+import torch
+
+from accel.runtime import autotune_cache as ac
+
+
+def test_key_names_every_part():
+    key = ac.make_key("gemv", "abc123", (1, 4096, 2048), torch.bfloat16, torch.device("cpu"))
+    kernel, src, shape, dtype, cc, versions = key.split("|")
+    assert (kernel, src, shape, dtype, cc) == ("gemv", "abc123", "1x4096x2048", "bfloat16", "cpu")
+    assert versions.startswith("torch") and "triton" in versions
+
+
+def test_source_hash_changes_with_the_source():
+    def a(x):
+        return x + 1
+
+    def b(x):
+        return x + 2
+
+    assert ac.source_hash(a) != ac.source_hash(b)
+    assert ac.source_hash(a) == ac.source_hash(a)
+
+
+def test_store_persists_under_the_versioned_table(tmp_path):
+    path = tmp_path / "at.json"
+    cache = ac.AutotuneCache(path)
+    cache.store("k1", {"kernel": "gemv", "BLOCK_N": 64}, {"kernel=gemv,BLOCK_N=64": 12.5})
+    data = json.loads(path.read_text())
+    assert data[f"v{ac.CACHE_VERSION}"]["k1"]["config"] == {"kernel": "gemv", "BLOCK_N": 64}
+    assert ac.AutotuneCache(path).lookup("k1") == {"kernel": "gemv", "BLOCK_N": 64}
+    # another process's entries are merged, not overwritten
+    other = ac.AutotuneCache(path)
+    other.store("k2", {"kernel": "cublas"}, {})
+    cache.store("k3", {"kernel": "gemm"}, {})
+    assert set(json.loads(path.read_text())[f"v{ac.CACHE_VERSION}"]) == {"k1", "k2", "k3"}
+
+
+def test_entries_of_another_version_are_ignored(tmp_path):
+    path = tmp_path / "at.json"
+    path.write_text(json.dumps({"v0": {"k": {"config": {"kernel": "old"}, "us": {}}}}))
+    assert ac.AutotuneCache(path).lookup("k") is None
+
+
+def test_environment_switches(monkeypatch, tmp_path):
+    monkeypatch.setenv("ACCEL_AUTOTUNE_CACHE", "0")
+    assert ac.get_cache().path is None
+    monkeypatch.setenv("ACCEL_AUTOTUNE_CACHE", str(tmp_path / "c.json"))
+    assert ac.get_cache().path == tmp_path / "c.json"
+    monkeypatch.setenv("ACCEL_AUTOTUNE", "0")
+    calls = []
+    got = ac.tune("k", [{"a": 1}, {"a": 2}], lambda cfg: calls.append(cfg) or (lambda: None), default={"a": 2})
+    assert got == {"a": 2} and calls == []  # tuning off: the default, nothing measured
+
+
+def test_tune_measures_once_and_then_answers_from_the_cache(monkeypatch, tmp_path):
+    if not torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("measurement needs a CUDA device")
+    monkeypatch.setenv("ACCEL_AUTOTUNE_CACHE", str(tmp_path / "c.json"))
+    x = torch.randn(1 << 20, device="cuda")
+    runs = []
+
+    def make_runner(cfg):
+        runs.append(cfg["reps"])
+        return lambda: [x.sum() for _ in range(cfg["reps"])]
+
+    best = ac.tune("sum-test", [{"reps": 20}, {"reps": 1}], make_runner)
+    assert best == {"reps": 1}
+    runs.clear()
+    assert ac.tune("sum-test", [{"reps": 20}, {"reps": 1}], make_runner) == {"reps": 1}
+    assert runs == []
