@@ -560,8 +560,10 @@ def _select(q, k, v, mask, is_causal) -> dict:
         return default
     b, hq, sq, d = sizes[:4]
     hkv, skv = sizes[5:7]
+    # the key length in power-of-two buckets: decode over a growing KV cache must not re-tune at every length
     key = autotune_cache.make_key(
-        "attention", _SRC_HASH, (b, hq, hkv, sq, skv, d, int(is_causal), _mask_code(mask, q)), q.dtype, q.device
+        "attention", _SRC_HASH, (b, hq, hkv, sq, next_pow2(skv), d, int(is_causal), _mask_code(mask, q)), q.dtype,
+        q.device,
     )
     return autotune_cache.tune(
         key, _candidates(q, k, mask, is_causal), functools.partial(_runner, q, k, v, mask, is_causal), default=default
