@@ -36,11 +36,12 @@ def weight_bytes(model) -> int:
     return total if tied else total - emb.numel() * emb.element_size()
 
 
-def run_decode(model, cfg, step, prompt, new: int, device: str):
-    """(seconds for ``new`` tokens, generated token ids) with transformers' StaticCache."""
+def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int):
+    """(seconds for ``new`` tokens, generated token ids) with transformers' StaticCache of ``cache_len``
+    (one length for every run: a new length is a new static shape, and would recompile)."""
     from transformers import StaticCache
 
-    cache = StaticCache(config=cfg, max_cache_len=prompt.shape[1] + new + 8)
+    cache = StaticCache(config=cfg, max_cache_len=cache_len)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with torch.no_grad():
         out = model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(prompt.shape[1], device=device),
@@ -59,12 +60,13 @@ def run_decode(model, cfg, step, prompt, new: int, device: str):
         return time.perf_counter() - t0, torch.cat(toks, 1)
 
 
-def teacher_forced_agreement(model, cfg, step, prompt, ref_toks, device: str) -> float:
+def teacher_forced_agreement(model, cfg, step, prompt, ref_toks, device: str, cache_len: int) -> float:
     """Fraction of steps whose greedy token equals ``ref_toks`` when every step is fed the reference prefix
     (one early flip does not derail the rest, unlike free-running agreement)."""
     from transformers import StaticCache
 
-    cache = StaticCache(config=cfg, max_cache_len=prompt.shape[1] + ref_toks.shape[1] + 8)
+    cache = StaticCache(config=cfg, max_cache_len=cache_len)
+    ref_toks = ref_toks.contiguous()
     same = 0
     with torch.no_grad():
         model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(prompt.shape[1], device=device),
@@ -72,7 +74,7 @@ def teacher_forced_agreement(model, cfg, step, prompt, ref_toks, device: str) ->
         for i in range(ref_toks.shape[1] - 1):
             if device == "cuda":
                 torch.compiler.cudagraph_mark_step_begin()
-            tok = step(model, cache, ref_toks[:, i:i + 1], torch.tensor([prompt.shape[1] + i], device=device))
+            tok = step(model, cache, ref_toks[:, i:i + 1].clone(), torch.tensor([prompt.shape[1] + i], device=device))
             same += int(tok.item() == ref_toks[0, i + 1].item())
     return same / (ref_toks.shape[1] - 1)
 
@@ -122,7 +124,8 @@ def main() -> None:
 
     rows = []
     # the reference tokens: one eager greedy decode (its own rerun below shows eager's run-to-run agreement)
-    _, eager_toks = run_decode(base, cfg, make_step("eager"), prompt, args.new, device)
+    cache_len = args.prompt + args.new + 8
+    _, eager_toks = run_decode(base, cfg, make_step("eager"), prompt, args.new, device, cache_len)
     for variant in args.variants.split(","):
         torch._dynamo.reset()
         model = base
@@ -130,19 +133,20 @@ def main() -> None:
         try:
             step = make_step(variant, cudagraphs=device == "cuda")
             t0 = time.perf_counter()
-            run_decode(model, cfg, step, prompt, 4, device)
-            run_decode(model, cfg, step, prompt, 4, device)
+            run_decode(model, cfg, step, prompt, 4, device, cache_len)
+            run_decode(model, cfg, step, prompt, 4, device, cache_len)
             row["compile_s"] = round(time.perf_counter() - t0, 1)
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
-            times = sorted(run_decode(model, cfg, step, prompt, args.new, device)[0] for _ in range(runs))
-            _, toks = run_decode(model, cfg, step, prompt, args.new, device)
+            times = sorted(run_decode(model, cfg, step, prompt, args.new, device, cache_len)[0] for _ in range(runs))
+            _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len)
             sec = times[len(times) // 2]
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
             if bw:
                 row["pct_of_copy_bw"] = round(100 * row["weight_gbs"] / bw, 1)
             row["token_match"] = round(float((toks == eager_toks).float().mean()), 4)
-            row["teacher_forced_match"] = round(teacher_forced_agreement(model, cfg, step, prompt, eager_toks, device), 4)
+            row["teacher_forced_match"] = round(
+                teacher_forced_agreement(model, cfg, step, prompt, eager_toks, device, cache_len), 4)
             forward = model if variant == "eager" else torch.compile(
                 model, backend="accel" if variant == "accel" else "inductor")
             row["logits_rel_err_vs_fp32"] = round(logits_error(model, prompt, ref_logits, forward), 5)
