@@ -31,6 +31,9 @@ def main() -> None:
         cache = StaticCache(config=cfg, max_cache_len=args.context + 64)
         tok = torch.randint(0, cfg.vocab_size, (1, 1), device="cuda")
         with torch.no_grad():
+            # prefill eagerly first: the cache's tensors are created (and marked static) on first use
+            prompt = torch.randint(0, cfg.vocab_size, (1, args.context), device="cuda")
+            model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(args.context, device="cuda"))
             for i in range(3):
                 step(model, cache, tok, torch.tensor([args.context + i], device="cuda"))
             torch.cuda.synchronize()

@@ -29,10 +29,10 @@ class CompileContext:
     options: AccelOptions
     report: GraphReport
     derived: list[torch.Tensor] = field(default_factory=list)
-    _placeholders: list[fx.Node] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._placeholders = list(self.gm.graph.find_nodes(op="placeholder"))
+        self._position = {node: i for i, node in enumerate(self._placeholders)}
         self._fake_mode = _find_fake_mode(self.gm, self.example_inputs)
 
     # ---- weights -------------------------------------------------------------------------------------
@@ -41,9 +41,7 @@ class CompileContext:
 
         Buffers are excluded on purpose: a KV cache is a static buffer that the graph mutates.
         """
-        if not isinstance(node, fx.Node) or node.op != "placeholder":
-            return None
-        idx = self._placeholders.index(node) if node in self._placeholders else -1
+        idx = self._position.get(node, -1) if isinstance(node, fx.Node) else -1
         if idx < 0:
             return None
         n_user = len(self._placeholders) - len(self.derived)
@@ -69,6 +67,7 @@ class CompileContext:
         node.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
         fake = self._fake_mode.from_tensor(value, static_shapes=True) if self._fake_mode else value
         node.meta["example_value"] = node.meta["val"] = fake
+        self._position[node] = len(self._placeholders)
         self._placeholders.append(node)
         self.derived.append(value)
         self.report.derived_weight_bytes += value.numel() * value.element_size()
@@ -93,9 +92,6 @@ class CompileContext:
         args, kwargs = fx.node.map_arg((node.args, node.kwargs), fx_utils.val)
         with self._fake_mode:
             node.meta["example_value"] = node.target(*args, **kwargs)
-
-    def replace(self, old: fx.Node, new: fx.Node) -> None:
-        old.replace_all_uses_with(new)
 
     # ---- reporting -----------------------------------------------------------------------------------
     def matched(self, family: str, pattern: str, node: fx.Node, detail: str = "") -> None:

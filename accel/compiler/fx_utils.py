@@ -3,7 +3,7 @@
 Dynamo hands the backend torch-level IR: ``torch.matmul``, ``operator.matmul`` and ``x.matmul(...)``
 (``call_method``) are the same op, arguments arrive positionally or by keyword. :func:`op_name` maps each
 spelling to one canonical name and :func:`arg` fetches an argument by position or keyword, with ``self``
-counted as the first positional argument of a method call. ``find_*_maybe`` return ``None``, ``find_*`` raise.
+counted as the first positional argument of a method call.
 """
 from __future__ import annotations
 
@@ -148,11 +148,6 @@ def scalar_constant(x: Any) -> float | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return None
-
-
-def find_placeholder_maybe(node: Any) -> fx.Node | None:
-    """``node`` itself if it is a graph input."""
-    return node if isinstance(node, fx.Node) and node.op == "placeholder" else None
 
 
 _MODULE_KEY = re.compile(r"^L\['self'\]\.?|^L\['(\w+)'\]\.?")

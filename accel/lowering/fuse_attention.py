@@ -65,8 +65,7 @@ def _mask_nodes(m: AttentionMatch) -> list[fx.Node]:
 def _unsupported_mask(m: AttentionMatch) -> str | None:
     q = fu.tensor_meta(m.q)
     k = fu.tensor_meta(m.k)
-    full = (*q.shape[:-1], k.shape[-2]) if q.dim() == 4 else (1, *q.shape[:-1], k.shape[-2])
-    full = (full[0], full[1], full[2], full[3])
+    full = (*q.shape[:-1], k.shape[-2]) if q.dim() == 4 else (1, *q.shape[:-1], k.shape[-2])  # [B, H, Sq, Skv]
     for node in _mask_nodes(m):
         t = fu.tensor_meta(node)
         if t is None:

@@ -15,6 +15,7 @@ from accel.runtime import reference
 from accel.runtime.activations import ACTIVATIONS
 from accel.runtime.kernels import ffn as kf
 from accel.runtime.kernels import linear as kl
+from tests.runtime.poison import poison_allocations
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 LOW_PRECISION = [torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -93,13 +94,7 @@ def test_transposed_w1_and_strided_x(name, gated):
 def test_fused_kernels_write_only_the_product(name, monkeypatch):
     # outputs start as NaN so any unwritten element fails; and without split-K the only buffer is [M, I]:
     # the [M, 2I] pre-activation never exists
-    allocs = []
-
-    def poisoned(shape, dtype, device):
-        allocs.append(tuple(shape))
-        return torch.full(shape, float("nan"), dtype=dtype, device=device)
-
-    monkeypatch.setattr(kl, "_alloc", poisoned)
+    allocs = poison_allocations(monkeypatch)
     x, w1, b1 = make_inputs(17, 40, 24, torch.float32)
     cfg = CONFIGS[name]
     check(kf.ffn_up(x, w1, b1, "silu", True, _config=cfg), x, w1, b1, "silu", True)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from accel.runtime import reference
 from accel.runtime.kernels import linear as kl
+from tests.runtime.poison import poison_allocations
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 LOW_PRECISION = [torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -95,13 +96,7 @@ def test_non_contiguous_x(name, layout):
 def test_output_and_workspace_fully_written(name, monkeypatch):
     # every buffer the launcher allocates starts as NaN: any element left unwritten (or a workspace slice
     # read but never stored, e.g. an empty split) shows up in the result
-    allocs = []
-
-    def poisoned(shape, dtype, device):
-        allocs.append(tuple(shape))
-        return torch.full(shape, float("nan"), dtype=dtype, device=device)
-
-    monkeypatch.setattr(kl, "_alloc", poisoned)
+    allocs = poison_allocations(monkeypatch)
     x, w, b = make_inputs(17, 24, 40, torch.float32)
     out = kl.linear(x, w, b, _config={**CONFIGS[name], "SPLIT_K": 4})  # K=40 in 16-steps: the 4th split is empty
     assert (4, 17, 24) in allocs
