@@ -1,0 +1,87 @@
+"""Compile every Triton launch a launcher makes for sm_90, as Inductor would, without a GPU.
+
+Run as a script (no TRITON_INTERPRET, so kernels are real JITFunctions): launchers are called on CPU tensors with
+``wrap_triton`` replaced by a recorder, and each recorded launch is compiled with Triton's NVIDIA backend for an
+H100/H200 target, Python floats typed fp64 as Inductor types them for user kernels. Prints one line per launch.
+"""
+import sys
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.bool: "i1",
+          torch.int64: "i64", torch.int32: "i32", torch.uint8: "u8", torch.int8: "i8"}
+_LAUNCH_OPTIONS = ("num_warps", "num_stages")
+launches = []
+
+
+def record(kernel):
+    class Launcher:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append((kernel, args, kwargs))
+
+    return Launcher()
+
+
+def compile_launch(kernel, args, kwargs):
+    bound = dict(zip(kernel.arg_names, args))
+    bound.update({k: v for k, v in kwargs.items() if k not in _LAUNCH_OPTIONS})
+    signature, constants = {}, {}
+    for p in kernel.params:
+        value = bound.get(p.name, p.default)
+        if p.is_constexpr:
+            signature[p.name], constants[p.name] = "constexpr", value
+        elif isinstance(value, torch.Tensor):
+            signature[p.name] = "*" + _TYPES[value.dtype]
+        elif isinstance(value, bool):
+            signature[p.name] = "i1"
+        elif isinstance(value, float):
+            signature[p.name] = "fp64"  # what Inductor passes for a Python float
+        elif isinstance(value, int):
+            signature[p.name] = "i64" if abs(value) >= 2**31 else "i32"
+        else:
+            raise TypeError(f"{kernel.__name__}.{p.name}: cannot type {value!r}")
+    options = {k: kwargs[k] for k in _LAUNCH_OPTIONS if k in kwargs}
+    triton.compile(ASTSource(kernel, signature, constants), target=GPUTarget("cuda", 90, 32), options=options)
+
+
+def main() -> int:
+    torch.library.wrap_triton = record  # attention.py looks it up at call time
+    from accel.runtime.kernels import attention as ka
+    from accel.runtime.kernels import ffn as kf
+    from accel.runtime.kernels import linear as kl
+
+    kl.wrap_triton = record
+    dt = torch.bfloat16
+    q, k, v = torch.randn(1, 8, 40, 64, dtype=dt), torch.randn(1, 2, 40, 64, dtype=dt), torch.randn(1, 2, 40, 64, dtype=dt)
+    mask = torch.ones(1, 1, 40, 40, dtype=torch.bool)
+    ka.attention(q, k, v, mask, 0.125, False)  # prefill, bool mask
+    ka.attention(q[:, :, :1], k, v, None, 0.125, True)  # decode (+ reduce)
+    ka.attention(q, k, v, torch.zeros(40, 40, dtype=dt), 0.125, True)  # additive mask and causal
+    x, w = torch.randn(1, 256, dtype=dt), torch.randn(512, 256, dtype=dt)
+    for cfg in kl.candidate_configs(1, 512, 256, False, 2, 132, True)[:3]:
+        kl.linear(x, w, None, _config=cfg)
+    xs = torch.randn(48, 256, dtype=dt)
+    for cfg in kl.candidate_configs(48, 512, 256, False, 2, 132, True)[:2]:
+        kl.linear(xs, w, torch.randn(512, dtype=dt), _config=cfg)
+    gemv = kl.candidate_configs(1, 512, 256, False, 2, 132, True)[0]
+    kl.linear(x, w, None, _config={**gemv, "SPLIT_K": 2})  # split-K: partials + the epilogue (reduce) kernel
+    w1 = torch.randn(1024, 256, dtype=dt)
+    kf.ffn_up(x, w1, None, "silu", True)
+    kf.ffn_up(x, w1, None, "gelu_tanh", True, _config=kl.CUBLAS)  # cuBLAS + the act·mul epilogue kernel
+    failed = 0
+    for kernel, args, kwargs in launches:
+        try:
+            compile_launch(kernel, args, kwargs)
+            print(f"ok     {kernel.__name__}")
+        except Exception as e:  # report every failing launch, not just the first
+            failed += 1
+            print(f"FAILED {kernel.__name__}: {type(e).__name__}: {str(e).splitlines()[-1][:300]}")
+    print(f"{len(launches)} launches, {failed} failed")
+    return 1 if failed or not launches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
