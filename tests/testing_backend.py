@@ -10,10 +10,10 @@ import torch
 import torch.fx as fx
 
 import accel
+from accel.compiler.backend import run_rewritten_eagerly
 
 
-def eager_inner_compile(gm: fx.GraphModule, example_inputs, options, graph_report, with_accel_pass=True):
-    return gm.forward
+eager_inner_compile = run_rewritten_eagerly
 
 
 def rewrite_only(fn, *args, options: dict | None = None, **kwargs):

@@ -160,6 +160,12 @@ def _compile_rewritten(gm, example_inputs, options, graph_report, dumper, passes
         return inner_compile(gm, example_inputs, options, graph_report, with_accel_pass=False)
 
 
+def run_rewritten_eagerly(gm: fx.GraphModule, example_inputs, options, graph_report, with_accel_pass=True):
+    """An ``inner_compile`` for :class:`AccelBackend` that skips Inductor: the rewritten graph runs op by op (accel
+    ops run their reference on CPU). For fast tests and for accuracy measurements of what accel computes."""
+    return gm.forward
+
+
 def accel_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dict | None = None,
                   mode: str | None = None):
     """The function registered as ``backend="accel"``. ``mode`` takes torch.compile's mode names:

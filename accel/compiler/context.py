@@ -29,6 +29,11 @@ class CompileContext:
     options: AccelOptions
     report: GraphReport
     derived: list[torch.Tensor] = field(default_factory=list)
+    derived_sources: dict[fx.Node, tuple[fx.Node, ...]] = field(default_factory=dict)
+    """For each derived input, the parameter inputs it was computed from (a merged weight's parts)."""
+    linear_inputs: dict[fx.Node, torch.Tensor] | None = None
+    """Sampled input activations of each parameter linear on the example inputs, by weight node (filled by the
+    capture pass when quantizing, for per-layer SQNR); ``None`` when not captured."""
 
     def __post_init__(self) -> None:
         self._placeholders = list(self.gm.graph.find_nodes(op="placeholder"))
@@ -55,8 +60,9 @@ class CompileContext:
     def is_weight(self, node: Any) -> bool:
         return self.weight_value(node) is not None
 
-    def add_derived(self, name: str, compute: Callable[[], torch.Tensor]) -> fx.Node:
-        """Add a graph input holding ``compute()`` (evaluated now, without autograd) and return its node."""
+    def add_derived(self, name: str, compute: Callable[[], torch.Tensor], sources: tuple[fx.Node, ...] = ()) -> fx.Node:
+        """Add a graph input holding ``compute()`` (evaluated now, without autograd) and return its node;
+        ``sources`` are the weight inputs it is computed from."""
         with torch.no_grad():
             value = compute().detach().contiguous()
         graph = self.gm.graph
@@ -67,6 +73,7 @@ class CompileContext:
         node.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
         fake = self._fake_mode.from_tensor(value, static_shapes=True) if self._fake_mode else value
         node.meta["example_value"] = node.meta["val"] = fake
+        self.derived_sources[node] = tuple(sources)
         self._position[node] = len(self._placeholders)
         self._placeholders.append(node)
         self.derived.append(value)

@@ -22,6 +22,9 @@ DEFAULT_MERGE_PROJECTIONS = True
 DEFAULT_REPLACE_LINEAR = True
 DEFAULT_CUDAGRAPHS = False
 DEFAULT_STRICT = False
+DEFAULT_GROUP_SIZE = 128
+QUANTIZE_SCHEMES = ("int8_weight_only", "int4_weight_only", "w8a8_int8", "w8a8_fp8")
+GROUP_SIZES = (32, 64, 128)
 
 # Fields that only change where output goes or how failures surface, never the compiled code.
 _NOT_HASHED = frozenset({"dump_dir", "strict"})
@@ -57,6 +60,31 @@ class AccelOptions:
     transformers' StaticCache) are static inputs, so no replay copies them. Call
     ``torch.compiler.cudagraph_mark_step_begin()`` before each step and clone outputs you keep."""
 
+    quantize: str | None = None
+    """Lossy, opt-in: quantize the weights of every linear accel rewrites (projections, FFNs; not the LM head
+    unless ``quantize_lm_head``). "int8_weight_only" (per-channel symmetric), "int4_weight_only" (groups of
+    ``group_size``, asymmetric unless ``symmetric``), "w8a8_int8" (int8 weights per channel, activations per
+    token, dynamic), "w8a8_fp8" (e4m3, per-row weight and per-token activation scales). Weights are quantized once
+    at compile time from the real parameters; the compiled graph reads only the quantized copies."""
+
+    group_size: int = DEFAULT_GROUP_SIZE
+    """int4 group size along the input dimension: 32, 64 or 128."""
+
+    symmetric: bool = False
+    """int4 only: symmetric groups (no zero point) instead of the default asymmetric ones."""
+
+    quantize_lm_head: bool = False
+    """Also quantize the LM head (the output projection onto the vocabulary; with tied embeddings it is the
+    embedding matrix). Off by default: it is the layer most sensitive to quantization."""
+
+    quantize_exclude: tuple[str, ...] = ()
+    """Module-path patterns (fnmatch, e.g. "model.layers.0.*", "*.down_proj") whose linears stay unquantized."""
+
+    min_sqnr_db: float | None = None
+    """Accuracy guard: a linear whose quantized output has a signal-to-quantization-noise ratio below this (dB,
+    measured on the compile's example inputs; on the weights when the graph mutates its inputs) stays in full
+    precision, and the report says which."""
+
     dump_dir: str | None = field(default_factory=envs.ACCEL_DUMP_DIR)
     """Write numbered before/after graphs per pass, ``report.json``/``report.md`` and Inductor's generated
     code for each compiled graph here. Default: the ``ACCEL_DUMP_DIR`` environment variable, else off."""
@@ -73,6 +101,23 @@ class AccelOptions:
             value = getattr(self, f.name)
             if f.type == "bool" and not isinstance(value, bool):
                 raise AccelOptionsError(f"option {f.name!r} must be True or False, got {value!r}")
+        if self.quantize is not None and self.quantize not in QUANTIZE_SCHEMES:
+            raise AccelOptionsError(f"option 'quantize' must be one of {', '.join(QUANTIZE_SCHEMES)} or None, "
+                                    f"got {self.quantize!r}")
+        if self.group_size not in GROUP_SIZES or isinstance(self.group_size, bool):
+            raise AccelOptionsError(f"option 'group_size' must be one of {GROUP_SIZES}, got {self.group_size!r}")
+        if isinstance(self.quantize_exclude, str) or not all(isinstance(p, str) for p in self.quantize_exclude):
+            raise AccelOptionsError(f"option 'quantize_exclude' must be a list of module-path patterns, "
+                                    f"got {self.quantize_exclude!r}")
+        object.__setattr__(self, "quantize_exclude", tuple(self.quantize_exclude))
+        if self.min_sqnr_db is not None and (isinstance(self.min_sqnr_db, bool)
+                                             or not isinstance(self.min_sqnr_db, (int, float))):
+            raise AccelOptionsError(f"option 'min_sqnr_db' must be a number of dB or None, got {self.min_sqnr_db!r}")
+        if self.quantize is None and (self.symmetric or self.quantize_lm_head or self.min_sqnr_db is not None):
+            import warnings
+
+            warnings.warn("accel: symmetric / quantize_lm_head / min_sqnr_db have no effect without 'quantize'",
+                          stacklevel=3)
         if self.dump_dir is not None and not isinstance(self.dump_dir, str):
             raise AccelOptionsError(f"option 'dump_dir' must be a path string or None, got {self.dump_dir!r}")
         if not isinstance(self.inductor_config, Mapping):

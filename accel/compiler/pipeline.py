@@ -6,12 +6,17 @@ from accel.compiler.pass_base import AccelPass
 
 
 def build_pipeline(options: AccelOptions) -> list[AccelPass]:
+    from accel.lowering.capture_linear_inputs import CaptureLinearInputsPass
     from accel.lowering.fuse_attention import FuseAttentionPass
     from accel.lowering.fuse_ffn import FuseFFNPass
     from accel.lowering.merge_projections import MergeProjectionsPass
+    from accel.lowering.quantize_weights import QuantizeWeightsPass
     from accel.lowering.replace_linear import ReplaceLinearPass
 
     passes: list[AccelPass] = []
+    # First, on the untouched graph: the activations each linear sees, for the quantization guard's SQNR.
+    if options.quantize:
+        passes.append(CaptureLinearInputsPass())
     if options.fuse_attention:
         passes.append(FuseAttentionPass())
     # FFNs before projection merging: gate and up share an input and would otherwise be merged as a
@@ -23,4 +28,7 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     # Last: whatever linear no fusion took (o_proj, lm_head, ...).
     if options.replace_linear:
         passes.append(ReplaceLinearPass())
+    # After every linear is an accel op: swap weights for quantized copies (lossy, opt-in).
+    if options.quantize:
+        passes.append(QuantizeWeightsPass())
     return passes

