@@ -49,8 +49,8 @@ def compile_launch(kernel, args, kwargs):
 
 
 def _quantized_linear_launches(kq, quant, dt) -> None:
-    """Each scheme through its GEMV (M=1, + split-K), skinny (M=48) and tiled (M=256) configs, a gated SiLU
-    epilogue, the activation-quantization and dequantization (cuBLAS candidate) kernels."""
+    """Each scheme through its GEMV (M=1, + split-K, + the other axis order), skinny (M=48) and tiled (M=256)
+    configs, a gated SiLU epilogue, the activation-quantization and dequantization (cuBLAS candidate) kernels."""
     N, K = 512, 1024
     for scheme in quant.SCHEMES:
         sym = scheme != "int4_weight_only"
@@ -60,15 +60,22 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
             x = torch.randn(M, K, dtype=dt)
             cands = kq.candidate_configs(M, N, K, scheme, 128, False, 2, 132)
             kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, _config=cands[0])
-            if M == 1:
+            if M == 1:  # + split-K, and the GEMV's tile axes in the order another Triton version prefers
                 kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, _config={**cands[0], "SPLIT_K": 2})
+                flipped = {**cands[0], "CHUNKS_FIRST": not kq.CHUNKS_FIRST}
+                kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, _config=flipped)
         x = torch.randn(2, K, dtype=dt)
         for M in (2, 32):
             cfg = kq.candidate_configs(M, N // 2, K, scheme, 128, True, 2, 132)[0]
             kq.qlinear(x[:1].expand(M, K), q, s, z, None, scheme, 128, "silu", True, _config=cfg)
         if scheme in kq.WEIGHT_ONLY:
             kq.qlinear(x, q, s, z, b, scheme, 128, "gelu_tanh", True, _config=kq.CUBLAS)
-    # int4 asymmetric with 32-groups (the zero-point loads), fp32 activations (4-element chunks)
+    # int8 weight-only with K % 4 != 0: the byte GEMV instead of int32 words
+    q, s, _ = quant.quantize_weight(torch.randn(N, K - 2, dtype=dt), "int8_weight_only")
+    x = torch.randn(1, K - 2, dtype=dt)
+    cfg = kq.candidate_configs(1, N, K - 2, "int8_weight_only", 128, False, 2, 132)[0]
+    kq.qlinear(x, q, s, None, None, "int8_weight_only", 128, "relu", False, _config=cfg)
+    # int4 asymmetric with 32-groups (the zero-point loads), fp32 activations (x no longer in 16-byte chunks)
     q, s, z = quant.quantize_weight(torch.randn(N, K), "int4_weight_only", 32)
     for M in (1, 32):
         cfg = kq.candidate_configs(M, N, K, "int4_weight_only", 32, False, 4, 132)[0]

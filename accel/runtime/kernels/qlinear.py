@@ -8,9 +8,10 @@ dtype, rounded once; with SPLIT_K > 1 the scaled fp32 partial sums go through ``
 ``_epilogue_kernel``. W8A8 quantizes x per token first (scale max|x|/127 or /448, round half to even).
 
 Kernels (``qlinear_kernels.py``), by M:
-- ``_qgemv_kernel`` (decode, M ≤ 4): CUDA-core dot products with the weight dequantized in registers; each
-  weight byte is read once. W8A8 programs find their rows' max|x| themselves and quantize x as they load it,
-  so decode needs no extra launch; w8a8_int8 multiplies integers.
+- ``_qgemv_words_kernel`` (weight-only decode, M ≤ 4) and ``_qgemv_bytes_kernel`` (W8A8 decode, M ≤ 2): CUDA-core
+  dot products with the weight decoded in registers; each weight byte is read once. W8A8 programs find their
+  rows' max|x| themselves and quantize x as they load it, so decode needs no extra launch; w8a8_int8
+  multiplies integers.
 - ``_qgemm_kernel`` (tl.dot): skinny (BLOCK_M 16–64, split-K) for 4 < M ≤ 64, tiled with grouped ordering
   above. Weight-only tiles are dequantized to x's dtype before the MMA; W8A8 runs int8 (→ int32) or fp8 (→ fp32)
   MMAs on x quantized by ``_quantize_rows_kernel``.
@@ -32,6 +33,7 @@ from accel.runtime import autotune_cache, quant
 from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear_kernels as qk
+from accel.runtime.kernels.activations import apply_activation
 from accel.runtime.kernels.utils import next_pow2, static_int
 
 SCHEME_IDS = {name: i for i, name in enumerate(quant.SCHEMES)}  # the kernels' SCHEME codes
@@ -46,16 +48,26 @@ ACTIVATION_DTYPES = {"w8a8_int8": torch.int8, "w8a8_fp8": torch.float8_e4m3fn}
 # ---------------------------------------------------------------------------------------------------------
 
 CUBLAS = kl.CUBLAS  # weight-only: dequantize to x's dtype, then F.linear
-GEMV_MAX_M = 4  # default GEMV up to here (as in linear: past it a 16-row MMA tile wastes little)
+# Default GEMV up to this M (as in linear: past it a 16-row MMA tile wastes little). W8A8 stops at 2 rows, as
+# GemLite's 8-bit GEMV does: its integer or fp8 products cost more CUDA-core instructions per weight, and its
+# int8 / fp8 MMAs are cheap.
+GEMV_MAX_M = {"weight_only": 4, "w8a8": 2}
 GEMV_CANDIDATE_MAX_M = 8  # still measured up to here
 SKINNY_MAX_M = 64
 # Weight-only above this M defaults to dequantize + cuBLAS: the ridge M of int8 (int4) weights on H100 is ≈150
 # (≈80) rows, and a few hundred rows later the bf16 MMA time dwarfs one extra pass over the weight.
 CUBLAS_FIRST_M = 512
-# GEMV tiles as (num_warps, weight rows per thread). Every thread owns one 16-byte chunk of x per step and
-# those rows' matching weight bytes (8 int8 or 4 packed int4 bytes for bf16 x), so BLOCK_K = 32·num_warps chunks.
-GEMV_TILES = [(4, 16), (4, 8), (8, 16), (4, 32)]
-GEMV_REGS = 128  # register estimate per thread (keep_config): leaves room for pointers at ≥ 4 programs per SM
+# GEMV tiles as (num_warps, weight rows per thread, weight words per thread). Weight-only GEMVs read SUB int32
+# words (4·SUB int8 or 8·SUB int4 codes: 16-byte loads at SUB = 4) per row and step, W8A8 ones 16 bytes of x
+# and as many weight bytes; BLOCK_K = 32·num_warps such chunks (fewer for a small K).
+GEMV_TILES = [(4, 16, 4), (4, 8, 4), (4, 16, 2), (8, 8, 4), (4, 8, 1), (4, 4, 1)]
+# Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
+# (compiled for sm_90 and read back: otherwise every step converts the weight tile's layout through shared
+# memory). Versions in between are a guess; the other order is always a tuning candidate.
+CHUNKS_FIRST = tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 9)
+# Register estimate per thread (keep_config), fitted to ptxas's counts for the defaults (71-168, none spilled); an
+# int4 tile estimated at 216 took 248, close to the 255 limit, and is pruned.
+GEMV_REGS = 200
 # tl.dot tiles as (BLOCK_N, BLOCK_K, num_warps, num_stages), BLOCK_M from M, and (BLOCK_M, ...) when tiled. int4
 # clamps BLOCK_K to the group size; 8-bit MMAs want BLOCK_K ≥ 32 and prefer 128 (one 128-byte row per stage).
 SKINNY_TILES = [(64, 128, 4, 3), (128, 128, 4, 3), (32, 256, 4, 3), (64, 256, 8, 3)]
@@ -75,10 +87,14 @@ def keep_config(cfg: dict, scheme: str, gated: bool, x_elem: int) -> bool:
     if cfg["kernel"] == "cublas":
         return scheme in WEIGHT_ONLY
     if cfg["kernel"] == "gemv":
-        # fp32 x chunk per row of x, the weight words in flight and two fp32 sums per (row of x, weight row)
-        chunk = 16 // x_elem
+        # the fp32 x chunk of every row of x (and as many decoded codes), then per weight row: its words in
+        # flight, the sums and the pointers
         rows = cfg["BLOCK_N"] * n_w
-        regs = cfg["BLOCK_M"] * chunk + rows * (chunk * _weight_bytes(scheme) / 4 + 2 * cfg["BLOCK_M"])
+        if "SUB" in cfg:
+            regs = 2 * cfg["BLOCK_M"] * cfg["SUB"] * _per_word(scheme) + rows * (cfg["SUB"] + 2 * cfg["BLOCK_M"] + 3)
+        else:
+            chunk = 16 // x_elem
+            regs = cfg["BLOCK_M"] * chunk + rows * (chunk // 4 + 2 * cfg["BLOCK_M"] + 2)
         return regs <= GEMV_REGS
     act_bytes = x_elem if scheme in WEIGHT_ONLY else 1
     stage = (cfg["BLOCK_M"] * act_bytes + n_w * cfg["BLOCK_N"] * _weight_bytes(scheme)) * cfg["BLOCK_K"]
@@ -86,16 +102,27 @@ def keep_config(cfg: dict, scheme: str, gated: bool, x_elem: int) -> bool:
     return cfg["num_stages"] * stage + dequantized <= SMEM_BYTES
 
 
+def _per_word(scheme: str) -> int:
+    return 8 if scheme == "int4_weight_only" else 4
+
+
+def _gemv_reads_words(scheme: str, K: int | None) -> bool:
+    """Weight-only GEMVs decode int32 words (int4's K is a multiple of 8; int8 needs K % 4 = 0)."""
+    return scheme == "int4_weight_only" or (scheme == "int8_weight_only" and K is not None and K % 4 == 0)
+
+
 def _gemv_config(M: int, N: int, K: int, scheme: str, gated: bool, x_elem: int, tile: tuple, sms: int) -> dict:
-    warps, rows = tile
-    chunk = 16 // x_elem
+    warps, rows, sub = tile
+    words = _gemv_reads_words(scheme, K)
+    chunk = sub * _per_word(scheme) if words else 16 // x_elem
     block_m = min(next_pow2(M), GEMV_CANDIDATE_MAX_M)
     block_k = chunk * min(32 * warps, next_pow2(triton.cdiv(K, chunk)))
     block_n = max(1, min(rows // (2 if gated else 1), next_pow2(N)))
     programs = triton.cdiv(N, block_n) * triton.cdiv(M, block_m)
     split = kl._split_k(programs, M, K, block_k, _weight_bytes(scheme), sms)
-    return {"kernel": "gemv", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
-            "num_warps": warps, "num_stages": 1}
+    cfg = {"kernel": "gemv", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
+           "CHUNKS_FIRST": CHUNKS_FIRST, "num_warps": warps, "num_stages": 1}
+    return {**cfg, "SUB": sub} if words else cfg
 
 
 def _gemm_config(M: int | None, N: int | None, K: int | None, scheme: str, group_size: int, tile: tuple,
@@ -124,8 +151,8 @@ def general_config(scheme: str, group_size: int, N: int | None = None, K: int | 
 def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
                       sms: int) -> list[dict]:
     """The configs worth measuring for out [M, N] from K, in order of preference: the first is the heuristic
-    default (GEMV for M ≤ 4, skinny tl.dot for M ≤ 64, tiled tl.dot above, or dequantize + cuBLAS for
-    weight-only M > CUBLAS_FIRST_M)."""
+    default (GEMV for M ≤ 4 (W8A8: 2), skinny tl.dot for M ≤ 64, tiled tl.dot above, or dequantize + cuBLAS
+    for weight-only M > CUBLAS_FIRST_M)."""
     weight_only = scheme in WEIGHT_ONLY
     if M > SKINNY_MAX_M:
         tiles = TILED_TILES["weight_only" if weight_only else "w8a8"]
@@ -141,9 +168,13 @@ def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gate
         gemv = []
         if M <= GEMV_CANDIDATE_MAX_M:
             gemv = [_gemv_config(M, N, K, scheme, gated, x_elem, t, sms) for t in GEMV_TILES]
-            if gemv[0]["SPLIT_K"] > 1:
+            gemv = [c for c in gemv if keep_config(c, scheme, gated, x_elem)]
+            if gemv and gemv[0]["SPLIT_K"] > 1:
                 gemv.insert(1, {**gemv[0], "SPLIT_K": 1})
-        cands = gemv + skinny[:2] if M <= GEMV_MAX_M else skinny + gemv[:2]
+            if gemv:
+                gemv.insert(1, {**gemv[0], "CHUNKS_FIRST": not CHUNKS_FIRST})
+        gemv_first = M <= GEMV_MAX_M["weight_only" if weight_only else "w8a8"]
+        cands = gemv + skinny[:2] if gemv_first else skinny + gemv[:2]
         if weight_only:
             cands.append(CUBLAS)
     kept = []
@@ -193,8 +224,9 @@ def dequantize(qweight: torch.Tensor, scale: torch.Tensor, zero, scheme: str, gr
 
 def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero, bias, scheme: str,
            group_size: int, act: int, gated: bool) -> torch.Tensor:
-    """Run ``cfg`` for out [M, N]: (1) make x contiguous along K if it is not, (2) allocate output and split-K
-    workspace (and, for W8A8 tiles, the quantized x), (3) launch the kernels. Inputs are checked by ``qlinear``."""
+    """Run ``cfg`` for out [M, N]: (1) check the config against the int4 groups and make x contiguous along K
+    for the Triton paths, (2) allocate output and split-K workspace (and, for W8A8 tiles, the quantized x),
+    (3) launch the kernels. The inputs themselves are checked by ``qlinear``."""
     M, K = x.shape
     n_rows = qweight.shape[0]
     N = n_rows // 2 if gated else n_rows
@@ -204,8 +236,11 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
         return kl.launch(kl.CUBLAS, x, w, None if bias is None else bias.to(x.dtype), act, gated)
     if static_int(x.stride(1)) != 1:
         x = x.contiguous()  # the kernels assume unit stride along K (vector loads)
-    out = kl._alloc((M, N), x.dtype, x.device)
     split, block_k = cfg["SPLIT_K"], cfg["BLOCK_K"]
+    if int4:  # a tl.dot step, or a GEMV thread's chunk of 8·SUB codes, must lie in one group
+        step = block_k if cfg["kernel"] == "gemm" else 8 * cfg.get("SUB", 1)
+        torch._check(group_size % step == 0, lambda: f"qlinear: {cfg} does not fit int4 groups of {group_size}")
+    out = kl._alloc((M, N), x.dtype, x.device)
     # each split covers whole BLOCK_K steps; only a K that is not a multiple of BLOCK_K needs masks
     k_per_split = triton.cdiv(triton.cdiv(K, split), block_k) * block_k
     k = static_int(K)
@@ -219,16 +254,29 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLIT_K=split, BLOCK_N=cfg["BLOCK_N"],
                 EVEN_K=even_k, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if cfg["kernel"] == "gemv":
-        chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
         m = static_int(M)
-        block_m = cfg.get("BLOCK_M") or (GEMV_MAX_M if m is None else min(next_pow2(m), GEMV_MAX_M))
+        block_m = cfg.get("BLOCK_M") or (4 if m is None else min(next_pow2(m), 4))
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, triton.cdiv(M, block_m))
-        wrap_triton(qk._qgemv_kernel)[grid](
-            x, qweight, scale, zero_arg, bias_arg, out, ws,
-            M, N, K, k_per_split,
-            x.stride(0), qweight.stride(0), stride_sn, out.stride(0),
-            BLOCK_M=block_m, CHUNK=chunk, NUM_CHUNKS=block_k // chunk, PACK=2 if int4 else 1, **meta,
-        )
+        if _gemv_reads_words(scheme, static_int(qweight.shape[1])):
+            w = qweight.view(torch.int32)  # [N_w, K / per_word]: whole words for _decode_words
+            chunk = cfg.get("SUB", 1) * _per_word(scheme)
+            wrap_triton(qk._qgemv_words_kernel)[grid](
+                x, w, scale, zero_arg, bias_arg, out, ws,
+                M, N, K, k_per_split,
+                x.stride(0), w.stride(0), stride_sn, out.stride(0),
+                BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
+                CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), **meta,
+            )
+        else:
+            chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
+            meta = {k: v for k, v in meta.items() if k not in ("GROUP_SIZE", "HAS_ZERO")}  # no int4 here
+            wrap_triton(qk._qgemv_bytes_kernel)[grid](
+                x, qweight, scale, bias_arg, out, ws,
+                M, N, K, k_per_split,
+                x.stride(0), qweight.stride(0), out.stride(0),
+                BLOCK_M=block_m, CHUNK=chunk, NUM_CHUNKS=block_k // chunk,
+                CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), **meta,
+            )
     else:
         qx, x_scale = quantize_rows(x, scheme) if scheme in ACTIVATION_DTYPES else (x, scale)
         fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
@@ -254,10 +302,12 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
     return autotune_cache.source_hash(
-        qk._qgemv_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel, qk._dequantize_kernel, qk._codes_to_f32,
-        qk._unpack_int4, qk._abs_max, qk._token_scale, qk._quantize, qk._dequant_tile, qk._gemv_chunk_sums,
-        qk._apply_scales, qk._gemm_weight_tile, qk._qdot, kl._write_back, kl._epilogue, kl._epilogue_kernel,
-        kl._load_tile, kl._dot, candidate_configs, keep_config, _gemv_config, _gemm_config, launch)
+        qk._qgemv_words_kernel, qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel,
+        qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
+        qk._quantize, qk._dequant_tile, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
+        qk._gemm_weight_tile, qk._qdot, qk._chunks_first, kl._write_back, kl._epilogue, kl._epilogue_kernel,
+        kl._load_tile, kl._dot, apply_activation, candidate_configs, keep_config, _gemv_reads_words, _gemv_config,
+        _gemm_config, launch)
 
 
 def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int):
@@ -331,6 +381,10 @@ def qlinear(x2d: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero:
     quant.check_scheme(scheme)
     activation_fn(activation)  # raises ValueError naming the known activations
     act = ACTIVATION_IDS[activation]
+    if scheme == "int4_weight_only" and 0 < 2 * qweight.shape[1] - x2d.shape[1] < group_size:
+        # K is not a multiple of the group: the packed weight is zero-padded to whole groups (quant.py), so pad x
+        # with zeros to match — the padding products are exactly 0 (one small copy of x per call)
+        x2d = torch.nn.functional.pad(x2d, (0, 2 * qweight.shape[1] - x2d.shape[1]))
     _check_inputs(x2d, qweight, scale, zero, bias, scheme, group_size, gated)
     if _config is None:
         _config = select_config(x2d, qweight, scale, zero, bias, scheme, group_size, act, gated)

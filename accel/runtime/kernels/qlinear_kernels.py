@@ -12,7 +12,6 @@ x/scale is rounded to nearest-even like ``torch.round`` / ``Tensor.to(float8_e4m
 import triton
 import triton.language as tl
 
-from accel.runtime.kernels.activations import apply_activation  # noqa: F401  (hashed with the kernels)
 from accel.runtime.kernels.linear import _dot, _load_tile, _write_back
 
 # Scheme codes, in the order of ``quant.SCHEMES``; the two W8A8 schemes are the codes ≥ W8A8_INT8.
@@ -25,8 +24,8 @@ W8A8_FP8 = tl.constexpr(3)
 @triton.jit
 def _codes_to_f32(q, OFFSET: tl.constexpr):
     """Exact fp32 of int32 codes q ∈ [-OFFSET, 2^22): the bits of 2^23 + OFFSET + q read as fp32 hold q in the
-    mantissa, so one integer add and one fp32 subtraction replace the int→float conversion (I2F, a
-    quarter-rate instruction on sm_90 that would bound the GEMV at one weight byte per 4 instructions)."""
+    mantissa, so one integer add and one fp32 subtraction replace the int→float conversion (I2F, which runs at
+    a quarter of the FMA rate on sm_90)."""
     return tl.cast(q + (0x4B000000 + OFFSET), tl.float32, bitcast=True) - (8388608.0 + OFFSET)
 
 
@@ -77,36 +76,68 @@ def _quantize(x, scale, SCHEME: tl.constexpr):
 
 
 @triton.jit
-def _dequant_tile(w, s, z, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr):
+def _dequant_tile(w, s, z, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr, EXACT: tl.constexpr):
     """A weight tile [BLOCK_N, BLOCK_K] (int4: packed [BLOCK_N, BLOCK_K / 2]) as fp32 weights: q·s[n] (int8) or
-    (q - zero)·s (int4; s, z [BLOCK_N, 1] of the tile's group, zero 8 when symmetric), as quant.dequantize_weight."""
+    (q - zero)·s (int4; s, z [BLOCK_N, 1] of the tile's group, zero 8 when symmetric), as
+    quant.dequantize_weight. Without EXACT (the result is rounded to fp16 / bf16 next) int4 takes one FFMA,
+    f·16s - (1 + z/16)·16s with f = 1 + q/16: its error, below 2^-19·s, vanishes in that rounding."""
     if SCHEME == INT4_WO:
-        q = _codes_to_f32(_unpack_int4(w), 0)
-        if HAS_ZERO:
-            w = (q - z) * s
+        q = _unpack_int4(w)
+        if not HAS_ZERO:
+            z = 8.0
+        if EXACT:
+            w = (_codes_to_f32(q, 0) - z) * s
         else:
-            w = (q - 8.0) * s
+            f = tl.cast((q << 19) | 0x3F800000, tl.float32, bitcast=True)
+            w = f * (16.0 * s) - (16.0 * s + z * s)
     else:
         w = _codes_to_f32(w.to(tl.int32), 128) * s
     return w
 
 
 @triton.jit
-def _gemv_chunk_sums(x, w_ptrs, s_ptrs, z_ptrs, n_ok, k_ok, s_ok, x_sum,
-                     SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr, EVEN_K: tl.constexpr):
-    """Σ over each chunk of x[m, k]·w[n, k] for x [BLOCK_M, 1, C, CHUNK] and the weight chunks at w_ptrs
-    [1, BLOCK_N, C, CHUNK / PACK]: [BLOCK_M, BLOCK_N, C]. int4 chunks lie in one group, so the group's scale and
-    zero apply once per chunk: Σ x (q - z) s = s (Σ x q - z Σ x)."""
+def _decode_words(words, PER_WORD: tl.constexpr):
+    """int32 words [1, BLOCK_N, SUB, C] holding PER_WORD unsigned codes u of b = 32 / PER_WORD bits (the first
+    in the low bits) → fp32 1 + u / 2^b [1, BLOCK_N, SUB, C, PER_WORD], exactly: u goes to the top mantissa
+    bits of 1.0 with one constant shift and one and-or per code. The 1 is removed per chunk (Σ x is known)."""
+    BITS: tl.constexpr = 32 // PER_WORD
+    shift = BITS * tl.arange(0, PER_WORD)[None, None, None, None, :] - (23 - BITS)  # right shift, or left if < 0
+    w = words[:, :, :, :, None]
+    u = tl.where(shift >= 0, w >> tl.maximum(shift, 0), w << tl.maximum(-shift, 0))
+    return tl.cast((u & (((1 << BITS) - 1) << (23 - BITS))) | 0x3F800000, tl.float32, bitcast=True)
+
+
+@triton.jit
+def _word_chunk_sums(x, x_sum, w_ptrs, s_ptrs, z_ptrs, n_ok, k_ok, s_ok, SCHEME: tl.constexpr,
+                     HAS_ZERO: tl.constexpr, PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, EVEN_K: tl.constexpr):
+    """Weight-only Σ over each chunk of x[m, k]·q[n, k] - without int8's row scale - for x [BLOCK_M, 1, SUB, C,
+    PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words at w_ptrs [1, BLOCK_N, SUB, C]: [BLOCK_M,
+    BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = 1 + u/2^b with
+    u = q + 128 (int8) or the int4 code, so that Σ x·(u - z) = 2^b·(Σ x·f - (1 + z/2^b)·Σ x), z = 128 (int8),
+    8 (symmetric int4) or the group's zero point. A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
+    whose scale applies once per chunk."""
     w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")  # weights are streamed once
     if SCHEME == INT4_WO:
-        t = tl.sum(x * _codes_to_f32(_unpack_int4(w), 0), axis=3)
+        t = tl.sum(tl.sum(x * _decode_words(w, PER_WORD), axis=4), axis=SUB_AXIS)
         s = tl.load(s_ptrs, mask=s_ok, other=0.0).to(tl.float32)
         if HAS_ZERO:
-            z = tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32)
+            c = 1.0 + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32) * 0.0625
         else:
-            z = 8.0
-        t = (t - z * x_sum) * s
-    elif SCHEME == INT8_WO:
+            c = 1.5  # 1 + 8/16
+        t = (t - c * x_sum) * (16.0 * s)
+    else:
+        # flipping each byte's sign bit turns int8 q into u = q + 128 (0x80808080 as int32)
+        t = tl.sum(tl.sum(x * _decode_words(w ^ -2139062144, PER_WORD), axis=4), axis=SUB_AXIS)
+        t = (t - 1.5 * x_sum) * 256.0  # 1 + 128/256
+    return t
+
+
+@triton.jit
+def _byte_chunk_sums(x, w_ptrs, n_ok, k_ok, SCHEME: tl.constexpr, EVEN_K: tl.constexpr):
+    """Σ over each chunk of x[m, k]·q[n, k] for x [BLOCK_M, 1, C, CHUNK] and the weight bytes at w_ptrs [1,
+    BLOCK_N, C, CHUNK]: [BLOCK_M, BLOCK_N, C], scales not applied. W8A8 x is already quantized."""
+    w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")  # weights are streamed once
+    if SCHEME == INT8_WO:
         t = tl.sum(x * _codes_to_f32(w.to(tl.int32), 128), axis=3)
     elif SCHEME == W8A8_INT8:
         t = tl.sum(x * w.to(tl.int32), axis=3)  # int32: exact
@@ -129,24 +160,123 @@ def _apply_scales(acc, x_scale, w_scale_ptr, offs_n, N, SCHEME: tl.constexpr):
 
 
 @triton.jit
-def _qgemv_kernel(
-    # Pointers
+def _chunks_first(t, CHUNK_AXIS: tl.constexpr, CHUNKS_FIRST: tl.constexpr):
+    """Move a GEMV tile's chunk axis (3 of 5 or 4 axes, or 2 of 4 or 3) to the front when CHUNKS_FIRST. Triton
+    gives threads to the axes of a load that are not contiguous in memory in an order that depends on its
+    version (3.6: first axis first; 3.9: last axis first): the chunk axis must win in both, so that a thread
+    owns whole chunks of x and of the weights and the loop needs no layout conversion (checked in the SASS)."""
+    if CHUNKS_FIRST:
+        if len(t.shape) == 5:
+            t = tl.permute(t, (3, 0, 1, 2, 4))
+        elif len(t.shape) == 4 and CHUNK_AXIS == 3:
+            t = tl.permute(t, (3, 0, 1, 2))
+        elif len(t.shape) == 4:
+            t = tl.permute(t, (2, 0, 1, 3))
+        else:
+            t = tl.permute(t, (2, 0, 1))
+    return t
+
+
+@triton.jit
+def _qgemv_words_kernel(
+    # Pointers (w: the weight as int32 words, 4 int8 or 8 int4 codes each)
     x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr,
     # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
     M, N, K, K_PER_SPLIT,
-    # Strides (rows; unit stride along K)
+    # Strides (rows, in elements and words; unit stride along K)
     stride_xm, stride_wn, stride_sn, stride_om,
     # Meta-parameters
     SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr,
     ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, NUM_CHUNKS: tl.constexpr,
-    PACK: tl.constexpr, EVEN_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, NUM_CHUNKS: tl.constexpr,
+    PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr,
 ):
-    """out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Tiles are 4-D, [rows of
-    x, weight rows, chunks, values per chunk], CHUNK = 16 bytes of x: the x tile and the weight tile then get
-    the same layout (no shuffle in the loop); each thread sums its chunk in registers every step. W8A8 programs
-    first scan their rows of x for max|x| and quantize each x tile as they load it."""
+    """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
+    owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
+    the matching SUB·PER_WORD values of x. Tiles are 5-D, [rows of x, weight rows, SUB, chunks, PER_WORD]:
+    the word axis comes before the chunk axis, so that the vectorized loads of x (contiguous along the last
+    axis) and of the words (contiguous along SUB) give every thread the same chunk, with no shuffle in the loop;
+    CHUNKS_FIRST moves the chunk axis to the front (``_chunks_first``)."""
+    CHUNK: tl.constexpr = SUB * PER_WORD
     BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
+    SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2  # of the 5-D tiles
+    CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2  # of the 3-D chunk sums
+    # -- map program ids to output columns, rows of x and a slice of K
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_m = tl.program_id(2)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    k_start = pid_k * K_PER_SPLIT
+    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
+    # -- create pointers (row offsets in int64): word j of chunk c holds k = (c·SUB + j)·PER_WORD + v
+    j5 = tl.arange(0, SUB)[None, None, :, None, None]
+    c5 = tl.arange(0, NUM_CHUNKS)[None, None, None, :, None]
+    kx = _chunks_first((c5 * SUB + j5) * PER_WORD + tl.arange(0, PER_WORD)[None, None, None, None, :], 3,
+                       CHUNKS_FIRST)
+    kw = tl.arange(0, NUM_CHUNKS)[None, None, None, :] * SUB + tl.arange(0, SUB)[None, None, :, None]
+    kw = _chunks_first(kw, 3, CHUNKS_FIRST)
+    m_ok = _chunks_first(offs_m[:, None, None, None, None] < M, 3, CHUNKS_FIRST)
+    n_ok = _chunks_first(offs_n[None, :, None, None] < N, 3, CHUNKS_FIRST)
+    x_ptrs = x_ptr + _chunks_first(offs_m.to(tl.int64)[:, None, None, None, None], 3, CHUNKS_FIRST) * stride_xm
+    x_ptrs += k_start + kx
+    # (k_start is a multiple of BLOCK_K; saying so keeps the word loads 16-byte vectors)
+    w_start = tl.multiple_of(k_start // PER_WORD, SUB * NUM_CHUNKS)
+    w_ptrs = w_ptr + _chunks_first(offs_n.to(tl.int64)[None, :, None, None], 3, CHUNKS_FIRST) * stride_wn
+    w_ptrs += w_start + kw
+    wu_ptrs = w_ptrs + tl.cast(N, tl.int64) * stride_wn
+    # int4 group parameters per chunk [1, BLOCK_N, NUM_CHUNKS]; the group index moves with k
+    s_rows = _chunks_first(offs_n.to(tl.int64)[None, :, None], 2, CHUNKS_FIRST) * stride_sn
+    su_rows = s_rows + tl.cast(N, tl.int64) * stride_sn
+    c3 = _chunks_first(tl.arange(0, NUM_CHUNKS)[None, None, :] * CHUNK, 2, CHUNKS_FIRST)
+    n3_ok = _chunks_first((offs_n < N)[None, :, None], 2, CHUNKS_FIRST)
+    # -- iterate over this split's K range (K is a multiple of PER_WORD: masks per word)
+    acc = _chunks_first(tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32), 2, CHUNKS_FIRST)
+    acc_up = acc
+    for k in range(k_start, k_end, BLOCK_K):
+        x = _load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, "").to(tl.float32)
+        x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
+        k_ok = kw * PER_WORD < K - k
+        grp = (k + c3) // GROUP_SIZE
+        s_ok = n3_ok & (c3 < K - k)
+        acc += _word_chunk_sums(x, x_sum, w_ptrs, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, n_ok, k_ok,
+                                s_ok, SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, EVEN_K)
+        if GATED:
+            acc_up += _word_chunk_sums(x, x_sum, wu_ptrs, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp,
+                                       n_ok, k_ok, s_ok, SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, EVEN_K)
+            wu_ptrs += BLOCK_K // PER_WORD
+        x_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K // PER_WORD
+    # -- scale and write back
+    x_scale = tl.zeros((BLOCK_M, 1), dtype=tl.float32)  # no activation scale
+    out = _apply_scales(tl.sum(acc, axis=CHUNK_AXIS), x_scale, scale_ptr, offs_n, N, SCHEME)
+    out_up = out
+    if GATED:
+        out_up = _apply_scales(tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr + N, offs_n, N, SCHEME)
+    _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
+                HAS_BIAS, ACT, GATED, SPLIT_K)
+
+
+@triton.jit
+def _qgemv_bytes_kernel(
+    # Pointers
+    x_ptr, w_ptr, scale_ptr, b_ptr, out_ptr, ws_ptr,
+    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
+    M, N, K, K_PER_SPLIT,
+    # Strides (rows; unit stride along K)
+    stride_xm, stride_wn, stride_om,
+    # Meta-parameters
+    SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, NUM_CHUNKS: tl.constexpr,
+    CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr,
+):
+    """out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores for one-byte weights (W8A8, and int8
+    when K is not a multiple of 4), for small M. Tiles are 4-D, [rows of x, weight rows, chunks, CHUNK],
+    CHUNK = 16 bytes of x, so the x tile and the weight tile get the same layout. W8A8 programs first scan
+    their rows of x for max|x| (over all of K, whatever the split) and quantize each x tile as they load it,
+    so decode needs no separate quantization launch. CHUNKS_FIRST as in ``_qgemv_words_kernel``."""
+    BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
+    CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2  # of the 3-D chunk sums
     # -- map program ids to output columns, rows of x and a slice of K
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -156,53 +286,42 @@ def _qgemv_kernel(
     k_start = pid_k * K_PER_SPLIT
     k_end = tl.minimum(k_start + K_PER_SPLIT, K)
     # -- create pointers (row offsets in int64); chunk c of a step covers k = c·CHUNK ... c·CHUNK + CHUNK - 1
-    m4 = offs_m[:, None, None, None]
-    n4 = offs_n[None, :, None, None]
-    c4 = tl.arange(0, NUM_CHUNKS)[None, None, :, None]
-    kx = c4 * CHUNK + tl.arange(0, CHUNK)[None, None, None, :]
-    kb = c4 * (CHUNK // PACK) + tl.arange(0, CHUNK // PACK)[None, None, None, :]  # weight bytes of a step
-    m_ok = m4 < M
-    n_ok = n4 < N
-    x_ptrs = x_ptr + m4.to(tl.int64) * stride_xm + kx
-    w_ptrs = w_ptr + n4.to(tl.int64) * stride_wn + k_start // PACK + kb
+    kx = tl.arange(0, NUM_CHUNKS)[None, None, :, None] * CHUNK + tl.arange(0, CHUNK)[None, None, None, :]
+    kx = _chunks_first(kx, 2, CHUNKS_FIRST)
+    m_ok = _chunks_first(offs_m[:, None, None, None] < M, 2, CHUNKS_FIRST)
+    n_ok = _chunks_first(offs_n[None, :, None, None] < N, 2, CHUNKS_FIRST)
+    x_ptrs = x_ptr + _chunks_first(offs_m.to(tl.int64)[:, None, None, None], 2, CHUNKS_FIRST) * stride_xm + kx
+    w_ptrs = w_ptr + _chunks_first(offs_n.to(tl.int64)[None, :, None, None], 2, CHUNKS_FIRST) * stride_wn
+    w_ptrs += k_start + kx
     wu_ptrs = w_ptrs + tl.cast(N, tl.int64) * stride_wn
-    # int4 group parameters per chunk [1, BLOCK_N, NUM_CHUNKS]; the group index moves with k
-    s_rows = offs_n.to(tl.int64)[None, :, None] * stride_sn
-    su_rows = s_rows + tl.cast(N, tl.int64) * stride_sn
-    c3 = tl.arange(0, NUM_CHUNKS)[None, None, :] * CHUNK
-    n3_ok = (offs_n < N)[None, :, None]
-    # -- W8A8: each row's activation scale, from max|x| over the whole K (not only this split)
+    # -- W8A8: each row's activation scale
     x_scale = tl.zeros((BLOCK_M, 1), dtype=tl.float32)
     if SCHEME >= W8A8_INT8:
         amax = _abs_max(x_ptrs, m_ok, kx, K, BLOCK_K)
-        x_scale = _token_scale(tl.max(tl.max(amax, axis=3), axis=2), SCHEME)
+        x_scale = _token_scale(tl.max(tl.max(amax, axis=3), axis=CHUNK_AXIS), SCHEME)
     x_ptrs += k_start
     # -- iterate over this split's K range
     acc = tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32)
     if SCHEME == W8A8_INT8:
         acc = tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.int32)
+    acc = _chunks_first(acc, 2, CHUNKS_FIRST)
     acc_up = acc
     for k in range(k_start, k_end, BLOCK_K):
-        x = _load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, "").to(tl.float32)
+        k_ok = kx < K - k
+        x = _load_tile(x_ptrs, m_ok, k_ok, EVEN_K, "").to(tl.float32)
         if SCHEME >= W8A8_INT8:
-            x = _quantize(x, x_scale[:, :, None, None], SCHEME)
-        x_sum = tl.sum(x, axis=3)  # used by int4 only, removed as dead code otherwise
-        k_ok = kb * PACK < K - k
-        grp = (k + c3) // GROUP_SIZE
-        s_ok = n3_ok & (c3 < K - k)
-        acc += _gemv_chunk_sums(x, w_ptrs, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, n_ok, k_ok, s_ok,
-                                x_sum, SCHEME, HAS_ZERO, EVEN_K)
+            x = _quantize(x, _chunks_first(x_scale[:, :, None, None], 2, CHUNKS_FIRST), SCHEME)
+        acc += _byte_chunk_sums(x, w_ptrs, n_ok, k_ok, SCHEME, EVEN_K)
         if GATED:
-            acc_up += _gemv_chunk_sums(x, wu_ptrs, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp, n_ok,
-                                       k_ok, s_ok, x_sum, SCHEME, HAS_ZERO, EVEN_K)
-            wu_ptrs += BLOCK_K // PACK
+            acc_up += _byte_chunk_sums(x, wu_ptrs, n_ok, k_ok, SCHEME, EVEN_K)
+            wu_ptrs += BLOCK_K
         x_ptrs += BLOCK_K
-        w_ptrs += BLOCK_K // PACK
+        w_ptrs += BLOCK_K
     # -- scale and write back
-    out = _apply_scales(tl.sum(acc, axis=2), x_scale, scale_ptr, offs_n, N, SCHEME)
+    out = _apply_scales(tl.sum(acc, axis=CHUNK_AXIS), x_scale, scale_ptr, offs_n, N, SCHEME)
     out_up = out
     if GATED:
-        out_up = _apply_scales(tl.sum(acc_up, axis=2), x_scale, scale_ptr + N, offs_n, N, SCHEME)
+        out_up = _apply_scales(tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr + N, offs_n, N, SCHEME)
     _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
                 HAS_BIAS, ACT, GATED, SPLIT_K)
 
@@ -219,7 +338,8 @@ def _gemm_weight_tile(w_ptrs, s_rows, z_rows, n_ok, k_ok, k, dtype,
         z = s
         if HAS_ZERO:
             z = tl.load(z_rows + k // GROUP_SIZE, mask=n_ok, other=0.0).to(tl.float32)
-        w = tl.trans(_dequant_tile(tl.load(w_ptrs, mask=n_ok, other=0), s, z, SCHEME, HAS_ZERO).to(dtype))
+        w = _dequant_tile(tl.load(w_ptrs, mask=n_ok, other=0), s, z, SCHEME, HAS_ZERO, dtype == tl.float32)
+        w = tl.trans(w.to(dtype))
     elif SCHEME == INT8_WO:
         w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "").to(dtype)
     else:
@@ -309,7 +429,9 @@ def _qgemm_kernel(
         else:
             w_ptrs += BLOCK_K
     # -- scale and write back
-    x_scale = tl.load(x_scale_ptr + offs_m, mask=offs_m < M, other=0.0)[:, None]  # W8A8 only
+    x_scale = tl.zeros((BLOCK_M, 1), dtype=tl.float32)
+    if SCHEME >= W8A8_INT8:  # weight-only passes the weight scales here: not M long
+        x_scale = tl.load(x_scale_ptr + offs_m, mask=offs_m < M, other=0.0)[:, None]
     out = _apply_scales(acc, x_scale, scale_ptr, offs_n, N, SCHEME)
     out_up = out
     if GATED:
@@ -369,11 +491,11 @@ def _dequantize_kernel(
         z = s
         if HAS_ZERO:
             z = tl.load(zero_ptr + rows * stride_sn + g, mask=n_ok, other=0.0).to(tl.float32)
-        w = _dequant_tile(tl.load(p_ptrs, mask=n_ok, other=0), s, z, SCHEME, HAS_ZERO)
+        w = _dequant_tile(tl.load(p_ptrs, mask=n_ok, other=0), s, z, SCHEME, HAS_ZERO, True)
         mask = n_ok
     else:
         mask = n_ok & (offs_k < K)[None, :]
         s = tl.load(scale_ptr + offs_n, mask=offs_n < N_W, other=0.0)[:, None]
         w = _dequant_tile(tl.load(w_ptr + rows * stride_wn + offs_k[None, :], mask=mask, other=0), s, s,
-                          SCHEME, HAS_ZERO)
+                          SCHEME, HAS_ZERO, True)
     tl.store(out_ptr + rows * stride_on + offs_k[None, :], w.to(out_ptr.dtype.element_ty), mask=mask)

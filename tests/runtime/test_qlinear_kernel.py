@@ -1,0 +1,389 @@
+"""``accel.runtime.kernels.qlinear``: every kernel path of every scheme, forced through ``_config``, against
+``quant.qlinear_reference`` on the same quantized weights (the tight "kernel oracle" of notes/testing.md §4: it
+isolates kernel bugs from quantization loss, which is not measured here).
+
+Without a GPU the kernels run on CPU tensors through the Triton interpreter (conftest sets TRITON_INTERPRET=1),
+hence tiny tiles and fp32 / fp16 activations (the interpreter has no bf16 arithmetic). fp8 runs faithfully
+there: W8A8 quantizes x with exact fp32 arithmetic (the interpreter's fp32→fp8 cast, which mis-rounds, only
+sees values already on the fp8 grid) and the interpreter's fp8 tl.dot multiplies exactly in fp32. On a GPU the
+same tests run compiled, bf16 included, with the fp8 MMA tolerance below.
+"""
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from accel.runtime import quant
+from accel.runtime.kernels import linear as kl
+from accel.runtime.kernels import qlinear as ql
+from tests.runtime.poison import poison_allocations
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+LOW_PRECISION = [torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
+SCHEMES = quant.SCHEMES
+W8A8 = ("w8a8_int8", "w8a8_fp8")
+
+# Small tiles so that odd shapes span several blocks; GEMV tiles are wide because the interpreter pays per
+# program. BLOCK_K 32 divides every int4 group size and meets the 8-bit tl.dot minimum.
+CONFIGS = {
+    "gemv": {"kernel": "gemv", "BLOCK_M": 4, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 1, "num_warps": 4,
+             "num_stages": 1},
+    "gemv-sub2": {"kernel": "gemv", "BLOCK_M": 8, "BLOCK_N": 16, "BLOCK_K": 64, "SPLIT_K": 1, "SUB": 2,
+                  "num_warps": 4, "num_stages": 1},
+    "gemv-splitk3": {"kernel": "gemv", "BLOCK_M": 4, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 3, "num_warps": 4,
+                     "num_stages": 1},
+    # the GEMV's tile axes in the other order (the chunk axis moved to the front, or back)
+    "gemv-reordered": {"kernel": "gemv", "BLOCK_M": 4, "BLOCK_N": 16, "BLOCK_K": 64, "SPLIT_K": 2, "SUB": 2,
+                       "CHUNKS_FIRST": not ql.CHUNKS_FIRST, "num_warps": 4, "num_stages": 1},
+    "skinny": {"kernel": "gemm", "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 1, "GROUP_M": 1,
+               "num_warps": 4, "num_stages": 2},
+    "skinny-splitk2": {"kernel": "gemm", "BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "SPLIT_K": 2, "GROUP_M": 1,
+                       "num_warps": 4, "num_stages": 2},
+    "tiled-grouped": {"kernel": "gemm", "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 1, "GROUP_M": 2,
+                      "num_warps": 4, "num_stages": 2},
+    "cublas": ql.CUBLAS,
+}
+GEMV_PATHS = [n for n, c in CONFIGS.items() if c["kernel"] == "gemv"]
+# (M, N, K): odd sizes, K not a multiple of BLOCK_K (130: int8 weight-only falls back to bytes, K % 4 != 0);
+# int4 shapes add the group size, which must divide K. The GEMV is for small M: it gets the first three.
+SHAPES = [(1, 24, 136), (3, 40, 64), (17, 24, 130), (33, 40, 72)]
+INT4_SHAPES = [(1, 24, 128, 32), (3, 40, 64, 64), (17, 24, 256, 128), (33, 40, 96, 32)]
+
+
+def paths(scheme: str) -> list[str]:
+    return [n for n in CONFIGS if n != "cublas" or scheme in ql.WEIGHT_ONLY]
+
+
+def tolerance(scheme: str, dtype: torch.dtype, K: int) -> tuple[float, float]:
+    """(rtol, atol) against the reference on the same quantized inputs, outputs O(1)."""
+    # fp32 sums in another order (and association) than the reference: the error grows like K·2^-24 times
+    # Σ|x·w| = O(√K) for these inputs; the GEMV's offset decoding (Σ x·f - c·Σ x, f ∈ [1, 2)) sums terms a
+    # few times larger than x·w. 1e-6·K is loose for that yet far below indexing or masking bugs (errors O(1)).
+    summation = 1e-6 * K
+    if scheme == "w8a8_int8":
+        # integer products are exact and the scales are applied in the reference's order: only split-K's fp32
+        # partial sums and the activation's last bits differ (test_w8a8_int8_is_exact checks the rest)
+        summation = 1e-6
+    if scheme == "w8a8_fp8" and DEVICE == "cuda":
+        # Hopper's fp8 MMA adds products with a ~14-bit accumulator within each promotion interval (BLOCK_K
+        # ≤ 128 products, then fp32): |error| ≲ √128·2^-14 of Σ|x·w| per interval, with margin
+        summation = 1e-2
+    # one output rounding (2^-11 fp16, 2^-8 bf16, relative) and, for the tl.dot and cuBLAS paths of weight-only,
+    # the weight rounded to x's dtype (√K·2^-11 |x||w| ≈ the same size again) plus cuBLAS's second rounding
+    rounding = {torch.float32: 0.0, torch.float16: 4e-3, torch.bfloat16: 3e-2}[dtype]
+    return rounding + summation, rounding + summation
+
+
+def make_inputs(scheme, M, N, K, dtype=torch.float32, group_size=32, symmetric=False, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(N, K, generator=g) / math.sqrt(K)  # outputs O(1) in every dtype
+    # int4 scales and zero points are kept in the weight's dtype: give them x's (fp16 on CPU)
+    w_dtype = dtype if scheme == "int4_weight_only" else torch.float32
+    qw, scale, zero = quant.quantize_weight(w.to(DEVICE, w_dtype), scheme, group_size, symmetric)
+    x = torch.randn(M, K, generator=g).to(DEVICE, dtype)
+    b = torch.randn(N, generator=g).to(DEVICE, dtype) if bias else None
+    return x, qw, scale, zero, b
+
+
+def run(x, qw, scale, zero, b, scheme, group_size=32, activation="identity", gated=False, config=None):
+    return ql.qlinear(x, qw, scale, zero, b, scheme, group_size, activation, gated, _config=config)
+
+
+def check(out, x, qw, scale, zero, b, scheme, group_size=32, activation="identity", gated=False):
+    ref = quant.qlinear_reference(x, qw, scale, zero, b, scheme, group_size, activation, gated)
+    assert out.shape == ref.shape and out.dtype == x.dtype and out.is_contiguous()
+    rtol, atol = tolerance(scheme, x.dtype, x.shape[1])
+    torch.testing.assert_close(out.double(), ref.double(), rtol=rtol, atol=atol)
+
+
+def shapes_for(scheme: str, path: str):
+    shapes = INT4_SHAPES if scheme == "int4_weight_only" else [(*s, 32) for s in SHAPES]
+    return shapes[:3] if CONFIGS[path]["kernel"] == "gemv" else shapes
+
+
+CASES = [(s, p, shape) for s in SCHEMES for p in paths(s) for shape in shapes_for(s, p)]
+
+
+@pytest.mark.parametrize("scheme,path,shape", CASES, ids=[f"{s}-{p}-{'x'.join(map(str, sh))}" for s, p, sh in CASES])
+def test_each_path_fp32(scheme, path, shape):
+    M, N, K, G = shape
+    x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G)
+    check(run(x, qw, scale, zero, b, scheme, G, config=CONFIGS[path]), x, qw, scale, zero, b, scheme, G)
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+@pytest.mark.parametrize("scheme,path", [(s, p) for s in SCHEMES for p in paths(s)])
+def test_each_path_low_precision_without_bias(scheme, path, dtype):
+    x, qw, scale, zero, b = make_inputs(scheme, 5, 40, 128, dtype, bias=False)
+    check(run(x, qw, scale, zero, None, scheme, config=CONFIGS[path]), x, qw, scale, zero, None, scheme)
+
+
+@pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
+@pytest.mark.parametrize("group_size", quant.GROUP_SIZES)
+@pytest.mark.parametrize("path", ["gemv", "skinny", "cublas"])
+def test_int4_group_sizes_and_zero_points(path, group_size, symmetric):
+    x, qw, scale, zero, b = make_inputs("int4_weight_only", 3, 24, 256, torch.float16, group_size, symmetric)
+    assert (zero is None) == symmetric
+    out = run(x, qw, scale, zero, b, "int4_weight_only", group_size, config=CONFIGS[path])
+    check(out, x, qw, scale, zero, b, "int4_weight_only", group_size)
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu_tanh", "relu2"])
+@pytest.mark.parametrize("scheme,path", [(s, p) for s in SCHEMES for p in ("gemv-splitk3", "skinny", "cublas")
+                                         if p in paths(s)])
+def test_gated_activation_epilogue(scheme, path, activation):
+    # weight rows [0, N) are the gate and [N, 2N) the up projection, each with its own scales (and biases)
+    x, qw, scale, zero, b = make_inputs(scheme, 3, 48, 128)
+    out = run(x, qw, scale, zero, b, scheme, activation=activation, gated=True, config=CONFIGS[path])
+    assert out.shape == (3, 24)
+    check(out, x, qw, scale, zero, b, scheme, activation=activation, gated=True)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("path", ["gemv", "tiled-grouped"])
+@pytest.mark.parametrize("layout", ["strided", "transposed"])
+def test_non_contiguous_x(scheme, path, layout):
+    _, qw, scale, zero, b = make_inputs(scheme, 6, 24, 64)
+    base = torch.randn(6, 128, device=DEVICE) if layout == "strided" else torch.randn(64, 6, device=DEVICE)
+    x = base[:, ::2] if layout == "strided" else base.t()
+    assert not x.is_contiguous()
+    check(run(x, qw, scale, zero, b, scheme, config=CONFIGS[path]), x, qw, scale, zero, b, scheme)
+
+
+def poison_everything(monkeypatch) -> list[tuple]:
+    """poison_allocations, extended to the quantized activations: int8 buffers start as -128 (never a code:
+    the codes are clamped to ±127), float8 ones as NaN."""
+    allocs = poison_allocations(monkeypatch)
+    poisoned_float = kl._alloc
+
+    def poisoned(shape, dtype, device):
+        if dtype == torch.int8:
+            allocs.append(tuple(shape))
+            return torch.full(shape, -128, dtype=dtype, device=device)
+        return poisoned_float(shape, dtype, device)
+
+    monkeypatch.setattr(kl, "_alloc", poisoned)
+    return allocs
+
+
+@pytest.mark.parametrize("scheme,path", [(s, p) for s in SCHEMES for p in ("gemv", "skinny", "cublas")
+                                         if p in paths(s)])
+def test_outputs_and_workspaces_fully_written(scheme, path, monkeypatch):
+    # every buffer the launchers allocate (output, split-K workspace, quantized x and its scales, dequantized
+    # weight) starts as NaN / -128: any element left unwritten, or an empty split's partial never stored,
+    # shows up in the result. K = 128 in 64-steps over 4 splits: the last two splits are empty.
+    allocs = poison_everything(monkeypatch)
+    x, qw, scale, zero, b = make_inputs(scheme, 17, 24, 128, group_size=64)
+    cfg = CONFIGS[path] if path == "cublas" else {**CONFIGS[path], "SPLIT_K": 4, "BLOCK_K": 64}
+    check(run(x, qw, scale, zero, b, scheme, 64, config=cfg), x, qw, scale, zero, b, scheme, 64)
+    if path != "cublas":
+        assert (4, 17, 24) in allocs
+    if path == "skinny" and scheme in W8A8:
+        assert (17, 128) in allocs and (17,) in allocs  # quantized x and its per-token scales
+    if path == "cublas":
+        assert (24, 128) in allocs  # the dequantized weight
+
+
+def tie_heavy_x(M: int, K: int, dtype) -> torch.Tensor:
+    """Rows whose quantization has exact ties: max|x| = 127 (int8 scale 1) with half-integers, or 448 (fp8
+    scale 1) with midpoints of the e4m3 grid (17 between 16 and 18, 1.0625, 2^-10 below the smallest
+    subnormal); plus an all-zero row (scale clamped to 1e-12 / QMAX)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(M, K, generator=g) * 20
+    x[0, :6] = torch.tensor([127.0, 0.5, 1.5, -2.5, 126.5, -0.5])
+    x[1, :6] = torch.tensor([448.0, 17.0, -1.0625, 2.0**-10, -3 * 2.0**-10, 104.0])
+    x[2] = 0.0
+    return x.to(DEVICE, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("scheme", W8A8)
+def test_activation_quantization_matches_reference_exactly(scheme, dtype):
+    x = tie_heavy_x(5, 72, dtype)
+    qx, sx = ql.quantize_rows(x, scheme)
+    ref_q, ref_s = quant.quantize_activation(x, scheme)
+    assert qx.dtype == ref_q.dtype and torch.equal(sx, ref_s)
+    assert torch.equal(qx.view(torch.uint8), ref_q.view(torch.uint8))  # bit patterns: -0.0 and NaN included
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "skinny", "tiled-grouped"])
+def test_w8a8_int8_is_exact(path, dtype):
+    # int32 accumulation is exact and the kernels scale in the reference's order, (acc·s_x)·s_w: without a
+    # bias (which a GPU may fuse into that product with one rounding) the outputs are bit-identical
+    _, qw, scale, _, _ = make_inputs("w8a8_int8", 5, 40, 72, bias=False)
+    x = tie_heavy_x(5, 72, dtype)
+    out = run(x, qw, scale, None, None, "w8a8_int8", config=CONFIGS[path])
+    assert torch.equal(out, quant.qlinear_reference(x, qw, scale, None, None, "w8a8_int8", 32))
+
+
+@pytest.mark.parametrize("scheme", W8A8)
+def test_w8a8_gemv_quantizes_ties_like_the_reference(scheme):
+    # the GEMV quantizes x itself (max|x| over all of K, also across split-K programs)
+    _, qw, scale, _, b = make_inputs(scheme, 5, 24, 72)
+    x = tie_heavy_x(5, 72, torch.float32)
+    for path in ("gemv", "gemv-splitk3"):
+        check(run(x, qw, scale, None, b, scheme, config=CONFIGS[path]), x, qw, scale, None, b, scheme)
+
+
+@pytest.mark.parametrize("scheme,symmetric", [("int8_weight_only", True), ("int4_weight_only", True),
+                                              ("int4_weight_only", False)])
+def test_dequantize_matches_reference_exactly(scheme, symmetric):
+    _, qw, scale, zero, _ = make_inputs(scheme, 1, 40, 192, group_size=64, symmetric=symmetric)
+    w = ql.dequantize(qw, scale, zero, scheme, 64, torch.float32)
+    assert torch.equal(w, quant.dequantize_weight(qw, scale, zero, scheme, 64))
+
+
+def record_launches(monkeypatch) -> list[tuple[str, dict]]:
+    launched = []
+
+    def record(kernel):
+        class Launcher:
+            def __getitem__(self, grid):
+                return lambda *args, **kwargs: launched.append((kernel.__name__, kwargs))
+
+        return Launcher()
+
+    monkeypatch.setattr(ql, "wrap_triton", record)
+    monkeypatch.setattr(kl, "wrap_triton", record)
+    return launched
+
+
+@pytest.mark.parametrize("scheme", W8A8)
+def test_w8a8_launch_structure(scheme, monkeypatch):
+    # decode quantizes x inside the GEMV (one launch); tiles quantize it first, into int8 / fp8; the fp8 MMA
+    # promotes its partial sums to fp32 every BLOCK_K (the interpreter ignores that, so it is checked here)
+    launched = record_launches(monkeypatch)
+    x, qw, scale, _, b = make_inputs(scheme, 2, 24, 256)
+    run(x, qw, scale, None, b, scheme, config=CONFIGS["gemv"])
+    assert [name for name, _ in launched] == ["_qgemv_bytes_kernel"]
+    launched.clear()
+    cfg = {**CONFIGS["skinny"], "BLOCK_K": 128}
+    run(x, qw, scale, None, b, scheme, config=cfg)
+    assert [name for name, _ in launched] == ["_quantize_rows_kernel", "_qgemm_kernel"]
+    assert launched[1][1]["FP8_ACC_K"] == 128
+
+
+def test_weight_only_gemv_reads_words(monkeypatch):
+    # int4 and int8 (K % 4 = 0) decode whole int32 words; int8 with K % 4 != 0 falls back to bytes
+    launched = record_launches(monkeypatch)
+    for scheme, K in [("int4_weight_only", 64), ("int8_weight_only", 64), ("int8_weight_only", 66)]:
+        x, qw, scale, zero, b = make_inputs(scheme, 1, 8, K)
+        run(x, qw, scale, zero, b, scheme, config=CONFIGS["gemv"])
+    assert [name for name, _ in launched] == ["_qgemv_words_kernel"] * 2 + ["_qgemv_bytes_kernel"]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("M", [1, 5, 70])
+def test_every_generated_candidate(scheme, M):
+    # the configs the tuner may pick (block sizes clamped to this small problem) all compute the same thing
+    N, K = 24, 128
+    x, qw, scale, zero, b = make_inputs(scheme, M, N, K)
+    cands = ql.candidate_configs(M, N, K, scheme, 32, False, 4, sms=2)
+    assert cands and all(ql.keep_config(c, scheme, False, 4) for c in cands)
+    for cfg in cands:
+        check(run(x, qw, scale, zero, b, scheme, config=cfg), x, qw, scale, zero, b, scheme)
+
+
+def test_heuristic_default(monkeypatch):
+    # without measurement (no CUDA, or ACCEL_AUTOTUNE=0) the first candidate runs
+    monkeypatch.setenv("ACCEL_AUTOTUNE", "0")
+    for scheme, M, kernel in [("int4_weight_only", 2, "gemv"), ("w8a8_fp8", 2, "gemv"), ("w8a8_int8", 4, "gemm"),
+                              ("int8_weight_only", 20, "gemm")]:
+        x, qw, scale, zero, b = make_inputs(scheme, M, 24, 64)
+        cfg = ql.select_config(x, qw, scale, zero, b, scheme, 32, 0, False)
+        assert cfg["kernel"] == kernel
+        check(run(x, qw, scale, zero, b, scheme), x, qw, scale, zero, b, scheme)
+
+
+def test_symbolic_m_takes_the_general_gemm_without_guards():
+    from torch._dynamo.source import ConstantSource
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    env = ShapeEnv()
+    with FakeTensorMode(shape_env=env):
+        m = env.create_symintnode(env.create_symbol(8, source=ConstantSource("m")), hint=8)
+        x = torch.empty(m, 64)
+        for scheme in SCHEMES:
+            qw, scale, zero = quant.quantize_weight(torch.empty(48, 64), scheme, 32)
+            cfg = ql.select_config(x, qw, scale, zero, None, scheme, 32, 4, True)
+            assert cfg == ql.general_config(scheme, 32, 24, 64) and cfg["kernel"] == "gemm"
+    assert not env.guards  # a guard on M would recompile for every new batch size
+
+
+# Llama-3 projections (N, K), as in the linear tests, plus the 8B MLP.
+LLAMA_SHAPES = [(3072, 2048), (2048, 8192), (128256, 2048), (6144, 4096), (28672, 4096), (4096, 14336),
+                (14336, 4096)]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("M", [1, 2, 4, 16, 64, 256, 2048])
+@pytest.mark.parametrize("N,K", LLAMA_SHAPES)
+def test_candidates_for_llama_shapes(scheme, M, N, K):
+    cands = ql.candidate_configs(M, N, K, scheme, 128, False, 2, sms=132)
+    assert 2 <= len(cands) <= 12  # each is measured once per shape: keep the first compile short
+    assert (ql.CUBLAS in cands) == (scheme in ql.WEIGHT_ONLY)
+    gemv_max = ql.GEMV_MAX_M["weight_only" if scheme in ql.WEIGHT_ONLY else "w8a8"]
+    first = "gemv" if M <= gemv_max else "gemm" if M <= ql.CUBLAS_FIRST_M or scheme in W8A8 else "cublas"
+    assert cands[0]["kernel"] == first
+    for c in cands:
+        assert ql.keep_config(c, scheme, False, 2)
+        if c["kernel"] == "cublas":
+            continue
+        assert c["BLOCK_K"] % 32 == 0 or scheme in ql.WEIGHT_ONLY
+        if scheme == "int4_weight_only":  # an int4 step (tl.dot) or thread chunk (GEMV) lies in one group
+            assert 128 % (c["BLOCK_K"] if c["kernel"] == "gemm" else 8 * c["SUB"]) == 0
+        if c["SPLIT_K"] > 1:
+            # at least one BLOCK_K step per split; fp32 workspace traffic (8 B per split, row and column)
+            # within 1/8 of the weight bytes; split only as far as needed to fill the SMs
+            assert K >= c["SPLIT_K"] * c["BLOCK_K"]
+            assert 8 * c["SPLIT_K"] * M <= K * ql._weight_bytes(scheme) / 8
+            programs = -(-N // c["BLOCK_N"]) * -(-M // c["BLOCK_M"])
+            assert programs * c["SPLIT_K"] < 2 * 4 * 132
+
+
+def test_rejects_bad_inputs():
+    x, qw, scale, zero, b = make_inputs("int4_weight_only", 3, 8, 64)
+    with pytest.raises(RuntimeError, match="qlinear"):
+        run(x[:, :32], qw, scale, zero, b, "int4_weight_only")  # K mismatch
+    with pytest.raises(RuntimeError, match="qlinear"):
+        run(x, qw.view(torch.int8), scale, zero, b, "int4_weight_only")  # not packed uint8
+    with pytest.raises(RuntimeError, match="qlinear"):
+        run(x, qw, scale, zero, b, "int4_weight_only", group_size=48)
+    with pytest.raises(RuntimeError, match="groups"):  # a tl.dot step across two int4 groups
+        run(x, qw, scale, zero, b, "int4_weight_only", config={**CONFIGS["skinny"], "BLOCK_K": 64})
+    x8, qw8, scale8, _, _ = make_inputs("w8a8_int8", 3, 8, 64)
+    with pytest.raises(RuntimeError, match="qlinear"):
+        run(x8, qw8, scale8, scale8, None, "w8a8_int8")  # no zero point outside int4
+    with pytest.raises(ValueError, match="scheme"):
+        run(x8, qw8, scale8, None, None, "int2")
+
+
+@given(
+    M=st.integers(1, 12), N=st.integers(1, 24), k_steps=st.integers(1, 3),
+    scheme=st.sampled_from(SCHEMES), path=st.sampled_from(sorted(CONFIGS)), split=st.sampled_from([1, 2, 3]),
+    bias=st.booleans(), strided_x=st.booleans(), gated=st.booleans(), odd_k=st.integers(0, 7),
+)
+def test_property_any_small_shape(M, N, k_steps, scheme, path, split, bias, strided_x, gated, odd_k):
+    int4 = scheme == "int4_weight_only"
+    if path == "cublas" and scheme not in ql.WEIGHT_ONLY:
+        path = "skinny"
+    K = 32 * k_steps if int4 else 32 * k_steps - odd_k  # int4: whole groups of 32; else any K
+    n_rows = 2 * N if gated else N
+    x, qw, scale, zero, b = make_inputs(scheme, M, n_rows, K, bias=bias, seed=M * 10007 + N * 101 + K)
+    if strided_x:
+        x = torch.zeros(M, 2 * K, dtype=x.dtype, device=DEVICE)[:, ::2].copy_(x)  # same values, strides (2K, 2)
+    cfg = CONFIGS[path] if path == "cublas" else {**CONFIGS[path], "SPLIT_K": split}
+    out = run(x, qw, scale, zero, b, scheme, activation="silu" if gated else "identity", gated=gated, config=cfg)
+    check(out, x, qw, scale, zero, b, scheme, activation="silu" if gated else "identity", gated=gated)
+
+
+@pytest.mark.parametrize("M,K,group", [(1, 48, 32), (17, 200, 64), (3, 576, 128)])  # 576: SmolLM2's hidden size
+def test_int4_partial_last_group(M, K, group):
+    """K not a multiple of the group: the packed weight covers whole (zero-padded) groups and x is padded to match."""
+    x, qw, scale, zero, b = make_inputs("int4_weight_only", M, 24, K, group_size=group)
+    assert qw.shape[1] * 2 > K
+    check(run(x, qw, scale, zero, b, "int4_weight_only", group), x, qw, scale, zero, b, "int4_weight_only", group)
