@@ -237,6 +237,17 @@ def _gemv_kernel(
 
 
 @triton.jit
+def _grouped_tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(row, column) of the output tile of program 0-axis id: GROUP_M rows of tiles are visited column by column,
+    so a weight tile is still in L2 when the next row of tiles needs it."""
+    pid = tl.program_id(0)
+    per_group = GROUP_M * tl.cdiv(N, BLOCK_N)
+    first_m = (pid // per_group) * GROUP_M
+    rows_in_group = tl.minimum(tl.cdiv(M, BLOCK_M) - first_m, GROUP_M)
+    return first_m + (pid % per_group) % rows_in_group, (pid % per_group) // rows_in_group
+
+
+@triton.jit
 def _gemm_kernel(
     # Pointers
     x_ptr, w_ptr, b_ptr, out_ptr, ws_ptr,
@@ -253,15 +264,8 @@ def _gemm_kernel(
     the same columns share each x tile. Skinny use: one row of tiles plus split-K; tiled use: GROUP_M rows of
     tiles are visited column by column, so their weight tiles are still in L2 when the next row needs them."""
     # -- map program ids to a tile (grouped ordering) and a slice of K
-    pid = tl.program_id(0)
+    pid_m, pid_n = _grouped_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    per_group = GROUP_M * num_pid_n
-    first_m = (pid // per_group) * GROUP_M
-    group_rows = tl.minimum(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_group) % group_rows
-    pid_n = (pid % per_group) // group_rows
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
@@ -408,8 +412,8 @@ def _num_sms(device: torch.device) -> int:
 @functools.cache
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
-    return autotune_cache.source_hash(_gemv_kernel, _gemm_kernel, _epilogue_kernel, _write_back, _epilogue,
-                                      _load_tile, _dot, apply_activation, candidate_configs, _gemv_config,
+    return autotune_cache.source_hash(_gemv_kernel, _gemm_kernel, _grouped_tile, _epilogue_kernel, _write_back,
+                                      _epilogue, _load_tile, _dot, apply_activation, candidate_configs, _gemv_config,
                                       _gemm_config, _split_k, launch)
 
 

@@ -12,7 +12,7 @@ x/scale is rounded to nearest-even like ``torch.round`` / ``Tensor.to(float8_e4m
 import triton
 import triton.language as tl
 
-from accel.runtime.kernels.linear import _dot, _load_tile, _write_back
+from accel.runtime.kernels.linear import _dot, _grouped_tile, _load_tile, _write_back
 
 # Scheme codes, in the order of ``quant.SCHEMES``; the two W8A8 schemes are the codes ≥ W8A8_INT8.
 INT8_WO = tl.constexpr(0)
@@ -379,14 +379,8 @@ def _qgemm_kernel(
     the int8 (→ int32) / fp8 (→ fp32) weight. Programs are visited GROUP_M rows of tiles at a time, column by
     column, so a weight tile is still in L2 when the next row of tiles needs it; skinny use adds split-K."""
     # -- map program ids to a tile (grouped ordering) and a slice of K
-    pid = tl.program_id(0)
+    pid_m, pid_n = _grouped_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    per_group = GROUP_M * tl.cdiv(N, BLOCK_N)
-    first_m = (pid // per_group) * GROUP_M
-    rows_in_group = tl.minimum(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_group) % rows_in_group
-    pid_n = (pid % per_group) // rows_in_group
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
