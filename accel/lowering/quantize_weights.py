@@ -62,14 +62,14 @@ class QuantizeWeightsPass(AccelPass):
         return count
 
 
-def _weight_source(ctx: CompileContext, w: fx.Node) -> tuple[fx.Node, bool]:
+def _weight_source(w: fx.Node) -> tuple[fx.Node, bool]:
     """(placeholder, transposed) behind a weight operand (itself, or the ``t()`` of a Conv1D weight)."""
     if fu.is_op(w, "t"):
         return w.args[0], True
     return w, False
 
 
-def _is_lm_head(ctx: CompileContext, node: fx.Node, placeholder: fx.Node) -> bool:
+def _is_lm_head(node: fx.Node, placeholder: fx.Node) -> bool:
     if fu.module_path(node).rsplit(".", 1)[-1] in LM_HEAD_NAMES:
         return True
     # tied embeddings: the same parameter also feeds an embedding lookup
@@ -79,14 +79,14 @@ def _is_lm_head(ctx: CompileContext, node: fx.Node, placeholder: fx.Node) -> boo
 def _plan(ctx: CompileContext, node: fx.Node, w: fx.Node):
     """(qweight, scale, zero, sqnr, kind) for the weight operand ``w`` of ``node``, or None (reported) to keep it."""
     o = ctx.options
-    placeholder, transposed = _weight_source(ctx, w)
+    placeholder, transposed = _weight_source(w)
     value = ctx.weight_value(placeholder)
     if value is None:
         ctx.fallback("quantize", node, "weight is not a parameter available at compile time")
         return None
     weight = value.t() if transposed else value
     path = fu.module_path(node)
-    if not o.quantize_lm_head and _is_lm_head(ctx, node, placeholder):
+    if not o.quantize_lm_head and _is_lm_head(node, placeholder):
         ctx.fallback("quantize", node, "LM head (set quantize_lm_head=True to quantize it)")
         return None
     if any(fnmatch.fnmatch(path, p) for p in o.quantize_exclude):
