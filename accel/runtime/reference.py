@@ -29,6 +29,10 @@ def attention(
     """
     if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
         mask = mask.to(q.dtype)
+    if mask is not None and is_causal:  # CUDA's SDPA refuses both: fold the causal triangle into the mask
+        causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+        mask = mask & causal if mask.dtype == torch.bool else torch.where(causal, mask, float("-inf"))
+        is_causal = False
     hq, hkv = q.shape[1], k.shape[1]
     # enable_gqa must be a plain bool: with symbolic head counts, take the GQA path (correct for equal counts too)
     gqa = True if not (isinstance(hq, int) and isinstance(hkv, int)) else hq != hkv
