@@ -23,6 +23,7 @@ DEFAULT_REPLACE_LINEAR = True
 DEFAULT_CUDAGRAPHS = False
 DEFAULT_STRICT = False
 DEFAULT_GROUP_SIZE = 128
+DEFAULT_GPTQ = True
 QUANTIZE_SCHEMES = ("int8_weight_only", "int4_weight_only", "w8a8_int8", "w8a8_fp8")
 GROUP_SIZES = (32, 64, 128)
 
@@ -72,6 +73,12 @@ class AccelOptions:
 
     symmetric: bool = False
     """int4 only: symmetric groups (no zero point) instead of the default asymmetric ones."""
+
+    gptq: bool = DEFAULT_GPTQ
+    """int4 only: choose the 4-bit codes by GPTQ (second-order error feedback on the layer's output, from the
+    Hessian of its input activations on the compile's example inputs) instead of rounding to nearest. Used when
+    at least 128 rows of those activations were captured (not for graphs that mutate their inputs); calibrate on representative
+    inputs, ideally thousands of tokens. Off: round to nearest with an activation-weighted clipping search."""
 
     quantize_lm_head: bool = False
     """Also quantize the LM head (the output projection onto the vocabulary; with tied embeddings it is the

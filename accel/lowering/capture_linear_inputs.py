@@ -1,10 +1,11 @@
 """CaptureLinearInputsPass: record what each linear sees on the example inputs, for the quantization guard.
 
 Runs the (still unmodified) graph once on the real example inputs Dynamo passed and keeps, for every parameter
-linear, up to ``MAX_ROWS`` rows of its input activation, keyed by the weight node. ``QuantizeWeightsPass`` then
-measures each quantized layer's output SQNR on real activations. Skipped — the guard falls back to weight
-SQNR — when the graph mutates its inputs (a KV cache update would be applied twice) or an input is not a real
-tensor (fake or symbolic example inputs). Rewrites nothing; returns 0.
+linear, up to ``MAX_ROWS`` rows of its input activation (evenly spaced over all of them), keyed by the weight node.
+``QuantizeWeightsPass`` then calibrates int4 on them (GPTQ's Hessian, which wants many rows: with fewer rows than
+input features it overfits) and measures each quantized layer's output SQNR on real activations. Skipped — the guard
+falls back to weight SQNR — when the graph mutates its inputs (a KV cache update would be applied twice) or an input
+is not a real tensor (fake or symbolic example inputs). Rewrites nothing; returns 0.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from accel.compiler.context import CompileContext
 from accel.compiler.pass_base import AccelPass
 from accel.patterns.linear import find_linears
 
-MAX_ROWS = 256
+MAX_ROWS = 2048
 
 
 _INPLACE_OPERATORS = {operator.setitem, operator.iadd, operator.isub, operator.imul, operator.itruediv,
@@ -58,7 +59,8 @@ class CaptureLinearInputsPass(AccelPass):
             def run_node(self, n):
                 out = super().run_node(n)
                 if n in wanted and isinstance(out, torch.Tensor):
-                    rows = out.detach().reshape(-1, out.shape[-1])[:MAX_ROWS].clone()
+                    flat = out.detach().reshape(-1, out.shape[-1])
+                    rows = flat[:: -(-flat.shape[0] // MAX_ROWS)].clone()  # ceil stride: at most MAX_ROWS
                     for w in wanted[n]:
                         captured[w] = rows
                 return out

@@ -10,12 +10,13 @@ After (``quantize="int4_weight_only"``)::
     out = torch.ops.accel.qlinear(h, accel_q_4, accel_qscale_5, accel_qzero_6, None, "int4_weight_only", 128, "identity", False)
 
 Each weight is quantized once, from the real parameter (or merged weight), into new graph inputs; the graph no
-longer reads the full-precision copy. The accuracy guard measures every layer's SQNR — on the example inputs'
-real activations when ``capture_linear_inputs`` could record them, else on the weight itself — records it in the
-report, and keeps layers below ``min_sqnr_db`` in full precision. int4 groups also use those activations to choose
-their clipping (``quant.quantize_weight``'s ``importance``). An FFN is quantized as a unit (both its
-projections or neither). Skipped with a reason: the LM head (unless ``quantize_lm_head``), modules matching
-``quantize_exclude``, fp8 on GPUs older than sm_89.
+longer reads the full-precision copy. The accuracy guard measures every layer's SQNR — on the example inputs' real
+activations when ``capture_linear_inputs`` could record them, else on the weight itself — records it in the report,
+and keeps layers below ``min_sqnr_db`` in full precision. int4 also uses those activations: GPTQ on their Hessian
+(``runtime/gptq.py``; option ``gptq``, on by default), else to weight each group's clipping search
+(``quant.quantize_weight``'s ``importance``). Without them int4 rounds to nearest. An FFN is quantized as a unit
+(both its projections or neither). Skipped with a reason: the LM head (unless ``quantize_lm_head``), modules
+matching ``quantize_exclude``, fp8 on GPUs older than sm_89.
 """
 from __future__ import annotations
 
@@ -27,10 +28,13 @@ import torch.fx as fx
 from accel.compiler import fx_utils as fu
 from accel.compiler.context import CompileContext
 from accel.compiler.pass_base import AccelPass
-from accel.runtime import quant
+from accel.runtime import gptq, quant
 from accel.runtime.ops import FFN, LINEAR, QLINEAR
 
 LM_HEAD_NAMES = ("lm_head", "embed_out")
+# GPTQ fits the rows it is given: below this many (a decode step's single token, say) it would tune every layer to
+# a handful of tokens, so int4 takes the activation-weighted clipping search instead
+GPTQ_MIN_ROWS = 128
 
 
 class QuantizeWeightsPass(AccelPass):
@@ -96,9 +100,14 @@ def _plan(ctx: CompileContext, node: fx.Node, w: fx.Node):
         ctx.fallback("quantize", node, "fp8 needs compute capability 8.9 or newer")
         return None
     x = _captured_input(ctx, placeholder)
-    importance = None if x is None else x.float().pow(2).mean(0)  # per input channel: where the signal is
+    importance = hessian = None
+    if x is not None and o.quantize == "int4_weight_only":
+        if o.gptq and x.shape[0] >= GPTQ_MIN_ROWS:
+            hessian = gptq.hessian(x)
+        else:
+            importance = x.float().pow(2).mean(0)  # per input channel: where the signal is
     with torch.no_grad():
-        qw, scale, zero = quant.quantize_weight(weight, o.quantize, o.group_size, o.symmetric, importance)
+        qw, scale, zero = quant.quantize_weight(weight, o.quantize, o.group_size, o.symmetric, importance, hessian)
         db, kind = _sqnr(ctx, x, weight, qw, scale, zero)
     if o.min_sqnr_db is not None and db < o.min_sqnr_db:
         ctx.fallback("quantize", node, f"SQNR {db:.1f} dB ({kind}) below min_sqnr_db={o.min_sqnr_db:g}: kept in "

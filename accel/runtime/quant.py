@@ -46,12 +46,15 @@ def pack_int4(codes: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_weight(w: torch.Tensor, scheme: str, group_size: int = 128, symmetric: bool = False,
-                    importance: torch.Tensor | None = None):
+                    importance: torch.Tensor | None = None, hessian: torch.Tensor | None = None,
+                    act_order: bool = True):
     """(qweight, scale, zero) for ``w`` [N, K] (``zero`` is ``None`` except for asymmetric int4).
 
-    int4 picks, per group, the clipping of its range (``CLIP_RATIOS``) with the least squared error weighted by
-    ``importance`` [K] — the mean squared input activation per channel when known, so the channels that carry
-    the most signal are reproduced best — or plain squared error without it. int8 and fp8 are round-to-nearest.
+    int4 with ``hessian`` [K, K] (the input activations' ``XᵀX/M``, see ``gptq.hessian``) runs GPTQ
+    (``accel/runtime/gptq.py``; ``act_order`` picks its column order), which minimizes the error of the layer's
+    output rather than of the weights. Without it, int4 rounds to nearest on the grid ``int4_group_params`` picks
+    per group: the clipping of its range with the least squared error weighted by ``importance`` [K] — the mean
+    squared input activation per channel when known — or plain squared error. int8 and fp8 are round-to-nearest.
     """
     check_scheme(scheme)
     w32 = w.detach().float()
@@ -65,18 +68,30 @@ def quantize_weight(w: torch.Tensor, scheme: str, group_size: int = 128, symmetr
     if group_size not in GROUP_SIZES:
         raise ValueError(f"int4 group_size must be one of {GROUP_SIZES}, got {group_size}")
     n, k = w32.shape
-    imp = importance.float() if importance is not None else torch.ones(k)
     pad = -k % group_size  # a partial last group is zero-padded (x never multiplies the padding)
-    if pad:
-        w32 = torch.nn.functional.pad(w32, (0, pad))
+    w32 = torch.nn.functional.pad(w32, (0, pad))
+    if hessian is not None:
+        from accel.runtime import gptq
+
+        h = torch.nn.functional.pad(hessian.float(), (0, pad, 0, pad))
+        codes, scale, zero = gptq.gptq_int4(w32, h, group_size, symmetric, act_order)
+    else:
+        imp = importance.float() if importance is not None else torch.ones(k, device=w32.device)
         imp = torch.nn.functional.pad(imp, (0, pad))
-    k += pad
-    g = w32.reshape(n, k // group_size, group_size)
-    imp = imp.reshape(1, k // group_size, group_size)
-    best = None
-    for ratio in CLIP_RATIOS:  # per group, keep the clipping with the least (importance-weighted) error
+        g = w32.reshape(n, -1, group_size)
+        codes, scale, zero = int4_group_params(g, symmetric, imp.reshape(1, -1, group_size))
+    return pack_int4(codes.reshape(n, -1)), scale.to(w.dtype), None if symmetric else zero.to(w.dtype)
+
+
+def int4_group_params(g: torch.Tensor, symmetric: bool,
+                      importance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(codes [N, G#, G], scale [N, G#], zero [N, G#]) for groups ``g`` [N, G#, G]: of the clippings
+    ``CLIP_RATIOS`` of each group's range, the one whose round-to-nearest (``codes``) has the least squared error
+    weighted by ``importance`` (broadcast to ``g``). Symmetric groups have zero 8 (``w ≈ (q − 8)·scale``)."""
+    best: list[torch.Tensor] | None = None
+    for ratio in CLIP_RATIOS:
         codes, scale, zero = _int4_grid(g, ratio, symmetric)
-        err = ((_int4_values(codes, scale, zero) - g) ** 2 * imp).sum(-1)
+        err = ((_int4_values(codes, scale, zero) - g) ** 2 * importance).sum(-1)
         if best is None:
             best = [codes, scale, zero, err]
         else:
@@ -85,8 +100,7 @@ def quantize_weight(w: torch.Tensor, scheme: str, group_size: int = 128, symmetr
             best[1] = torch.where(better, scale, best[1])
             best[2] = torch.where(better, zero, best[2])
             best[3] = torch.minimum(err, best[3])
-    codes, scale, zero = best[:3]
-    return pack_int4(codes.reshape(n, k)), scale.to(w.dtype), None if symmetric else zero.to(w.dtype)
+    return best[0], best[1], best[2]
 
 
 def _int4_grid(g: torch.Tensor, ratio: float, symmetric: bool):
@@ -122,9 +136,9 @@ def quantize_activation(x: torch.Tensor, scheme: str) -> tuple[torch.Tensor, tor
     x32 = x.float()
     amax = x32.abs().amax(dim=1).clamp_min(_EPS)
     if scheme == "w8a8_int8":
-        scale = amax / 127.0
+        scale = amax / torch.full_like(amax, 127.0)  # a tensor divisor: CUDA divides a scalar by its reciprocal
         return torch.round(x32 / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
-    scale = amax / FP8_MAX
+    scale = amax / torch.full_like(amax, FP8_MAX)
     return (x32 / scale[:, None]).to(torch.float8_e4m3fn), scale
 
 
