@@ -121,3 +121,16 @@ def test_int4_clipping_search_uses_activation_importance():
     rtn_err = ((rtn - (-lo / ((hi - lo) / 15))[..., None]) * ((hi - lo) / 15)[..., None] - w.reshape(64, 4, 64)).pow(2)
     ours = (q.dequantize_weight(qw, s, z, "int4_weight_only", 64).reshape(64, 4, 64) - w.reshape(64, 4, 64)).pow(2)
     assert torch.all(ours.sum(-1) <= rtn_err.sum(-1) + 1e-6)
+
+
+@pytest.mark.parametrize("scheme", q.SCHEMES)
+def test_quantizers_make_no_tensor_on_another_device(scheme):
+    """Everything the quantizers create follows the weight's device: on the "meta" device any CPU tensor made on
+    the way raises (the H200 found a CPU ``torch.ones`` in the int4 path that CPU-only tests could not see)."""
+    w = torch.empty(48, 200, device="meta")
+    qw, scale, zero = q.quantize_weight(w, scheme, 64, importance=None)
+    assert qw.device.type == scale.device.type == "meta"
+    assert zero is None or zero.device.type == "meta"
+    if scheme.startswith("w8a8"):
+        qx, sx = q.quantize_activation(torch.empty(3, 200, device="meta"), scheme)
+        assert qx.device.type == sx.device.type == "meta"
