@@ -22,9 +22,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import copy_bandwidth_gbs, cuda_time_ms, environment, print_table, write_result  # noqa: E402
-from decode_model import CONFIGS, build_model, make_step  # noqa: E402
+from decode_model import (ACCEL_VARIANTS, CONFIGS, TORCHAO_VARIANTS, build_model, make_step,  # noqa: E402
+                          torchao_quantize)
 
 VARIANTS = ("eager", "inductor", "accel")
+ALL_VARIANTS = ("eager", "inductor", *ACCEL_VARIANTS, *TORCHAO_VARIANTS)
 
 
 def weight_bytes(model) -> int:
@@ -36,9 +38,15 @@ def weight_bytes(model) -> int:
     return total if tied else total - emb.numel() * emb.element_size()
 
 
-def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int):
+def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int, device_pos: bool = False,
+               host_times: list | None = None):
     """(seconds for ``new`` tokens, generated token ids) with transformers' StaticCache of ``cache_len``
-    (one length for every run: a new length is a new static shape, and would recompile)."""
+    (one length for every run: a new length is a new static shape, and would recompile).
+
+    The position is made on the host each step (``torch.tensor(..., device=)``, as the anchors do: the copy
+    waits for the GPU, so host work and GPU work add up) or, with ``device_pos``, advanced on the device as
+    gpt-fast does (the host can run ahead; the step costs the larger of the two). ``host_times`` receives the
+    seconds until the last step was issued."""
     from transformers import StaticCache
 
     cache = StaticCache(config=cfg, max_cache_len=cache_len)
@@ -48,14 +56,20 @@ def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int):
                     use_cache=True)
         tok = out.logits[:, -1:].argmax(-1)
         toks = [tok]
+        pos = torch.tensor([prompt.shape[1]], device=device)
         sync()
         t0 = time.perf_counter()
         for i in range(new):
-            pos = torch.tensor([prompt.shape[1] + i], device=device)
+            if device_pos:
+                pos = pos + 1 if i else pos
+            else:
+                pos = torch.tensor([prompt.shape[1] + i], device=device)
             if device == "cuda":
                 torch.compiler.cudagraph_mark_step_begin()
             tok = step(model, cache, tok, pos).clone()
             toks.append(tok)
+        if host_times is not None:
+            host_times.append(time.perf_counter() - t0)
         sync()
         return time.perf_counter() - t0, torch.cat(toks, 1)
 
@@ -99,7 +113,10 @@ def logits_error(model, prompt, ref_logits, compiled_forward) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="1b", choices=sorted(CONFIGS))
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(ALL_VARIANTS)}")
+    ap.add_argument("--pos", default="host", choices=("host", "device", "both"),
+                    help="position tensor per step made on the host (as the anchors) or advanced on the device "
+                         "(as gpt-fast); both: time compiled variants each way")
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--new", type=int, default=256)
     ap.add_argument("--prefill", type=int, default=2048)
@@ -127,30 +144,49 @@ def main() -> None:
     cache_len = args.prompt + args.new + 8
     _, eager_toks = run_decode(base, cfg, make_step("eager"), prompt, args.new, device, cache_len)
     for variant in args.variants.split(","):
+        if variant not in ALL_VARIANTS:
+            raise SystemExit(f"unknown variant {variant!r}; known: {', '.join(ALL_VARIANTS)}")
+    for variant in args.variants.split(","):
         torch._dynamo.reset()
         model = base
         row = {"variant": variant}
         try:
+            if variant in TORCHAO_VARIANTS:
+                model = copy.deepcopy(base)
+                torchao_quantize(model, variant)
             step = make_step(variant, cudagraphs=device == "cuda")
+            device_pos = args.pos == "device"
             t0 = time.perf_counter()
-            run_decode(model, cfg, step, prompt, 4, device, cache_len)
-            run_decode(model, cfg, step, prompt, 4, device, cache_len)
+            run_decode(model, cfg, step, prompt, 4, device, cache_len, device_pos)
+            run_decode(model, cfg, step, prompt, 4, device, cache_len, device_pos)
             row["compile_s"] = round(time.perf_counter() - t0, 1)
+            print(f"{variant}: compiled and warm in {row['compile_s']} s", flush=True)
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
-            times = sorted(run_decode(model, cfg, step, prompt, args.new, device, cache_len)[0] for _ in range(runs))
-            _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len)
+            times = sorted(run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)[0]
+                           for _ in range(runs))
+            _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)
             sec = times[len(times) // 2]
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
+            if args.pos == "both" and variant != "eager":
+                host: list = []
+                dev_times = sorted(run_decode(model, cfg, step, prompt, args.new, device, cache_len, True, host)[0]
+                                   for _ in range(runs))
+                row.update(tok_s_device_pos=round(args.new / dev_times[len(dev_times) // 2], 1),
+                           host_ms_per_tok=round(sorted(host)[len(host) // 2] / args.new * 1e3, 3))
             if bw:
                 row["pct_of_copy_bw"] = round(100 * row["weight_gbs"] / bw, 1)
             row["token_match"] = round(float((toks == eager_toks).float().mean()), 4)
             row["teacher_forced_match"] = round(
                 teacher_forced_agreement(model, cfg, step, prompt, eager_toks, device, cache_len), 4)
-            forward = model if variant == "eager" else torch.compile(
-                model, backend="accel" if variant == "accel" else "inductor")
+            if variant == "eager":
+                forward = model
+            elif variant in ACCEL_VARIANTS:
+                forward = torch.compile(model, backend="accel", options=ACCEL_VARIANTS[variant])
+            else:
+                forward = torch.compile(model, backend="inductor")
             row["logits_rel_err_vs_fp32"] = round(logits_error(model, prompt, ref_logits, forward), 5)
-            if args.generate and variant != "eager":
+            if args.generate and variant in ("inductor", "accel"):
                 row["generate_match"] = round(generate_matches(model, prompt[:, :16], args.generate, variant), 4)
             if device == "cuda" and args.prefill:
                 with torch.no_grad():
@@ -160,14 +196,24 @@ def main() -> None:
             row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
         print(row, flush=True)
         rows.append(row)
+        write_result(f"decode_{args.config}", {"args": vars(args), "copy_bw_gbs": bw, "weight_bytes": nbytes,
+                                              "rows": rows, "partial": True})  # kept if a later variant dies
+        if model is not base:  # free torchao's quantized copy before the next variant
+            model = step = forward = None
+            if device == "cuda":
+                torch.cuda.empty_cache()
 
     by = {r["variant"]: r for r in rows}
-    if "accel" in by and "inductor" in by and "tok_s" in by["accel"] and "tok_s" in by["inductor"]:
-        by["accel"]["speedup_vs_inductor"] = round(by["accel"]["tok_s"] / by["inductor"]["tok_s"], 3)
+    inductor = by.get("inductor", {})
+    for r in rows:
+        if r["variant"] != "inductor" and "tok_s" in r and "tok_s" in inductor:
+            r["speedup_vs_inductor"] = round(r["tok_s"] / inductor["tok_s"], 3)
+            if "tok_s_device_pos" in r and "tok_s_device_pos" in inductor:
+                r["speedup_device_pos"] = round(r["tok_s_device_pos"] / inductor["tok_s_device_pos"], 3)
     print()
     print_table(rows, ["variant", "tok_s", "ms_per_tok", "weight_gbs", "pct_of_copy_bw", "compile_s", "token_match",
                        "teacher_forced_match", "generate_match", "logits_rel_err_vs_fp32", "prefill_ms",
-                       "speedup_vs_inductor", "error"])
+                       "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "speedup_device_pos", "error"])
     path = write_result(f"decode_{args.config}", {"args": vars(args), "copy_bw_gbs": bw, "weight_bytes": nbytes,
                                                  "rows": rows})
     print(f"wrote {path}")

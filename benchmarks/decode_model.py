@@ -34,17 +34,43 @@ def step_fn(model, cache, tok, pos):
     return out.logits[:, -1:].argmax(-1)
 
 
+# accel variants: the options each adds (lossless bf16, then the quantized schemes)
+ACCEL_VARIANTS = {
+    "accel": {},
+    "accel-int8": {"quantize": "int8_weight_only"},
+    "accel-int4": {"quantize": "int4_weight_only", "group_size": 128},
+    "accel-w8a8-int8": {"quantize": "w8a8_int8"},
+    "accel-fp8": {"quantize": "w8a8_fp8"},
+}
+# torchao baselines: the model quantized by torchao's quantize_, then Inductor (reduce-overhead)
+TORCHAO_VARIANTS = ("torchao-int8wo", "torchao-int4wo", "torchao-fp8")
+
+
+def torchao_quantize(model, variant: str) -> None:
+    """Quantize ``model`` in place with torchao's counterpart of ``variant`` (int4: group 128, tinygemm)."""
+    from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig, Int4WeightOnlyConfig,
+                                      Int8WeightOnlyConfig, PerRow, quantize_)
+    from torchao.quantization.quantize_.workflows import Int4PackingFormat
+
+    config = {"torchao-int8wo": lambda: Int8WeightOnlyConfig(),
+              "torchao-int4wo": lambda: Int4WeightOnlyConfig(
+                  group_size=128, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D),
+              "torchao-fp8": lambda: Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())}[variant]()
+    quantize_(model, config)
+
+
 def make_step(variant: str, cudagraphs: bool = True, options: dict | None = None):
-    """The decode step for ``variant``: eager, inductor (reduce-overhead when cudagraphs) or accel."""
+    """The decode step for ``variant``: eager, inductor (reduce-overhead when cudagraphs), a torchao variant
+    (Inductor on the model torchao_quantize made) or an accel variant (``ACCEL_VARIANTS``)."""
     if variant == "eager":
         return step_fn
-    if variant == "inductor":
+    if variant == "inductor" or variant in TORCHAO_VARIANTS:
         mode = "reduce-overhead" if cudagraphs else None
         return torch.compile(step_fn, mode=mode, fullgraph=True, dynamic=False)
-    if variant.startswith("accel"):
+    if variant in ACCEL_VARIANTS:
         import accel  # noqa: F401  (registers the backend even when not installed as a distribution)
 
-        opts = dict(options or {})
+        opts = {**ACCEL_VARIANTS[variant], **(options or {})}
         opts.setdefault("cudagraphs", cudagraphs)
         return torch.compile(step_fn, backend="accel", options=opts, fullgraph=True, dynamic=False)
     raise ValueError(f"unknown variant {variant!r}")

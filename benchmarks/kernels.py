@@ -4,8 +4,12 @@
 
 linear (Llama 1B and 8B projection shapes) vs cuBLAS bf16 (column baseline_us) (``F.linear``, which is also what Inductor emits for
 these matmuls without max-autotune); ffn_up (gate/up GEMM + SiLU·mul) vs cuBLAS + Inductor's fused act·mul;
-decode attention over a static KV cache vs SDPA. Four rotating weight copies so L2 does not flatter; each
+decode attention over a static KV cache vs SDPA; qlinear (``--ops qlinear``: int8 / int4 weight-only, W8A8 int8 /
+fp8) on the 8B MLP shapes vs cuBLAS bf16 and, when torchao is importable, its int8wo / int4wo (tinygemm) / int8
+dynamic / fp8 row-wise linears under ``torch.compile``. Four rotating weight copies so L2 does not flatter; each
 timing is the median of CUDA-graph replays. Correctness is checked before timing.
+
+    python benchmarks/kernels.py --ops qlinear --m 1,16,128,2048
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ from common import environment, print_table, write_result  # noqa: E402
 from accel.runtime.kernels import attention as ka  # noqa: E402
 from accel.runtime.kernels import ffn as kf  # noqa: E402
 from accel.runtime.kernels import linear as kl  # noqa: E402
+from accel.runtime.kernels import qlinear as kq  # noqa: E402
+from accel.runtime import quant  # noqa: E402
 
 SHAPES = {  # name -> [(label, N, K)] with weight [N, K]
     "1b": [("qkv", 3072, 2048), ("o", 2048, 2048), ("down", 2048, 8192), ("lm_head", 128256, 2048)],
@@ -30,6 +36,11 @@ SHAPES = {  # name -> [(label, N, K)] with weight [N, K]
 }
 GATE_UP = {"1b": (8192, 2048), "8b": (14336, 4096)}
 COPIES = 4
+QLINEAR_SHAPES = [("8b up", 14336, 4096), ("8b down", 4096, 14336)]  # the issue's 4096x14336 and 14336x4096
+QSCHEMES = ("int8_weight_only", "int4_weight_only", "w8a8_int8", "w8a8_fp8")
+# torchao's counterpart of each scheme (config factories, imported lazily: torchao is optional)
+TORCHAO = {"int8_weight_only": "int8wo", "int4_weight_only": "int4wo_g128", "w8a8_int8": "int8dq",
+           "w8a8_fp8": "fp8dq_row"}
 
 
 def graph_us(fns) -> float:
@@ -103,27 +114,102 @@ def bench_decode_attention(hq, hkv, d, ctx, cache_len, rows):
                      rel_err=f"{err:.1e}"))
 
 
+def torchao_linear(kind: str, w: torch.Tensor):
+    """A compiled ``nn.Linear`` holding ``w`` quantized by torchao's ``kind``, or the reason it is unavailable."""
+    try:
+        from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig,
+                                          Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
+                                          Int8WeightOnlyConfig, PerRow, quantize_)
+        from torchao.quantization.quantize_.workflows import Int4PackingFormat
+    except Exception as e:  # noqa: BLE001  (absent, or built for another torch)
+        return f"torchao unavailable: {type(e).__name__}"
+    configs = {"int8wo": Int8WeightOnlyConfig, "int8dq": Int8DynamicActivationInt8WeightConfig,
+               "fp8dq_row": lambda: Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+               "int4wo_g128": lambda: Int4WeightOnlyConfig(
+                   group_size=128, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D)}
+    lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False, device=w.device, dtype=w.dtype)
+    lin.weight.data.copy_(w)
+    quantize_(lin, configs[kind]())
+    return torch.compile(lin, dynamic=False)
+
+
+def bench_qlinear(label, n, k, m, scheme, rows, baselines: dict):
+    """accel's qlinear for ``scheme`` vs cuBLAS bf16 and torchao's counterpart, same weights and inputs."""
+    group = 128
+    ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k ** 0.5 for _ in range(COPIES)]
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    packed = [quant.quantize_weight(w, scheme, group) for w in ws]
+    ref = quant.qlinear_reference(x.float(), *packed[0], None, scheme, group)  # fp32 output: our rounding shows
+    out = kq.qlinear(x, *packed[0], None, scheme, group, "identity", False)
+    err = rel(out, ref)
+    key = (label, m)
+    if key not in baselines:
+        baselines[key] = graph_us([lambda w=w: F.linear(x, w) for w in ws])
+    cublas = baselines[key]
+    ours = graph_us([lambda p=p: kq.qlinear(x, *p, None, scheme, group, "identity", False) for p in packed])
+    cfg = kq.select_config(x, *packed[0], None, scheme, group, 0, False)
+    row = dict(op="qlinear", shape=f"{label} {n}x{k}", M=m, scheme=scheme, cublas_bf16_us=round(cublas, 2),
+               accel_us=round(ours, 2), speedup=round(cublas / ours, 3), rel_err=f"{err:.1e}",
+               config=cfg.get("kernel"))
+    if scheme == "w8a8_int8":  # refuses M <= 16 and fails inside a graph capture above (poisoning later ones)
+        row["torchao"] = "int8dq: not graph-capturable"
+        rows.append(row)
+        print(row, flush=True)
+        return
+    ao = [torchao_linear(TORCHAO[scheme], w) for w in ws]
+    if isinstance(ao[0], str):
+        row["torchao"] = ao[0]
+    else:
+        try:
+            row["torchao_us"] = round(graph_us([lambda f=f: f(x) for f in ao]), 2)
+            row["vs_torchao"] = round(row["torchao_us"] / ours, 3)
+        except Exception as e:  # noqa: BLE001  (torchao's int8 dynamic refuses M <= 16)
+            row["torchao"] = f"{type(e).__name__}: {str(e)[:80]}"
+    rows.append(row)
+    print(row, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="1b,8b")
     ap.add_argument("--m", default="1,4,16,64,256,2048")
+    ap.add_argument("--ops", default="linear,attention", help="any of linear (incl. ffn_up), attention, qlinear")
+    ap.add_argument("--schemes", default=",".join(QSCHEMES), help="qlinear schemes")
     args = ap.parse_args()
+    ops = args.ops.split(",")
     env = environment()
     print(f"{env['device']}  torch {env['torch']}  triton {env['triton']}")
     rows: list[dict] = []
     ms = [int(v) for v in args.m.split(",")]
-    for name in args.shapes.split(","):
+    for name in args.shapes.split(",") if "linear" in ops else ():
         for m in ms:
             for label, n, k in SHAPES[name]:
                 bench_linear(f"{name} {label}", n, k, m, rows)
             bench_ffn_up(name, *GATE_UP[name], m, rows)
             print(rows[-1], flush=True)
-    for d, hq, hkv in ((64, 32, 8), (128, 32, 8)):
+    for d, hq, hkv in ((64, 32, 8), (128, 32, 8)) if "attention" in ops else ():
         for ctx, cache_len in ((256, 4096), (4096, 4096)):
             bench_decode_attention(hq, hkv, d, ctx, cache_len, rows)
+    qrows: list[dict] = []
+    baselines: dict = {}
+    for m in ms if "qlinear" in ops else ():
+        for label, n, k in QLINEAR_SHAPES:
+            for scheme in args.schemes.split(","):
+                try:
+                    bench_qlinear(label, n, k, m, scheme, qrows, baselines)
+                except Exception as e:  # noqa: BLE001  (report and keep going)
+                    qrows.append(dict(op="qlinear", shape=label, M=m, scheme=scheme,
+                                      error=f"{type(e).__name__}: {str(e)[:200]}"))
+                    print(qrows[-1], flush=True)
     print()
-    print_table(rows, ["op", "shape", "M", "baseline_us", "accel_us", "speedup", "accel_gbs", "rel_err", "config"])
-    print("wrote", write_result("kernels", {"rows": rows}))
+    if rows:
+        print_table(rows, ["op", "shape", "M", "baseline_us", "accel_us", "speedup", "accel_gbs", "rel_err",
+                           "config"])
+    if qrows:
+        print_table(qrows, ["shape", "M", "scheme", "cublas_bf16_us", "accel_us", "speedup", "torchao_us",
+                            "vs_torchao", "rel_err", "config", "torchao", "error"])
+    name = "kernels" if "qlinear" not in ops else ("qlinear_kernels" if not rows else "kernels_all")
+    print("wrote", write_result(name, {"rows": rows + qrows}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One call on the lent GPU machine: run the named stages in order, each under its own time limit, logs and JSON
+# under $OUT (copied into benchmarks/results/ afterwards), the autotune cache carried in and out.
+#
+#   bash benchmarks/gpu_session.sh tests qkernels decode1b-quant ...
+#
+# Stages: tests (kernel tests on CUDA: bf16 and fp8 included), kernels (bf16 linear / ffn / attention),
+# qkernels (qlinear vs cuBLAS and torchao), gpucheck, decode1b, decode1b-quant, decode8b, profile1b.
+# torchao comes from wheels carried in .whl (see ../shared/anchors/README.md).
+set -u
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=$PYTHONPATH:/tmp/site
+fi
+mkdir -p .autotune && export ACCEL_AUTOTUNE_CACHE=$PWD/.autotune/h200.json
+stage() {  # stage NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "=== $name ($(date -u +%T), limit ${limit}s)"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  echo "=== $name rc=$? in $((SECONDS - t0)) s"
+  tail -n "${TAIL:-25}" "$OUT/$name.log"
+  cp -f "$ACCEL_AUTOTUNE_CACHE" "$OUT/autotune_h200.json" 2>/dev/null
+}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)"
+for s in "$@"; do
+  case $s in
+    tests) stage tests ${T_TESTS:-240} python3 -m pytest tests/runtime -q --maxfail=30 -n 16 -p no:cacheprovider --timeout 200 \
+             --deselect tests/runtime/test_sm90_compile.py ${TEST_ARGS:-} ;;
+    kernels) stage kernels ${T_KERNELS:-300} python3 benchmarks/kernels.py --ops linear,attention ;;
+    qkernels) stage qkernels ${T_QKERNELS:-300} python3 benchmarks/kernels.py --ops qlinear --m "${QM:-1,16,128,2048}" ;;
+    gpucheck) stage gpucheck 200 python3 benchmarks/gpu_check.py ;;
+    decode1b) stage decode1b ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --pos both \
+                --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-3}" ;;
+    decode1b-quant) stage decode1b-quant ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --prefill "${PREFILL:-2048}" \
+                --variants "${VARIANTS:-eager,inductor,accel-int8,accel-int4,torchao-int8wo,torchao-int4wo}" \
+                --runs "${RUNS:-3}" --pos "${POS:-host}" ;;
+    decode8b) stage decode8b ${T_DECODE:-560} python3 benchmarks/decode.py --config 8b --pos both \
+                --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-2}" ;;
+    profile1b) stage profile1b 200 python3 benchmarks/profile_decode.py --config 1b ;;
+    *) echo "unknown stage $s" ;;
+  esac
+done
+find "$OUT" -name '*.json' -newer "$0" -maxdepth 1 | head -50
