@@ -82,3 +82,15 @@ def test_gptq_ignores_channels_no_input_drives():
     wq = q.dequantize_weight(*qs, INT4, 32)
     assert torch.isfinite(wq).all()
     assert output_sqnr(x, w, qs, 32) > 15.0
+
+
+def test_gptq_static_grid_is_the_asymmetric_clipping_search():
+    """With act-order, GPTQ's per-group (scale, zero) are exactly ``int4_group_params``' choice on the original
+    weights weighted by the (shrunk) Hessian diagonal, so the separate min/max shrink reaches GPTQ too."""
+    torch.manual_seed(0)
+    n, k, g = 16, 256, 128
+    w, x = torch.randn(n, k) * 0.05, correlated(1024, k, seed=6)
+    h = gptq.hessian(x)
+    _, scale, zero = gptq.gptq_int4(w, h, g, symmetric=False, act_order=True)
+    _, s, z = q.int4_group_params(w.reshape(n, k // g, g), False, h.diagonal().reshape(1, k // g, g))
+    assert torch.allclose(scale, s) and torch.allclose(zero, z)
