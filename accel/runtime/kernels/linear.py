@@ -203,14 +203,8 @@ def _gemv_kernel(
     M = 1 no lane multiplies padding. acc[m, n, k] collects the products of the K positions k ≡ k' (mod
     BLOCK_K) and is reduced over its last axis only after the loop, so the loop has no cross-lane work."""
     # -- map program ids to output columns, rows of x and a slice of K
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_m = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m, offs_n, pid_k, k_start, k_end = _gemv_slice(K, K_PER_SPLIT, BLOCK_M, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
-    k_start = pid_k * K_PER_SPLIT
-    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
     # -- create pointers as 3-D tiles, x [BLOCK_M, 1, BLOCK_K] and w [1, BLOCK_N, BLOCK_K], so that the loads
     # already have the accumulator's layout (row offsets in int64: an LM head can exceed 2^31 weights)
     m_ok = (offs_m < M)[:, None, None]
@@ -248,6 +242,27 @@ def _grouped_tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: t
 
 
 @triton.jit
+def _gemv_slice(K, K_PER_SPLIT, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """(offs_m, offs_n, pid_k, k_start, k_end) of a GEMV program; grid (column blocks, K splits, row blocks)."""
+    pid_k = tl.program_id(1)
+    offs_m = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k_start = pid_k * K_PER_SPLIT
+    return offs_m, offs_n, pid_k, k_start, tl.minimum(k_start + K_PER_SPLIT, K)
+
+
+@triton.jit
+def _dot_slice(M, N, K, K_PER_SPLIT, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(offs_m, offs_n, pid_k, k_start, k_end) of a tl.dot program: its tile in grouped order (``_grouped_tile``)
+    on grid axis 0, its K split on axis 1."""
+    pid_m, pid_n = _grouped_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    pid_k = tl.program_id(1)
+    k_start = pid_k * K_PER_SPLIT
+    return (pid_m * BLOCK_M + tl.arange(0, BLOCK_M), pid_n * BLOCK_N + tl.arange(0, BLOCK_N), pid_k, k_start,
+            tl.minimum(k_start + K_PER_SPLIT, K))
+
+
+@triton.jit
 def _gemm_kernel(
     # Pointers
     x_ptr, w_ptr, b_ptr, out_ptr, ws_ptr,
@@ -264,13 +279,8 @@ def _gemm_kernel(
     the same columns share each x tile. Skinny use: one row of tiles plus split-K; tiled use: GROUP_M rows of
     tiles are visited column by column, so their weight tiles are still in L2 when the next row needs them."""
     # -- map program ids to a tile (grouped ordering) and a slice of K
-    pid_m, pid_n = _grouped_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
-    pid_k = tl.program_id(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m, offs_n, pid_k, k_start, k_end = _dot_slice(M, N, K, K_PER_SPLIT, BLOCK_M, BLOCK_N, GROUP_M)
     offs_k = tl.arange(0, BLOCK_K)
-    k_start = pid_k * K_PER_SPLIT
-    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
     # -- create pointers: x tiles [BLOCK_M, BLOCK_K], wᵀ tiles [BLOCK_K, BLOCK_N] read through the strides
     m_ok = (offs_m < M)[:, None]
     n_ok = (offs_n < N)[None, :]
@@ -412,9 +422,9 @@ def _num_sms(device: torch.device) -> int:
 @functools.cache
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
-    return autotune_cache.source_hash(_gemv_kernel, _gemm_kernel, _grouped_tile, _epilogue_kernel, _write_back,
-                                      _epilogue, _load_tile, _dot, apply_activation, candidate_configs, _gemv_config,
-                                      _gemm_config, _split_k, launch)
+    return autotune_cache.source_hash(_gemv_kernel, _gemm_kernel, _grouped_tile, _gemv_slice, _dot_slice,
+                                      _epilogue_kernel, _write_back, _epilogue, _load_tile, _dot, apply_activation,
+                                      candidate_configs, _gemv_config, _gemm_config, _split_k, launch)
 
 
 def _measurement_inputs(x, w, bias):

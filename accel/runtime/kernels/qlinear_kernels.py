@@ -12,7 +12,7 @@ x/scale is rounded to nearest-even like ``torch.round`` / ``Tensor.to(float8_e4m
 import triton
 import triton.language as tl
 
-from accel.runtime.kernels.linear import _dot, _grouped_tile, _load_tile, _write_back
+from accel.runtime.kernels.linear import _dot, _dot_slice, _gemv_slice, _load_tile, _write_back
 
 # Scheme codes, in the order of ``quant.SCHEMES``; the two W8A8 schemes are the codes ≥ W8A8_INT8.
 INT8_WO = tl.constexpr(0)
@@ -202,13 +202,7 @@ def _qgemv_words_kernel(
     SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2  # of the 5-D tiles
     CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2  # of the 3-D chunk sums
     # -- map program ids to output columns, rows of x and a slice of K
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_m = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    k_start = pid_k * K_PER_SPLIT
-    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
+    offs_m, offs_n, pid_k, k_start, k_end = _gemv_slice(K, K_PER_SPLIT, BLOCK_M, BLOCK_N)
     # -- create pointers (row offsets in int64): word j of chunk c holds k = (c·SUB + j)·PER_WORD + v
     j5 = tl.arange(0, SUB)[None, None, :, None, None]
     c5 = tl.arange(0, NUM_CHUNKS)[None, None, None, :, None]
@@ -278,13 +272,7 @@ def _qgemv_bytes_kernel(
     BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
     CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2  # of the 3-D chunk sums
     # -- map program ids to output columns, rows of x and a slice of K
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_m = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    k_start = pid_k * K_PER_SPLIT
-    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
+    offs_m, offs_n, pid_k, k_start, k_end = _gemv_slice(K, K_PER_SPLIT, BLOCK_M, BLOCK_N)
     # -- create pointers (row offsets in int64); chunk c of a step covers k = c·CHUNK ... c·CHUNK + CHUNK - 1
     kx = tl.arange(0, NUM_CHUNKS)[None, None, :, None] * CHUNK + tl.arange(0, CHUNK)[None, None, None, :]
     kx = _chunks_first(kx, 2, CHUNKS_FIRST)
@@ -379,13 +367,8 @@ def _qgemm_kernel(
     the int8 (→ int32) / fp8 (→ fp32) weight. Programs are visited GROUP_M rows of tiles at a time, column by
     column, so a weight tile is still in L2 when the next row of tiles needs it; skinny use adds split-K."""
     # -- map program ids to a tile (grouped ordering) and a slice of K
-    pid_m, pid_n = _grouped_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
-    pid_k = tl.program_id(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m, offs_n, pid_k, k_start, k_end = _dot_slice(M, N, K, K_PER_SPLIT, BLOCK_M, BLOCK_N, GROUP_M)
     offs_k = tl.arange(0, BLOCK_K)
-    k_start = pid_k * K_PER_SPLIT
-    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
     # -- create pointers: x [BLOCK_M, BLOCK_K]; weight as wᵀ [BLOCK_K, BLOCK_N], int4 as packed rows
     m_ok = (offs_m < M)[:, None]
     rows = offs_n.to(tl.int64)
