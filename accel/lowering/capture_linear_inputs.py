@@ -1,9 +1,10 @@
 """CaptureLinearInputsPass: record what each linear sees on the example inputs, for the quantization guard.
 
 Runs the (still unmodified) graph once on the real example inputs Dynamo passed and keeps, for every parameter
-linear, up to ``MAX_ROWS`` rows of its input activation (evenly spaced over all of them), keyed by the weight node.
-``QuantizeWeightsPass`` then calibrates int4 on them (GPTQ's Hessian, which wants many rows: with fewer rows than
-input features it overfits) and measures each quantized layer's output SQNR on real activations. Skipped — the guard
+linear, rows of its input activation (evenly spaced over all of them), keyed by the weight node: up to ``MAX_ROWS``
+when they calibrate the quantization, ``SQNR_ROWS`` otherwise. ``QuantizeWeightsPass`` then calibrates on them
+(GPTQ's Hessian, which wants many rows: with fewer rows than input features it overfits; SmoothQuant's per-channel
+maxima) and measures each quantized layer's output SQNR on real activations. Skipped — the guard
 falls back to weight SQNR — when the graph mutates its inputs (a KV cache update would be applied twice) or an input
 is not a real tensor (fake or symbolic example inputs). Rewrites nothing; returns 0.
 """
@@ -18,7 +19,8 @@ from accel.compiler.context import CompileContext
 from accel.compiler.pass_base import AccelPass
 from accel.patterns.linear import find_linears
 
-MAX_ROWS = 2048
+MAX_ROWS = 2048  # rows kept per input when they calibrate the quantization (GPTQ's Hessian, SmoothQuant's maxima)
+SQNR_ROWS = 256  # rows kept when they only measure the accuracy guard's SQNR
 
 
 _INPLACE_OPERATORS = {operator.setitem, operator.iadd, operator.isub, operator.imul, operator.itruediv,
@@ -54,13 +56,16 @@ class CaptureLinearInputsPass(AccelPass):
         for m in find_linears(gm, ctx):
             wanted.setdefault(m.x, []).append(m.weight)
         captured: dict[fx.Node, torch.Tensor] = {}
+        o = ctx.options
+        calibrates = (o.quantize == "int4_weight_only" and o.gptq) or o.smoothquant is not None
+        max_rows = MAX_ROWS if calibrates else SQNR_ROWS
 
         class Recorder(fx.Interpreter):
             def run_node(self, n):
                 out = super().run_node(n)
                 if n in wanted and isinstance(out, torch.Tensor):
                     flat = out.detach().reshape(-1, out.shape[-1])
-                    rows = flat[:: -(-flat.shape[0] // MAX_ROWS)].clone()  # ceil stride: at most MAX_ROWS
+                    rows = flat[:: -(-flat.shape[0] // max_rows)].clone()  # ceil stride: at most max_rows
                     for w in wanted[n]:
                         captured[w] = rows
                 return out
