@@ -74,6 +74,11 @@ def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int, 
         return time.perf_counter() - t0, torch.cat(toks, 1)
 
 
+def median(values: list[float]) -> float:
+    """The middle of ``values`` (the upper middle for an even count)."""
+    return sorted(values)[len(values) // 2]
+
+
 def teacher_forced_agreement(model, cfg, step, prompt, ref_toks, device: str, cache_len: int) -> float:
     """Fraction of steps whose greedy token equals ``ref_toks`` when every step is fed the reference prefix
     (one early flip does not derail the rest, unlike free-running agreement)."""
@@ -139,7 +144,8 @@ def main() -> None:
     with torch.no_grad():
         ref_logits = copy.deepcopy(base).float()(input_ids=prompt, use_cache=False).logits.float()
 
-    rows = []
+    rows: list[dict] = []
+    payload = {"args": vars(args), "copy_bw_gbs": bw, "weight_bytes": nbytes, "rows": rows}
     # the reference tokens: one eager greedy decode (its own rerun below shows eager's run-to-run agreement)
     cache_len = args.prompt + args.new + 8
     _, eager_toks = run_decode(base, cfg, make_step("eager"), prompt, args.new, device, cache_len)
@@ -162,18 +168,17 @@ def main() -> None:
             row["compile_s"] = round(time.perf_counter() - t0, 1)
             print(f"{variant}: compiled and warm in {row['compile_s']} s", flush=True)
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
-            times = sorted(run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)[0]
-                           for _ in range(runs))
+            sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)[0]
+                          for _ in range(runs)])
             _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)
-            sec = times[len(times) // 2]
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
             if args.pos == "both" and variant != "eager":
                 host: list = []
-                dev_times = sorted(run_decode(model, cfg, step, prompt, args.new, device, cache_len, True, host)[0]
-                                   for _ in range(runs))
-                row.update(tok_s_device_pos=round(args.new / dev_times[len(dev_times) // 2], 1),
-                           host_ms_per_tok=round(sorted(host)[len(host) // 2] / args.new * 1e3, 3))
+                dev_sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, True, host)[0]
+                                  for _ in range(runs)])
+                row.update(tok_s_device_pos=round(args.new / dev_sec, 1),
+                           host_ms_per_tok=round(median(host) / args.new * 1e3, 3))
             if bw:
                 row["pct_of_copy_bw"] = round(100 * row["weight_gbs"] / bw, 1)
             row["token_match"] = round(float((toks == eager_toks).float().mean()), 4)
@@ -196,8 +201,7 @@ def main() -> None:
             row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
         print(row, flush=True)
         rows.append(row)
-        write_result(f"decode_{args.config}", {"args": vars(args), "copy_bw_gbs": bw, "weight_bytes": nbytes,
-                                              "rows": rows, "partial": True})  # kept if a later variant dies
+        write_result(f"decode_{args.config}", {**payload, "partial": True})  # kept if a later variant dies
         if model is not base:  # free torchao's quantized copy before the next variant
             model = step = forward = None
             if device == "cuda":
@@ -214,8 +218,7 @@ def main() -> None:
     print_table(rows, ["variant", "tok_s", "ms_per_tok", "weight_gbs", "pct_of_copy_bw", "compile_s", "token_match",
                        "teacher_forced_match", "generate_match", "logits_rel_err_vs_fp32", "prefill_ms",
                        "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "speedup_device_pos", "error"])
-    path = write_result(f"decode_{args.config}", {"args": vars(args), "copy_bw_gbs": bw, "weight_bytes": nbytes,
-                                                 "rows": rows})
+    path = write_result(f"decode_{args.config}", payload)
     print(f"wrote {path}")
 
 
