@@ -19,7 +19,8 @@ from accel.compiler.context import CompileContext
 from accel.compiler.pass_base import AccelPass
 from accel.patterns.linear import find_linears
 
-MAX_ROWS = 2048  # rows kept per input when they calibrate the quantization (GPTQ's Hessian, SmoothQuant's maxima)
+# rows kept per input: when they calibrate (any int4: GPTQ's Hessian or the clipping's channel weights; SmoothQuant)
+MAX_ROWS = 2048
 SQNR_ROWS = 256  # rows kept when they only measure the accuracy guard's SQNR
 
 
@@ -57,7 +58,7 @@ class CaptureLinearInputsPass(AccelPass):
             wanted.setdefault(m.x, []).append(m.weight)
         captured: dict[fx.Node, torch.Tensor] = {}
         o = ctx.options
-        calibrates = (o.quantize == "int4_weight_only" and o.gptq) or o.smoothquant is not None
+        calibrates = o.quantize == "int4_weight_only" or o.smoothquant is not None
         max_rows = MAX_ROWS if calibrates else SQNR_ROWS
 
         class Recorder(fx.Interpreter):
