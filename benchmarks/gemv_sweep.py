@@ -1,0 +1,133 @@
+"""Sweep of GEMV meta-parameters on decode shapes (M = 1): what the autotuner's candidate list leaves on the table.
+
+    python benchmarks/gemv_sweep.py --shapes 1b,8b [--kinds bf16,int8,int4] [--budget-s 300]
+
+For every projection of the 1B / 8B Llama shapes (the gated gate/up included) it times, with the tuner's own method
+(``autotune_cache.measure_us``: CUDA graph, cold L2), the current candidate list and a wider grid — warps × weight
+rows per thread × K vectors per thread × split-K — and prints per shape the tuned choice, the best of the grid and
+their bandwidth. Results are research input for ``candidate_configs``; nothing here changes the library.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import sys
+import time
+
+import torch
+import triton
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import environment, print_table, write_result  # noqa: E402
+
+from accel.runtime import autotune_cache, quant  # noqa: E402
+from accel.runtime.activations import ACTIVATION_IDS  # noqa: E402
+from accel.runtime.kernels import linear as kl  # noqa: E402
+from accel.runtime.kernels import qlinear as kq  # noqa: E402
+
+SHAPES = {  # (label, N, K, gated); weight [N·(2 if gated), K]
+    "1b": [("qkv", 3072, 2048, False), ("o", 2048, 2048, False), ("gate_up", 8192, 2048, True),
+           ("down", 2048, 8192, False), ("lm_head", 128256, 2048, False)],
+    "8b": [("qkv", 6144, 4096, False), ("o", 4096, 4096, False), ("gate_up", 14336, 4096, True),
+           ("down", 4096, 14336, False)],
+}
+SCHEMES = {"int8": "int8_weight_only", "int4": "int4_weight_only"}
+
+
+def bf16_grid(N: int, K: int, gated: bool) -> list[dict]:
+    out = []
+    n_w = 2 if gated else 1
+    for warps, rows, kvec, split in itertools.product((2, 4, 8), (2, 4, 8, 16), (1, 2), (1, 2, 4, 8)):
+        block_k = 8 * 32 * warps * kvec
+        block_n = rows // n_w
+        if block_n < 1 or block_k > K or K < 2 * split * block_k and split > 1:
+            continue
+        if rows * kvec * 8 > 256:  # fp32 accumulators per thread
+            continue
+        out.append({"kernel": "gemv", "BLOCK_M": 1, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
+                    "num_warps": warps, "num_stages": 1})
+    return out
+
+
+def q_grid(N: int, K: int, gated: bool, scheme: str) -> list[dict]:
+    out = []
+    n_w = 2 if gated else 1
+    per_word = 8 if scheme == "int4_weight_only" else 4
+    for warps, rows, sub, split in itertools.product((2, 4, 8), (4, 8, 16, 32), (1, 2, 4), (1, 2, 4)):
+        chunk = sub * per_word
+        block_k = chunk * 32 * warps
+        block_n = rows // n_w
+        if block_n < 1 or block_k > K or (split > 1 and K < 2 * split * block_k):
+            continue
+        cfg = {"kernel": "gemv", "BLOCK_M": 1, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
+               "CHUNKS_FIRST": kq.CHUNKS_FIRST, "num_warps": warps, "num_stages": 1, "SUB": sub}
+        if kq.keep_config(cfg, scheme, gated, 2):
+            out.append(cfg)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default="1b,8b")
+    ap.add_argument("--kinds", default="bf16", help="any of bf16, int8, int4")
+    ap.add_argument("--budget-s", type=float, default=300.0, help="stop sweeping a kind after this many seconds")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    sms = kl._num_sms(dev)
+    rows_out = []
+    for kind in args.kinds.split(","):
+        t_kind = time.perf_counter()
+        for shape in args.shapes.split(","):
+            for label, N, K, gated in SHAPES[shape]:
+                if time.perf_counter() - t_kind > args.budget_s:
+                    print(f"[{kind}] budget spent, skipping {shape} {label}", flush=True)
+                    continue
+                n_rows = N * (2 if gated else 1)
+                x = torch.randn(1, K, dtype=torch.bfloat16, device=dev)
+                w = torch.randn(n_rows, K, dtype=torch.bfloat16, device=dev) / math.sqrt(K)
+                act = ACTIVATION_IDS["silu"] if gated else 0
+                if kind == "bf16":
+                    nbytes = w.numel() * 2
+                    current = kl.candidate_configs(1, N, K, gated, 2, sms)
+                    grid = bf16_grid(N, K, gated)
+                    run = lambda cfg: (lambda: kl.launch(cfg, x, w, None, act, gated))  # noqa: E731
+                else:
+                    scheme = SCHEMES[kind]
+                    q, s, z = quant.quantize_weight(w, scheme, 128)
+                    nbytes = q.numel() * q.element_size() + s.numel() * s.element_size() + (
+                        0 if z is None else z.numel() * z.element_size())
+                    current = kq.candidate_configs(1, N, K, scheme, 128, gated, 2, sms)
+                    grid = q_grid(N, K, gated, scheme)
+                    run = lambda cfg: (lambda: kq.launch(cfg, x, q, s, z, None, scheme, 128, act, gated))  # noqa: E731,B023
+                times = {}
+                t0 = time.perf_counter()
+                for cfg in current + [c for c in grid if c not in current]:
+                    try:
+                        times[autotune_cache.config_name(cfg)] = (autotune_cache.measure_us(run(cfg)), cfg in current)
+                    except Exception as e:  # noqa: BLE001 - a config that does not compile is not a result
+                        print(f"  {label} {cfg}: {type(e).__name__}: {str(e)[:120]}", flush=True)
+                        torch.cuda.synchronize()
+                tuned = min((v[0], k) for k, v in times.items() if v[1])
+                best = min((v[0], k) for k, v in times.items())
+                ranked = sorted((v[0], k) for k, v in times.items())[:5]
+                row = {"kind": kind, "shape": f"{shape} {label}", "MB": nbytes / 1e6, "tuned_us": tuned[0],
+                       "tuned_TBs": nbytes / tuned[0] / 1e6, "best_us": best[0], "best_TBs": nbytes / best[0] / 1e6,
+                       "gain": tuned[0] / best[0], "tuned": tuned[1], "best": best[1], "top5": ranked,
+                       "n_configs": len(times), "sweep_s": round(time.perf_counter() - t0, 1)}
+                rows_out.append(row)
+                print(f"[{kind}] {shape} {label}: tuned {tuned[0]:.2f} us ({row['tuned_TBs']:.2f} TB/s) "
+                      f"best {best[0]:.2f} us ({row['best_TBs']:.2f} TB/s) of {len(times)} in {row['sweep_s']} s",
+                      flush=True)
+                for us, name in ranked:
+                    print(f"      {us:7.2f} us  {name}", flush=True)
+                write_result("gemv_sweep", {"env": environment(), "rows": rows_out, "partial": True})
+    print_table(rows_out, ["kind", "shape", "MB", "tuned_us", "tuned_TBs", "best_us", "best_TBs", "gain"])
+    write_result("gemv_sweep", {"env": environment(), "rows": rows_out, "sms": sms})
+
+
+if __name__ == "__main__":
+    main()
