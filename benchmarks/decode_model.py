@@ -41,6 +41,9 @@ ACCEL_VARIANTS = {
     "accel-int4": {"quantize": "int4_weight_only", "group_size": 128},
     "accel-w8a8-int8": {"quantize": "w8a8_int8"},
     "accel-fp8": {"quantize": "w8a8_fp8"},
+    # ablations, for same-run comparisons
+    "accel-nonorm": {"fuse_norm": False},
+    "accel-combo": {"inductor_config": {"combo_kernels": True}},
 }
 # torchao baselines: the model quantized by torchao's quantize_, then Inductor (reduce-overhead)
 TORCHAO_VARIANTS = ("torchao-int8wo", "torchao-int4wo", "torchao-fp8")

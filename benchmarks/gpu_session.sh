@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_session.sh tests qkernels decode1b-quant ...
 #
 # Stages: tests (kernel tests on CUDA: bf16 and fp8 included), kernels (bf16 linear / ffn / attention),
-# qkernels (qlinear vs cuBLAS and torchao), gpucheck, decode1b, decode1b-quant, decode8b, profile1b.
+# qkernels (qlinear vs cuBLAS and torchao), sweep (GEMV meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode8b, profile1b.
 # torchao comes from wheels carried in .whl (see ../shared/anchors/README.md).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -40,7 +40,9 @@ for s in "$@"; do
                 --runs "${RUNS:-3}" --pos "${POS:-host}" ;;
     decode8b) stage decode8b ${T_DECODE:-560} python3 benchmarks/decode.py --config 8b --pos both \
                 --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-2}" ;;
-    profile1b) stage profile1b 200 python3 benchmarks/profile_decode.py --config 1b ;;
+    sweep) stage sweep ${T_SWEEP:-400} python3 benchmarks/gemv_sweep.py --shapes "${SWEEP_SHAPES:-1b,8b}" \
+             --kinds "${SWEEP_KINDS:-bf16}" --budget-s "${SWEEP_BUDGET:-240}" ;;
+    profile1b) stage profile1b ${T_PROFILE:-200} python3 benchmarks/profile_decode.py --config 1b --variants "${PROFILE_VARIANTS:-inductor,accel}" ;;
     *) echo "unknown stage $s" ;;
   esac
 done

@@ -80,6 +80,24 @@ class CompileContext:
         self.report.derived_weight_bytes += value.numel() * value.element_size()
         return node
 
+    def drop_unused_derived(self) -> int:
+        """Remove derived inputs that no node reads any more (a merged weight replaced by its quantized or
+        norm-folded copy), so the compiled graph does not keep them alive; returns how many."""
+        n_user = len(self._placeholders) - len(self.derived)
+        keep = []
+        for node, value in zip(self._placeholders[n_user:], self.derived):
+            if node.users:
+                keep.append((node, value))
+                continue
+            self.gm.graph.erase_node(node)
+            self.derived_sources.pop(node, None)
+            self.report.derived_weight_bytes -= value.numel() * value.element_size()
+        dropped = len(self.derived) - len(keep)
+        self._placeholders = self._placeholders[:n_user] + [node for node, _ in keep]
+        self.derived[:] = [value for _, value in keep]
+        self._position = {node: i for i, node in enumerate(self._placeholders)}
+        return dropped
+
     # ---- building nodes ------------------------------------------------------------------------------
     def call(self, target: Any, args: tuple, kwargs: dict | None = None, *, like: fx.Node) -> fx.Node:
         """Insert ``target(*args, **kwargs)`` before ``like``, copying its provenance and computing the new

@@ -20,6 +20,7 @@ DEFAULT_FUSE_ATTENTION = True
 DEFAULT_FUSE_FFN = True
 DEFAULT_MERGE_PROJECTIONS = True
 DEFAULT_REPLACE_LINEAR = True
+DEFAULT_FUSE_NORM = True
 DEFAULT_CUDAGRAPHS = False
 DEFAULT_STRICT = False
 DEFAULT_GROUP_SIZE = 128
@@ -54,6 +55,11 @@ class AccelOptions:
     """Route every remaining linear with a parameter weight (``linear``, ``addmm`` as in GPT-2's Conv1D,
     ``matmul`` by a weight) through ``accel::linear``, which picks a GEMV, split-K, Triton or cuBLAS
     kernel per shape on the GPU."""
+
+    fuse_norm: bool = DEFAULT_FUSE_NORM
+    """Fold each RMSNorm into the projections it feeds (applied in the GEMV's prologue at decode) and each
+    residual add into the projection before it (added in the kernel's epilogue): two kernels fewer per decoder
+    layer. Runs after quantization, so it applies to the unquantized projections."""
 
     cudagraphs: bool = DEFAULT_CUDAGRAPHS
     """Run the compiled graph under CUDA graphs (Inductor's cudagraph trees), as ``mode="reduce-overhead"``

@@ -9,6 +9,7 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     from accel.lowering.capture_linear_inputs import CaptureLinearInputsPass
     from accel.lowering.fuse_attention import FuseAttentionPass
     from accel.lowering.fuse_ffn import FuseFFNPass
+    from accel.lowering.fuse_norm import FuseNormPass
     from accel.lowering.merge_projections import MergeProjectionsPass
     from accel.lowering.quantize_weights import QuantizeWeightsPass
     from accel.lowering.replace_linear import ReplaceLinearPass
@@ -31,4 +32,7 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     # After every linear is an accel op: swap weights for quantized copies (lossy, opt-in).
     if options.quantize:
         passes.append(QuantizeWeightsPass())
+    # Last: norms and residual adds into the (unquantized) projections around them.
+    if options.fuse_norm:
+        passes.append(FuseNormPass())
     return passes

@@ -10,7 +10,7 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-FAMILIES = ("attention", "ffn", "linear", "quantize")
+FAMILIES = ("attention", "ffn", "linear", "quantize", "norm")
 
 
 @dataclass
@@ -75,8 +75,8 @@ class Report:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Rewrites per family over every graph; always has the keys attention, ffn, linear and quantize (quantized
-        linears)."""
+        """Rewrites per family over every graph; always has the keys attention, ffn, linear, quantize (quantized
+        linears) and norm (RMSNorms and residual adds folded into projections)."""
         c = Counter({f: 0 for f in FAMILIES})
         for g in self.graphs:
             if g.compiled_with == "accel":

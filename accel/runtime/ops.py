@@ -20,14 +20,26 @@ def _on_gpu(t: torch.Tensor) -> bool:
     return t.device.type == "cuda"
 
 
+def _rows(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.reshape(-1, t.shape[-1])
+
+
 @triton_op("accel::linear", mutates_args=())
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """x [..., K] @ weight[N, K]ᵀ + bias[N] -> [..., N]."""
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    norm_eps: Optional[float] = None,
+    residual: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """x' [..., K] @ weight[N, K]ᵀ + bias[N] [+ residual [..., N]] -> [..., N], where x' is x RMS-normalized
+    without a weight (``reference.rms_norm``) when ``norm_eps`` is given, else x: a norm's weight is folded into
+    ``weight``'s columns (``lowering.fuse_norm``)."""
     if not _on_gpu(x):
-        return reference.linear(x, weight, bias)
+        return reference.linear(x, weight, bias, norm_eps, residual)
     from accel.runtime.kernels import linear as kl
 
-    out = kl.linear(x.reshape(-1, x.shape[-1]), weight, bias)
+    out = kl.linear(x.reshape(-1, x.shape[-1]), weight, bias, norm_eps, _rows(residual))
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
@@ -57,16 +69,19 @@ def ffn(
     b2: Optional[torch.Tensor],
     activation: str,
     gated: bool,
+    norm_eps: Optional[float] = None,
+    residual: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """down(act(gate(x)) * up(x)) when ``gated`` (w1 = [gate; up] rows), else down(act(fc1(x)))."""
+    """down(act(gate(x')) * up(x')) when ``gated`` (w1 = [gate; up] rows), else down(act(fc1(x'))), plus the
+    residual when given; x' as in ``linear``."""
     if not _on_gpu(x):
-        return reference.ffn(x, w1, b1, w2, b2, activation, gated)
+        return reference.ffn(x, w1, b1, w2, b2, activation, gated, norm_eps, residual)
     from accel.runtime.kernels import ffn as kf
     from accel.runtime.kernels import linear as kl
 
     x2d = x.reshape(-1, x.shape[-1])
-    h = kf.ffn_up(x2d, w1, b1, activation, gated)
-    out = kl.linear(h, w2, b2)
+    h = kf.ffn_up(x2d, w1, b1, activation, gated, norm_eps)
+    out = kl.linear(h, w2, b2, None, _rows(residual))
     return out.reshape(*x.shape[:-1], w2.shape[0])
 
 

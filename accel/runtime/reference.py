@@ -8,9 +8,23 @@ import torch.nn.functional as F
 from accel.runtime.activations import activation_fn
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """y = x @ weightᵀ + bias, weight [N, K] (any strides)."""
-    return F.linear(x, weight, bias)
+def rms_norm(x: torch.Tensor, eps: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """x · rsqrt(mean(x², -1) + eps) [· weight] in fp32, rounded once to x's dtype (Llama's RMSNorm rounds the
+    normalized x to x's dtype before multiplying by the weight: within one rounding of this). accel's ops take
+    no weight: the norm's weight is folded into the projection that follows."""
+    x32 = x.float()
+    y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return (y if weight is None else y * weight.float()).to(x.dtype)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, norm_eps: float | None = None,
+           residual: torch.Tensor | None = None) -> torch.Tensor:
+    """y = x' @ weightᵀ + bias [+ residual], weight [N, K] (any strides), x' = ``rms_norm(x, norm_eps)`` when
+    ``norm_eps`` is given, else x."""
+    if norm_eps is not None:
+        x = rms_norm(x, norm_eps)
+    y = F.linear(x, weight, bias)
+    return y if residual is None else y + residual
 
 
 def attention(
@@ -58,6 +72,11 @@ def ffn(
     b2: torch.Tensor | None,
     activation: str,
     gated: bool,
+    norm_eps: float | None = None,
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """down(ffn_up(x)): a whole FFN block."""
-    return F.linear(ffn_up(x, w1, b1, activation, gated), w2, b2)
+    """down(ffn_up(x')) [+ residual]: a whole FFN block, x' as in ``linear``."""
+    if norm_eps is not None:
+        x = rms_norm(x, norm_eps)
+    y = F.linear(ffn_up(x, w1, b1, activation, gated), w2, b2)
+    return y if residual is None else y + residual

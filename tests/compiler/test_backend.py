@@ -59,7 +59,7 @@ def test_failing_pass_falls_back_to_inductor_with_a_warning(caplog):
     assert graph.compiled_with == "inductor"
     assert "pass 'boom' failed: ValueError: planted failure" in graph.error
     assert any("boom" in r.getMessage() and "plain Inductor" in r.getMessage() for r in caplog.records)
-    assert backend.report.counts == {"attention": 0, "ffn": 0, "linear": 0, "quantize": 0}
+    assert backend.report.counts == {"attention": 0, "ffn": 0, "linear": 0, "quantize": 0, "norm": 0}
     assert [p.name for p in graph.passes][-1] == "boom" and graph.passes[-1].error
 
 
@@ -105,7 +105,7 @@ def test_dumps_and_report(tmp_path):
     code = [p for p in names if p.startswith("inductor_output_")]
     assert code and "def call(" in (graph_dir / code[0]).read_text()
     data = json.loads((tmp_path / "report.json").read_text())
-    assert data["counts"] == {"attention": 0, "ffn": 1, "linear": 0, "quantize": 0} == report.counts
+    assert data["counts"] == {"attention": 0, "ffn": 1, "linear": 0, "quantize": 0, "norm": 0} == report.counts
     assert "| ffn | 1 |" in (tmp_path / "report.md").read_text()
 
 

@@ -76,4 +76,4 @@ def test_families_can_be_switched_off():
     _, report = rewrite_only(model, x, options={"merge_projections": False})
     assert report.counts["linear"] == 2 and all(m.pattern == "linear" for m in report.matches)
     _, report = rewrite_only(model, x, options={"merge_projections": False, "replace_linear": False})
-    assert report.counts == {"attention": 0, "ffn": 0, "linear": 0, "quantize": 0}
+    assert report.counts == {"attention": 0, "ffn": 0, "linear": 0, "quantize": 0, "norm": 0}

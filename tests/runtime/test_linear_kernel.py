@@ -149,7 +149,7 @@ LLAMA_SHAPES = [(3072, 2048), (2048, 2048), (16384, 2048), (2048, 8192), (128256
 @pytest.mark.parametrize("N,K", LLAMA_SHAPES)
 def test_candidates_for_llama_shapes(M, N, K):
     cands = kl.candidate_configs(M, N, K, False, 2, sms=132)
-    assert 2 <= len(cands) <= 8 and kl.CUBLAS in cands
+    assert 2 <= len(cands) <= 10 and kl.CUBLAS in cands
     assert cands[0]["kernel"] == ("gemv" if M <= kl.GEMV_MAX_M else "gemm" if M <= 64 else "cublas")
     for c in cands:
         assert kl.keep_config(c, False, 2)
@@ -181,3 +181,78 @@ def test_property_any_small_shape(M, N, K, name, split, bias, transposed, stride
         x = torch.zeros(M, 2 * K, dtype=x.dtype, device=DEVICE)[:, ::2].copy_(x)  # same values, strides (2K, 2)
     cfg = CONFIGS[name] if name == "cublas" else {**CONFIGS[name], "SPLIT_K": split}
     check(kl.linear(x, w, b, _config=cfg), x, w, b)
+
+
+# ---- RMSNorm prologue and residual epilogue (the decode layer's norm → projection and projection + residual) ----
+
+
+def norm_inputs(M, K, N, dtype, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    scale = 0.5 + torch.rand(M, 1, generator=g) * 4  # rows of different RMS: the rsqrt must be per row
+    x = (torch.randn(M, K, generator=g) * scale).to(DEVICE, dtype)
+    residual = torch.randn(M, N, generator=g).to(DEVICE, dtype)
+    return x, residual
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("M,N,K", [(1, 40, 130), (3, 7, 24), (17, 24, 40)])
+def test_norm_and_residual_fp32(name, M, N, K):
+    x, w, b = make_inputs(M, N, K, torch.float32)
+    xn, r = norm_inputs(M, K, N, torch.float32)
+    out = kl.linear(xn, w, b, 1e-5, r, _config=CONFIGS[name])
+    ref = reference.linear(xn.double(), w.double(), b.double(), 1e-5, r.double())
+    tol = tolerance(torch.float32, K)
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
+    # the norm's effect is not negligible here: without it the result is far off
+    assert (out.double() - reference.linear(xn.double(), w.double(), b.double(), None, r.double())).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+@pytest.mark.parametrize("name", ["gemv", "gemv-splitk3", "skinny", "cublas"])
+def test_norm_and_residual_low_precision(name, dtype):
+    x, w, _ = make_inputs(3, 40, 130, dtype, bias=False)
+    xn, r = norm_inputs(3, 130, 40, dtype)
+    out = kl.linear(xn, w, None, 1e-6, r, _config=CONFIGS[name])
+    # reference in float64 from the same (rounded) inputs; the kernel rounds once, the unfused paths up to three
+    # times (normalized x, projection, sum with the residual) on outputs of magnitude ~2
+    ref = reference.linear(xn.double(), w.double(), None, 1e-6, r.double())
+    tol = 3 * tolerance(dtype, 130)
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
+
+
+def test_norm_fusion_only_without_split_k():
+    assert kl.fuses_norm(CONFIGS["gemv"])
+    assert not any(kl.fuses_norm(CONFIGS[n]) for n in ("gemv-splitk3", "skinny", "cublas"))
+    x = torch.randn(1, 2048, dtype=torch.float16, device=DEVICE)
+    w = torch.randn(3072, 2048, dtype=torch.float16, device=DEVICE)
+    normed = kl.select_config("linear", x, w, None, 0, False, norm=True)
+    assert normed["kernel"] == "gemv" and kl.fuses_norm(normed)
+
+
+def test_rms_norm_reference_matches_llama():
+    x = torch.randn(4, 64, dtype=torch.float64) * 3
+    g = torch.rand(64, dtype=torch.float64) + 0.5
+    llama = g * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+    # computed in fp32 (like the kernels), whatever x's dtype
+    torch.testing.assert_close(reference.rms_norm(x, 1e-6, g), llama, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(reference.rms_norm(x, 1e-6) * g, llama, rtol=1e-6, atol=1e-6)  # g folds out
+
+
+@given(M=st.integers(1, 20), N=st.integers(1, 40), K=st.integers(1, 70), name=st.sampled_from(sorted(CONFIGS)),
+       use_norm=st.booleans(), use_res=st.booleans(), gated=st.booleans())
+def test_property_norm_residual_any_small_shape(M, N, K, name, use_norm, use_res, gated):
+    from accel.runtime.kernels import ffn as kf
+
+    x, w, b = make_inputs(M, 2 * N if gated else N, K, torch.float32, seed=M * 7919 + N * 31 + K)
+    xn, r = norm_inputs(M, K, N, torch.float32, seed=K)
+    eps = 1e-5 if use_norm else None
+    res = r if use_res else None
+    x_ref = reference.rms_norm(xn.double(), 1e-5) if use_norm else xn.double()
+    if gated:
+        out = kf.ffn_up(xn, w, b, "silu", True, eps, _config=CONFIGS[name])
+        ref = reference.ffn_up(x_ref, w.double(), b.double(), "silu", True)
+    else:
+        out = kl.linear(xn, w, b, eps, res, _config=CONFIGS[name])
+        ref = reference.linear(x_ref, w.double(), b.double(), None, None if res is None else res.double())
+    tol = tolerance(torch.float32, K)
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)

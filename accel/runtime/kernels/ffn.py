@@ -20,14 +20,15 @@ from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 
 
-def ffn_up(x2d: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None, activation: str, gated: bool, *,
-           _config: dict | None = None) -> torch.Tensor:
-    """x2d [M, H] → [M, I] as in ``reference.ffn_up``. ``_config`` forces a config (tests and benchmarks)."""
+def ffn_up(x2d: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None, activation: str, gated: bool,
+           norm_eps: float | None = None, *, _config: dict | None = None) -> torch.Tensor:
+    """x2d [M, H] → [M, I] as in ``reference.ffn_up``, x2d first RMS-normalized when ``norm_eps`` is given (in the
+    GEMV's prologue: see ``linear.launch``). ``_config`` forces a config (tests and benchmarks)."""
     activation_fn(activation)  # raises ValueError naming the known activations
     act = ACTIVATION_IDS[activation]
     if gated:
         torch._check(w1.shape[0] % 2 == 0, lambda: f"ffn_up: gated w1 needs an even row count, got {w1.shape[0]}")
     if _config is None:
         name = f"ffn_up.{activation}.{'gated' if gated else 'plain'}"
-        _config = kl.select_config(name, x2d, w1, b1, act, gated)
-    return kl.launch(_config, x2d, w1, b1, act, gated)
+        _config = kl.select_config(name, x2d, w1, b1, act, gated, norm_eps is not None)
+    return kl.launch(_config, x2d, w1, b1, act, gated, norm_eps)

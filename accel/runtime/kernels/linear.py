@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from accel.runtime import autotune_cache
+from accel.runtime import autotune_cache, reference
 from accel.runtime.kernels.activations import apply_activation
 from accel.runtime.kernels.utils import next_pow2, static_int
 
@@ -42,10 +42,13 @@ CUBLAS = {"kernel": "cublas"}
 # rows fit in registers to keep enough loads in flight, while a 16-row tl.dot tile then wastes little.
 GEMV_MAX_M = 4
 SKINNY_MAX_M = 64  # above this the matmul is tiled (and, at M ≳ 300, compute-bound in bf16)
-# GEMV tiles as (num_warps, weight rows per thread). BLOCK_K is one 16-byte vector per lane of every warp,
-# so the weight tile, the x tile and the accumulator all get the same layout (no shuffles in the loop) and
-# each thread has that many independent 16-byte loads in flight per step.
-GEMV_TILES = [(4, 8), (4, 16), (8, 8), (2, 16)]
+# GEMV tiles as (num_warps, weight rows per thread, 16-byte vectors per row and thread). BLOCK_K is that many
+# vectors per lane of every warp, so the weight tile, the x tile and the accumulator all get the same layout
+# (no shuffles in the loop) and each thread has rows × vectors independent 16-byte loads in flight per step.
+# The list is the winners of a grid sweep on H200 (benchmarks/gemv_sweep.py, results/gemv_sweep_*): two
+# vectors per row win the gated and the wide-K layers, 8 warps × 2 rows the small attention projections.
+GEMV_TILES = [(4, 8, 1), (4, 4, 2), (4, 8, 2), (8, 2, 1), (2, 8, 2)]
+GEMV_TILE_WIDE = (4, 16, 1)  # the one GEMV candidate for 4 < M ≤ 16 (16 rows of x share each weight vector)
 # tl.dot tiles as (BLOCK_N, BLOCK_K, num_warps, num_stages); skinny tiles take BLOCK_M from M.
 SKINNY_TILES = [(64, 128, 4, 3), (128, 128, 4, 3), (32, 256, 4, 3), (64, 256, 8, 3)]
 TILED_TILES = [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 4), (128, 64, 64, 4, 4)]
@@ -78,9 +81,9 @@ def _split_k(programs: int, M: int, K: int, block_k: int, elem_size: int, sms: i
 
 
 def _gemv_config(M: int, N: int, K: int, gated: bool, elem_size: int, tile: tuple, sms: int) -> dict:
-    warps, rows = tile
+    warps, rows, vectors = tile
     block_m = min(next_pow2(M), 16)
-    block_k = min((16 // elem_size) * 32 * warps, max(16, next_pow2(K)))
+    block_k = min((16 // elem_size) * 32 * warps * vectors, max(16, next_pow2(K)))
     block_n = max(1, min(rows // (block_m * (2 if gated else 1)), next_pow2(N)))
     split = _split_k(triton.cdiv(N, block_n) * triton.cdiv(M, block_m), M, K, block_k, elem_size, sms)
     return {"kernel": "gemv", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
@@ -110,7 +113,7 @@ def candidate_configs(M: int, N: int, K: int, gated: bool, elem_size: int, sms: 
         if skinny[0]["SPLIT_K"] > 1:  # split-K costs a second launch, which the smallest layers may not repay
             skinny.append({**skinny[0], "SPLIT_K": 1})
         gemv_first = M <= GEMV_MAX_M and k_major
-        gemv_tiles = GEMV_TILES if gemv_first else GEMV_TILES[1:2]
+        gemv_tiles = GEMV_TILES if gemv_first else [GEMV_TILE_WIDE]
         gemv = [_gemv_config(M, N, K, gated, elem_size, t, sms) for t in gemv_tiles]
         if gemv[0]["SPLIT_K"] > 1:
             gemv.insert(1, {**gemv[0], "SPLIT_K": 1})
@@ -168,9 +171,11 @@ def _epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS: tl.constexpr, ACT: tl.con
 
 
 @triton.jit
-def _write_back(acc, acc_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
-                HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr):
-    """Store the finished tile, or with split-K the raw partial sums into the workspace [SPLIT_K, M, N_w]."""
+def _write_back(acc, acc_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm,
+                HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
+                HAS_RES: tl.constexpr):
+    """Store the finished tile (plus the residual rows, when HAS_RES), or with split-K the raw partial sums into the
+    workspace [SPLIT_K, M, N_w] (the residual is then added by ``_epilogue_kernel``)."""
     mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
     rows = offs_m.to(tl.int64)[:, None]
     if SPLIT_K > 1:
@@ -184,24 +189,31 @@ def _write_back(acc, acc_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr
             tl.store(ws_ptrs + N, acc_up, mask=mask)
     else:
         out = _epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED)
+        if HAS_RES:
+            out += tl.load(res_ptr + rows * stride_rm + offs_n[None, :], mask=mask, other=0.0).to(tl.float32)
         tl.store(out_ptr + rows * stride_om + offs_n[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _gemv_kernel(
-    # Pointers
-    x_ptr, w_ptr, b_ptr, out_ptr, ws_ptr,
-    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
-    M, N, K, K_PER_SPLIT,
+    # Pointers (res: the residual [M, N] when HAS_RES)
+    x_ptr, w_ptr, b_ptr, out_ptr, ws_ptr, res_ptr,
+    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED) and the RMSNorm epsilon
+    M, N, K, K_PER_SPLIT, eps,
     # Strides
-    stride_xm, stride_xk, stride_wn, stride_wk, stride_om,
+    stride_xm, stride_xk, stride_wn, stride_wk, stride_om, stride_rm,
     # Meta-parameters
     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
+    NORM: tl.constexpr, HAS_RES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr,
 ):
-    """out[m, n] = epilogue(Σ_k x[m, k] · w[n, k]) on CUDA cores: no tensor-core minimum of 16 rows, so at
-    M = 1 no lane multiplies padding. acc[m, n, k] collects the products of the K positions k ≡ k' (mod
-    BLOCK_K) and is reduced over its last axis only after the loop, so the loop has no cross-lane work."""
+    """out[m, n] = epilogue(Σ_k x[m, k] · w[n, k]) [+ res[m, n]] on CUDA cores: no tensor-core minimum of 16
+    rows, so at M = 1 no lane multiplies padding. acc[m, n, k] collects the products of the K positions k ≡ k'
+    (mod BLOCK_K) and is reduced over its last axis only after the loop, so the loop has no cross-lane work.
+
+    NORM (SPLIT_K = 1 only) projects x · rsqrt(mean(x²) + eps) without writing it (the norm's weight is folded
+    into w's columns at compile time): the loop accumulates x² beside the products, and the row's rsqrt scales
+    the sums after the loop (it is constant along K) — no separate norm kernel, no extra load in the loop."""
     # -- map program ids to output columns, rows of x and a slice of K
     offs_m, offs_n, pid_k, k_start, k_end = _gemv_slice(K, K_PER_SPLIT, BLOCK_M, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
@@ -216,18 +228,27 @@ def _gemv_kernel(
     # -- iterate over this split's K range; weights are streamed once, so they may leave L2 first
     acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
     acc_up = acc
+    squares = tl.zeros((BLOCK_M, 1, BLOCK_K), dtype=tl.float32)
     for k in range(k_start, k_end, BLOCK_K):
         k_ok = offs_k[None, None, :] < K - k
         x = _load_tile(x_ptrs, m_ok, k_ok, EVEN_K, "").to(tl.float32)
+        if NORM:
+            squares += x * x
         acc += x * _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first").to(tl.float32)
         if GATED:
             acc_up += x * _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first").to(tl.float32)
             wu_ptrs += BLOCK_K * stride_wk
         x_ptrs += BLOCK_K * stride_xk
         w_ptrs += BLOCK_K * stride_wk
-    # -- write back
-    _write_back(tl.sum(acc, axis=2), tl.sum(acc_up, axis=2), offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr,
-                ws_ptr, stride_om, HAS_BIAS, ACT, GATED, SPLIT_K)
+    # -- normalize and write back
+    acc_n = tl.sum(acc, axis=2)
+    acc_up_n = tl.sum(acc_up, axis=2)
+    if NORM:
+        rstd = tl.rsqrt(tl.sum(squares, axis=2) / K + tl.cast(eps, tl.float32))  # [BLOCK_M, 1]; eps: fp64 under Inductor
+        acc_n *= rstd
+        acc_up_n *= rstd
+    _write_back(acc_n, acc_up_n, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm,
+                HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES)
 
 
 @triton.jit
@@ -264,14 +285,14 @@ def _dot_slice(M, N, K, K_PER_SPLIT, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexp
 
 @triton.jit
 def _gemm_kernel(
-    # Pointers
-    x_ptr, w_ptr, b_ptr, out_ptr, ws_ptr,
+    # Pointers (res: the residual [M, N] when HAS_RES)
+    x_ptr, w_ptr, b_ptr, out_ptr, ws_ptr, res_ptr,
     # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
     M, N, K, K_PER_SPLIT,
     # Strides
-    stride_xm, stride_xk, stride_wn, stride_wk, stride_om,
+    stride_xm, stride_xk, stride_wn, stride_wk, stride_om, stride_rm,
     # Meta-parameters
-    HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr, HAS_RES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     EVEN_K: tl.constexpr, FP32_IEEE: tl.constexpr,
 ):
@@ -301,21 +322,21 @@ def _gemm_kernel(
         x_ptrs += BLOCK_K * stride_xk
         w_ptrs += BLOCK_K * stride_wk
     # -- write back
-    _write_back(acc, acc_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
-                HAS_BIAS, ACT, GATED, SPLIT_K)
+    _write_back(acc, acc_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm,
+                HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES)
 
 
 @triton.jit
 def _epilogue_kernel(
     # Pointers
-    src_ptr, b_ptr, out_ptr,
+    src_ptr, b_ptr, out_ptr, res_ptr,
     # Matrix dimensions
     M, N,
     # Strides (src is [SPLITS, M, N_w] with unit column stride)
-    stride_ss, stride_sm, stride_om,
+    stride_ss, stride_sm, stride_om, stride_rm,
     # Meta-parameters
     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLITS: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    HAS_RES: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """out[m, n] = epilogue(Σ_s src[s, m, n]) for one row and BLOCK_N columns. Two uses: the split-K
     reduction (fp32 partials, summed in split order, so results do not depend on scheduling) and, with
@@ -331,6 +352,9 @@ def _epilogue_kernel(
         if GATED:
             acc_up += tl.load(src_ptrs + s * stride_ss + N, mask=mask, other=0.0).to(tl.float32)
     out = _epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED)
+    if HAS_RES:
+        out += tl.load(res_ptr + offs_m.to(tl.int64)[:, None] * stride_rm + offs_n[None, :], mask=mask,
+                       other=0.0).to(tl.float32)
     out_ptrs = out_ptr + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -346,21 +370,33 @@ def _alloc(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def _launch_epilogue(src, bias, out, act: int, gated: bool, splits: int) -> None:
+def _launch_epilogue(src, bias, out, act: int, gated: bool, splits: int, residual=None) -> None:
     M, N = out.shape
     n = static_int(N)
     block_n = 1024 if n is None else min(1024, max(16, next_pow2(n)))
     wrap_triton(_epilogue_kernel)[(M, triton.cdiv(N, block_n))](
         src, bias if bias is not None else src, out,  # b_ptr is never read without a bias
+        residual if residual is not None else src,
         M, N,
         src.stride(0) if src.dim() == 3 else 0, src.stride(-2), out.stride(0),
-        HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLITS=splits, BLOCK_N=block_n, num_warps=4,
+        residual.stride(0) if residual is not None else 0,
+        HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLITS=splits, HAS_RES=residual is not None,
+        BLOCK_N=block_n, num_warps=4,
     )
 
 
-def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: bool) -> torch.Tensor:
-    """Run ``cfg`` for out [M, N] = epilogue(x [M, K] · w [N_w, K]ᵀ), N_w = 2N when gated: (1) check,
-    (2) allocate output and split-K workspace, (3) launch the matmul and, if needed, the epilogue kernel."""
+def fuses_norm(cfg: dict) -> bool:
+    """Can ``cfg`` apply an RMSNorm to x in its prologue? The GEMV without split-K: each program sees whole rows."""
+    return cfg["kernel"] == "gemv" and cfg["SPLIT_K"] == 1
+
+
+def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: bool, norm_eps: float | None = None,
+           residual: torch.Tensor | None = None) -> torch.Tensor:
+    """Run ``cfg`` for out [M, N] = epilogue(x' [M, K] · w [N_w, K]ᵀ) [+ residual], N_w = 2N when gated, where
+    x' = ``reference.rms_norm(x, norm_eps)`` when ``norm_eps`` is given: (1) check, (2) allocate
+    output and split-K workspace, (3) launch the matmul and, if needed, the epilogue kernel. The GEMV applies the
+    norm in its prologue (``fuses_norm``); other configs normalize x first with torch ops (Inductor fuses them into
+    one kernel). Every Triton config adds the residual in its epilogue; cuBLAS adds it after."""
     torch._check(x.dim() == 2 and w.dim() == 2, lambda: "linear: x and weight must be 2-D")
     torch._check(x.shape[1] == w.shape[1], lambda: f"linear: x {tuple(x.shape)} vs weight {tuple(w.shape)}")
     torch._check(x.dtype == w.dtype, lambda: f"linear: x is {x.dtype} but the weight is {w.dtype}")
@@ -369,12 +405,19 @@ def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: b
     N = n_rows // 2 if gated else n_rows
     if bias is not None:
         torch._check(bias.dim() == 1 and bias.shape[0] == n_rows, lambda: "linear: bias must be [N_w]")
+    if norm_eps is not None and not fuses_norm(cfg):
+        x, norm_eps = reference.rms_norm(x, norm_eps), None
+    if residual is not None:
+        torch._check(residual.shape == (M, N) and residual.dtype == x.dtype,
+                     lambda: f"linear: the residual must be [{M}, {N}] in {x.dtype}")
+        if static_int(residual.stride(1)) != 1:
+            residual = residual.contiguous()
     if cfg["kernel"] == "cublas":
         h = F.linear(x, w, bias)
         if act == 0 and not gated:
-            return h
+            return h if residual is None else h + residual
         out = _alloc((M, N), x.dtype, x.device)
-        _launch_epilogue(h, None, out, act, gated, 1)
+        _launch_epilogue(h, None, out, act, gated, 1, residual)
         return out
 
     out = _alloc((M, N), x.dtype, x.device)
@@ -387,23 +430,28 @@ def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: b
     # unused pointer arguments get a read-only tensor: passing ``out`` twice would make it an aliased
     # input of the functionalized kernel and cost a copy in Inductor's reinplacing
     ws = _alloc((split, M, n_rows), torch.float32, x.device) if split > 1 else x
-    args = (x, w, bias if bias is not None else w, out, ws,
-            M, N, K, k_per_split,
-            x.stride(0), x.stride(1), w.stride(0), w.stride(1), out.stride(0))
-    meta = dict(HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLIT_K=split, BLOCK_N=cfg["BLOCK_N"],
-                BLOCK_K=block_k, EVEN_K=even_k, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    res_in_kernel = residual if split == 1 else None  # with split-K the epilogue kernel adds it
+    res_arg = res_in_kernel if res_in_kernel is not None else w
+    stride_rm = res_in_kernel.stride(0) if res_in_kernel is not None else 0
+    meta = dict(HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLIT_K=split, HAS_RES=res_in_kernel is not None,
+                BLOCK_N=cfg["BLOCK_N"], BLOCK_K=block_k, EVEN_K=even_k, num_warps=cfg["num_warps"],
+                num_stages=cfg["num_stages"])
+    strides = (x.stride(0), x.stride(1), w.stride(0), w.stride(1), out.stride(0), stride_rm)
+    b_arg = bias if bias is not None else w
     if cfg["kernel"] == "gemv":
         m = static_int(M)
         block_m = cfg.get("BLOCK_M") or (16 if m is None else min(next_pow2(m), 16))
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, triton.cdiv(M, block_m))
-        wrap_triton(_gemv_kernel)[grid](*args, BLOCK_M=block_m, **meta)
+        wrap_triton(_gemv_kernel)[grid](x, w, b_arg, out, ws, res_arg,
+                                        M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0, *strides,
+                                        NORM=norm_eps is not None, BLOCK_M=block_m, **meta)
     else:
         fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
-        wrap_triton(_gemm_kernel)[grid](*args, BLOCK_M=cfg["BLOCK_M"], GROUP_M=cfg["GROUP_M"],
-                                        FP32_IEEE=fp32_ieee, **meta)
+        wrap_triton(_gemm_kernel)[grid](x, w, b_arg, out, ws, res_arg, M, N, K, k_per_split, *strides,
+                                        BLOCK_M=cfg["BLOCK_M"], GROUP_M=cfg["GROUP_M"], FP32_IEEE=fp32_ieee, **meta)
     if split > 1:
-        _launch_epilogue(ws, bias, out, act, gated, split)
+        _launch_epilogue(ws, bias, out, act, gated, split, residual)
     return out
 
 
@@ -424,11 +472,13 @@ def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
     return autotune_cache.source_hash(_gemv_kernel, _gemm_kernel, _grouped_tile, _gemv_slice, _dot_slice,
                                       _epilogue_kernel, _write_back, _epilogue, _load_tile, _dot, apply_activation,
-                                      candidate_configs, _gemv_config, _gemm_config, _split_k, launch)
+                                      candidate_configs, _gemv_config, _gemm_config, _split_k, launch, fuses_norm,
+                                      reference.rms_norm)
 
 
-def _measurement_inputs(x, w, bias):
-    """make_runner for ``tune``: random inputs with the real shapes, dtype and weight layout, made once."""
+def _measurement_inputs(x, w, bias, norm: bool = False):
+    """make_runner for ``tune``: random inputs with the real shapes, dtype and weight layout, made once; with
+    ``norm`` the GEMVs are timed with their norm prologue."""
     made: dict = {}
 
     def make(cfg, act, gated):
@@ -440,30 +490,37 @@ def _measurement_inputs(x, w, bias):
             made["x"] = torch.randn(M, K, dtype=x.dtype, device=x.device)
             made["w"] = (wr.t() if transposed else wr) / math.sqrt(K)
             made["b"] = None if bias is None else torch.randn(n_rows, dtype=x.dtype, device=x.device)
-        return lambda: launch(cfg, made["x"], made["w"], made["b"], act, gated)
+        return lambda: launch(cfg, made["x"], made["w"], made["b"], act, gated, 1e-6 if norm else None)
 
     return make
 
 
-def select_config(name: str, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: bool) -> dict:
+def select_config(name: str, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: bool, norm: bool = False
+                  ) -> dict:
     """The config for this call: cuBLAS for symbolic or empty shapes, else the fastest measured candidate on
-    CUDA (cached per shape, dtype and weight layout), else the heuristic default."""
+    CUDA (cached per shape, dtype and weight layout), else the heuristic default. With ``norm`` (an RMSNorm to
+    apply to x) the split-K GEMVs, which cannot fuse it, are left out and the GEMVs are timed with the norm."""
     M, n_rows, K = (static_int(s) for s in (x.shape[0], w.shape[0], x.shape[1]))
     if M is None or n_rows is None or K is None or min(M, n_rows, K) == 0:
         return CUBLAS
     N = n_rows // 2 if gated else n_rows
     k_major = static_int(w.stride(1)) == 1
     cands = candidate_configs(M, N, K, gated, x.element_size(), _num_sms(x.device), k_major)
+    if norm:
+        cands = [c for c in cands if c["kernel"] != "gemv" or fuses_norm(c)] or cands
+        name += ".norm"
     if x.device.type != "cuda":
         return cands[0]
     key = autotune_cache.make_key(name, _sources(), (M, N, K, bias is not None, k_major), x.dtype, x.device)
-    make = _measurement_inputs(x, w, bias)
+    make = _measurement_inputs(x, w, bias, norm)
     return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated), default=cands[0])
 
 
-def linear(x2d: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, _config: dict | None = None
-           ) -> torch.Tensor:
-    """x2d [M, K] @ weight[N, K]ᵀ + bias[N] -> [M, N] (contiguous, x's dtype). ``_config`` forces a config
-    (tests and benchmarks)."""
-    cfg = _config if _config is not None else select_config("linear", x2d, weight, bias, 0, False)
-    return launch(cfg, x2d, weight, bias, 0, False)
+def linear(x2d: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, norm_eps: float | None = None,
+           residual: torch.Tensor | None = None, *, _config: dict | None = None) -> torch.Tensor:
+    """x2d [M, K] @ weight[N, K]ᵀ + bias[N] [+ residual [M, N]] -> [M, N] (contiguous, x's dtype), with x2d first
+    RMS-normalized when ``norm_eps`` is given (``reference.rms_norm``; a norm weight is expected folded into
+    ``weight``). ``_config`` forces a config (tests and benchmarks)."""
+    cfg = _config if _config is not None else select_config("linear", x2d, weight, bias, 0, False,
+                                                             norm_eps is not None)
+    return launch(cfg, x2d, weight, bias, 0, False, norm_eps, residual)

@@ -60,7 +60,9 @@ CUBLAS_FIRST_M = 512
 # GEMV tiles as (num_warps, weight rows per thread, weight words per thread). Weight-only GEMVs read SUB int32
 # words (4·SUB int8 or 8·SUB int4 codes: 16-byte loads at SUB = 4) per row and step, W8A8 ones 16 bytes of x
 # and as many weight bytes; BLOCK_K = 32·num_warps such chunks (fewer for a small K).
-GEMV_TILES = [(4, 16, 4), (4, 8, 4), (4, 16, 2), (8, 8, 4), (4, 8, 1), (4, 4, 1)]
+# The list after a grid sweep of int4 on H200 (benchmarks/gemv_sweep.py): 2 warps × 4–8 rows × 4 words won the
+# attention projections, the gate/up and the LM head by 5–28%.
+GEMV_TILES = [(4, 16, 4), (4, 8, 4), (2, 4, 4), (2, 8, 4), (4, 4, 4), (8, 8, 4), (4, 8, 1)]
 # Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
 # (compiled for sm_90 and read back: otherwise every step converts the weight tile's layout through shared
 # memory). Versions in between are a guess; the other order is always a tuning candidate.

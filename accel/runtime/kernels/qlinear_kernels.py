@@ -248,7 +248,7 @@ def _qgemv_words_kernel(
     if GATED:
         out_up = _apply_scales(tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr + N, offs_n, N, SCHEME)
     _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
-                HAS_BIAS, ACT, GATED, SPLIT_K)
+                out_ptr, 0, HAS_BIAS, ACT, GATED, SPLIT_K, False)
 
 
 @triton.jit
@@ -311,7 +311,7 @@ def _qgemv_bytes_kernel(
     if GATED:
         out_up = _apply_scales(tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr + N, offs_n, N, SCHEME)
     _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
-                HAS_BIAS, ACT, GATED, SPLIT_K)
+                out_ptr, 0, HAS_BIAS, ACT, GATED, SPLIT_K, False)
 
 
 @triton.jit
@@ -414,7 +414,7 @@ def _qgemm_kernel(
     if GATED:
         out_up = _apply_scales(acc_up, x_scale, scale_ptr + N, offs_n, N, SCHEME)
     _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
-                HAS_BIAS, ACT, GATED, SPLIT_K)
+                out_ptr, 0, HAS_BIAS, ACT, GATED, SPLIT_K, False)
 
 
 @triton.jit

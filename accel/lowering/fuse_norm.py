@@ -1,0 +1,121 @@
+"""FuseNormPass: a decoder layer's RMSNorms and residual adds folded into the projections around them.
+
+Before (one Llama layer, after the other passes)::
+
+    h1 = h + accel.linear(attn, w_o, None)
+    y = rms_norm(h1, g, eps)                       # the chain of accel.patterns.norm
+    out = h1 + accel.ffn(y, w_gate_up, None, w_down, None, "silu", True)
+
+After::
+
+    h1 = accel.linear(attn, w_o, None, residual=h)
+    out = accel.ffn(h1, w_gate_up · diag(g), None, w_down, None, "silu", True, norm_eps=eps, residual=h1)
+
+The norm's weight g is folded into the columns of the projection's weight at compile time (a derived weight that
+replaces the merged one); at decode (M ≤ 4) the GEMV applies the remaining x · rsqrt(mean(x²) + eps) in its prologue and every Triton matmul adds the residual in its
+epilogue (``runtime.kernels.linear.launch``), so the two norm kernels of each layer are gone and the residual
+stream is written once per projection; where a kernel cannot fuse (split-K, cuBLAS), the op computes the same
+thing with torch ops. Numerics: the normalized x is never rounded to the model's dtype (one rounding fewer than
+eager); the sum with the residual is rounded once instead of twice.
+
+Runs last, so only unquantized ``accel::linear`` / ``accel::ffn`` nodes take part.
+"""
+from __future__ import annotations
+
+import torch
+import torch.fx as fx
+
+from accel.compiler import fx_utils as fu
+from accel.compiler.context import CompileContext
+from accel.compiler.pass_base import AccelPass
+from accel.patterns.norm import match_rms_norm
+from accel.runtime.ops import FFN, LINEAR
+
+_PROJECTIONS = (LINEAR, FFN)
+
+
+def _full_args(node: fx.Node) -> dict:
+    """Every schema argument of an accel op node by name, defaults filled in."""
+    out = {}
+    for i, a in enumerate(node.target._schema.arguments):
+        out[a.name] = node.args[i] if i < len(node.args) else node.kwargs.get(a.name, a.default_value)
+    return out
+
+
+def _replace(ctx: CompileContext, node: fx.Node, like: fx.Node, **changes) -> fx.Node:
+    args = {**_full_args(node), **changes}
+    return ctx.call(node.target, tuple(args.values()), like=like)
+
+
+def _residual_operand(add: fx.Node, proj: fx.Node) -> fx.Node | None:
+    """r when ``add`` is ``proj + r`` or ``r + proj`` with r of proj's exact shape and dtype (no broadcast)."""
+    if not fu.is_op(add, "add") or len(add.args) != 2 or add.kwargs:
+        return None
+    a, b = add.args
+    r = b if a is proj else a if b is proj else None
+    if not isinstance(r, fx.Node) or r is proj:
+        return None
+    rm, pm, am = fu.tensor_meta(r), fu.tensor_meta(proj), fu.tensor_meta(add)
+    ok = rm is not None and pm is not None and am is not None
+    return r if ok and rm.shape == pm.shape == am.shape and rm.dtype == pm.dtype == am.dtype else None
+
+
+class FuseNormPass(AccelPass):
+    name = "fuse_norm"
+
+    def __call__(self, gm: fx.GraphModule, ctx: CompileContext) -> int:
+        count = 0
+        for node in list(gm.graph.nodes):  # residual adds first: they produce the norms' inputs
+            if node.op == "call_function" and node.target in _PROJECTIONS and _full_args(node)["residual"] is None:
+                add = fu.only_user(node)
+                r = _residual_operand(add, node) if add is not None else None
+                if r is None:
+                    continue
+                new = _replace(ctx, node, add, residual=r)
+                add.replace_all_uses_with(new)
+                fu.erase_if_dead([add])
+                ctx.matched("norm", "residual_add", new, "added in the projection's epilogue")
+                count += 1
+        for node in list(gm.graph.nodes):
+            if fu.is_op(node, "rsqrt"):
+                count += self._fuse_norm(ctx, node)
+        return count
+
+    def _fuse_norm(self, ctx: CompileContext, rsqrt: fx.Node) -> int:
+        m = match_rms_norm(rsqrt, ctx)
+        if m is None:
+            return 0
+        users = list(m.out.users)
+        fusable = [u for u in users if u.op == "call_function" and u.target in _PROJECTIONS
+                   and u.args and u.args[0] is m.out and _full_args(u)["norm_eps"] is None
+                   and m.out not in u.args[1:] and _weight_k(ctx, u) == fu.tensor_meta(m.x).shape[-1]]
+        if not fusable:  # not in front of a projection (the final norm before a slice and the LM head)
+            return 0
+        if len(fusable) != len(users):
+            others = sorted({str(u.target) for u in users if u not in fusable})
+            ctx.fallback("norm", m.out, f"the RMSNorm output feeds {', '.join(others)}, not only accel projections "
+                                        "with a parameter weight [N, K]: left to Inductor")
+            return 0
+        g = ctx.weight_value(m.weight)
+        for u in users:
+            name = "weight" if u.target is LINEAR else "w1"
+            w = _full_args(u)[name]
+            folded = ctx.add_derived("norm_folded_w", lambda w=w: _fold(ctx.weight_value(w), g),
+                                     sources=ctx.derived_sources.get(w) or (w,))
+            new = _replace(ctx, u, u, x=m.x, norm_eps=m.eps, **{name: folded})
+            u.replace_all_uses_with(new)
+            u.graph.erase_node(u)
+        fu.erase_if_dead([m.out])
+        ctx.matched("norm", "rms_norm", new, f"into {len(users)} projection(s), weight folded, eps={m.eps:g}")
+        return len(users)
+
+
+def _weight_k(ctx: CompileContext, node: fx.Node) -> int | None:
+    """K of the projection's [N, K] weight when it is a parameter or an accel-derived tensor, else None."""
+    w = ctx.weight_value(_full_args(node)["weight" if node.target is LINEAR else "w1"])
+    return int(w.shape[1]) if w is not None and w.dim() == 2 else None
+
+
+def _fold(w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """w · diag(g): the norm's weight moved into the projection's columns (computed in fp32, rounded once)."""
+    return (w.float() * g.float()[None, :]).to(w.dtype)

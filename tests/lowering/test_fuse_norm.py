@@ -1,0 +1,192 @@
+"""FuseNormPass: RMSNorms folded into the projections they feed, residual adds into the projection before them.
+
+Graphs are checked for what they contain after the rewrite (no rsqrt or residual add left, the accel ops carrying
+norm and residual arguments) and run against eager in fp32: the rewrite reassociates nothing but the final sums,
+so ‖accel − eager‖/‖eager‖ ≤ 1e-5 as for the other rewrites.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accel.runtime.ops import FFN, LINEAR
+from tests.testing_backend import capture_graph, rel_l2, rewrite_only
+
+TOL_FP32 = 1e-5
+
+
+class RMSNorm(torch.nn.Module):
+    """Llama's, in its usual spelling or a variant (x·x, torch.mean, weight on the right)."""
+
+    def __init__(self, h, eps=1e-6, spelling="llama"):
+        super().__init__()
+        self.weight = torch.nn.Parameter(1.0 + 0.2 * torch.randn(h))
+        self.eps, self.spelling = eps, spelling
+
+    def forward(self, x):
+        dtype = x.dtype
+        x32 = x.to(torch.float32)
+        if self.spelling == "llama":
+            var = x32.pow(2).mean(-1, keepdim=True)
+            return self.weight * (x32 * torch.rsqrt(var + self.eps)).to(dtype)
+        if self.spelling == "square_mean":
+            var = torch.mean(x32 * x32, dim=-1, keepdim=True)
+            return (x32 * torch.rsqrt(self.eps + var)).to(dtype) * self.weight
+        if self.spelling == "gemma":  # (1 + weight): not matched
+            var = x32.pow(2).mean(-1, keepdim=True)
+            return (x32 * torch.rsqrt(var + self.eps)) * (1.0 + self.weight.float())
+        raise ValueError(self.spelling)
+
+
+class Block(torch.nn.Module):
+    """A pre-norm decoder block without attention: norm → q/k/v (merged) → o (+ residual) → norm → FFN (+ residual)."""
+
+    def __init__(self, h=32, i=64, spelling="llama"):
+        super().__init__()
+        self.n1, self.n2 = RMSNorm(h, spelling=spelling), RMSNorm(h, spelling=spelling)
+        self.q, self.k, self.v = (torch.nn.Linear(h, h, bias=False) for _ in range(3))
+        self.o = torch.nn.Linear(3 * h, h, bias=False)
+        self.gate, self.up = torch.nn.Linear(h, i, bias=False), torch.nn.Linear(h, i, bias=False)
+        self.down = torch.nn.Linear(i, h, bias=False)
+
+    def forward(self, x):
+        y = self.n1(x)
+        x = x + self.o(torch.cat([self.q(y), self.k(y), self.v(y)], dim=-1))
+        y = self.n2(x)
+        return x + self.down(F.silu(self.gate(y)) * self.up(y))
+
+
+def rewritten_ops(fn, *args, options=None):
+    """(accel op nodes with their arguments by name, call targets, report) of the graph accel hands to Inductor."""
+    from accel.compiler.backend import AccelBackend, run_rewritten_eagerly
+    from accel.lowering.fuse_norm import _full_args
+
+    graphs = []
+
+    def inner(gm, *a, **kw):
+        graphs.append(gm)
+        return run_rewritten_eagerly(gm, *a, **kw)
+
+    torch._dynamo.reset()
+    backend = AccelBackend({"strict": True, **(options or {})}, inner_compile=inner)
+    with torch.no_grad():
+        torch.compile(fn, backend=backend, fullgraph=True)(*args)
+    calls = [n for n in graphs[0].graph.nodes if n.op in ("call_function", "call_method")]
+    ops = [(n, _full_args(n)) for n in calls if n.target in (LINEAR, FFN)]
+    return ops, [n.target for n in calls], backend.report
+
+
+@pytest.mark.parametrize("spelling", ["llama", "square_mean"])
+def test_block_fuses_both_norms_and_both_residuals(spelling):
+    torch.manual_seed(0)
+    m = Block(spelling=spelling).eval()
+    x = torch.randn(2, 5, 32)
+    out, report = rewrite_only(m, x)
+    assert rel_l2(out, m(x)) <= TOL_FP32
+    patterns = sorted(mm.pattern for mm in report.matches if mm.family == "norm")
+    assert patterns == ["residual_add", "residual_add", "rms_norm", "rms_norm"], report
+    ops, targets, _ = rewritten_ops(m, x)
+    assert torch.rsqrt not in targets and "rsqrt" not in targets
+    (qkv, a_qkv), (o, a_o), (ffn, a_ffn) = ops  # in graph order
+    assert qkv.target is LINEAR and a_qkv["norm_eps"] == pytest.approx(1e-6) and a_qkv["residual"] is None
+    assert a_qkv["weight"].name.startswith("accel_norm_folded_w")  # the norm weight went into the merged q/k/v
+    assert o.target is LINEAR and a_o["norm_eps"] is None and a_o["residual"] is not None
+    assert a_qkv["x"] is a_o["residual"]  # both read the block's input
+    assert ffn.target is FFN and a_ffn["x"] is o and a_ffn["residual"] is o and a_ffn["norm_eps"] is not None
+    assert a_ffn["w1"].name.startswith("accel_norm_folded_w")
+
+
+def test_replaced_merged_weights_are_not_kept():
+    torch.manual_seed(0)
+    m = Block().eval()
+    x = torch.randn(1, 3, 32)
+    _, report = rewrite_only(m, x)
+    # exactly the folded q/k/v [96, 32] and gate/up [128, 32] remain derived; the merged ones they replace are gone
+    assert report.graphs[0].derived_weight_bytes == (96 * 32 + 128 * 32) * 4
+
+
+def test_fuse_norm_off_keeps_the_norms():
+    torch.manual_seed(0)
+    m = Block().eval()
+    x = torch.randn(1, 3, 32)
+    out, report = rewrite_only(m, x, options={"fuse_norm": False})
+    assert rel_l2(out, m(x)) <= TOL_FP32
+    assert report.counts["norm"] == 0
+    ops, _, _ = rewritten_ops(m, x, options={"fuse_norm": False})
+    assert all(a["norm_eps"] is None and a["residual"] is None for _, a in ops)
+
+
+def test_gemma_norm_is_left_alone():
+    torch.manual_seed(0)
+    m = Block(spelling="gemma").eval()
+    x = torch.randn(1, 3, 32)
+    out, report = rewrite_only(m, x)
+    assert rel_l2(out, m(x)) <= TOL_FP32
+    assert [mm.pattern for mm in report.matches if mm.family == "norm"] == ["residual_add", "residual_add"]
+
+
+class NormAlsoReturned(torch.nn.Module):
+    def __init__(self, h=16):
+        super().__init__()
+        self.norm, self.proj = RMSNorm(h), torch.nn.Linear(h, h)
+
+    def forward(self, x):
+        y = self.norm(x)
+        return self.proj(y), y.sum(-1)
+
+
+def test_norm_with_another_user_is_not_fused_and_says_why():
+    torch.manual_seed(0)
+    m = NormAlsoReturned().eval()
+    x = torch.randn(4, 16)
+    (out, y), report = rewrite_only(m, x)
+    ref_out, ref_y = m(x)  # y: a use of the norm's output that is not a projection
+    assert rel_l2(out, ref_out) <= TOL_FP32 and rel_l2(y, ref_y) <= TOL_FP32
+    assert report.counts["norm"] == 0
+    assert any(f.family == "norm" and "left to Inductor" in f.reason for f in report.fallbacks), report.fallbacks
+
+
+class BroadcastResidual(torch.nn.Module):
+    def __init__(self, h=16):
+        super().__init__()
+        self.proj = torch.nn.Linear(h, h)
+        self.bias2 = torch.nn.Parameter(torch.randn(h))
+
+    def forward(self, x):
+        return self.proj(x) + self.bias2  # broadcast, not a residual stream
+
+
+def test_broadcast_add_is_not_a_residual():
+    torch.manual_seed(0)
+    m = BroadcastResidual().eval()
+    x = torch.randn(4, 16)
+    out, report = rewrite_only(m, x)
+    assert rel_l2(out, m(x)) <= TOL_FP32
+    assert report.counts["norm"] == 0
+
+
+@settings(max_examples=12, deadline=None)
+@given(h=st.sampled_from([8, 24, 40]), i=st.sampled_from([16, 48]), rows=st.integers(1, 6),
+       spelling=st.sampled_from(["llama", "square_mean"]), seed=st.integers(0, 10_000))
+def test_property_block_equivalence(h, i, rows, spelling, seed):
+    torch.manual_seed(seed)
+    m = Block(h, i, spelling).eval()
+    x = torch.randn(rows, h) * (0.1 + 3 * torch.rand(rows, 1))  # rows of different RMS
+    out, report = rewrite_only(m, x)
+    assert report.counts["norm"] == 4
+    assert rel_l2(out, m(x)) <= TOL_FP32
+
+
+def test_hf_llama_layers_all_fused():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 128, (1, 7))
+    out, report = rewrite_only(lambda i: model(input_ids=i).logits, ids)
+    assert rel_l2(out, model(input_ids=ids).logits) <= TOL_FP32
+    patterns = [mm.pattern for mm in report.matches if mm.family == "norm"]
+    # per layer: two residual adds, two norms; the final norm feeds a slice before the LM head (not fused)
+    assert patterns.count("residual_add") == 4 and patterns.count("rms_norm") == 4, report
