@@ -57,9 +57,10 @@ class AccelOptions:
     kernel per shape on the GPU."""
 
     fuse_norm: bool = DEFAULT_FUSE_NORM
-    """Fold each RMSNorm into the projections it feeds (applied in the GEMV's prologue at decode) and each
-    residual add into the projection before it (added in the kernel's epilogue): two kernels fewer per decoder
-    layer. Runs after quantization, so it applies to the unquantized projections."""
+    """Fold each RMSNorm into the projections it feeds (its weight into their columns at compile time, the rsqrt
+    applied in the GEMV's prologue at decode) and each residual add into the projection before it (added in the
+    kernel's epilogue): two kernels fewer per decoder layer. Runs after quantization, so it applies to the
+    unquantized projections."""
 
     cudagraphs: bool = DEFAULT_CUDAGRAPHS
     """Run the compiled graph under CUDA graphs (Inductor's cudagraph trees), as ``mode="reduce-overhead"``

@@ -105,7 +105,9 @@ class FuseNormPass(AccelPass):
             new = _replace(ctx, u, u, x=m.x, norm_eps=m.eps, **{name: folded})
             u.replace_all_uses_with(new)
             u.graph.erase_node(u)
-        fu.erase_if_dead([m.out])
+        for n in [m.out, *reversed(m.nodes)]:  # the chain is pure (``mean`` is not in fx_utils' op vocabulary)
+            if not n.users:
+                n.graph.erase_node(n)
         ctx.matched("norm", "rms_norm", new, f"into {len(users)} projection(s), weight folded, eps={m.eps:g}")
         return len(users)
 
