@@ -37,7 +37,7 @@ for s in "$@"; do
                 --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-3}" ;;
     decode1b-quant) stage decode1b-quant ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --prefill "${PREFILL:-2048}" \
                 --variants "${VARIANTS:-eager,inductor,accel-int8,accel-int4,torchao-int8wo,torchao-int4wo}" \
-                --runs "${RUNS:-3}" --pos "${POS:-host}" ;;
+                --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" ;;
     decode8b) stage decode8b ${T_DECODE:-560} python3 benchmarks/decode.py --config 8b --pos both \
                 --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-2}" ;;
     sweep) stage sweep ${T_SWEEP:-400} python3 benchmarks/gemv_sweep.py --shapes "${SWEEP_SHAPES:-1b,8b}" \
