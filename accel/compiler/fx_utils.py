@@ -104,6 +104,14 @@ def rank(node: Any) -> int | None:
     return None if t is None else t.dim()
 
 
+def is_noop_dropout(node: Any) -> bool:
+    """Dropout that does nothing: ``p == 0`` or ``training=False`` (what an eval-mode model traces to)."""
+    if not is_op(node, "dropout"):
+        return False
+    p, training = arg(node, 1, "p", 0.5), arg(node, 2, "training", True)
+    return (isinstance(p, (int, float)) and p == 0) or training is False
+
+
 def only_user(node: fx.Node) -> fx.Node | None:
     """The single user of ``node``, or ``None`` when it has zero or several."""
     return next(iter(node.users)) if len(node.users) == 1 else None

@@ -48,7 +48,8 @@ def _replace(ctx: CompileContext, node: fx.Node, like: fx.Node, **changes) -> fx
 
 
 def _residual_operand(add: fx.Node, proj: fx.Node) -> fx.Node | None:
-    """r when ``add`` is ``proj + r`` or ``r + proj`` with r of proj's exact shape and dtype (no broadcast)."""
+    """r when ``add`` is ``proj + r`` or ``r + proj`` with r of proj's exact shape and dtype (no broadcast); ``proj``
+    may be the projection behind a no-op dropout."""
     if not fu.is_op(add, "add") or len(add.args) != 2 or add.kwargs:
         return None
     a, b = add.args
@@ -67,8 +68,10 @@ class FuseNormPass(AccelPass):
         count = 0
         for node in list(gm.graph.nodes):  # residual adds first: they produce the norms' inputs
             if node.op == "call_function" and node.target in _PROJECTIONS and _full_args(node)["residual"] is None:
-                add = fu.only_user(node)
-                r = _residual_operand(add, node) if add is not None else None
+                out, add = node, fu.only_user(node)
+                while add is not None and fu.is_noop_dropout(add) and add.args[0] is out:  # Phi-3's eval dropout
+                    out, add = add, fu.only_user(add)
+                r = _residual_operand(add, out) if add is not None else None
                 if r is None:
                     continue
                 new = _replace(ctx, node, add, residual=r)

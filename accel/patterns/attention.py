@@ -89,16 +89,9 @@ def peel_repeat_kv(node: fx.Node) -> tuple[fx.Node, int, list[fx.Node]]:
 
 def _skip(node, *names):
     """Follow single-input no-op spellings (casts, contiguous, eval dropout) backwards."""
-    while isinstance(node, fx.Node) and (fu.is_op(node, *names) or _is_noop_dropout(node)) and len(node.users) == 1:
+    while isinstance(node, fx.Node) and (fu.is_op(node, *names) or fu.is_noop_dropout(node)) and len(node.users) == 1:
         node = node.args[0]
     return node
-
-
-def _is_noop_dropout(node) -> bool:
-    if not fu.is_op(node, "dropout"):
-        return False
-    p, training = fu.arg(node, 1, "p", 0.5), fu.arg(node, 2, "training", True)
-    return (isinstance(p, (int, float)) and p == 0) or training is False
 
 
 def _is_symbolic_scalar(x) -> bool:

@@ -178,18 +178,35 @@ def test_property_block_equivalence(h, i, rows, spelling, seed):
     assert rel_l2(out, m(x)) <= TOL_FP32
 
 
-def test_hf_llama_layers_all_fused():
+HF_DECODERS = {  # (config class, model class, norms fused per layer): Qwen3's q/k norms feed no projection
+    "llama": ("LlamaConfig", "LlamaForCausalLM", 2),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", 2),
+    "mistral": ("MistralConfig", "MistralForCausalLM", 2),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", 2),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", 2),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(HF_DECODERS))
+def test_hf_decoder_layers_all_fused(arch):
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    cfg_cls, model_cls, norms = HF_DECODERS[arch]
+    cfg = getattr(transformers, cfg_cls)(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                         head_dim=8, pad_token_id=0)
     torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    ids = torch.randint(0, 128, (1, 7))
+    model = getattr(transformers, model_cls)(cfg).eval()
+    with torch.no_grad():  # non-trivial norm weights, so a lost norm weight shows in the output
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.mul_(1.0 + 0.3 * torch.randn_like(p))
+    ids = torch.randint(1, 128, (1, 7))
     out, report = rewrite_only(lambda i: model(input_ids=i).logits, ids)
     assert rel_l2(out, model(input_ids=ids).logits) <= TOL_FP32
     patterns = [mm.pattern for mm in report.matches if mm.family == "norm"]
-    # per layer: two residual adds, two norms; the final norm feeds a slice before the LM head (not fused)
-    assert patterns.count("residual_add") == 4 and patterns.count("rms_norm") == 4, report
+    # per layer: two residual adds and the norms in front of projections; the final norm feeds a slice before the
+    # LM head (not fused)
+    assert patterns.count("residual_add") == 4 and patterns.count("rms_norm") == 2 * norms, report
 
 
 def test_quantized_block_keeps_only_the_quantized_copies():
