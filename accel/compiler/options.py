@@ -25,6 +25,7 @@ DEFAULT_CUDAGRAPHS = False
 DEFAULT_STRICT = False
 DEFAULT_GROUP_SIZE = 128
 DEFAULT_GPTQ = True
+DEFAULT_AWQ = False
 QUANTIZE_SCHEMES = ("int8_weight_only", "int4_weight_only", "w8a8_int8", "w8a8_fp8")
 GROUP_SIZES = (32, 64, 128)
 
@@ -87,6 +88,12 @@ class AccelOptions:
     at least 128 rows of those activations were captured (not for graphs that mutate their inputs); calibrate on representative
     inputs, ideally thousands of tokens. Off: round to nearest with an activation-weighted clipping search."""
 
+    awq: bool = DEFAULT_AWQ
+    """int4 only: activation-aware scaling (AWQ) before quantizing. Per layer, input channel j is scaled by
+    s_j = mean|x_j|^α with α searched in 0, 0.1, …, 0.9 to minimize the layer's output error on the compile's
+    example inputs; the weight is quantized as W·diag(s) and the input multiplied by 1/s (fused into its producer;
+    for a gated FFN's down projection, folded into the up rows). Needs captured activations, as ``gptq`` does."""
+
     quantize_lm_head: bool = False
     """Also quantize the LM head (the output projection onto the vocabulary; with tied embeddings it is the
     embedding matrix). Off by default: it is the layer most sensitive to quantization."""
@@ -142,6 +149,8 @@ class AccelOptions:
             if self.quantize not in ("w8a8_int8", "w8a8_fp8"):
                 raise AccelOptionsError(f"option 'smoothquant' needs quantize='w8a8_int8' or 'w8a8_fp8' (it smooths "
                                         f"activation outliers), got quantize={self.quantize!r}")
+        if self.awq and self.quantize != "int4_weight_only":
+            raise AccelOptionsError(f"option 'awq' needs quantize='int4_weight_only', got quantize={self.quantize!r}")
         if self.quantize is None and (self.symmetric or self.quantize_lm_head or self.min_sqnr_db is not None):
             import warnings
 

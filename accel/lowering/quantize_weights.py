@@ -24,6 +24,10 @@ is multiplied by a constant 1/s just before the qlinear (``x * accel_smooth_7``)
 producer (the norm). A gated FFN's down projection has no such input in the graph (act(gate)·up is made inside the
 first qlinear), so its 1/s is folded into the up rows of the gate/up weight instead; a plain FFN's fc2 is not
 smoothed. Without captured activations layers are quantized unsmoothed, with a reported reason.
+
+AWQ (option ``awq``, int4) uses the same rewrite with s_j = mean|X_j|^α, α searched per layer
+(``quant.awq_scales``); a layer whose best α is 0 stays unscaled. GPTQ and the clipping search then see the
+scaled layer's input x / s.
 """
 from __future__ import annotations
 
@@ -147,16 +151,22 @@ def _layer(ctx: CompileContext, node: fx.Node, w: fx.Node) -> _Layer | None:
 
 
 def _smoothing(ctx: CompileContext, node: fx.Node, layer: _Layer) -> torch.Tensor | None:
-    """SmoothQuant's s [K] for ``layer`` when the ``smoothquant`` option asks for it and its inputs were captured
-    (else None; a missing capture is reported)."""
-    alpha = ctx.options.smoothquant
-    if alpha is None:
+    """The per-input-channel s [K] of SmoothQuant (option ``smoothquant``) or AWQ (option ``awq``) for ``layer``
+    when asked for and its inputs were captured (else None; a missing capture is reported)."""
+    o = ctx.options
+    if o.smoothquant is None and not o.awq:
         return None
+    method = "awq" if o.awq else "smoothquant"
     if layer.x is None:
-        ctx.fallback("quantize", node, "smoothquant: no captured activations (the graph mutates its inputs); "
+        ctx.fallback("quantize", node, f"{method}: no captured activations (the graph mutates its inputs); "
                                        "quantized without smoothing")
         return None
-    s = quant.smoothquant_scales(layer.x, layer.weight, alpha)
+    if o.awq:
+        s, alpha = quant.awq_scales(layer.x, layer.weight, o.group_size, o.symmetric)
+        if alpha == 0.0:
+            return None
+    else:
+        s = quant.smoothquant_scales(layer.x, layer.weight, o.smoothquant)
     # The graph multiplies x by 1/s rounded to the activation dtype: use exactly that value's reciprocal, or bf16
     # rounding would leave a per-channel gain error in the smoothed layer.
     return 1.0 / (1.0 / s).to(layer.x.dtype).float()
@@ -182,6 +192,8 @@ def _plan(ctx: CompileContext, node: fx.Node, layer: _Layer, s: torch.Tensor | N
     o = ctx.options
     weight, x = layer.weight, layer.x
     importance = hessian = None
+    if x is not None and s is not None:
+        x = x * (1.0 / s).to(x.dtype)  # the layer's input as it will run: GPTQ and the clipping weights see x / s
     if x is not None and o.quantize == "int4_weight_only":
         if o.gptq and x.shape[0] >= GPTQ_MIN_ROWS:
             hessian = gptq.hessian(x)
@@ -191,7 +203,7 @@ def _plan(ctx: CompileContext, node: fx.Node, layer: _Layer, s: torch.Tensor | N
         smooth = None if s is None else (1.0 / s).to(x.dtype)
         target = weight if s is None else weight.float() * s
         qw, scale, zero = quant.quantize_weight(target, o.quantize, o.group_size, o.symmetric, importance, hessian)
-        db, kind = _sqnr(ctx, x, weight, qw, scale, zero, smooth)
+        db, kind = _sqnr(ctx, layer.x, weight, qw, scale, zero, smooth)
     if o.min_sqnr_db is not None and db < o.min_sqnr_db:
         ctx.fallback("quantize", node, f"SQNR {db:.1f} dB ({kind}) below min_sqnr_db={o.min_sqnr_db:g}: kept in "
                                        f"{str(weight.dtype).replace('torch.', '')}")
@@ -235,6 +247,6 @@ def _qlinear(ctx: CompileContext, node: fx.Node, x: fx.Node, plan: _Plan, bias: 
     s = ctx.add_derived("qscale", lambda: plan.scale)
     z = ctx.add_derived("qzero", lambda: plan.zero) if plan.zero is not None else None
     new = ctx.call(QLINEAR, (x, q, s, z, bias, o.quantize, o.group_size, activation, gated), like=node)
-    smoothed = f" smoothquant={o.smoothquant:g}" if plan.smooth is not None else ""
+    smoothed = "" if plan.smooth is None else " awq" if o.awq else f" smoothquant={o.smoothquant:g}"
     ctx.matched("quantize", o.quantize, node, f"{part}{smoothed} sqnr={plan.db:.1f} dB ({plan.kind})")
     return new

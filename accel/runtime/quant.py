@@ -209,6 +209,38 @@ def smoothquant_scales(x: torch.Tensor, w: torch.Tensor, alpha: float, lo: float
     return torch.where((ax > 0) & (aw > 0), s, torch.ones_like(s))
 
 
+AWQ_GRID = tuple(i / 10 for i in range(10))  # migration strengths tried; 0 = no scaling
+AWQ_ROWS = 512  # activation rows the search evaluates (a random subset when more were captured)
+
+
+def awq_scales(x: torch.Tensor, w: torch.Tensor, group_size: int, symmetric: bool) -> tuple[torch.Tensor, float]:
+    """Activation-aware scaling for int4 weights (AWQ, arXiv 2306.00978): per input channel j,
+    ``s_j = mean|x_j|^α`` (normalized to a geometric mean of max and min of 1), with α from ``AWQ_GRID`` chosen to
+    minimize ‖x wᵀ − (x / s) Q(w · diag(s))ᵀ‖² on the rows x [M, K], Q = round-to-nearest on group min/max grids.
+    Salient channels (large activations) get larger weights, hence finer steps relative to their size. Returns
+    (s [K] fp32, α); α = 0 gives s = 1 (scaling did not help on these rows)."""
+    x32 = x.detach().float()
+    if x32.shape[0] > AWQ_ROWS:
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        x32 = x32[torch.randperm(x32.shape[0], generator=gen)[:AWQ_ROWS].to(x32.device)]
+    w32 = w.detach().float()
+    n, k = w32.shape
+    pad = -k % group_size
+    ref = x32 @ w32.t()
+    mean_abs = x32.abs().mean(0).clamp_min(1e-6)
+    best_err, best = float("inf"), (torch.ones(k, device=w32.device), 0.0)
+    for alpha in AWQ_GRID:
+        s = mean_abs.pow(alpha)
+        s = s / (s.amax() * s.amin()).sqrt()
+        g = torch.nn.functional.pad(w32 * s, (0, pad)).reshape(n, -1, group_size)
+        codes, scale, zero = _int4_grid(g, 1.0, symmetric)
+        deq = _int4_values(codes, scale, zero).reshape(n, -1)[:, :k]
+        err = ((x32 / s) @ deq.t() - ref).pow(2).mean().item()
+        if err < best_err:
+            best_err, best = err, (s, alpha)
+    return best
+
+
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     """20·log10(‖ref‖ / ‖ref − approx‖) in dB (inf when equal)."""
     ref, err = reference.double(), (reference.double() - approx.double())
