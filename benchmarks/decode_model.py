@@ -44,6 +44,7 @@ ACCEL_VARIANTS = {
     # ablations, for same-run comparisons
     "accel-nonorm": {"fuse_norm": False},
     "accel-combo": {"inductor_config": {"combo_kernels": True}},
+    "accel-kv": {"fuse_kv_update": True},
 }
 # torchao baselines: the model quantized by torchao's quantize_, then Inductor (reduce-overhead)
 TORCHAO_VARIANTS = ("torchao-int8wo", "torchao-int4wo", "torchao-fp8")

@@ -9,6 +9,7 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     from accel.lowering.capture_linear_inputs import CaptureLinearInputsPass
     from accel.lowering.fuse_attention import FuseAttentionPass
     from accel.lowering.fuse_ffn import FuseFFNPass
+    from accel.lowering.fuse_kv_update import FuseKVUpdatePass
     from accel.lowering.fuse_norm import FuseNormPass
     from accel.lowering.merge_projections import MergeProjectionsPass
     from accel.lowering.quantize_weights import QuantizeWeightsPass
@@ -20,6 +21,8 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
         passes.append(CaptureLinearInputsPass())
     if options.fuse_attention:
         passes.append(FuseAttentionPass())
+        if options.fuse_kv_update:  # the rotary embedding and cache write in front of each fused attention
+            passes.append(FuseKVUpdatePass())
     # FFNs before projection merging: gate and up share an input and would otherwise be merged as a
     # plain projection pair, hiding the block from the FFN pattern.
     if options.fuse_ffn:

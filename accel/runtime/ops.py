@@ -107,8 +107,28 @@ def qlinear(
     return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
+@triton_op("accel::rope_kv_update", mutates_args=("k_cache", "v_cache"))
+def rope_kv_update(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    positions: torch.Tensor,
+) -> torch.Tensor:
+    """rope(q), with rope(k) and v written into rows ``positions`` of the caches (``reference.rope_kv_update``)."""
+    if not _on_gpu(q):
+        return reference.rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions)
+    from accel.runtime.kernels import rope as kr
+
+    return kr.rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions)
+
+
 LINEAR = torch.ops.accel.linear.default
 ATTENTION = torch.ops.accel.attention.default
 FFN = torch.ops.accel.ffn.default
 QLINEAR = torch.ops.accel.qlinear.default
-ALL_OPS = (LINEAR, ATTENTION, FFN, QLINEAR)
+ROPE_KV_UPDATE = torch.ops.accel.rope_kv_update.default
+ALL_OPS = (LINEAR, ATTENTION, FFN, QLINEAR, ROPE_KV_UPDATE)

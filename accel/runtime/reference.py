@@ -80,3 +80,23 @@ def ffn(
         x = rms_norm(x, norm_eps)
     y = F.linear(ffn_up(x, w1, b1, activation, gated), w2, b2)
     return y if residual is None else y + residual
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x·cos + rotate_half(x)·sin in fp32, rounded once to x's dtype (the ``rotate_half`` form of rotary
+    embeddings); cos / sin broadcast to x."""
+    x32 = x.float()
+    x1, x2 = x32.chunk(2, dim=-1)
+    return (x32 * cos.float() + torch.cat((-x2, x1), dim=-1) * sin.float()).to(x.dtype)
+
+
+def rope_kv_update(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   k_cache: torch.Tensor, v_cache: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """A decoder layer's rotary embedding and static KV-cache update: writes rope(k) and v into rows ``positions``
+    of k_cache / v_cache [B, Hkv, L, D] (dim 2) and returns rope(q). q [B, Hq, S, D], k, v [B, Hkv, S, D],
+    cos / sin [B, 1, S, D] or [B, S, D]."""
+    if cos.dim() == 3:
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    k_cache.index_copy_(2, positions, rope(k, cos, sin).to(k_cache.dtype))
+    v_cache.index_copy_(2, positions, v.to(v_cache.dtype))
+    return rope(q, cos, sin)

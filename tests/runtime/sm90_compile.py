@@ -107,10 +107,24 @@ def main() -> int:
         kl.linear(xs, w, torch.randn(512, dtype=dt), _config=cfg)
     gemv = kl.candidate_configs(1, 512, 256, False, 2, 132, True)[0]
     kl.linear(x, w, None, _config={**gemv, "SPLIT_K": 2})  # split-K: partials + the epilogue (reduce) kernel
+    res = torch.randn(1, 512, dtype=dt)
+    kl.linear(x, w, None, 1e-6, res, _config={**gemv, "SPLIT_K": 1})  # RMSNorm prologue + residual epilogue
+    kl.linear(x, w, None, None, res, _config={**gemv, "SPLIT_K": 2})  # residual added by the split-K epilogue
+    kl.linear(xs, w, None, 1e-6, torch.randn(48, 512, dtype=dt),
+              _config=kl.candidate_configs(48, 512, 256, False, 2, 132, True)[0])  # tl.dot + residual
     w1 = torch.randn(1024, 256, dtype=dt)
     kf.ffn_up(x, w1, None, "silu", True)
     kf.ffn_up(x, w1, None, "gelu_tanh", True, _config=kl.CUBLAS)  # cuBLAS + the act·mul epilogue kernel
     _quantized_linear_launches(kq, quant, dt)
+    from accel.runtime.kernels import rope as kr
+
+    kr.wrap_triton = record
+    qkv = torch.randn(1, 1, (8 + 4) * 64, dtype=dt)
+    cs = torch.randn(1, 1, 1, 64, dtype=dt)
+    kr.rope_kv_update(qkv[..., :512].reshape(1, 1, 8, 64).transpose(1, 2),
+                      qkv[..., 512:640].reshape(1, 1, 2, 64).transpose(1, 2),
+                      qkv[..., 640:].reshape(1, 1, 2, 64).transpose(1, 2), cs, cs,
+                      torch.zeros(1, 2, 16, 64, dtype=dt), torch.zeros(1, 2, 16, 64, dtype=dt), torch.tensor([3]))
     failed = 0
     for kernel, args, kwargs in launches:
         try:

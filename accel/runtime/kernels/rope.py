@@ -1,0 +1,84 @@
+"""``rope_kv_update``: a decoder layer's rotary embedding of q and k and its KV-cache write, as one Triton kernel.
+
+Dataflow: q [B, Hq, S, D], k, v [B, Hkv, S, D] (any strides: slices of the fused QKV projection), cos / sin
+broadcastable to [B, 1, S, D], positions [S] → ``_rope_kv_kernel`` → q_rot [B, Hq, S, D] (new) and rows
+``positions[s]`` of k_cache / v_cache [B, Hkv, L, D] (in place: k rotated, v copied).
+
+One program per (batch·position, head) of q and of k: it loads the two halves x1, x2 of its row and the matching
+halves of cos and sin, and writes (x1·cos1 − x2·sin1, x2·cos2 + x1·sin2) in fp32, rounded once; the programs of KV
+heads also copy their row of v. Replaces the q rotation, the k rotation + cache write, the v cache write and
+Inductor's copy-back kernels of the unfused graph.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import wrap_triton
+
+from accel.runtime.kernels.utils import next_pow2
+
+
+@triton.jit
+def _rope_kv_kernel(
+    # Pointers
+    q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, qo_ptr, kc_ptr, vc_ptr,
+    # Sizes
+    S, HQ, HALF,
+    # Strides: q, k, v, cos, sin, q_out, k_cache, v_cache as (batch, head, seq) — the last dim is contiguous
+    sqb, sqh, sqs, skb, skh, sks, svb, svh, svs, scb, scs, ssb, sss, sob, soh, sos, skcb, skch, skcl, svcb, svch, svcl,
+    BLOCK: tl.constexpr,
+):
+    bs = tl.program_id(0)
+    h = tl.program_id(1)
+    b = bs // S
+    s = bs % S
+    offs = tl.arange(0, BLOCK)
+    ok = offs < HALF
+    c1 = tl.load(cos_ptr + b * scb + s * scs + offs, mask=ok, other=0.0).to(tl.float32)
+    c2 = tl.load(cos_ptr + b * scb + s * scs + HALF + offs, mask=ok, other=0.0).to(tl.float32)
+    s1 = tl.load(sin_ptr + b * ssb + s * sss + offs, mask=ok, other=0.0).to(tl.float32)
+    s2 = tl.load(sin_ptr + b * ssb + s * sss + HALF + offs, mask=ok, other=0.0).to(tl.float32)
+    if h < HQ:
+        src = q_ptr + b * sqb + h * sqh + s * sqs
+        dst = qo_ptr + b * sob + h * soh + s * sos
+    else:
+        hk = h - HQ
+        src = k_ptr + b * skb + hk * skh + s * sks
+        row = tl.load(pos_ptr + s).to(tl.int64)
+        dst = kc_ptr + b * skcb + hk * skch + row * skcl
+        v_src = v_ptr + b * svb + hk * svh + s * svs
+        v_dst = vc_ptr + b * svcb + hk * svch + row * svcl
+        tl.store(v_dst + offs, tl.load(v_src + offs, mask=ok), mask=ok)
+        tl.store(v_dst + HALF + offs, tl.load(v_src + HALF + offs, mask=ok), mask=ok)
+    x1 = tl.load(src + offs, mask=ok, other=0.0).to(tl.float32)
+    x2 = tl.load(src + HALF + offs, mask=ok, other=0.0).to(tl.float32)
+    out_ty = dst.dtype.element_ty
+    tl.store(dst + offs, (x1 * c1 - x2 * s1).to(out_ty), mask=ok)
+    tl.store(dst + HALF + offs, (x2 * c2 + x1 * s2).to(out_ty), mask=ok)
+
+
+def _rows(t: torch.Tensor) -> tuple[int, int, int]:
+    """(batch, head, seq) strides of a [B, H, S, D] tensor (head stride 0 for a broadcast [B, 1, S, D])."""
+    return t.stride(0), t.stride(1) if t.shape[1] > 1 else 0, t.stride(2)
+
+
+def rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions) -> torch.Tensor:
+    """As ``reference.rope_kv_update``; every tensor's last dim must be contiguous."""
+    B, HQ, S, D = q.shape
+    HKV = k.shape[1]
+    torch._check(D % 2 == 0, lambda: f"rope_kv_update: head dim {D} must be even")
+    cos4, sin4 = (t.expand(B, 1, S, D) if t.dim() == 4 else t.unsqueeze(1).expand(B, 1, S, D) for t in (cos, sin))
+    for name, t in (("q", q), ("k", k), ("v", v), ("cos", cos4), ("sin", sin4), ("k_cache", k_cache),
+                    ("v_cache", v_cache)):
+        torch._check(t.stride(-1) == 1, lambda name=name: f"rope_kv_update: {name} must be contiguous in its last dim")
+    q_out = torch.empty((B, HQ, S, D), dtype=q.dtype, device=q.device)
+    scb, _, scs = _rows(cos4)
+    ssb, _, sss = _rows(sin4)
+    wrap_triton(_rope_kv_kernel)[(B * S, HQ + HKV)](
+        q, k, v, cos4, sin4, positions, q_out, k_cache, v_cache,
+        S, HQ, D // 2,
+        *_rows(q), *_rows(k), *_rows(v), scb, scs, ssb, sss, *_rows(q_out), *_rows(k_cache), *_rows(v_cache),
+        BLOCK=max(16, next_pow2(D // 2)), num_warps=1,
+    )
+    return q_out

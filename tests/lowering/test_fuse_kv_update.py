@@ -1,0 +1,72 @@
+"""FuseKVUpdatePass (option ``fuse_kv_update``, experimental): HF decoders' RoPE + StaticCache writes → one op.
+
+A greedy decode over transformers' StaticCache with the step compiled by accel (rewritten graph run eagerly) must
+give eager's tokens and leave the caches as eager leaves them; the rewritten graph must hold one
+``accel::rope_kv_update`` per layer and no ``index_copy_``.
+"""
+import pytest
+import torch
+
+from accel.compiler.backend import AccelBackend, run_rewritten_eagerly
+
+transformers = pytest.importorskip("transformers")
+
+ARCHS = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+         "mistral": ("MistralConfig", "MistralForCausalLM")}
+
+
+def build(arch):
+    cfg_cls, model_cls = ARCHS[arch]
+    cfg = getattr(transformers, cfg_cls)(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                         pad_token_id=0)
+    torch.manual_seed(0)
+    return getattr(transformers, model_cls)(cfg).eval(), cfg
+
+
+def step_fn(model, cache, tok, pos):
+    return model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True).logits[:, -1:].argmax(-1)
+
+
+def decode(model, cfg, step, n=5):
+    cache = transformers.StaticCache(config=cfg, max_cache_len=32)
+    toks = []
+    with torch.no_grad():
+        prompt = torch.arange(3, 11).unsqueeze(0)
+        tok = model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(8)).logits[:, -1:].argmax(-1)
+        for i in range(n):
+            tok = step(model, cache, tok, torch.tensor([8 + i]))
+            toks.append(tok)
+    return torch.cat(toks, -1), cache
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_decode_matches_eager_and_graph_has_one_op_per_layer(arch):
+    model, cfg = build(arch)
+    ref, ref_cache = decode(model, cfg, step_fn)
+    graphs = []
+
+    def inner(gm, *args, **kwargs):
+        graphs.append(gm)
+        return run_rewritten_eagerly(gm, *args, **kwargs)
+
+    torch._dynamo.reset()
+    backend = AccelBackend({"strict": True, "fuse_kv_update": True}, inner_compile=inner)
+    out, cache = decode(model, cfg, torch.compile(step_fn, backend=backend, fullgraph=True))
+    assert torch.equal(out, ref)
+    for a, b in zip(cache.layers, ref_cache.layers):
+        torch.testing.assert_close(a.keys, b.keys, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.values, b.values, rtol=0, atol=0)
+    targets = [n.target for n in graphs[-1].graph.nodes]
+    assert targets.count(torch.ops.accel.rope_kv_update.default) == cfg.num_hidden_layers
+    assert "index_copy_" not in targets
+    patterns = [m.pattern for m in backend.report.graphs[-1].matches]  # Mistral recompiles once: count one graph
+    assert patterns.count("rope_kv_update") == cfg.num_hidden_layers
+
+
+def test_off_by_default():
+    model, cfg = build("llama")
+    torch._dynamo.reset()
+    backend = AccelBackend({"strict": True}, inner_compile=run_rewritten_eagerly)
+    decode(model, cfg, torch.compile(step_fn, backend=backend, fullgraph=True), n=2)
+    assert "rope_kv_update" not in [m.pattern for m in backend.report.matches]
