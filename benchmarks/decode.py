@@ -192,9 +192,11 @@ def main() -> None:
             elif variant == "eager":
                 forward = model
             elif variant in ACCEL_VARIANTS:
-                forward = torch.compile(model, backend="accel", options=ACCEL_VARIANTS[variant])
+                # static shapes: the 2,048-token prefill below gets its own graph with that length, tuned, instead of
+                # a dynamic-length recompile after the 128-token logits check (where accel cannot tune)
+                forward = torch.compile(model, backend="accel", options=ACCEL_VARIANTS[variant], dynamic=False)
             else:
-                forward = torch.compile(model, backend="inductor")
+                forward = torch.compile(model, backend="inductor", dynamic=False)
             if args.checks == "all":
                 row["logits_rel_err_vs_fp32"] = round(logits_error(model, prompt, ref_logits, forward), 5)
             if args.generate and variant in ("inductor", "accel"):
