@@ -307,7 +307,7 @@ def _sources() -> str:
         qk._qgemv_words_kernel, qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel,
         qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
         qk._quantize, qk._dequant_tile, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
-        qk._gemm_weight_tile, qk._qdot, qk._chunks_first, kl._write_back, kl._epilogue, kl._epilogue_kernel,
+        qk._scale_and_write_back, qk._gemm_weight_tile, qk._qdot, qk._chunks_first, kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel,
         kl._load_tile, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, launch)
 

@@ -160,6 +160,20 @@ def _apply_scales(acc, x_scale, w_scale_ptr, offs_n, N, SCHEME: tl.constexpr):
 
 
 @triton.jit
+def _scale_and_write_back(acc, acc_up, x_scale, scale_ptr, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr,
+                          stride_om, SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
+                          GATED: tl.constexpr, SPLIT_K: tl.constexpr):
+    """The tail every quantized kernel shares: the K-reduced [rows, BLOCK_N] sums (gate rows, and the up rows
+    from ``scale_ptr + N`` when GATED) through ``_apply_scales``, then ``linear._write_back`` (no residual)."""
+    out = _apply_scales(acc, x_scale, scale_ptr, offs_n, N, SCHEME)
+    out_up = out
+    if GATED:
+        out_up = _apply_scales(acc_up, x_scale, scale_ptr + N, offs_n, N, SCHEME)
+    _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
+                out_ptr, 0, HAS_BIAS, ACT, GATED, SPLIT_K, False)
+
+
+@triton.jit
 def _chunks_first(t, CHUNK_AXIS: tl.constexpr, CHUNKS_FIRST: tl.constexpr):
     """Move a GEMV tile's chunk axis (3 of 5 or 4 axes, or 2 of 4 or 3) to the front when CHUNKS_FIRST. Triton
     gives threads to the axes of a load that are not contiguous in memory in an order that depends on its
@@ -241,14 +255,10 @@ def _qgemv_words_kernel(
             wu_ptrs += BLOCK_K // PER_WORD
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
-    # -- scale and write back
-    x_scale = tl.zeros((BLOCK_M, 1), dtype=tl.float32)  # no activation scale
-    out = _apply_scales(tl.sum(acc, axis=CHUNK_AXIS), x_scale, scale_ptr, offs_n, N, SCHEME)
-    out_up = out
-    if GATED:
-        out_up = _apply_scales(tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr + N, offs_n, N, SCHEME)
-    _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
-                out_ptr, 0, HAS_BIAS, ACT, GATED, SPLIT_K, False)
+    # -- scale and write back (no activation scale)
+    _scale_and_write_back(tl.sum(acc, axis=CHUNK_AXIS), tl.sum(acc_up, axis=CHUNK_AXIS),
+                          tl.zeros((BLOCK_M, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n, pid_k, M, N, b_ptr,
+                          out_ptr, ws_ptr, stride_om, SCHEME, HAS_BIAS, ACT, GATED, SPLIT_K)
 
 
 @triton.jit
@@ -306,12 +316,9 @@ def _qgemv_bytes_kernel(
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
     # -- scale and write back
-    out = _apply_scales(tl.sum(acc, axis=CHUNK_AXIS), x_scale, scale_ptr, offs_n, N, SCHEME)
-    out_up = out
-    if GATED:
-        out_up = _apply_scales(tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr + N, offs_n, N, SCHEME)
-    _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
-                out_ptr, 0, HAS_BIAS, ACT, GATED, SPLIT_K, False)
+    _scale_and_write_back(tl.sum(acc, axis=CHUNK_AXIS), tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr,
+                          offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, SCHEME, HAS_BIAS, ACT,
+                          GATED, SPLIT_K)
 
 
 @triton.jit
@@ -409,12 +416,8 @@ def _qgemm_kernel(
     x_scale = tl.zeros((BLOCK_M, 1), dtype=tl.float32)
     if SCHEME >= W8A8_INT8:  # weight-only passes the weight scales here: not M long
         x_scale = tl.load(x_scale_ptr + offs_m, mask=offs_m < M, other=0.0)[:, None]
-    out = _apply_scales(acc, x_scale, scale_ptr, offs_n, N, SCHEME)
-    out_up = out
-    if GATED:
-        out_up = _apply_scales(acc_up, x_scale, scale_ptr + N, offs_n, N, SCHEME)
-    _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
-                out_ptr, 0, HAS_BIAS, ACT, GATED, SPLIT_K, False)
+    _scale_and_write_back(acc, acc_up, x_scale, scale_ptr, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr,
+                          stride_om, SCHEME, HAS_BIAS, ACT, GATED, SPLIT_K)
 
 
 @triton.jit
