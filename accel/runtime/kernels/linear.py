@@ -188,10 +188,17 @@ def _write_back(acc, acc_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr
         if GATED:
             tl.store(ws_ptrs + N, acc_up, mask=mask)
     else:
-        out = _epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED)
-        if HAS_RES:
-            out += tl.load(res_ptr + rows * stride_rm + offs_n[None, :], mask=mask, other=0.0).to(tl.float32)
+        out = _add_residual(_epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED), res_ptr, rows, stride_rm,
+                            offs_n, mask, HAS_RES)
         tl.store(out_ptr + rows * stride_om + offs_n[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _add_residual(out, res_ptr, rows, stride_rm, offs_n, mask, HAS_RES: tl.constexpr):
+    """out [rows, BLOCK_N] fp32 plus the residual's rows (int64 [rows, 1]) and columns when HAS_RES."""
+    if HAS_RES:
+        out += tl.load(res_ptr + rows * stride_rm + offs_n[None, :], mask=mask, other=0.0).to(tl.float32)
+    return out
 
 
 @triton.jit
@@ -351,11 +358,10 @@ def _epilogue_kernel(
         acc += tl.load(src_ptrs + s * stride_ss, mask=mask, other=0.0).to(tl.float32)
         if GATED:
             acc_up += tl.load(src_ptrs + s * stride_ss + N, mask=mask, other=0.0).to(tl.float32)
-    out = _epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED)
-    if HAS_RES:
-        out += tl.load(res_ptr + offs_m.to(tl.int64)[:, None] * stride_rm + offs_n[None, :], mask=mask,
-                       other=0.0).to(tl.float32)
-    out_ptrs = out_ptr + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+    rows = offs_m.to(tl.int64)[:, None]
+    out = _add_residual(_epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED), res_ptr, rows, stride_rm,
+                        offs_n, mask, HAS_RES)
+    out_ptrs = out_ptr + rows * stride_om + offs_n[None, :]
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -471,7 +477,7 @@ def _num_sms(device: torch.device) -> int:
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
     return autotune_cache.source_hash(_gemv_kernel, _gemm_kernel, _grouped_tile, _gemv_slice, _dot_slice,
-                                      _epilogue_kernel, _write_back, _epilogue, _load_tile, _dot, apply_activation,
+                                      _epilogue_kernel, _write_back, _add_residual, _epilogue, _load_tile, _dot, apply_activation,
                                       candidate_configs, _gemv_config, _gemm_config, _split_k, launch, fuses_norm,
                                       reference.rms_norm)
 
