@@ -21,6 +21,7 @@ def _on_gpu(t: torch.Tensor) -> bool:
 
 
 def _rows(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """[..., C] as the [rows, C] matrix the kernels take (None stays None)."""
     return None if t is None else t.reshape(-1, t.shape[-1])
 
 
@@ -39,7 +40,7 @@ def linear(
         return reference.linear(x, weight, bias, norm_eps, residual)
     from accel.runtime.kernels import linear as kl
 
-    out = kl.linear(x.reshape(-1, x.shape[-1]), weight, bias, norm_eps, _rows(residual))
+    out = kl.linear(_rows(x), weight, bias, norm_eps, _rows(residual))
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
@@ -79,8 +80,7 @@ def ffn(
     from accel.runtime.kernels import ffn as kf
     from accel.runtime.kernels import linear as kl
 
-    x2d = x.reshape(-1, x.shape[-1])
-    h = kf.ffn_up(x2d, w1, b1, activation, gated, norm_eps)
+    h = kf.ffn_up(_rows(x), w1, b1, activation, gated, norm_eps)
     out = kl.linear(h, w2, b2, None, _rows(residual))
     return out.reshape(*x.shape[:-1], w2.shape[0])
 
@@ -103,7 +103,7 @@ def qlinear(
         return quant.qlinear_reference(x, qweight, scale, zero, bias, scheme, group_size, activation, gated)
     from accel.runtime.kernels import qlinear as kq
 
-    out = kq.qlinear(x.reshape(-1, x.shape[-1]), qweight, scale, zero, bias, scheme, group_size, activation, gated)
+    out = kq.qlinear(_rows(x), qweight, scale, zero, bias, scheme, group_size, activation, gated)
     return out.reshape(*x.shape[:-1], out.shape[-1])
 
 

@@ -78,8 +78,7 @@ def ffn(
     """down(ffn_up(x')) [+ residual]: a whole FFN block, x' as in ``linear``."""
     if norm_eps is not None:
         x = rms_norm(x, norm_eps)
-    y = F.linear(ffn_up(x, w1, b1, activation, gated), w2, b2)
-    return y if residual is None else y + residual
+    return linear(ffn_up(x, w1, b1, activation, gated), w2, b2, None, residual)
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
