@@ -28,14 +28,14 @@ from accel.patterns.rope import match_rope
 from accel.runtime.ops import ATTENTION, ROPE_KV_UPDATE
 
 
-def _cache_write(cache: fx.Node, attention: fx.Node) -> fx.Node | None:
-    """The ``cache.index_copy_(2, positions, src)`` before ``attention`` whose result nobody reads, if unique."""
+def _cache_write(cache: fx.Node, attention: fx.Node, order: dict[fx.Node, int]) -> fx.Node | None:
+    """The ``cache.index_copy_(2, positions, src)`` before ``attention`` whose result nobody reads, if unique
+    (``order``: the graph's nodes by position)."""
     writes = [u for u in cache.users if u.op == "call_method" and u.target == "index_copy_" and u.args[0] is cache]
     if len(writes) != 1 or writes[0].users:
         return None
     w = writes[0]
     dim = fu.arg(w, 1, "dim")
-    order = {n: i for i, n in enumerate(attention.graph.nodes)}
     if dim not in (2, -2) or len(w.args) != 4 or order[w] > order[attention]:
         return None
     return w
@@ -46,13 +46,15 @@ class FuseKVUpdatePass(AccelPass):
 
     def __call__(self, gm: fx.GraphModule, ctx: CompileContext) -> int:
         count = 0
+        # positions of the nodes as Dynamo made them: rewrites only erase nodes and insert ones never looked up here
+        order = {n: i for i, n in enumerate(gm.graph.nodes)}
         for node in list(gm.graph.nodes):
             if node.target is not ATTENTION:
                 continue
             q_embed, keys, values = node.args[:3]
             if not all(isinstance(t, fx.Node) and t.op == "placeholder" for t in (keys, values)):
                 continue  # not a static cache read in full
-            kw, vw = _cache_write(keys, node), _cache_write(values, node)
+            kw, vw = _cache_write(keys, node, order), _cache_write(values, node, order)
             if kw is None or vw is None or kw.args[2] is not vw.args[2]:
                 continue
             qm = match_rope(q_embed) if len(q_embed.users) == 1 else None
@@ -61,7 +63,6 @@ class FuseKVUpdatePass(AccelPass):
                 ctx.fallback("attention", node, "KV-cache update: q / k not rotated by one rotate_half RoPE; "
                                                 "left to Inductor")
                 continue
-            order = {n: i for i, n in enumerate(gm.graph.nodes)}
             first = min(kw, vw, key=order.__getitem__)
             inputs = (qm.x, km.x, vw.args[3], qm.cos, qm.sin, kw.args[2])
             if any(isinstance(t, fx.Node) and order[t] > order[first] for t in inputs):
