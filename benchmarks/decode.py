@@ -109,6 +109,17 @@ def generate_matches(model, prompt, new: int, backend: str) -> float:
     return float((out[:, prompt.shape[1]:] == ref[:, prompt.shape[1]:]).float().mean())
 
 
+def whole_model_forward(model, variant: str):
+    """The model's forward for the logits check and the prefill timing: eager, or compiled by the variant's
+    backend with static shapes (the 2,048-token prefill gets its own graph with that length, tuned, instead of a
+    dynamic-length recompile after the 128-token logits check, where accel cannot tune)."""
+    if variant == "eager":
+        return model
+    if variant in ACCEL_VARIANTS:
+        return torch.compile(model, backend="accel", options=ACCEL_VARIANTS[variant], dynamic=False)
+    return torch.compile(model, backend="inductor", dynamic=False)
+
+
 def logits_error(model, prompt, ref_logits, compiled_forward) -> float:
     with torch.no_grad():
         out = compiled_forward(input_ids=prompt, use_cache=False).logits.float()
@@ -187,24 +198,15 @@ def main() -> None:
             row["token_match"] = round(float((toks == eager_toks).float().mean()), 4)
             row["teacher_forced_match"] = round(
                 teacher_forced_agreement(model, cfg, step, prompt, eager_toks, device, cache_len), 4)
-            if args.checks == "speed":
-                pass
-            elif variant == "eager":
-                forward = model
-            elif variant in ACCEL_VARIANTS:
-                # static shapes: the 2,048-token prefill below gets its own graph with that length, tuned, instead of
-                # a dynamic-length recompile after the 128-token logits check (where accel cannot tune)
-                forward = torch.compile(model, backend="accel", options=ACCEL_VARIANTS[variant], dynamic=False)
-            else:
-                forward = torch.compile(model, backend="inductor", dynamic=False)
             if args.checks == "all":
+                forward = whole_model_forward(model, variant)
                 row["logits_rel_err_vs_fp32"] = round(logits_error(model, prompt, ref_logits, forward), 5)
+                if device == "cuda" and args.prefill:
+                    with torch.no_grad():
+                        row["prefill_ms"] = round(cuda_time_ms(
+                            lambda: forward(input_ids=long_prompt, use_cache=False), warmup=2, iters=5), 2)
             if args.generate and variant in ("inductor", "accel"):
                 row["generate_match"] = round(generate_matches(model, prompt[:, :16], args.generate, variant), 4)
-            if device == "cuda" and args.prefill and args.checks == "all":
-                with torch.no_grad():
-                    row["prefill_ms"] = round(cuda_time_ms(lambda: forward(input_ids=long_prompt, use_cache=False),
-                                                           warmup=2, iters=5), 2)
         except Exception as e:  # report and keep going: the other variants are still worth measuring
             row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
         print(row, flush=True)
