@@ -34,15 +34,15 @@ for s in "$@"; do
     qkernels) stage qkernels ${T_QKERNELS:-300} python3 benchmarks/kernels.py --ops qlinear --m "${QM:-1,16,128,2048}" ;;
     gpucheck) stage gpucheck 200 python3 benchmarks/gpu_check.py ;;
     decode1b) stage decode1b ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --pos both \
-                --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-3}" ;;
+                --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-3}" --checks "${CHECKS:-all}" ;;
     decode1b-quant) stage decode1b-quant ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --prefill "${PREFILL:-2048}" \
                 --variants "${VARIANTS:-eager,inductor,accel-int8,accel-int4,torchao-int8wo,torchao-int4wo}" \
                 --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" ;;
     decode8b) stage decode8b ${T_DECODE:-560} python3 benchmarks/decode.py --config 8b --pos both \
-                --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-2}" ;;
+                --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-2}" --checks "${CHECKS:-all}" ;;
     sweep) stage sweep ${T_SWEEP:-400} python3 benchmarks/gemv_sweep.py --shapes "${SWEEP_SHAPES:-1b,8b}" \
              --kinds "${SWEEP_KINDS:-bf16}" --budget-s "${SWEEP_BUDGET:-240}" ;;
-    profile1b) stage profile1b ${T_PROFILE:-200} python3 benchmarks/profile_decode.py --config 1b --variants "${PROFILE_VARIANTS:-inductor,accel}" ;;
+    profile1b) stage profile1b ${T_PROFILE:-200} python3 benchmarks/profile_decode.py --config 1b --variants "${PROFILE_VARIANTS:-inductor,accel}" ${PROFILE_ARGS:-} ;;
     *) echo "unknown stage $s" ;;
   esac
 done

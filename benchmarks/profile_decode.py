@@ -1,7 +1,13 @@
-"""Where does a decode step's time go? Profiles one CUDA-graph-free compiled decode step per variant and prints
-the top kernels, so that kernel work targets what the baselines actually spend time on.
+"""Where does a decode step's time go? Profiles five compiled decode steps per variant and prints the top kernels,
+so that kernel work targets what the baselines actually spend time on.
 
     python benchmarks/profile_decode.py --config 1b --variants inductor,accel
+    python benchmarks/profile_decode.py --config 1b --variants accel --cudagraphs   # the replayed graph, and its copies
+
+Without ``--cudagraphs`` each kernel is launched from the host, so the launch count is the graph's. With it, the
+step runs as deployed (CUDA graph replay) and the script also counts every memory copy the profiler saw per step:
+device-to-device memcpys and copy kernels. A step that copies no weights or caches shows only the few bytes of its
+token and position inputs.
 """
 from __future__ import annotations
 
@@ -21,36 +27,53 @@ def main() -> None:
     ap.add_argument("--config", default="1b", choices=sorted(CONFIGS))
     ap.add_argument("--variants", default="inductor")
     ap.add_argument("--context", type=int, default=160)
+    ap.add_argument("--cudagraphs", action="store_true", help="profile CUDA graph replays and count per-step copies")
     args = ap.parse_args()
     from transformers import StaticCache
 
     model, cfg = build_model(args.config, torch.bfloat16, "cuda")
     for variant in args.variants.split(","):
         torch._dynamo.reset()
-        step = make_step(variant, cudagraphs=False)
+        step = make_step(variant, cudagraphs=args.cudagraphs)
         cache = StaticCache(config=cfg, max_cache_len=args.context + 64)
         tok = torch.randint(0, cfg.vocab_size, (1, 1), device="cuda")
         with torch.no_grad():
             # prefill eagerly first: the cache's tensors are created (and marked static) on first use
             prompt = torch.randint(0, cfg.vocab_size, (1, args.context), device="cuda")
             model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(args.context, device="cuda"))
-            for i in range(3):
+            for i in range(3):  # compile, record and warm the graph
                 step(model, cache, tok, torch.tensor([args.context + i], device="cuda"))
             torch.cuda.synchronize()
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
                 for i in range(5):
                     step(model, cache, tok, torch.tensor([args.context + 3 + i], device="cuda"))
                 torch.cuda.synchronize()
-        per_kernel = defaultdict(lambda: [0.0, 0])
-        for ev in prof.events():
-            if ev.device_type == torch.autograd.DeviceType.CUDA:
-                k = per_kernel[ev.name[:90]]
-                k[0] += ev.device_time_total / 5
-                k[1] += 1
-        total = sum(v[0] for v in per_kernel.values())
-        print(f"== {variant}: {total:.0f} us of kernel time per step, {sum(v[1] for v in per_kernel.values()) // 5} launches")
-        for name, (us, n) in sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:25]:
-            print(f"  {us:8.1f} us  {n // 5:4d}x  {name}")
+        report(variant, prof, steps=5, cudagraphs=args.cudagraphs)
+
+
+def is_copy(name: str) -> bool:
+    """A memory copy as the profiler names it: a memcpy/memset activity or one of ATen's copy kernels."""
+    low = name.lower()
+    return low.startswith("memcpy") or "copy_kernel" in low or "copykernel" in low or "catarraybatchedcopy" in low
+
+
+def report(variant: str, prof, steps: int, cudagraphs: bool) -> None:
+    per_kernel = defaultdict(lambda: [0.0, 0])
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            k = per_kernel[ev.name[:90]]
+            k[0] += ev.device_time_total / steps
+            k[1] += 1
+    total = sum(v[0] for v in per_kernel.values())
+    mode = "CUDA graph replay" if cudagraphs else "host launches"
+    print(f"== {variant} ({mode}): {total:.0f} us of GPU time per step, "
+          f"{sum(v[1] for v in per_kernel.values()) // steps} kernels/copies per step")
+    for name, (us, n) in sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:25]:
+        print(f"  {us:8.1f} us  {n // steps:4d}x  {name}")
+    copies = {name: v for name, v in per_kernel.items() if is_copy(name)}
+    n_copies = sum(v[1] for v in copies.values()) / steps
+    print(f"   copies per step: {n_copies:g} ({sum(v[0] for v in copies.values()):.1f} us)"
+          + "".join(f"\n    {v[1] / steps:g}x {v[0]:.1f} us  {name}" for name, v in copies.items()))
 
 
 if __name__ == "__main__":

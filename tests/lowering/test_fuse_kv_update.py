@@ -70,3 +70,35 @@ def test_off_by_default():
     backend = AccelBackend({"strict": True}, inner_compile=run_rewritten_eagerly)
     decode(model, cfg, torch.compile(step_fn, backend=backend, fullgraph=True), n=2)
     assert "rope_kv_update" not in [m.pattern for m in backend.report.matches]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel's cache mutation is lowered on CUDA only")
+def test_inductor_writes_the_caches_in_place_on_cuda():
+    """The op mutates the caches; Inductor must hand it the cache buffers themselves, never a clone it copies back
+    (that would be two cache-sized copies per layer and step). Checked in the generated code: no buffer of the cache's
+    shape is allocated and the op's Triton kernel runs, and the decode still gives eager's tokens."""
+    from torch._inductor.utils import run_and_get_code
+
+    model, cfg = build("llama")
+    model = model.cuda()
+
+    def decode_cuda(step):
+        cache = transformers.StaticCache(config=cfg, max_cache_len=32)
+        with torch.no_grad():
+            prompt = torch.arange(3, 11, device="cuda").unsqueeze(0)
+            tok = model(input_ids=prompt, past_key_values=cache,
+                        cache_position=torch.arange(8, device="cuda")).logits[:, -1:].argmax(-1)
+            toks = [tok := step(model, cache, tok, torch.tensor([8 + i], device="cuda")) for i in range(4)]
+        return torch.cat(toks, -1), cache
+
+    ref, ref_cache = decode_cuda(step_fn)
+    torch._dynamo.reset()
+    backend = AccelBackend({"strict": True, "fuse_kv_update": True, "cudagraphs": False})
+    (out, cache), codes = run_and_get_code(lambda: decode_cuda(torch.compile(step_fn, backend=backend, fullgraph=True)))
+    assert torch.equal(out, ref)
+    for a, b in zip(cache.layers, ref_cache.layers):
+        torch.testing.assert_close(a.values, b.values, rtol=0, atol=0)
+    code = "\n".join(codes)
+    shape = tuple(cache.layers[0].keys.shape)
+    assert f"empty_strided_cuda({shape}," not in code
+    assert "_rope_kv_kernel" in code
