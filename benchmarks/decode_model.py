@@ -45,6 +45,7 @@ ACCEL_VARIANTS = {
     "accel-nonorm": {"fuse_norm": False},
     "accel-combo": {"inductor_config": {"combo_kernels": True}},
     "accel-kv": {"fuse_kv_update": True},
+    "accel-kv-combo": {"fuse_kv_update": True, "inductor_config": {"combo_kernels": True}},
 }
 # torchao baselines: the model quantized by torchao's quantize_, then Inductor (reduce-overhead)
 TORCHAO_VARIANTS = ("torchao-int8wo", "torchao-int4wo", "torchao-fp8")
