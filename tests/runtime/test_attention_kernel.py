@@ -30,8 +30,12 @@ DECODE = dict(kernel="decode", BLOCK_N=16, num_warps=4, num_stages=1, SKIP=1, wa
 
 
 def run_kernel(kernel, q, k, v, mask=None, scale=0.3, is_causal=False, **cfg):
+    """kernel: "prefill", "decode" (split-KV, then the reduction kernel) or "direct" (decode in one split, which
+    normalizes and writes the output itself)."""
     if kernel == "prefill":
         return ka._prefill(q, k, v, mask, scale, is_causal, dict(PREFILL, **cfg))
+    if kernel == "direct":
+        cfg["splits"] = 1
     return ka._decode(q, k, v, mask, scale, is_causal, dict(DECODE, **cfg))
 
 
@@ -104,7 +108,8 @@ def test_prefill_matches_reference(poisoned, dtype, is_causal, b, hq, hkv, sq, s
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize(
     "b, hq, hkv, sq, skv, d, splits",
-    [(1, 4, 2, 1, 33, 64, None), (2, 4, 1, 3, 70, 24, 3), (1, 2, 2, 1, 17, 16, 8), (1, 8, 2, 5, 1, 16, None)],
+    [(1, 4, 2, 1, 33, 64, None), (2, 4, 1, 3, 70, 24, 3), (1, 2, 2, 1, 17, 16, 8), (1, 8, 2, 5, 1, 16, None),
+     (2, 4, 1, 3, 70, 24, 1), (1, 4, 2, 1, 33, 64, 1)],  # one split: the kernel writes the output directly
 )
 def test_decode_matches_reference(poisoned, dtype, is_causal, b, hq, hkv, sq, skv, d, splits):
     # splits=8 over 17 keys leaves splits without a single key: they must still write a neutral partial
@@ -154,7 +159,7 @@ def test_masks_broadcast(kernel, kind, shape):
     assert_matches(run_kernel(kernel, q, k, v, mask), q, k, v, mask)
 
 
-@pytest.mark.parametrize("kernel", ["prefill", "decode"])
+@pytest.mark.parametrize("kernel", ["prefill", "decode", "direct"])
 @pytest.mark.parametrize("kind", ["bool", "add_fp32"])
 def test_mask_and_causal_together(kernel, kind):
     q, k, v = make_qkv(B, HQ, HKV, SQ, 9, D, torch.float16)
@@ -162,7 +167,7 @@ def test_mask_and_causal_together(kernel, kind):
     assert_matches(run_kernel(kernel, q, k, v, mask, is_causal=True), q, k, v, mask, is_causal=True)
 
 
-@pytest.mark.parametrize("kernel", ["prefill", "decode"])
+@pytest.mark.parametrize("kernel", ["prefill", "decode", "direct"])
 @pytest.mark.parametrize("kind", ["bool", "add_fp32"])
 def test_fully_masked_rows_are_zero(poisoned, kernel, kind):
     q, k, v = make_qkv(1, 2, 1, 4, 21, 16, torch.float32)
@@ -173,7 +178,7 @@ def test_fully_masked_rows_are_zero(poisoned, kernel, kind):
     assert_matches(out, q, k, v, mask)
 
 
-@pytest.mark.parametrize("kernel", ["prefill", "decode"])
+@pytest.mark.parametrize("kernel", ["prefill", "decode", "direct"])
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the intended (s - m)·log2(e) -> -inf
 def test_finfo_min_rows_are_uniform(kernel):
     # HF masks fp32 models with finfo(fp32).min: a row masked entirely with it is a uniform softmax, not 0;
@@ -218,7 +223,8 @@ def nan_outside(k, v, visible):
 @pytest.mark.parametrize("skip", [1, 2])
 @pytest.mark.parametrize("kind", ["bool", "add_fp16"])
 @pytest.mark.parametrize("prefix", [5, 32])
-def test_decode_reads_only_the_visible_prefix(poisoned, skip, kind, prefix):
+@pytest.mark.parametrize("splits", [1, 3])
+def test_decode_reads_only_the_visible_prefix(poisoned, skip, kind, prefix, splits):
     # a static KV cache of 80 slots whose mask shows the first `prefix`; the block holding the last visible
     # key is read (its masked keys are finite), every block after it holds NaN and must not be read
     skv, block = 80, DECODE["BLOCK_N"]
@@ -228,7 +234,7 @@ def test_decode_reads_only_the_visible_prefix(poisoned, skip, kind, prefix):
     mask[..., : min(prefix, 3)] = True if kind == "bool" else 0.0  # at least one visible key per row
     mask[..., prefix:] = False if kind == "bool" else -math.inf
     k_nan, v_nan = nan_outside(k, v, keys < -(-prefix // block) * block)
-    out = run_kernel("decode", q, k_nan, v_nan, mask, SKIP=skip, splits=3)
+    out = run_kernel("decode", q, k_nan, v_nan, mask, SKIP=skip, splits=splits)
     assert torch.isfinite(out).all()
     assert_matches(out, q, k[:, :, :prefix], v[:, :, :prefix], mask[..., :prefix])
 

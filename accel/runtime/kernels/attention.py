@@ -66,8 +66,11 @@ def _decode_configs(head_dim: int, dtype: torch.dtype, rows: int) -> list[dict]:
     shapes = [(n, 3, 1, 2), (n, 3, 2, 2), (n, 3, 1, 4), (max(16, n // 2), 4, 1, 4)]
     if dtype != torch.float32:
         shapes.append((2 * n, 2, 1, 2))
-    return [dict(kernel="decode", BLOCK_N=bn, num_warps=w, num_stages=st, SKIP=skip, waves=waves)
+    cfgs = [dict(kernel="decode", BLOCK_N=bn, num_warps=w, num_stages=st, SKIP=skip, waves=waves)
             for bn, st, skip, waves in shapes]
+    # one split per KV head: fewer programs, but the kernel writes the output itself and the reduction launch
+    # goes away, which wins over short caches where a decode step's ~1 µs launches dominate
+    return cfgs + [{**cfgs[0], "splits": 1}]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -244,7 +247,7 @@ def _attn_fwd_kernel(
 @triton.jit
 def _attn_decode_kernel(
     # Pointers (PartAcc [B·Hkv, NUM_SPLITS, ROWS, HEAD_DIM], PartMax / PartSum [B·Hkv, NUM_SPLITS, ROWS])
-    Q, K, V, Mask, PartAcc, PartMax, PartSum,
+    Q, K, V, Mask, PartAcc, PartMax, PartSum, Out,
     # Matrix dimensions
     Hkv, Skv, NUM_SPLITS,
     # Strides
@@ -252,16 +255,18 @@ def _attn_decode_kernel(
     stride_kb, stride_kh, stride_kn, stride_kd,
     stride_vb, stride_vh, stride_vn, stride_vd,
     stride_mb, stride_mh, stride_mm, stride_mn,
+    stride_ob, stride_oh, stride_om, stride_od,
     # Scale of q·k in natural-log and in log2 units
     sm_scale, qk_scale,
     # Meta-parameters
     GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    MASK_KIND: tl.constexpr, SKIP: tl.constexpr, IEEE: tl.constexpr,
+    MASK_KIND: tl.constexpr, SKIP: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Unnormalized attention of the GROUP·SQ query rows of KV head (b, kvh) over one contiguous key chunk.
 
-    Row r is query r % SQ of head kvh·GROUP + r // SQ, so one K/V read serves the whole GQA group.
+    Row r is query r % SQ of head kvh·GROUP + r // SQ, so one K/V read serves the whole GQA group. DIRECT (one
+    split, the whole key range) normalizes and writes Out itself; no reduction kernel follows.
     """
     sm_scale, qk_scale = tl.cast(sm_scale, tl.float32), tl.cast(qk_scale, tl.float32)  # fp64 under Inductor (see above)
     # -- map pid to block
@@ -300,11 +305,15 @@ def _attn_decode_kernel(
             HEAD_DIM, BLOCK_N, BLOCK_D, True, IS_CAUSAL, MASK_KIND, SKIP, IEEE,
         )
 
-    # -- write back the split's partial state (an empty split writes m = -inf, l = 0, acc = 0)
-    part = (bk * NUM_SPLITS + split).to(tl.int64) * (GROUP * SQ) + rows
-    tl.store(PartMax + part, m_i, mask=rows_ok)
-    tl.store(PartSum + part, l_i, mask=rows_ok)
-    tl.store(PartAcc + part[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=rows_ok[:, None] & d_ok[None, :])
+    if DIRECT:  # -- normalize and write back (a row that sees no key has acc = 0, l = 0: it stays 0, as in SDPA)
+        out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+        o_ptrs = Out + b * stride_ob + h[:, None] * stride_oh + q_pos[:, None] * stride_om + offs_d[None, :] * stride_od
+        tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=rows_ok[:, None] & d_ok[None, :])
+    else:  # -- write back the split's partial state (an empty split writes m = -inf, l = 0, acc = 0)
+        part = (bk * NUM_SPLITS + split).to(tl.int64) * (GROUP * SQ) + rows
+        tl.store(PartMax + part, m_i, mask=rows_ok)
+        tl.store(PartSum + part, l_i, mask=rows_ok)
+        tl.store(PartAcc + part[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=rows_ok[:, None] & d_ok[None, :])
 
 
 @triton.jit
@@ -388,11 +397,18 @@ def _empty_out(q) -> torch.Tensor:
 
 
 def _mask_args(mask, q, k) -> tuple:
-    """(tensor, 4 strides, MASK_KIND) with the mask broadcast to [B, Hq, Sq, Skv] by stride 0, never copied."""
+    """(tensor, 4 strides, MASK_KIND) with the mask broadcast to [B, Hq, Sq, Skv] by stride 0, never copied.
+
+    A rank-4 mask is handed to the kernel as it is, with stride 0 on its size-1 dims, rather than as an expand
+    of it: Inductor realizes an input it gets as a fresh view of an unrealized mask once per attention, so an
+    HF decoder's one shared causal mask would be recomputed by a kernel per layer."""
     if mask is None:
         return q, (0, 0, 0, 0), 0  # any tensor: MASK_KIND = 0 never loads it
+    kind = 1 if mask.dtype == torch.bool else 2
+    if mask.dim() == 4:
+        return mask, tuple(0 if n == 1 else st for n, st in zip(mask.shape, mask.stride())), kind
     full = mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-    return full, tuple(full.stride()), 1 if mask.dtype == torch.bool else 2
+    return full, tuple(full.stride()), kind
 
 
 def _ieee(q) -> bool:
@@ -433,23 +449,27 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.T
     if is_causal:  # top-left causal: no query row sees a key at or past Sq
         kv_len = sq if kv_len is None else min(kv_len, sq)
     splits = cfg.get("splits") or _num_splits(b, hkv, kv_len, cfg["BLOCK_N"], cfg["waves"], q.device)
-    part_acc = torch.empty((b * hkv, splits, rows, d), dtype=torch.float32, device=q.device)
-    part_max = torch.empty((b * hkv, splits, rows), dtype=torch.float32, device=q.device)
-    part_sum = torch.empty((b * hkv, splits, rows), dtype=torch.float32, device=q.device)
+    direct = splits == 1
+    parts = 0 if direct else splits  # a direct launch never touches the partial-state buffers
+    part_acc = torch.empty((b * hkv, parts, rows, d), dtype=torch.float32, device=q.device)
+    part_max = torch.empty((b * hkv, parts, rows), dtype=torch.float32, device=q.device)
+    part_sum = torch.empty((b * hkv, parts, rows), dtype=torch.float32, device=q.device)
     out = _empty_out(q)
     mask_t, mask_strides, mask_kind = _mask_args(mask, q, k)
     block_d = _block_d(d)
 
     torch.library.wrap_triton(_attn_decode_kernel)[(b * hkv, splits)](
-        q, k, v, mask_t, part_acc, part_max, part_sum,
+        q, k, v, mask_t, part_acc, part_max, part_sum, out,
         hkv, skv, splits,
-        *q.stride(), *k.stride(), *v.stride(), *mask_strides,
+        *q.stride(), *k.stride(), *v.stride(), *mask_strides, *out.stride(),
         scale, scale * LOG2E,
         GROUP=group, SQ=sq, HEAD_DIM=d, IS_CAUSAL=is_causal, MASK_KIND=mask_kind,
-        SKIP=cfg["SKIP"] if mask_kind else 0, IEEE=_ieee(q),
+        SKIP=cfg["SKIP"] if mask_kind else 0, IEEE=_ieee(q), DIRECT=direct,
         BLOCK_R=max(16, next_pow2(rows)), BLOCK_N=cfg["BLOCK_N"], BLOCK_D=block_d,
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
+    if direct:
+        return out
     torch.library.wrap_triton(_attn_decode_reduce_kernel)[(b * hkv, rows)](
         part_acc, part_max, part_sum, out,
         hkv, splits,
