@@ -21,7 +21,7 @@ DEFAULT_FUSE_FFN = True
 DEFAULT_MERGE_PROJECTIONS = True
 DEFAULT_REPLACE_LINEAR = True
 DEFAULT_FUSE_NORM = True
-DEFAULT_FUSE_KV_UPDATE = False
+DEFAULT_FUSE_KV_UPDATE = True
 DEFAULT_CUDAGRAPHS = False
 DEFAULT_STRICT = False
 DEFAULT_GROUP_SIZE = 128
@@ -65,9 +65,10 @@ class AccelOptions:
     unquantized projections."""
 
     fuse_kv_update: bool = DEFAULT_FUSE_KV_UPDATE
-    """Experimental, off by default (not yet timed on a GPU): in decode graphs over a static KV cache
-    (transformers' StaticCache), rewrite the rotary embedding of q and k and the two cache writes in front of an
-    attention into one ``accel::rope_kv_update`` kernel that rotates q and writes rotated k and v into the cache."""
+    """In graphs over a static KV cache (transformers' StaticCache), rewrite the rotary embedding of q and k and
+    the two cache writes in front of an attention into one ``accel::rope_kv_update`` kernel that rotates q and
+    writes rotated k and v into the cache in place; in decode steps the cache's length counter is read and
+    advanced by the same kernel (``accel::rope_kv_append``). Five small kernels fewer per decoder layer."""
 
     cudagraphs: bool = DEFAULT_CUDAGRAPHS
     """Run the compiled graph under CUDA graphs (Inductor's cudagraph trees), as ``mode="reduce-overhead"``

@@ -14,18 +14,31 @@ After::
     out = accel.attention(q_embed, keys, values, mask, scale, False)
 
 On the GPU the op is one Triton kernel (``runtime/kernels/rope.py``) instead of Inductor's rotation, cache-write and
-copy-back kernels. Matched only in exactly this form: both cache writes along dim 2 at the same positions, k and q
+copy-back kernels.
+
+transformers' StaticCache layers compute the positions from a per-layer length counter and advance it first::
+
+    cache_position = torch.arange(S) + length
+    length.add_(S)
+
+When nothing else reads the counter and B·S ≤ ``MAX_APPEND_ROWS`` (decode), both go into the op
+as ``accel.rope_kv_append(q, k, v, cos, sin, keys, values, length)``, whose single program reads the counter and
+advances it: otherwise Inductor spends one more small kernel per layer on them. Matched only in exactly this form: both cache writes along dim 2 at the same positions, k and q
 rotated by the same cos / sin, nothing else reading the rotated tensors.
 """
 from __future__ import annotations
 
+import torch
 import torch.fx as fx
 
 from accel.compiler import fx_utils as fu
 from accel.compiler.context import CompileContext
 from accel.compiler.pass_base import AccelPass
 from accel.patterns.rope import match_rope
-from accel.runtime.ops import ATTENTION, ROPE_KV_UPDATE
+from accel.runtime.kernels.utils import static_int
+from accel.runtime.ops import ATTENTION, ROPE_KV_APPEND, ROPE_KV_UPDATE
+
+MAX_APPEND_ROWS = 16  # B·S of the single-program append kernel: decode steps, never a prefill
 
 
 def _cache_write(cache: fx.Node, attention: fx.Node, order: dict[fx.Node, int]) -> fx.Node | None:
@@ -39,6 +52,35 @@ def _cache_write(cache: fx.Node, attention: fx.Node, order: dict[fx.Node, int]) 
     if dim not in (2, -2) or len(w.args) != 4 or order[w] > order[attention]:
         return None
     return w
+
+
+def _length_counter(positions, q: fx.Node, order: dict[fx.Node, int]) -> tuple[fx.Node, list[fx.Node]] | None:
+    """(length, nodes the op replaces) when ``positions`` is ``arange(S) + length`` for a 0-d integer graph input
+    ``length`` advanced by exactly one ``length.add_(S)`` after every other read of it (``q``: [B, H, S, D])."""
+    shape = getattr(fu.tensor_meta(q), "shape", None)
+    if shape is None or len(shape) != 4 or static_int(shape[0]) is None or static_int(shape[2]) is None:
+        return None
+    S = static_int(shape[2])
+    if static_int(shape[0]) * S > MAX_APPEND_ROWS or not fu.is_op(positions, "add") or len(positions.args) != 2:
+        return None
+    for rng, length in (positions.args, reversed(positions.args)):
+        if (isinstance(rng, fx.Node) and rng.op == "call_function" and rng.target is torch.arange
+                and rng.args == (S,) and isinstance(length, fx.Node) and length.op == "placeholder"):
+            break
+    else:
+        return None
+    meta = fu.tensor_meta(length)
+    if meta is None or meta.shape != () or meta.dtype not in (torch.int64, torch.int32):
+        return None
+    adds = [u for u in length.users if u.op == "call_method" and u.target == "add_"]
+    if len(adds) != 1 or adds[0].args != (length, S) or adds[0].kwargs or adds[0].users:
+        return None
+    advance = adds[0]
+    if set(length.users) != {positions, advance} or order[positions] > order[advance]:
+        # Only a counter that nothing else reads. HF's mask and rotary positions read the first layer's: if its
+        # advance moved into the kernel, Inductor would recompute that shared mask for every attention.
+        return None
+    return length, [advance, positions, rng]  # arange goes too once nothing else reads it
 
 
 class FuseKVUpdatePass(AccelPass):
@@ -67,12 +109,17 @@ class FuseKVUpdatePass(AccelPass):
             inputs = (qm.x, km.x, vw.args[3], qm.cos, qm.sin, kw.args[2])
             if any(isinstance(t, fx.Node) and order[t] > order[first] for t in inputs):
                 continue  # q is rotated after the cache write: the op could not go where the write was
-            new = ctx.call(ROPE_KV_UPDATE, (qm.x, km.x, vw.args[3], qm.cos, qm.sin, keys, values, kw.args[2]),
-                           like=first)
+            counter = _length_counter(kw.args[2], q_embed, order)
+            if counter is None:
+                op, where, replaced = ROPE_KV_UPDATE, kw.args[2], []
+            else:
+                op, (where, replaced) = ROPE_KV_APPEND, counter
+            new = ctx.call(op, (qm.x, km.x, vw.args[3], qm.cos, qm.sin, keys, values, where), like=first)
             node.replace_input_with(q_embed, new)
-            for n in (kw, vw, qm.out, km.out, *reversed(qm.nodes), *reversed(km.nodes)):
+            for n in (kw, vw, qm.out, km.out, *reversed(qm.nodes), *reversed(km.nodes), *replaced):
                 if not n.users:
                     gm.graph.erase_node(n)
-            ctx.matched("attention", "rope_kv_update", node, "rotary embedding and cache write in one kernel")
+            ctx.matched("attention", "rope_kv_update", node, "rotary embedding and cache write in one kernel"
+                        + ("" if counter is None else ", advancing the cache's length counter"))
             count += 1
         return count

@@ -126,9 +126,29 @@ def rope_kv_update(
     return kr.rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions)
 
 
+@triton_op("accel::rope_kv_append", mutates_args=("k_cache", "v_cache", "length"))
+def rope_kv_append(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    length: torch.Tensor,
+) -> torch.Tensor:
+    """``rope_kv_update`` at rows ``length + s``, advancing the 0-d ``length`` by S (``reference.rope_kv_append``)."""
+    if not _on_gpu(q):
+        return reference.rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
+    from accel.runtime.kernels import rope as kr
+
+    return kr.rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
+
+
 LINEAR = torch.ops.accel.linear.default
 ATTENTION = torch.ops.accel.attention.default
 FFN = torch.ops.accel.ffn.default
 QLINEAR = torch.ops.accel.qlinear.default
 ROPE_KV_UPDATE = torch.ops.accel.rope_kv_update.default
-ALL_OPS = (LINEAR, ATTENTION, FFN, QLINEAR, ROPE_KV_UPDATE)
+ROPE_KV_APPEND = torch.ops.accel.rope_kv_append.default
+ALL_OPS = (LINEAR, ATTENTION, FFN, QLINEAR, ROPE_KV_UPDATE, ROPE_KV_APPEND)

@@ -99,3 +99,14 @@ def rope_kv_update(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch
     k_cache.index_copy_(2, positions, rope(k, cos, sin).to(k_cache.dtype))
     v_cache.index_copy_(2, positions, v.to(v_cache.dtype))
     return rope(q, cos, sin)
+
+
+def rope_kv_append(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   k_cache: torch.Tensor, v_cache: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """``rope_kv_update`` at rows ``length + arange(S)``, then ``length += S`` (length: the cache's 0-d counter, as
+    transformers' StaticCache layers keep it)."""
+    S = q.shape[2]
+    positions = length + torch.arange(S, device=length.device)
+    out = rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions)
+    length.add_(S)
+    return out

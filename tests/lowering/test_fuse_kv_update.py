@@ -41,7 +41,14 @@ def decode(model, cfg, step, n=5):
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
-def test_decode_matches_eager_and_graph_has_one_op_per_layer(arch):
+@pytest.mark.parametrize("append", [True, False], ids=["append", "positions"])
+def test_decode_matches_eager_and_graph_has_one_op_per_layer(arch, append, monkeypatch):
+    """append: the decode step's counter read and advance go into ``rope_kv_append``; positions: with that
+    disabled (as for a prefill past MAX_APPEND_ROWS) ``rope_kv_update`` takes Inductor's positions."""
+    from accel.lowering import fuse_kv_update
+
+    if not append:
+        monkeypatch.setattr(fuse_kv_update, "MAX_APPEND_ROWS", 0)
     model, cfg = build(arch)
     ref, ref_cache = decode(model, cfg, step_fn)
     graphs = []
@@ -57,19 +64,27 @@ def test_decode_matches_eager_and_graph_has_one_op_per_layer(arch):
     for a, b in zip(cache.layers, ref_cache.layers):
         torch.testing.assert_close(a.keys, b.keys, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(a.values, b.values, rtol=0, atol=0)
+    for a, b in zip(cache.layers, ref_cache.layers):
+        assert torch.equal(a.cumulative_length, b.cumulative_length)
     targets = [n.target for n in graphs[-1].graph.nodes]
-    assert targets.count(torch.ops.accel.rope_kv_update.default) == cfg.num_hidden_layers
+    # Llama's and Qwen2's mask and rotary positions also read layer 0's counter (Mistral's read a Python int copy):
+    # that layer may keep rope_kv_update and its add_
+    appended = targets.count(torch.ops.accel.rope_kv_append.default)
+    assert appended >= cfg.num_hidden_layers - 1 if append else appended == 0
+    assert targets.count(torch.ops.accel.rope_kv_update.default) == cfg.num_hidden_layers - appended
     assert "index_copy_" not in targets
+    assert targets.count("add_") == cfg.num_hidden_layers - appended
     patterns = [m.pattern for m in backend.report.graphs[-1].matches]  # Mistral recompiles once: count one graph
     assert patterns.count("rope_kv_update") == cfg.num_hidden_layers
 
 
-def test_off_by_default():
+def test_on_by_default_and_can_be_turned_off():
     model, cfg = build("llama")
-    torch._dynamo.reset()
-    backend = AccelBackend({"strict": True}, inner_compile=run_rewritten_eagerly)
-    decode(model, cfg, torch.compile(step_fn, backend=backend, fullgraph=True), n=2)
-    assert "rope_kv_update" not in [m.pattern for m in backend.report.matches]
+    for options, expected in (({}, cfg.num_hidden_layers), ({"fuse_kv_update": False}, 0)):
+        torch._dynamo.reset()
+        backend = AccelBackend({"strict": True, **options}, inner_compile=run_rewritten_eagerly)
+        decode(model, cfg, torch.compile(step_fn, backend=backend, fullgraph=True), n=2)
+        assert [m.pattern for m in backend.report.graphs[-1].matches].count("rope_kv_update") == expected
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel's cache mutation is lowered on CUDA only")
@@ -102,4 +117,6 @@ def test_inductor_writes_the_caches_in_place_on_cuda():
     code = "\n".join(codes)
     shape = tuple(cache.layers[0].keys.shape)
     assert f"empty_strided_cuda({shape}," not in code
-    assert "_rope_kv_kernel" in code
+    assert "_rope_kv_append_kernel" in code
+    for a, b in zip(cache.layers, ref_cache.layers):
+        assert torch.equal(a.cumulative_length, b.cumulative_length)

@@ -50,6 +50,28 @@ def test_kernel_matches_reference(dtype, B, HQ, HKV, S, D, L, positions, cos_ran
     assert torch.equal(kc[:, :, untouched], kc_ref[:, :, untouched])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("B,HQ,HKV,S,D,L,start", [
+    (1, 4, 2, 1, 32, 16, 9),             # decode, GQA
+    (2, 3, 3, 3, 16, 8, 4),              # batch 2, MHA, three tokens
+    (1, 5, 1, 2, 130, 12, 10),           # MQA, head counts and a half head dim that are not powers of two
+])
+def test_append_kernel_matches_reference_and_advances_the_counter(dtype, B, HQ, HKV, S, D, L, start):
+    q, k, v, cos, sin, (kc, vc) = make(B, HQ, HKV, S, D, L, dtype)
+    length = torch.tensor(start, device=DEVICE)
+    kc_ref, vc_ref, length_ref = kc.clone(), vc.clone(), length.clone()
+    ref = reference.rope_kv_append(q.double(), k.double(), v.double(), cos.double(), sin.double(),
+                                   kc_ref, vc_ref, length_ref)
+    out = kr.rope_kv_append(q, k, v, cos, sin, kc, vc, length)
+    assert length.item() == length_ref.item() == start + S
+    tol = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(kc.double(), kc_ref.double(), rtol=tol, atol=tol)
+    torch.testing.assert_close(vc, vc_ref, rtol=0, atol=0)
+    untouched = [r for r in range(L) if not start <= r < start + S]
+    assert torch.equal(kc[:, :, untouched], kc_ref[:, :, untouched])
+
+
 def test_rope_reference_is_rotate_half():
     x = torch.randn(2, 3, 5, 8, dtype=torch.float64)
     ang = torch.randn(5, 4, dtype=torch.float64)
