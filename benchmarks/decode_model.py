@@ -43,9 +43,8 @@ ACCEL_VARIANTS = {
     "accel-fp8": {"quantize": "w8a8_fp8"},
     # ablations, for same-run comparisons
     "accel-nonorm": {"fuse_norm": False},
-    "accel-combo": {"inductor_config": {"combo_kernels": True}},
-    "accel-kv": {"fuse_kv_update": True},
-    "accel-kv-combo": {"fuse_kv_update": True, "inductor_config": {"combo_kernels": True}},
+    "accel-nocombo": {"inductor_config": {"combo_kernels": False}},
+    "accel-nokv": {"fuse_kv_update": False},
 }
 # torchao baselines: the model quantized by torchao's quantize_, then Inductor (reduce-overhead)
 TORCHAO_VARIANTS = ("torchao-int8wo", "torchao-int4wo", "torchao-fp8")

@@ -17,7 +17,7 @@ import torch
 import torch.fx as fx
 from torch._inductor.custom_graph_pass import CustomGraphPass
 
-from accel.compiler.options import AccelOptions
+from accel.compiler.options import INDUCTOR_DEFAULTS, AccelOptions
 from accel.compiler.report import GraphReport
 
 
@@ -77,7 +77,7 @@ def compile_with_inductor(
     from torch._inductor.codecache import PyCodeCache
     from torch._inductor.compile_fx import compile_fx
 
-    patches: dict[str, Any] = dict(options.inductor_config)
+    patches: dict[str, Any] = {**INDUCTOR_DEFAULTS, **options.inductor_config}
     if options.cudagraphs:
         patches["triton.cudagraphs"] = True
     if with_accel_pass:
