@@ -107,42 +107,27 @@ def qlinear(
     return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
-@triton_op("accel::rope_kv_update", mutates_args=("k_cache", "v_cache"))
-def rope_kv_update(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    positions: torch.Tensor,
-) -> torch.Tensor:
-    """rope(q), with rope(k) and v written into rows ``positions`` of the caches (``reference.rope_kv_update``)."""
-    if not _on_gpu(q):
-        return reference.rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions)
-    from accel.runtime.kernels import rope as kr
+def _rope_kv(name: str, mutates: tuple[str, ...]):
+    """The body of the two RoPE + KV-cache ops, which differ only in what ``rows`` holds: ``rope_kv_update`` writes
+    rope(k) and v into rows ``rows`` ([S] positions) of the caches; ``rope_kv_append`` writes them at
+    ``rows + s`` (``rows``: the cache's 0-d length counter) and advances the counter by S. Both return rope(q);
+    the exact contracts are ``reference.rope_kv_update`` / ``reference.rope_kv_append``."""
 
-    return kr.rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions)
+    def op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+           k_cache: torch.Tensor, v_cache: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if not _on_gpu(q):
+            return getattr(reference, name)(q, k, v, cos, sin, k_cache, v_cache, rows)
+        from accel.runtime.kernels import rope as kr
+
+        return getattr(kr, name)(q, k, v, cos, sin, k_cache, v_cache, rows)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = _rope_kv.__doc__
+    return triton_op(f"accel::{name}", mutates_args=mutates)(op)
 
 
-@triton_op("accel::rope_kv_append", mutates_args=("k_cache", "v_cache", "length"))
-def rope_kv_append(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    length: torch.Tensor,
-) -> torch.Tensor:
-    """``rope_kv_update`` at rows ``length + s``, advancing the 0-d ``length`` by S (``reference.rope_kv_append``)."""
-    if not _on_gpu(q):
-        return reference.rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
-    from accel.runtime.kernels import rope as kr
-
-    return kr.rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
+rope_kv_update = _rope_kv("rope_kv_update", ("k_cache", "v_cache"))
+rope_kv_append = _rope_kv("rope_kv_append", ("k_cache", "v_cache", "rows"))
 
 
 LINEAR = torch.ops.accel.linear.default
