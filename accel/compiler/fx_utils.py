@@ -37,6 +37,7 @@ _FUNCTIONS: dict[Any, str] = {
     torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.tanh: "tanh", F.tanh: "tanh",
     torch.erf: "erf", torch.exp: "exp", torch.sqrt: "sqrt", torch.rsqrt: "rsqrt", torch.square: "square",
     F.relu6: "relu6", F.leaky_relu: "leaky_relu", F.hardtanh: "hardtanh",
+    torch.argmax: "argmax",
 }
 # Canonical name per call_method name.
 _METHODS: dict[str, str] = {
@@ -50,7 +51,7 @@ _METHODS: dict[str, str] = {
     "split": "split", "chunk": "chunk", "repeat_interleave": "repeat_interleave",
     "masked_fill": "masked_fill",
     "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "exp": "exp", "sqrt": "sqrt", "erf": "erf",
-    "square": "square", "rsqrt": "rsqrt",
+    "square": "square", "rsqrt": "rsqrt", "argmax": "argmax",
 }
 # Ops whose output element i depends only on input element i (plus scalars): the vocabulary of activations.
 POINTWISE = frozenset({

@@ -74,6 +74,11 @@ class AccelOptions:
     writes rotated k and v into the cache in place; in decode steps the cache's length counter is read and
     advanced by the same kernel (``accel::rope_kv_append``). Five small kernels fewer per decoder layer."""
 
+    split_argmax: bool = True
+    """Compute an argmax over a large last dim (a greedy decoder's token choice over the vocabulary) as two
+    parallel reductions, first over groups of the row and then over the group maxima, instead of one program per
+    row. The result is exactly the same index."""
+
     cudagraphs: bool = DEFAULT_CUDAGRAPHS
     """Run the compiled graph under CUDA graphs (Inductor's cudagraph trees), as ``mode="reduce-overhead"``
     does for Inductor. Parameters, accel's derived weights and ``mark_static_address`` buffers (such as

@@ -14,6 +14,7 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     from accel.lowering.merge_projections import MergeProjectionsPass
     from accel.lowering.quantize_weights import QuantizeWeightsPass
     from accel.lowering.replace_linear import ReplaceLinearPass
+    from accel.lowering.split_argmax import SplitArgmaxPass
 
     passes: list[AccelPass] = []
     # First, on the untouched graph: the activations each linear sees, for the quantization guard's SQNR.
@@ -38,4 +39,7 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     # Last: norms and residual adds into the (unquantized) projections around them.
     if options.fuse_norm:
         passes.append(FuseNormPass())
+    # Independent of the rest: a greedy step's argmax over the vocabulary.
+    if options.split_argmax:
+        passes.append(SplitArgmaxPass())
     return passes
