@@ -122,12 +122,14 @@ class AccelOptions:
     measured on the compile's example inputs; on the weights when the graph mutates its inputs) stays in full
     precision, and the report says which."""
 
-    smoothquant: float | None = None
+    smoothquant: float | str | None = None
     """w8a8 schemes only: SmoothQuant with migration strength α in [0, 1] (typical 0.5). Per input channel j,
     s_j = amax(X_j)^α / amax(W_j)^(1−α) (absolute maxima of the activations seen on the compile's example inputs
     and of the weight column); the weight is quantized as W·diag(s) and the layer's input is multiplied by 1/s
-    (fused into its producer, e.g. the norm), moving activation outliers into the weights. Layers whose inputs were
-    not captured (graphs that mutate their inputs) are quantized unsmoothed, and the report says so."""
+    (fused into its producer, e.g. the norm), moving activation outliers into the weights. ``"auto"`` picks α per
+    layer from 0.1–0.9, or no smoothing, by the quantized layer's output error on those activations
+    (``quant.smoothquant_search``). Layers whose inputs were not captured (graphs that mutate their inputs) are
+    quantized unsmoothed, and the report says so."""
 
     dump_dir: str | None = field(default_factory=envs.ACCEL_DUMP_DIR)
     """Write numbered before/after graphs per pass, ``report.json``/``report.md`` and Inductor's generated
@@ -161,10 +163,11 @@ class AccelOptions:
                                              or not isinstance(self.min_sqnr_db, (int, float))):
             raise AccelOptionsError(f"option 'min_sqnr_db' must be a number of dB or None, got {self.min_sqnr_db!r}")
         if self.smoothquant is not None:
-            if isinstance(self.smoothquant, bool) or not isinstance(self.smoothquant, (int, float)) \
-                    or not 0.0 <= self.smoothquant <= 1.0:
-                raise AccelOptionsError(f"option 'smoothquant' must be a migration strength in [0, 1] (typical 0.5) "
-                                        f"or None, got {self.smoothquant!r}")
+            if self.smoothquant != "auto" and (isinstance(self.smoothquant, bool)
+                                               or not isinstance(self.smoothquant, (int, float))
+                                               or not 0.0 <= self.smoothquant <= 1.0):
+                raise AccelOptionsError(f"option 'smoothquant' must be a migration strength in [0, 1] (typical 0.5), "
+                                        f"'auto' or None, got {self.smoothquant!r}")
             if self.quantize not in ("w8a8_int8", "w8a8_fp8"):
                 raise AccelOptionsError(f"option 'smoothquant' needs quantize='w8a8_int8' or 'w8a8_fp8' (it smooths "
                                         f"activation outliers), got quantize={self.quantize!r}")

@@ -165,6 +165,10 @@ def _smoothing(ctx: CompileContext, node: fx.Node, layer: _Layer) -> torch.Tenso
         s, alpha = quant.awq_scales(layer.x, layer.weight, o.group_size, o.symmetric)
         if alpha == 0.0:
             return None
+    elif o.smoothquant == "auto":
+        s, alpha = quant.smoothquant_search(layer.x, layer.weight, o.quantize)
+        if s is None:
+            return None
     else:
         s = quant.smoothquant_scales(layer.x, layer.weight, o.smoothquant)
     # The graph multiplies x by 1/s rounded to the activation dtype: use exactly that value's reciprocal, or bf16
@@ -247,6 +251,6 @@ def _qlinear(ctx: CompileContext, node: fx.Node, x: fx.Node, plan: _Plan, bias: 
     s = ctx.add_derived("qscale", lambda: plan.scale)
     z = ctx.add_derived("qzero", lambda: plan.zero) if plan.zero is not None else None
     new = ctx.call(QLINEAR, (x, q, s, z, bias, o.quantize, o.group_size, activation, gated), like=node)
-    smoothed = "" if plan.smooth is None else " awq" if o.awq else f" smoothquant={o.smoothquant:g}"
+    smoothed = "" if plan.smooth is None else " awq" if o.awq else f" smoothquant={o.smoothquant}"
     ctx.matched("quantize", o.quantize, node, f"{part}{smoothed} sqnr={plan.db:.1f} dB ({plan.kind})")
     return new

@@ -211,6 +211,38 @@ def smoothquant_scales(x: torch.Tensor, w: torch.Tensor, alpha: float, lo: float
 
 AWQ_GRID = tuple(i / 10 for i in range(10))  # migration strengths tried; 0 = no scaling
 AWQ_ROWS = 512  # activation rows the search evaluates (a random subset when more were captured)
+SMOOTHQUANT_GRID = tuple(i / 10 for i in range(1, 10))  # α of smoothquant="auto"; unsmoothed is tried too
+
+
+def _search_rows(x: torch.Tensor) -> torch.Tensor:
+    """x [M, K] in fp32, at most AWQ_ROWS rows of it (a fixed random subset)."""
+    x32 = x.detach().float()
+    if x32.shape[0] > AWQ_ROWS:
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        x32 = x32[torch.randperm(x32.shape[0], generator=gen)[:AWQ_ROWS].to(x32.device)]
+    return x32
+
+
+def smoothquant_search(x: torch.Tensor, w: torch.Tensor, scheme: str) -> tuple[torch.Tensor | None, float | None]:
+    """SmoothQuant with the migration strength chosen per layer (option ``smoothquant="auto"``): the α of
+    ``SMOOTHQUANT_GRID`` whose s (``smoothquant_scales``) minimizes ‖x wᵀ − qlinear(x / s, Q(w · diag(s)))‖² on
+    the rows x [M, K], both x and w quantized as ``scheme`` (w8a8) computes them. Returns (s, α), or (None, None)
+    when no α beats leaving the layer unsmoothed."""
+    x32, w32 = _search_rows(x), w.detach().float()
+    ref = x32 @ w32.t()
+
+    def error(s: torch.Tensor | None) -> float:
+        xs, ws = (x32, w32) if s is None else (x32 / s, w32 * s)
+        qw, scale, zero = quantize_weight(ws, scheme)
+        return (qlinear_reference(xs, qw, scale, zero, None, scheme, 0) - ref).pow(2).mean().item()
+
+    best_err, best = error(None), (None, None)
+    for alpha in SMOOTHQUANT_GRID:
+        s = smoothquant_scales(x32, w32, alpha)
+        err = error(s)
+        if err < best_err:
+            best_err, best = err, (s, alpha)
+    return best
 
 
 def awq_scales(x: torch.Tensor, w: torch.Tensor, group_size: int, symmetric: bool) -> tuple[torch.Tensor, float]:
@@ -219,11 +251,7 @@ def awq_scales(x: torch.Tensor, w: torch.Tensor, group_size: int, symmetric: boo
     minimize ‖x wᵀ − (x / s) Q(w · diag(s))ᵀ‖² on the rows x [M, K], Q = round-to-nearest on group min/max grids.
     Salient channels (large activations) get larger weights, hence finer steps relative to their size. Returns
     (s [K] fp32, α); α = 0 gives s = 1 (scaling did not help on these rows)."""
-    x32 = x.detach().float()
-    if x32.shape[0] > AWQ_ROWS:
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        x32 = x32[torch.randperm(x32.shape[0], generator=gen)[:AWQ_ROWS].to(x32.device)]
-    w32 = w.detach().float()
+    x32, w32 = _search_rows(x), w.detach().float()
     n, k = w32.shape
     pad = -k % group_size
     ref = x32 @ w32.t()

@@ -171,3 +171,34 @@ def test_smoothquant_enters_the_hash():
     hashes = {o.compute_hash(), o.replace(smoothquant=0.5).compute_hash(), o.replace(smoothquant=0.8).compute_hash()}
     assert len(hashes) == 3
     assert AccelOptions(quantize="w8a8_int8", smoothquant=1).smoothquant == 1
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_auto_search_is_never_worse_than_unsmoothed_or_any_grid_alpha(scheme):
+    torch.manual_seed(0)
+    x, w = outlier_input(), torch.randn(32, 64) * 0.05
+    ref = x @ w.t()
+
+    def db(s):
+        xs, ws = (x, w) if s is None else (x / s, w * s)
+        qw, scale, _ = q.quantize_weight(ws, scheme)
+        return q.sqnr_db(ref, q.qlinear_reference(xs, qw, scale, None, None, scheme, 128))
+
+    s, alpha = q.smoothquant_search(x, w, scheme)
+    assert alpha in q.SMOOTHQUANT_GRID and torch.equal(s, q.smoothquant_scales(x, w, alpha))
+    chosen = db(s)
+    assert chosen >= db(None) and all(chosen >= db(q.smoothquant_scales(x, w, a)) - 1e-9 for a in q.SMOOTHQUANT_GRID)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_compiled_auto_smoothquant_matches_eager_and_beats_plain(scheme):
+    torch.manual_seed(0)
+    model, x = NormLinear().eval(), torch.randn(4, 16, 64)
+    ref = model(x)
+    out, report = rewrite_only(model, x, options={"quantize": scheme, "smoothquant": "auto"})
+    plain, _ = rewrite_only(model, x, options={"quantize": scheme})
+    (m,) = [m for m in report.matches if m.family == "quantize"]
+    assert "smoothquant=auto" in m.detail
+    assert q.sqnr_db(ref, out) > q.sqnr_db(ref, plain) + 3
+    assert AccelOptions(quantize=scheme, smoothquant="auto").compute_hash() != AccelOptions(
+        quantize=scheme, smoothquant=0.5).compute_hash()
