@@ -14,17 +14,17 @@ After::
     out = accel.attention(q_embed, keys, values, mask, scale, False)
 
 On the GPU the op is one Triton kernel (``runtime/kernels/rope.py``) instead of Inductor's rotation, cache-write and
-copy-back kernels.
+copy-back kernels. Matched only in exactly this form: both cache writes along dim 2 at the same positions, k and q
+rotated by the same cos / sin, nothing else reading the rotated tensors.
 
 transformers' StaticCache layers compute the positions from a per-layer length counter and advance it first::
 
     cache_position = torch.arange(S) + length
     length.add_(S)
 
-When nothing else reads the counter and B·S ≤ ``MAX_APPEND_ROWS`` (decode), both go into the op
-as ``accel.rope_kv_append(q, k, v, cos, sin, keys, values, length)``, whose single program reads the counter and
-advances it: otherwise Inductor spends one more small kernel per layer on them. Matched only in exactly this form: both cache writes along dim 2 at the same positions, k and q
-rotated by the same cos / sin, nothing else reading the rotated tensors.
+When nothing else reads the counter and B·S ≤ ``MAX_APPEND_ROWS`` (decode), both go into the op as
+``accel.rope_kv_append(q, k, v, cos, sin, keys, values, length)``, whose single program reads the counter and
+advances it; otherwise Inductor spends one more small kernel per layer on them.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _cache_write(cache: fx.Node, attention: fx.Node, order: dict[fx.Node, int]) 
 
 def _length_counter(positions, q: fx.Node, order: dict[fx.Node, int]) -> tuple[fx.Node, list[fx.Node]] | None:
     """(length, nodes the op replaces) when ``positions`` is ``arange(S) + length`` for a 0-d integer graph input
-    ``length`` advanced by exactly one ``length.add_(S)`` after every other read of it (``q``: [B, H, S, D])."""
+    ``length`` that nothing reads but ``positions`` and one later ``length.add_(S)`` (``q``: [B, H, S, D])."""
     shape = getattr(fu.tensor_meta(q), "shape", None)
     if shape is None or len(shape) != 4 or static_int(shape[0]) is None or static_int(shape[2]) is None:
         return None
