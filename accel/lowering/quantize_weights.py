@@ -166,7 +166,7 @@ def _smoothing(ctx: CompileContext, node: fx.Node, layer: _Layer) -> torch.Tenso
         if alpha == 0.0:
             return None
     elif o.smoothquant == "auto":
-        s, alpha = quant.smoothquant_search(layer.x, layer.weight, o.quantize)
+        s, _ = quant.smoothquant_search(layer.x, layer.weight, o.quantize)
         if s is None:
             return None
     else:
