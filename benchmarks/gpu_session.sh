@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_session.sh tests qkernels decode1b-quant ...
 #
 # Stages: tests (kernel tests on CUDA: bf16 and fp8 included), kernels (bf16 linear / ffn / attention),
-# qkernels (qlinear vs cuBLAS and torchao), sweep (GEMV meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode8b, profile1b.
+# qkernels (qlinear vs cuBLAS and torchao), sweep (GEMV meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode8b, profile1b,
+# compileprof (where compile time goes).
 # torchao comes from wheels carried in .whl (see ../shared/anchors/README.md).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -19,6 +20,8 @@ stage() {  # stage NAME SECONDS COMMAND...
   local name=$1 limit=$2; shift 2
   echo "=== $name ($(date -u +%T), limit ${limit}s)"
   local t0=$SECONDS
+  # each stage compiles cold (its own Inductor and Triton caches), so that compile times compare across stages
+  export TORCHINDUCTOR_CACHE_DIR=/tmp/cache_$name/inductor TRITON_CACHE_DIR=/tmp/cache_$name/triton
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   echo "=== $name rc=$? in $((SECONDS - t0)) s"
   tail -n "${TAIL:-25}" "$OUT/$name.log"
@@ -34,7 +37,8 @@ for s in "$@"; do
     qkernels) stage qkernels ${T_QKERNELS:-300} python3 benchmarks/kernels.py --ops qlinear --m "${QM:-1,16,128,2048}" ;;
     gpucheck) stage gpucheck 200 python3 benchmarks/gpu_check.py ;;
     decode1b) stage decode1b ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --pos both \
-                --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-3}" --checks "${CHECKS:-all}" ;;
+                --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-3}" --checks "${CHECKS:-all}" \
+                --generate "${GENERATE:-0}" ;;
     decode1b-quant) stage decode1b-quant ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --prefill "${PREFILL:-2048}" \
                 --variants "${VARIANTS:-eager,inductor,accel-int8,accel-int4,torchao-int8wo,torchao-int4wo}" \
                 --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" ;;
@@ -43,6 +47,8 @@ for s in "$@"; do
     sweep) stage sweep ${T_SWEEP:-400} python3 benchmarks/gemv_sweep.py --shapes "${SWEEP_SHAPES:-1b,8b}" \
              --kinds "${SWEEP_KINDS:-bf16}" --budget-s "${SWEEP_BUDGET:-240}" ;;
     profile1b) stage profile1b ${T_PROFILE:-200} python3 benchmarks/profile_decode.py --config 1b --variants "${PROFILE_VARIANTS:-inductor,accel}" ${PROFILE_ARGS:-} ;;
+    compileprof) stage compileprof ${T_COMPILEPROF:-300} python3 benchmarks/profile_compile.py --config "${COMPILE_CONFIG:-1b}" \
+                   --variants "${COMPILE_VARIANTS:-inductor,accel}" ;;
     *) echo "unknown stage $s" ;;
   esac
 done

@@ -67,6 +67,10 @@ class GraphReport:
     kernels: list[str] = field(default_factory=list)
     """accel Triton kernels launched by the graph Inductor lowered (empty on CPU, where ops run their torch
     reference, and on an Inductor cache hit, when no pass runs)."""
+    kernel_analyses: dict = field(default_factory=dict)
+    """PyTorch's analysis of which tensors a kernel launch reads and writes: how often it was asked for accel
+    kernels during the compile ("asked"), how often it ran ("ran"; the rest came from accel's memo), and for
+    each kernel analyzed more than once the arguments that differed ("varying")."""
 
 
 @dataclass

@@ -4,7 +4,8 @@
 extra Inductor config, and :class:`RecordAccelKernels` as ``post_grad_custom_post_pass``. That pass records
 how many accel Triton kernels reached the post-grad graph, and its ``uuid()`` — the options hash plus a hash
 of every accel source file — puts accel's version and options into Inductor's FX-graph and AOTAutograd cache
-keys, so editing a kernel or a launcher can never return a stale cached artifact.
+keys, so editing a kernel or a launcher can never return a stale cached artifact. During the compile, the
+analysis of which tensors each accel kernel launch reads and writes is memoized (``kernel_access_cache``).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from torch._inductor.custom_graph_pass import CustomGraphPass
 
 from accel.compiler.options import INDUCTOR_DEFAULTS, AccelOptions
 from accel.compiler.report import GraphReport
+from accel.lowering.kernel_access_cache import cached_kernel_access
 
 
 @functools.cache
@@ -83,9 +85,11 @@ def compile_with_inductor(
     if with_accel_pass:
         patches["post_grad_custom_post_pass"] = RecordAccelKernels(options, report)
     before = len(PyCodeCache.modules)
-    compiled = compile_fx(gm, list(example_inputs), config_patches=patches)
+    with cached_kernel_access() as memo:
+        compiled = compile_fx(gm, list(example_inputs), config_patches=patches)
     if report is not None:
         report.output_code = _new_output_modules(before)
+        report.kernel_analyses = {"asked": memo.calls, "ran": memo.entries, "varying": memo.varying()}
     return compiled
 
 

@@ -1,0 +1,102 @@
+"""Compile time: analyze each distinct accel kernel launch once, not once per launch per phase.
+
+To learn which tensors a user-defined Triton kernel reads and writes, PyTorch lowers the kernel to Triton IR and
+walks it (``torch._higher_order_ops.triton_kernel_wrap.identify_accessed_tensors``; ``identify_mutated_tensors``
+in older releases). It does so for every launch in the graph, and again in each phase that needs the answer:
+functionalization's metadata pass, its tracing pass, and Inductor's lowering. A 16-layer decoder has about a
+hundred accel launches, most of them the same kernel with the same arguments, and on an H200 that analysis was
+about 15 s of a 35 s compile (``benchmarks/profile_compile.py``).
+
+The answer depends only on the kernel and on what Triton specializes the IR on: each tensor argument's dtype
+and the value of every other argument (constexprs, sizes, strides, flags). :func:`cached_kernel_access` memoizes
+it on exactly that key, for accel's own kernels only, for the duration of one compile.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any, Callable, Iterator
+
+import torch
+
+_ANALYZERS = ("identify_accessed_tensors", "identify_mutated_tensors")
+
+
+def is_accel_kernel(kernel: Any) -> bool:
+    """Whether ``kernel`` (a JITFunction, or an Autotuner around one) is defined in the accel package."""
+    fn = kernel
+    while hasattr(fn, "fn"):  # Autotuner -> JITFunction -> the Python function
+        fn = fn.fn
+    return (getattr(fn, "__module__", None) or "").startswith("accel.")
+
+
+def _value_key(value: Any) -> Any:
+    """What the Triton IR of a launch can depend on, for one argument; raises TypeError when not hashable."""
+    import sympy
+
+    if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool, sympy.Expr)):
+        return ("sym",)  # the analysis replaces every symbol by one placeholder value
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return ("tensor", dtype)
+    if hasattr(value, "get_dtype"):  # an Inductor TensorBox
+        return ("tensor", value.get_dtype())
+    hash(value)
+    return (type(value).__name__, value)
+
+
+def launch_key(kernel: Any, kwargs: dict[str, Any], rest: tuple) -> tuple | None:
+    """The memo key of one analysis call, or None when an argument cannot be keyed (then it is not cached)."""
+    try:
+        return (id(kernel), tuple((name, _value_key(kwargs[name])) for name in sorted(kwargs)), repr(rest))
+    except TypeError:
+        return None
+
+
+class AccessMemo:
+    """The memo of one compile: ``calls`` analyses asked for accel kernels, ``entries`` of them computed."""
+
+    def __init__(self) -> None:
+        self.results: dict[tuple, tuple] = {}
+        self.calls = 0
+
+    @property
+    def entries(self) -> int:
+        return len(self.results)
+
+    def varying(self) -> dict[str, list[str]]:
+        """For each kernel with several entries, the arguments whose keys differ between them (diagnostics)."""
+        by_kernel: dict[str, list[dict]] = {}
+        for (_, args, _), (kernel, _) in self.results.items():
+            by_kernel.setdefault(getattr(kernel, "__name__", repr(kernel)), []).append(dict(args))
+        return {name: sorted(a for a in entries[0] if len({repr(e.get(a)) for e in entries}) > 1)
+                for name, entries in by_kernel.items() if len(entries) > 1}
+
+    def wrap(self, original: Callable) -> Callable:
+        def analyze(kernel, kwargs, *rest, **kw):
+            key = launch_key(kernel, kwargs, (rest, sorted(kw.items()))) if is_accel_kernel(kernel) else None
+            if key is None:
+                return original(kernel, kwargs, *rest, **kw)
+            self.calls += 1
+            if key not in self.results:  # the kernel is kept alive with its result, so its id stays unique
+                self.results[key] = (kernel, original(kernel, kwargs, *rest, **kw))
+            return copy.deepcopy(self.results[key][1])  # callers own what they get, as from the original
+
+        analyze.__wrapped__ = original
+        return analyze
+
+
+@contextlib.contextmanager
+def cached_kernel_access() -> Iterator[AccessMemo]:
+    """Within the block, the kernel access analysis is memoized for accel kernels; yields the memo."""
+    from torch._higher_order_ops import triton_kernel_wrap as tkw
+
+    memo = AccessMemo()
+    saved = {name: getattr(tkw, name) for name in _ANALYZERS if hasattr(tkw, name)}
+    for name, original in saved.items():
+        setattr(tkw, name, memo.wrap(original))
+    try:
+        yield memo
+    finally:
+        for name, original in saved.items():
+            setattr(tkw, name, original)
