@@ -9,7 +9,8 @@ about 15 s of a 35 s compile (``benchmarks/profile_compile.py``).
 
 The answer depends only on the kernel and on what Triton specializes the IR on: each tensor argument's dtype
 and the value of every other argument (constexprs, sizes, strides, flags). :func:`cached_kernel_access` memoizes
-it on exactly that key, for accel's own kernels only, for the duration of one compile.
+it on exactly that key, for accel's own kernels only, for the duration of one compile. The kernel is keyed by its
+Python function: PyTorch hands the analysis a different kernel object for each launch.
 """
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ import torch
 _ANALYZERS = ("identify_accessed_tensors", "identify_mutated_tensors")
 
 
+def python_function(kernel: Any) -> Any:
+    """The Python function under a JITFunction (or an Autotuner around one)."""
+    fn = kernel
+    while hasattr(fn, "fn"):
+        fn = fn.fn
+    return fn
+
+
 def is_accel_kernel(kernel: Any) -> bool:
     """Whether ``kernel`` (a JITFunction, or an Autotuner around one) is defined in the accel package."""
-    fn = kernel
-    while hasattr(fn, "fn"):  # Autotuner -> JITFunction -> the Python function
-        fn = fn.fn
-    return (getattr(fn, "__module__", None) or "").startswith("accel.")
+    return (getattr(python_function(kernel), "__module__", None) or "").startswith("accel.")
 
 
 def _value_key(value: Any) -> Any:
@@ -48,7 +54,8 @@ def _value_key(value: Any) -> Any:
 def launch_key(kernel: Any, kwargs: dict[str, Any], rest: tuple) -> tuple | None:
     """The memo key of one analysis call, or None when an argument cannot be keyed (then it is not cached)."""
     try:
-        return (id(kernel), tuple((name, _value_key(kwargs[name])) for name in sorted(kwargs)), repr(rest))
+        return (id(python_function(kernel)), tuple((name, _value_key(kwargs[name])) for name in sorted(kwargs)),
+                repr(rest))
     except TypeError:
         return None
 
@@ -74,7 +81,9 @@ class AccessMemo:
 
     def wrap(self, original: Callable) -> Callable:
         def analyze(kernel, kwargs, *rest, **kw):
-            key = launch_key(kernel, kwargs, (rest, sorted(kw.items()))) if is_accel_kernel(kernel) else None
+            if not is_accel_kernel(kernel):
+                return original(kernel, kwargs, *rest, **kw)
+            key = launch_key(kernel, kwargs, (rest, sorted(kw.items())))
             if key is None:
                 return original(kernel, kwargs, *rest, **kw)
             self.calls += 1

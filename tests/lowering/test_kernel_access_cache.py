@@ -71,6 +71,18 @@ def test_symbolic_sizes_share_one_entry_and_unhashable_arguments_are_not_cached(
     assert len(original.calls) == 3 and memo.entries == 1
 
 
+def test_launches_of_one_function_share_entries_whatever_object_pytorch_hands_over():
+    class Handle:  # PyTorch passes a different kernel object per launch; they wrap the same function
+        def __init__(self, jit):
+            self.fn = jit
+
+    memo, original = kac.AccessMemo(), Counting()
+    analyze = memo.wrap(original)
+    analyze(Handle(kl._gemv_kernel), launch(), {})
+    analyze(Handle(kl._gemv_kernel), launch(), {})
+    assert len(original.calls) == 1 and memo.entries == 1
+
+
 def test_other_kernels_go_straight_to_the_analysis():
     memo, original = kac.AccessMemo(), Counting()
     analyze = memo.wrap(original)
@@ -161,3 +173,23 @@ def test_a_compiled_decoder_analyzes_each_distinct_launch_once(monkeypatch):
     memo = memos[-1]
     # four identical layers: a launch's analysis is asked for once per layer and phase, and runs once per phase
     assert memo.calls >= 4 * memo.entries > 0, (memo.calls, memo.entries, memo.varying())
+
+
+@needs_cuda
+@pytest.mark.parametrize("scheme", ["int8_weight_only", "int4_weight_only"])
+def test_quantized_kernels_are_analyzed_without_falling_back(scheme, caplog):
+    """PyTorch falls back to 'every input is written' (weights cloned, CUDA graphs off) when its analysis of a
+    kernel fails; through the memo, accel's quantized GEMVs must still be analyzed."""
+    import logging
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=512)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).cuda().to(torch.bfloat16).eval()
+    ids = torch.randint(0, 512, (1, 1), device="cuda")
+    torch._dynamo.reset()
+    with torch.no_grad(), caplog.at_level(logging.WARNING, logger="torch._higher_order_ops.triton_kernel_wrap"):
+        torch.compile(model, backend="accel", options={"quantize": scheme})(ids)
+    assert not [r for r in caplog.records if "assuming every input is mutated" in r.getMessage()]
