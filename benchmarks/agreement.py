@@ -58,7 +58,7 @@ def main() -> None:
     folder, name = os.path.split(os.path.abspath(path))
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model = model.to(dtype).to(args.device).eval()
     cfg = model.config
     env = environment()
