@@ -47,6 +47,11 @@ SCHEMES = [
     ("int4_weight_only g128 asym awq, gptq=False", {"quantize": "int4_weight_only", "group_size": 128, "awq": True,
                                                    "gptq": False}),
     ("int4_weight_only g128 sym", {"quantize": "int4_weight_only", "group_size": 128, "symmetric": True}),
+    # the accuracy guard: layers whose quantized output SQNR is below the floor stay in full precision
+    ("int4_weight_only g128 asym, min_sqnr_db=28", {"quantize": "int4_weight_only", "group_size": 128,
+                                                    "min_sqnr_db": 28}),
+    ("int4_weight_only g128 asym, min_sqnr_db=30", {"quantize": "int4_weight_only", "group_size": 128,
+                                                    "min_sqnr_db": 30}),
     ("int4_weight_only g64 asym", {"quantize": "int4_weight_only", "group_size": 64}),
     ("int4_weight_only g32 asym", {"quantize": "int4_weight_only", "group_size": 32}),
     ("w8a8_int8", {}),
