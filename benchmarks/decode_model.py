@@ -41,6 +41,8 @@ ACCEL_VARIANTS = {
     "accel-int4": {"quantize": "int4_weight_only", "group_size": 128},
     "accel-w8a8-int8": {"quantize": "w8a8_int8"},
     "accel-fp8": {"quantize": "w8a8_fp8"},
+    "accel-int8-head": {"quantize": "int8_weight_only", "quantize_lm_head": True},
+    "accel-int4-head": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True},
     # ablations, for same-run comparisons
     "accel-nonorm": {"fuse_norm": False},
     "accel-nocombo": {"inductor_config": {"combo_kernels": False}},
