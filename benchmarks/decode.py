@@ -142,6 +142,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per compiled variant (median reported)")
     ap.add_argument("--generate", type=int, default=0, help="also check HF generate() for this many new tokens")
+    ap.add_argument("--name", default=None, help="result file stem (default decode_CONFIG)")
     ap.add_argument("--checks", default="all", choices=("all", "speed"),
                     help="speed: skip the second compile (whole-model forward) that the logits error and the prefill "
                          "latency need, so that one call on the lent GPU fits more variants")
@@ -214,7 +215,7 @@ def main() -> None:
             row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
         print(row, flush=True)
         rows.append(row)
-        write_result(f"decode_{args.config}", {**payload, "partial": True})  # kept if a later variant dies
+        write_result(args.name or f"decode_{args.config}", {**payload, "partial": True})  # kept if a later variant dies
         if model is not base:  # free torchao's quantized copy before the next variant
             model = step = forward = None
             if device == "cuda":
@@ -231,7 +232,7 @@ def main() -> None:
     print_table(rows, ["variant", "tok_s", "ms_per_tok", "weight_gbs", "pct_of_copy_bw", "compile_s", "token_match",
                        "teacher_forced_match", "generate_match", "logits_rel_err_vs_fp32", "prefill_ms",
                        "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "speedup_device_pos", "error"])
-    path = write_result(f"decode_{args.config}", payload)
+    path = write_result(args.name or f"decode_{args.config}", payload)
     print(f"wrote {path}")
 
 

@@ -41,7 +41,7 @@ for s in "$@"; do
                 --generate "${GENERATE:-0}" ;;
     decode1b-quant) stage decode1b-quant ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --prefill "${PREFILL:-2048}" \
                 --variants "${VARIANTS:-eager,inductor,accel-int8,accel-int4,torchao-int8wo,torchao-int4wo}" \
-                --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" ;;
+                --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" --name decode_1b_quant ;;
     decode8b) stage decode8b ${T_DECODE:-560} python3 benchmarks/decode.py --config 8b --pos both \
                 --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-2}" --checks "${CHECKS:-all}" ;;
     sweep) stage sweep ${T_SWEEP:-400} python3 benchmarks/gemv_sweep.py --shapes "${SWEEP_SHAPES:-1b,8b}" \
