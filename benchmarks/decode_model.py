@@ -47,6 +47,10 @@ ACCEL_VARIANTS = {
     "accel-nonorm": {"fuse_norm": False},
     "accel-nocombo": {"inductor_config": {"combo_kernels": False}},
     "accel-nokv": {"fuse_kv_update": False},
+    "accel-pdl": {"pdl": True},
+    "accel-int4-head-pdl": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True, "pdl": True},
+    # Inductor's own kernels launched with PDL too (its triton.enable_pdl, off by default)
+    "accel-pdl-all": {"pdl": True, "inductor_config": {"triton.enable_pdl": True}},
 }
 # torchao baselines: the model quantized by torchao's quantize_, then Inductor (reduce-overhead)
 TORCHAO_VARIANTS = ("torchao-int8wo", "torchao-int4wo", "torchao-fp8")

@@ -36,3 +36,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not HAS_CUDA:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+@pytest.fixture
+def compiled_for_pdl(monkeypatch):
+    """The linear and qlinear launchers compile their GEMVs with PDL=True (as inside an accel compile on Hopper).
+    The interpreter cannot run griddepcontrol, so on CPU its two instructions become no-ops and a test covers the
+    PDL path's loads and summation order; on a GPU they are the real instructions (no-ops without the launch
+    attribute)."""
+    import triton.language as tl
+
+    from accel.runtime.kernels import linear, qlinear
+
+    for module in (linear, qlinear):
+        monkeypatch.setattr(module, "use_pdl", lambda device: True)
+    if not HAS_CUDA:
+        monkeypatch.setattr(tl.extra.cuda, "gdc_wait", lambda *args, **kwargs: None)
+        monkeypatch.setattr(tl.extra.cuda, "gdc_launch_dependents", lambda *args, **kwargs: None)

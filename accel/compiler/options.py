@@ -27,6 +27,9 @@ DEFAULT_FUSE_KV_UPDATE = True
 # 808 vs 706 with the host in the loop.
 INDUCTOR_DEFAULTS = {"combo_kernels": True}
 DEFAULT_CUDAGRAPHS = False
+# Programmatic dependent launch: measured on an H200 (benchmarks/results/decode_*_s6run*): +2.4% and +3.4% decode
+# tok/s on the 8B shape, -5% and -6% on the 1B shape, and more host time per step on both, so it is opt-in.
+DEFAULT_PDL = False
 DEFAULT_STRICT = False
 DEFAULT_GROUP_SIZE = 128
 DEFAULT_GPTQ = True
@@ -84,6 +87,13 @@ class AccelOptions:
     does for Inductor. Parameters, accel's derived weights and ``mark_static_address`` buffers (such as
     transformers' StaticCache) are static inputs, so no replay copies them. Call
     ``torch.compiler.cudagraph_mark_step_begin()`` before each step and clone outputs you keep."""
+
+    pdl: bool = DEFAULT_PDL
+    """Programmatic dependent launch (Hopper and newer GPUs, ignored elsewhere): Inductor launches accel's decode
+    GEMVs with CUDA's PDL attribute; each loads its first weight tile, then waits for the kernel before it, and
+    lets the next one launch after its main loop, so launches and first loads overlap the previous kernel's tail.
+    Results are bit-identical. Off by default: on an H200 it gained 2–3% decode speed on an 8B Llama shape and
+    lost 5–6% on a 1B one."""
 
     quantize: str | None = None
     """Lossy, opt-in: quantize the weights of every linear accel rewrites (projections, FFNs; not the LM head

@@ -71,6 +71,9 @@ class GraphReport:
     """PyTorch's analysis of which tensors a kernel launch reads and writes: how often it was asked for accel
     kernels during the compile ("asked"), how often it ran ("ran"; the rest came from accel's memo), and for
     each kernel analyzed more than once the arguments that differed ("varying")."""
+    pdl_kernels: dict = field(default_factory=dict)
+    """Programmatic dependent launch (option ``pdl``): accel kernel definitions Inductor generated that were
+    compiled for it ("asked") and those given the launch attribute ("launched"); zero on CPU and before Hopper."""
 
 
 @dataclass

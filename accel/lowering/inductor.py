@@ -21,6 +21,7 @@ from torch._inductor.custom_graph_pass import CustomGraphPass
 from accel.compiler.options import INDUCTOR_DEFAULTS, AccelOptions
 from accel.compiler.report import GraphReport
 from accel.lowering.kernel_access_cache import cached_kernel_access
+from accel.lowering.pdl import pdl_launches
 
 
 @functools.cache
@@ -85,11 +86,12 @@ def compile_with_inductor(
     if with_accel_pass:
         patches["post_grad_custom_post_pass"] = RecordAccelKernels(options, report)
     before = len(PyCodeCache.modules)
-    with cached_kernel_access() as memo:
+    with cached_kernel_access() as memo, pdl_launches(options.pdl and with_accel_pass) as pdl:
         compiled = compile_fx(gm, list(example_inputs), config_patches=patches)
     if report is not None:
         report.output_code = _new_output_modules(before)
         report.kernel_analyses = {"asked": memo.calls, "ran": memo.entries, "varying": memo.varying()}
+        report.pdl_kernels = {"asked": pdl.asked, "launched": pdl.launched}
     return compiled
 
 

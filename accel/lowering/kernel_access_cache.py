@@ -10,7 +10,8 @@ step, cold caches) memoizing it took accel's compile from 35.5 s to 21.7 s (``be
 The answer depends only on the kernel and on what Triton specializes the IR on: each tensor argument's dtype
 and the value of every other argument (constexprs, sizes, strides, flags). :func:`cached_kernel_access` memoizes
 it on exactly that key, for accel's own kernels only, for the duration of one compile. The kernel is keyed by its
-Python function: PyTorch hands the analysis a different kernel object for each launch.
+Python function: PyTorch hands the analysis a different kernel object for each launch. A launch compiled for
+programmatic dependent launch (``accel.lowering.pdl``) is analyzed as the same launch without it.
 """
 from __future__ import annotations
 
@@ -83,6 +84,10 @@ class AccessMemo:
         def analyze(kernel, kwargs, *rest, **kw):
             if not is_accel_kernel(kernel):
                 return original(kernel, kwargs, *rest, **kw)
+            if kwargs.get("PDL") is True:
+                # PDL adds griddepcontrol instructions and no memory access. Triton 3.6 emits them as inline asm,
+                # which the analysis cannot read (it would then assume that every input is written).
+                kwargs = {**kwargs, "PDL": False}
             key = launch_key(kernel, kwargs, (rest, sorted(kw.items())))
             if key is None:
                 return original(kernel, kwargs, *rest, **kw)

@@ -125,11 +125,14 @@ def main() -> int:
                       qkv[..., 512:640].reshape(1, 1, 2, 64).transpose(1, 2),
                       qkv[..., 640:].reshape(1, 1, 2, 64).transpose(1, 2), cs, cs,
                       torch.zeros(1, 2, 16, 64, dtype=dt), torch.zeros(1, 2, 16, 64, dtype=dt), torch.tensor([3]))
+    # every kernel that can be compiled for programmatic dependent launch, also with its griddepcontrol instructions
+    launches.extend([(kernel, args, {**kwargs, "PDL": True}) for kernel, args, kwargs in launches
+                     if kwargs.get("PDL") is False])
     failed = 0
     for kernel, args, kwargs in launches:
         try:
             compile_launch(kernel, args, kwargs)
-            print(f"ok     {kernel.__name__}")
+            print(f"ok     {kernel.__name__}{' (PDL)' if kwargs.get('PDL') else ''}")
         except Exception as e:  # report every failing launch, not just the first
             failed += 1
             print(f"FAILED {kernel.__name__}: {type(e).__name__}: {str(e).splitlines()[-1][:300]}")

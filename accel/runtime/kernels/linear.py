@@ -31,7 +31,7 @@ from torch.library import wrap_triton
 
 from accel.runtime import autotune_cache, reference
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import next_pow2, static_int
+from accel.runtime.kernels.utils import next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl
 
 # ---------------------------------------------------------------------------------------------------------
 # Configs: {"kernel": "gemv" | "gemm" | "cublas", meta-parameters..., "num_warps", "num_stages"}
@@ -202,6 +202,19 @@ def _add_residual(out, res_ptr, rows, stride_rm, offs_n, mask, HAS_RES: tl.const
 
 
 @triton.jit
+def _gemv_step(x, w, wu, acc, acc_up, squares, NORM: tl.constexpr, GATED: tl.constexpr):
+    """One K step of the GEMV: products of x [BLOCK_M, 1, BLOCK_K] with the weight tiles [1, BLOCK_N, BLOCK_K]
+    (gate and up when GATED) into the fp32 accumulators, and x² into ``squares`` when NORM."""
+    x = x.to(tl.float32)
+    if NORM:
+        squares += x * x
+    acc += x * w.to(tl.float32)
+    if GATED:
+        acc_up += x * wu.to(tl.float32)
+    return acc, acc_up, squares
+
+
+@triton.jit
 def _gemv_kernel(
     # Pointers (res: the residual [M, N] when HAS_RES)
     x_ptr, w_ptr, b_ptr, out_ptr, ws_ptr, res_ptr,
@@ -212,7 +225,7 @@ def _gemv_kernel(
     # Meta-parameters
     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     NORM: tl.constexpr, HAS_RES: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
 ):
     """out[m, n] = epilogue(Σ_k x[m, k] · w[n, k]) [+ res[m, n]] on CUDA cores: no tensor-core minimum of 16
     rows, so at M = 1 no lane multiplies padding. acc[m, n, k] collects the products of the K positions k ≡ k'
@@ -236,17 +249,34 @@ def _gemv_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
     acc_up = acc
     squares = tl.zeros((BLOCK_M, 1, BLOCK_K), dtype=tl.float32)
-    for k in range(k_start, k_end, BLOCK_K):
-        k_ok = offs_k[None, None, :] < K - k
-        x = _load_tile(x_ptrs, m_ok, k_ok, EVEN_K, "").to(tl.float32)
-        if NORM:
-            squares += x * x
-        acc += x * _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first").to(tl.float32)
+    k_loop = k_start
+    if PDL:
+        # the first step's weights are loaded before waiting for x (and the residual) from the kernels before, so
+        # they stream while the kernel before drains; the step is then done outside the loop, in the same order
+        first_ok = offs_k[None, None, :] < k_end - k_start  # masked along K always: this split may be empty
+        w = tl.load(w_ptrs, mask=n_ok & first_ok, other=0.0, eviction_policy="evict_first")
+        wu = w
         if GATED:
-            acc_up += x * _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first").to(tl.float32)
-            wu_ptrs += BLOCK_K * stride_wk
+            wu = tl.load(wu_ptrs, mask=n_ok & first_ok, other=0.0, eviction_policy="evict_first")
+        pdl_wait(PDL)
+        x = tl.load(x_ptrs, mask=m_ok & first_ok, other=0.0)
+        acc, acc_up, squares = _gemv_step(x, w, wu, acc, acc_up, squares, NORM, GATED)
         x_ptrs += BLOCK_K * stride_xk
         w_ptrs += BLOCK_K * stride_wk
+        wu_ptrs += BLOCK_K * stride_wk
+        k_loop += BLOCK_K
+    for k in range(k_loop, k_end, BLOCK_K):
+        k_ok = offs_k[None, None, :] < K - k
+        x = _load_tile(x_ptrs, m_ok, k_ok, EVEN_K, "")
+        w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
+        wu = w
+        if GATED:
+            wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
+            wu_ptrs += BLOCK_K * stride_wk
+        acc, acc_up, squares = _gemv_step(x, w, wu, acc, acc_up, squares, NORM, GATED)
+        x_ptrs += BLOCK_K * stride_xk
+        w_ptrs += BLOCK_K * stride_wk
+    pdl_launch_dependents(PDL)  # the next kernel may set up and load its weights during this tail
     # -- normalize and write back
     acc_n = tl.sum(acc, axis=2)
     acc_up_n = tl.sum(acc_up, axis=2)
@@ -450,7 +480,7 @@ def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: b
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, triton.cdiv(M, block_m))
         wrap_triton(_gemv_kernel)[grid](x, w, b_arg, out, ws, res_arg,
                                         M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0, *strides,
-                                        NORM=norm_eps is not None, BLOCK_M=block_m, **meta)
+                                        NORM=norm_eps is not None, BLOCK_M=block_m, PDL=use_pdl(x.device), **meta)
     else:
         fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
@@ -476,7 +506,7 @@ def _num_sms(device: torch.device) -> int:
 @functools.cache
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
-    return autotune_cache.source_hash(_gemv_kernel, _gemm_kernel, _grouped_tile, _gemv_slice, _dot_slice,
+    return autotune_cache.source_hash(_gemv_kernel, _gemv_step, _gemm_kernel, _grouped_tile, _gemv_slice, _dot_slice,
                                       _epilogue_kernel, _write_back, _add_residual, _epilogue, _load_tile, _dot, apply_activation,
                                       candidate_configs, _gemv_config, _gemm_config, _split_k, launch, fuses_norm,
                                       reference.rms_norm)

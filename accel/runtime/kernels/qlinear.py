@@ -34,7 +34,7 @@ from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear_kernels as qk
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import next_pow2, static_int
+from accel.runtime.kernels.utils import next_pow2, static_int, use_pdl
 
 SCHEME_IDS = {name: i for i, name in enumerate(quant.SCHEMES)}  # the kernels' SCHEME codes
 WEIGHT_ONLY = ("int8_weight_only", "int4_weight_only")
@@ -256,6 +256,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLIT_K=split, BLOCK_N=cfg["BLOCK_N"],
                 EVEN_K=even_k, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if cfg["kernel"] == "gemv":
+        meta["PDL"] = use_pdl(x.device)
         m = static_int(M)
         block_m = cfg.get("BLOCK_M") or (4 if m is None else min(next_pow2(m), 4))
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, triton.cdiv(M, block_m))
@@ -304,7 +305,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
     return autotune_cache.source_hash(
-        qk._qgemv_words_kernel, qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel,
+        qk._qgemv_words_kernel, qk._words_step, qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel,
         qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
         qk._quantize, qk._dequant_tile, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._qdot, qk._chunks_first, kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel,

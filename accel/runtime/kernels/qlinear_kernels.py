@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from accel.runtime.kernels.linear import _dot, _dot_slice, _gemv_slice, _load_tile, _write_back
+from accel.runtime.kernels.utils import pdl_launch_dependents, pdl_wait
 
 # Scheme codes, in the order of ``quant.SCHEMES``; the two W8A8 schemes are the codes ≥ W8A8_INT8.
 INT8_WO = tl.constexpr(0)
@@ -108,15 +109,14 @@ def _decode_words(words, PER_WORD: tl.constexpr):
 
 
 @triton.jit
-def _word_chunk_sums(x, x_sum, w_ptrs, s_ptrs, z_ptrs, n_ok, k_ok, s_ok, SCHEME: tl.constexpr,
-                     HAS_ZERO: tl.constexpr, PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, EVEN_K: tl.constexpr):
+def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr,
+                     PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr):
     """Weight-only Σ over each chunk of x[m, k]·q[n, k] - without int8's row scale - for x [BLOCK_M, 1, SUB, C,
-    PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words at w_ptrs [1, BLOCK_N, SUB, C]: [BLOCK_M,
+    PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words w [1, BLOCK_N, SUB, C]: [BLOCK_M,
     BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = 1 + u/2^b with
     u = q + 128 (int8) or the int4 code, so that Σ x·(u - z) = 2^b·(Σ x·f - (1 + z/2^b)·Σ x), z = 128 (int8),
     8 (symmetric int4) or the group's zero point. A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
     whose scale applies once per chunk."""
-    w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")  # weights are streamed once
     if SCHEME == INT4_WO:
         t = tl.sum(tl.sum(x * _decode_words(w, PER_WORD), axis=4), axis=SUB_AXIS)
         s = tl.load(s_ptrs, mask=s_ok, other=0.0).to(tl.float32)
@@ -130,6 +130,23 @@ def _word_chunk_sums(x, x_sum, w_ptrs, s_ptrs, z_ptrs, n_ok, k_ok, s_ok, SCHEME:
         t = tl.sum(tl.sum(x * _decode_words(w ^ -2139062144, PER_WORD), axis=4), axis=SUB_AXIS)
         t = (t - 1.5 * x_sum) * 256.0  # 1 + 128/256
     return t
+
+
+@triton.jit
+def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
+                SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, GATED: tl.constexpr,
+                PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr):
+    """One K step of ``_qgemv_words_kernel`` at k: x (fp32) times the word tiles w (and wu, the up rows, when
+    GATED) into the chunk accumulators; chunks at or past ``limit`` (relative to k) read no group parameters."""
+    x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
+    grp = (k + c3) // GROUP_SIZE
+    s_ok = n3_ok & (c3 < limit)
+    acc += _word_chunk_sums(x, x_sum, w, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, SCHEME, HAS_ZERO,
+                            PER_WORD, SUB_AXIS)
+    if GATED:
+        acc_up += _word_chunk_sums(x, x_sum, wu, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp, s_ok, SCHEME,
+                                   HAS_ZERO, PER_WORD, SUB_AXIS)
+    return acc, acc_up
 
 
 @triton.jit
@@ -203,7 +220,7 @@ def _qgemv_words_kernel(
     SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr,
     ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, NUM_CHUNKS: tl.constexpr,
-    PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr,
+    PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
@@ -241,20 +258,35 @@ def _qgemv_words_kernel(
     # -- iterate over this split's K range (K is a multiple of PER_WORD: masks per word)
     acc = _chunks_first(tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32), 2, CHUNKS_FIRST)
     acc_up = acc
-    for k in range(k_start, k_end, BLOCK_K):
-        x = _load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, "").to(tl.float32)
-        x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
-        k_ok = kw * PER_WORD < K - k
-        grp = (k + c3) // GROUP_SIZE
-        s_ok = n3_ok & (c3 < K - k)
-        acc += _word_chunk_sums(x, x_sum, w_ptrs, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, n_ok, k_ok,
-                                s_ok, SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, EVEN_K)
+    k_loop = k_start
+    if PDL:
+        # the first step's words are loaded before waiting for x from the kernels before (see linear._gemv_kernel)
+        limit = k_end - k_start  # masked along K always: this split may be empty
+        w = tl.load(w_ptrs, mask=n_ok & (kw * PER_WORD < limit), other=0, eviction_policy="evict_first")
+        wu = w
         if GATED:
-            acc_up += _word_chunk_sums(x, x_sum, wu_ptrs, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp,
-                                       n_ok, k_ok, s_ok, SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, EVEN_K)
-            wu_ptrs += BLOCK_K // PER_WORD
+            wu = tl.load(wu_ptrs, mask=n_ok & (kw * PER_WORD < limit), other=0, eviction_policy="evict_first")
+        pdl_wait(PDL)
+        x = tl.load(x_ptrs, mask=m_ok & (kx < limit), other=0.0).to(tl.float32)
+        acc, acc_up = _words_step(x, w, wu, acc, acc_up, k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr,
+                                  zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
+        wu_ptrs += BLOCK_K // PER_WORD
+        k_loop += BLOCK_K
+    for k in range(k_loop, k_end, BLOCK_K):
+        x = _load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, "").to(tl.float32)
+        k_ok = kw * PER_WORD < K - k
+        w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")  # weights are streamed once
+        wu = w
+        if GATED:
+            wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
+            wu_ptrs += BLOCK_K // PER_WORD
+        acc, acc_up = _words_step(x, w, wu, acc, acc_up, k, K - k, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
+                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS)
+        x_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K // PER_WORD
+    pdl_launch_dependents(PDL)  # the next kernel may set up and load its weights during this tail
     # -- scale and write back (no activation scale)
     _scale_and_write_back(tl.sum(acc, axis=CHUNK_AXIS), tl.sum(acc_up, axis=CHUNK_AXIS),
                           tl.zeros((BLOCK_M, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n, pid_k, M, N, b_ptr,
@@ -272,7 +304,7 @@ def _qgemv_bytes_kernel(
     # Meta-parameters
     SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, NUM_CHUNKS: tl.constexpr,
-    CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr,
+    CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
 ):
     """out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores for one-byte weights (W8A8, and int8
     when K is not a multiple of 4), for small M. Tiles are 4-D, [rows of x, weight rows, chunks, CHUNK],
@@ -294,6 +326,7 @@ def _qgemv_bytes_kernel(
     wu_ptrs = w_ptrs + tl.cast(N, tl.int64) * stride_wn
     # -- W8A8: each row's activation scale
     x_scale = tl.zeros((BLOCK_M, 1), dtype=tl.float32)
+    pdl_wait(PDL)  # x comes from the kernels before
     if SCHEME >= W8A8_INT8:
         amax = _abs_max(x_ptrs, m_ok, kx, K, BLOCK_K)
         x_scale = _token_scale(tl.max(tl.max(amax, axis=3), axis=CHUNK_AXIS), SCHEME)
@@ -315,6 +348,7 @@ def _qgemv_bytes_kernel(
             wu_ptrs += BLOCK_K
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
+    pdl_launch_dependents(PDL)
     # -- scale and write back
     _scale_and_write_back(tl.sum(acc, axis=CHUNK_AXIS), tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr,
                           offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, SCHEME, HAS_BIAS, ACT,

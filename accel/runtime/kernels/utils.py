@@ -1,7 +1,14 @@
-"""Small helpers shared by the kernel launchers: static-shape probes and block sizes."""
+"""Small helpers shared by the kernel launchers: static-shape probes, block sizes and the PDL switch."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
+from typing import Iterator
+
 import torch
+import triton
+import triton.language as tl
 
 
 def static_int(v) -> int | None:
@@ -20,3 +27,51 @@ def static_int(v) -> int | None:
 
 def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
+
+
+# Programmatic dependent launch (PDL, Hopper and newer). While accel's lowering compiles a graph with the ``pdl``
+# option, the launchers give their GEMVs PDL=True: such a kernel loads its first weight tile, waits
+# (griddepcontrol.wait) for the previous kernel before it reads an activation, and lets the next kernel launch after
+# its main loop; the lowering asks Inductor to launch it with the PDL attribute (accel.lowering.pdl). Anywhere else
+# (eager calls, tests, the interpreter) the flag is off and the kernels compile without those instructions.
+_PDL = contextvars.ContextVar("accel_pdl", default=False)
+
+
+@contextlib.contextmanager
+def launching_with_pdl(enabled: bool) -> Iterator[None]:
+    """Within the block, ``use_pdl`` answers for ``enabled`` (and the device)."""
+    token = _PDL.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _PDL.reset(token)
+
+
+@functools.cache
+def _supports_pdl(device_index: int) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] >= 9
+
+
+def use_pdl(device: torch.device) -> bool:
+    """Whether a kernel launched now on ``device`` should be compiled for programmatic dependent launch."""
+    if not _PDL.get() or device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    return _supports_pdl(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@triton.jit
+def pdl_wait(PDL: tl.constexpr):
+    """With PDL: wait until the kernel before has finished and its writes are visible. Call it before the first
+    load of anything another kernel writes (activations, caches) and before the first store. Without PDL it adds
+    no instruction."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+
+
+@triton.jit
+def pdl_launch_dependents(PDL: tl.constexpr):
+    """With PDL: let the next kernel launch (once every program of this one has got here or exited), so that its
+    set-up and first weight loads overlap this kernel's tail. Call it after the main loop: triggering at the start
+    lets a chain of kernels launch ahead and wait on the GPU's resources."""
+    if PDL:
+        tl.extra.cuda.gdc_launch_dependents()

@@ -1,0 +1,157 @@
+"""Programmatic dependent launch (``accel.lowering.pdl``, ``accel.runtime.kernels.utils.use_pdl``).
+
+On CPU: the switch is off outside an accel compile and for CPU tensors, the generated code is extended only for
+accel kernels compiled with PDL=True, the patch lasts only for the block, and the access analysis sees a PDL
+launch as the launch without it. On an sm_90+ GPU: a compiled decoder launches its GEMVs with the attribute,
+under CUDA graphs, and gives bit-identical results to the same compile without PDL."""
+import pytest
+import torch
+import triton
+import triton.language as tl
+
+from accel.lowering import kernel_access_cache as kac
+from accel.lowering import pdl
+from accel.runtime.kernels import linear as kl
+from accel.runtime.kernels.utils import launching_with_pdl, use_pdl
+
+
+@triton.jit
+def _user_kernel(x_ptr, PDL: tl.constexpr):  # not accel's: never given the attribute
+    tl.store(x_ptr, 0.0)
+
+
+GENERATED = "async_compile.triton('k', '''\n@triton_heuristics.user_autotune(configs=[], triton_meta={'signature': {}})"
+
+
+def test_the_switch_is_off_outside_a_compile_and_for_cpu_tensors():
+    assert not use_pdl(torch.device("cpu"))
+    with launching_with_pdl(True):
+        assert not use_pdl(torch.device("cpu"))
+    if torch.cuda.is_available():
+        assert not use_pdl(torch.device("cuda"))
+        with launching_with_pdl(True):
+            assert use_pdl(torch.device("cuda")) == (torch.cuda.get_device_capability()[0] >= 9)
+
+
+def test_the_generated_meta_gets_the_launch_option_once():
+    patched = pdl.with_launch_pdl(GENERATED)
+    assert patched.count("'launch_pdl': True") == 1 and patched.replace("'launch_pdl': True, ", "") == GENERATED
+    assert pdl.with_launch_pdl("no meta here") is None
+    assert pdl.with_launch_pdl(GENERATED + GENERATED) is None
+
+
+def test_only_accel_kernels_compiled_for_pdl_want_it():
+    assert pdl.wants_pdl(kl._gemv_kernel, {"PDL": True})
+    assert not pdl.wants_pdl(kl._gemv_kernel, {"PDL": False})
+    assert not pdl.wants_pdl(kl._gemv_kernel, {})
+    assert not pdl.wants_pdl(_user_kernel, {"PDL": True})
+
+
+class FakeWrapper:
+    def __init__(self):
+        self.defined = []
+
+    def define_kernel(self, name, code, metadata=None):
+        self.defined.append(code)
+
+
+def fake_define(self, kernel, configs, kwargs, *rest):  # stands in for Inductor's codegen of a user kernel
+    self.define_kernel("k", GENERATED, "# metadata")
+    return "k"
+
+
+def test_inductor_codegen_is_extended_only_in_the_block(monkeypatch):
+    from torch._inductor.codegen.wrapper import PythonWrapperCodegen
+
+    monkeypatch.setattr(PythonWrapperCodegen, "define_user_defined_triton_kernel", fake_define)
+    wrapper = FakeWrapper()
+    with pdl.pdl_launches(True) as record:
+        define = PythonWrapperCodegen.define_user_defined_triton_kernel
+        assert define is not fake_define
+        assert define(wrapper, kl._gemv_kernel, [], {"PDL": True}) == "k"
+        define(wrapper, kl._gemv_kernel, [], {"PDL": False})
+        define(wrapper, _user_kernel, [], {"PDL": True})
+        assert "define_kernel" not in vars(wrapper)  # the per-call shadow is gone
+    assert PythonWrapperCodegen.define_user_defined_triton_kernel is fake_define
+    assert ["launch_pdl" in code for code in wrapper.defined] == [True, False, False]
+    assert (record.asked, record.launched) == (1, 1)
+    with pytest.raises(RuntimeError), pdl.pdl_launches(True):
+        raise RuntimeError("a failed compile restores the codegen too")
+    assert PythonWrapperCodegen.define_user_defined_triton_kernel is fake_define
+    with pdl.pdl_launches(False) as record:
+        assert PythonWrapperCodegen.define_user_defined_triton_kernel is fake_define
+        assert not use_pdl(torch.device("cuda"))
+
+
+def test_unexpected_generated_code_is_left_alone_and_counted(monkeypatch, caplog):
+    from torch._inductor.codegen.wrapper import PythonWrapperCodegen
+
+    def other_codegen(self, kernel, configs, kwargs, *rest):
+        self.define_kernel("k", "code without the meta dict")
+
+    monkeypatch.setattr(PythonWrapperCodegen, "define_user_defined_triton_kernel", other_codegen)
+    wrapper = FakeWrapper()
+    with pdl.pdl_launches(True) as record:
+        PythonWrapperCodegen.define_user_defined_triton_kernel(wrapper, kl._gemv_kernel, [], {"PDL": True})
+    assert wrapper.defined == ["code without the meta dict"]
+    assert (record.asked, record.launched) == (1, 0)
+    assert "without PDL" in caplog.text
+
+
+def test_the_access_analysis_sees_a_pdl_launch_as_the_plain_launch():
+    seen = []
+
+    def analysis(kernel, kwargs, tma=None):
+        seen.append(kwargs["PDL"])
+        return {"writes": ["out"]}
+
+    memo = kac.AccessMemo()
+    analyze = memo.wrap(analysis)
+    assert analyze(kl._gemv_kernel, {"out": torch.empty(1), "PDL": True}, {}) == {"writes": ["out"]}
+    analyze(kl._gemv_kernel, {"out": torch.empty(1), "PDL": False}, {})
+    assert seen == [False] and memo.entries == 1
+
+
+def test_the_option_is_validated_and_hashed():
+    from accel.compiler.options import AccelOptions, AccelOptionsError
+
+    assert AccelOptions().pdl is False
+    assert AccelOptions.from_dict({"pdl": True}).compute_hash() != AccelOptions().compute_hash()
+    with pytest.raises(AccelOptionsError, match="pdl"):
+        AccelOptions.from_dict({"pdl": "yes"})
+
+
+needs_sm90 = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 9,
+                                reason="programmatic dependent launch needs a Hopper or newer GPU")
+
+
+@needs_sm90
+def test_a_decoder_launches_its_gemvs_with_pdl_and_matches_the_compile_without():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from torch._functorch import config as functorch_config
+    from torch._inductor import config as inductor_config
+
+    from accel.compiler.backend import last_report
+
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=512)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).cuda().to(torch.bfloat16).eval()
+    ids = torch.randint(0, 512, (1, 1), device="cuda")
+    outs, reports = {}, {}
+    # no cache hits: the codegen must run for the kernels to be counted
+    with torch.no_grad(), inductor_config.patch(fx_graph_cache=False), \
+            functorch_config.patch(enable_autograd_cache=False):
+        for on in (True, False):
+            torch._dynamo.reset()
+            compiled = torch.compile(model, backend="accel", options={"pdl": on, "cudagraphs": True})
+            for _ in range(3):  # warm-up, capture, replay
+                torch.compiler.cudagraph_mark_step_begin()
+                outs[on] = compiled(ids).logits.clone()
+            reports[on] = last_report().graphs[0]
+    assert reports[True].pdl_kernels["launched"] == reports[True].pdl_kernels["asked"] > 0, reports[True].pdl_kernels
+    assert reports[False].pdl_kernels == {"asked": 0, "launched": 0}
+    code = "".join(open(path).read() for path in reports[True].output_code)
+    assert "'launch_pdl': True" in code and "gdc_wait" in code
+    assert torch.equal(outs[True], outs[False])
