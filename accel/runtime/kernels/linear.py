@@ -252,7 +252,9 @@ def _gemv_kernel(
     k_loop = k_start
     if PDL:
         # the first step's weights are loaded before waiting for x (and the residual) from the kernels before, so
-        # they stream while the kernel before drains; the step is then done outside the loop, in the same order
+        # they stream while the kernel before drains; the step is then done outside the loop, in the same order.
+        # Safe because no kernel of the graph writes a weight: accel routes only parameters and the tensors it
+        # derives from them at compile time through this op.
         first_ok = offs_k[None, None, :] < k_end - k_start  # masked along K always: this split may be empty
         w = tl.load(w_ptrs, mask=n_ok & first_ok, other=0.0, eviction_policy="evict_first")
         wu = w
