@@ -21,6 +21,7 @@ from common import print_table, write_result  # noqa: E402
 
 from accel.runtime import quant  # noqa: E402
 
+
 def fake_quantize(model, weights: bool, activations: bool) -> None:
     """Round each decoder linear's weight (per output row) and/or input (per token) through accel's w8a8_fp8
     quantizers, in place, back to fp32."""
@@ -28,7 +29,7 @@ def fake_quantize(model, weights: bool, activations: bool) -> None:
         if isinstance(module, torch.nn.Linear) and "lm_head" not in name:
             if weights:
                 q, scale, _ = quant.quantize_weight(module.weight.data, "w8a8_fp8")
-                module.weight.data = q.float() * scale[:, None]
+                module.weight.data = quant.dequantize_weight(q, scale, None, "w8a8_fp8", 0)
             if activations:
                 module.register_forward_pre_hook(lambda m, args: (_fp8_tokens(args[0]), *args[1:]))
 

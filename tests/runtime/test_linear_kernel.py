@@ -258,7 +258,6 @@ def test_property_norm_residual_any_small_shape(M, N, K, name, use_norm, use_res
     torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
 
 
-
 @pytest.mark.parametrize("name", ["gemv", "gemv-splitk3"])
 @pytest.mark.parametrize("M,N,K", [(1, 40, 130), (3, 7, 32), (1, 9, 16), (2, 5, 8)])  # masked K, 2 steps, 1, empty splits
 @pytest.mark.parametrize("gated", [False, True])

@@ -389,7 +389,6 @@ def test_int4_partial_last_group(M, K, group):
     check(run(x, qw, scale, zero, b, "int4_weight_only", group), x, qw, scale, zero, b, "int4_weight_only", group)
 
 
-
 PDL_CASES = [(s, *shape) for s in SCHEMES for shape in [(1, 24, 64, 32), (3, 40, 128, 64)]
              + ([] if s == "int4_weight_only" else [(1, 8, 130, 32)])]
 
