@@ -76,6 +76,14 @@ SKINNY_TILES = [(64, 128, 4, 3), (128, 128, 4, 3), (32, 256, 4, 3), (64, 256, 8,
 TILED_TILES = {"weight_only": [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 4), (128, 64, 64, 4, 4)],
                "w8a8": [(128, 128, 128, 8, 3), (128, 256, 128, 8, 3), (64, 128, 128, 4, 4), (128, 64, 128, 4, 4)]}
 SMEM_BYTES = kl.SMEM_BYTES
+# fp8 tl.dot accumulation (qlinear_kernels._qdot): None keeps the sums in the MMA's own ~14-bit accumulator
+# (fast, like cuBLAS's fast-accumulation mode), else they go into fp32 every FP8_PROMOTE_K products (whole
+# tile steps, at least one). At M = 2048 on the 8B MLP shapes (H200, benchmarks/results/fp8_accumulation_*):
+# None runs at int8's speed with 1.3e-3 / 2.9e-3 relative output error (K = 4096 / 14336) against fp32 sums;
+# 512 costs 25-35% for 3.4e-4; 128 (every step, the MMA promoting itself) 35-40% for 1.3e-4. Rounding x and w to
+# e4m3 already costs 3.7%.
+FP8_PROMOTE_K: int | None = None
+QUANTIZE_ROW_MAX_K = 16384  # W8A8's activation quantization reads a row once up to this K (static), else twice
 
 
 def _weight_bytes(scheme: str) -> float:
@@ -197,12 +205,13 @@ def quantize_rows(x: torch.Tensor, scheme: str) -> tuple[torch.Tensor, torch.Ten
     qx = kl._alloc((M, K), ACTIVATION_DTYPES[scheme], x.device)
     scale = kl._alloc((M,), torch.float32, x.device)
     k = static_int(K)
-    block_k = 1024 if k is None else min(1024, max(16, next_pow2(k)))
+    one_pass = k is not None and k <= QUANTIZE_ROW_MAX_K  # the whole row in registers (≤ 64 values a thread)
+    block_k = max(16, next_pow2(k)) if one_pass else 1024
     wrap_triton(qk._quantize_rows_kernel)[(M,)](
         x, qx, scale,
         M, K,
         x.stride(0), qx.stride(0),
-        SCHEME=SCHEME_IDS[scheme], BLOCK_K=block_k, num_warps=4,
+        SCHEME=SCHEME_IDS[scheme], BLOCK_K=block_k, ONE_PASS=one_pass, num_warps=8 if block_k >= 4096 else 4,
     )
     return qx, scale
 
@@ -289,7 +298,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
             M, N, K, k_per_split,
             qx.stride(0), qweight.stride(0), stride_sn, out.stride(0),
             BLOCK_M=cfg["BLOCK_M"], BLOCK_K=block_k, GROUP_M=cfg["GROUP_M"], FP32_IEEE=fp32_ieee,
-            FP8_ACC_K=block_k, **meta,
+            FP8_PROMOTE=0 if FP8_PROMOTE_K is None else max(1, FP8_PROMOTE_K // block_k), **meta,
         )
     if split > 1:
         kl._launch_epilogue(ws, bias, out, act, gated, split)
