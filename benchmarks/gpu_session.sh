@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_session.sh tests qkernels decode1b-quant ...
 #
 # Stages: tests (kernel tests on CUDA: bf16 and fp8 included), kernels (bf16 linear / ffn / attention),
-# qkernels (qlinear vs cuBLAS and torchao), sweep (GEMV meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode8b, profile1b,
+# qkernels (qlinear vs cuBLAS and torchao), fp8acc (fp8 accumulation: promotion interval vs speed and error), sweep (GEMV meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode8b, profile1b,
 # compileprof (where compile time goes).
 # torchao comes from wheels carried in .whl (see ../shared/anchors/README.md).
 set -u
@@ -35,6 +35,7 @@ for s in "$@"; do
              --deselect tests/runtime/test_sm90_compile.py ${TEST_ARGS:-} ;;
     kernels) stage kernels ${T_KERNELS:-300} python3 benchmarks/kernels.py --ops linear,attention ;;
     qkernels) stage qkernels ${T_QKERNELS:-300} python3 benchmarks/kernels.py --ops qlinear --m "${QM:-1,16,128,2048}" ;;
+    fp8acc) stage fp8acc ${T_FP8ACC:-200} python3 benchmarks/fp8_accumulation.py --m "${FP8_M:-2048,128}" --quantize-sweep ;;
     gpucheck) stage gpucheck 200 python3 benchmarks/gpu_check.py ;;
     decode1b) stage decode1b ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --pos both \
                 --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-3}" --checks "${CHECKS:-all}" \

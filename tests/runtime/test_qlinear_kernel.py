@@ -193,7 +193,7 @@ def tie_heavy_x(M: int, K: int, dtype) -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(M, K, generator=g) * 20
     x[0, :6] = torch.tensor([127.0, 0.5, 1.5, -2.5, 126.5, -0.5])
-    x[1, :6] = torch.tensor([448.0, 17.0, -1.0625, 2.0**-10, -3 * 2.0**-10, 104.0])
+    x[1, :7] = torch.tensor([448.0, 17.0, -1.0625, 2.0**-10, -3 * 2.0**-10, 104.0, -2.0**-12])  # last: -0.0
     x[2] = 0.0
     return x.to(DEVICE, dtype)
 

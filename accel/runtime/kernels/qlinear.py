@@ -83,7 +83,11 @@ SMEM_BYTES = kl.SMEM_BYTES
 # 512 costs 25-35% for 3.4e-4; 128 (every step, the MMA promoting itself) 35-40% for 1.3e-4. Rounding x and w to
 # e4m3 already costs 3.7%.
 FP8_PROMOTE_K: int | None = None
-QUANTIZE_ROW_MAX_K = 16384  # W8A8's activation quantization reads a row once up to this K (static), else twice
+# W8A8's activation quantization holds a row in registers up to this (static) K and reads it once; longer rows
+# go in two passes of 2048 (8 warps). H100, bf16 x (benchmarks/results/quantize_rows_sweep_h100_*): 2048 × 4096
+# one pass 11.4 µs (two passes of 1024, 4 warps, before: 13.0); 2048 × 14336 two passes of 2048 45.1 µs (one
+# pass: 53-60, two of 1024: 58.3), against ≈36 µs to read x and write qx at the 2.43 TB/s a copy reaches.
+QUANTIZE_ROW_MAX_K = 4096
 
 
 def _weight_bytes(scheme: str) -> float:
@@ -205,13 +209,13 @@ def quantize_rows(x: torch.Tensor, scheme: str) -> tuple[torch.Tensor, torch.Ten
     qx = kl._alloc((M, K), ACTIVATION_DTYPES[scheme], x.device)
     scale = kl._alloc((M,), torch.float32, x.device)
     k = static_int(K)
-    one_pass = k is not None and k <= QUANTIZE_ROW_MAX_K  # the whole row in registers (≤ 64 values a thread)
-    block_k = max(16, next_pow2(k)) if one_pass else 1024
+    one_pass = k is not None and k <= QUANTIZE_ROW_MAX_K  # the whole row in registers (≤ 16 values a thread)
+    block_k = max(16, next_pow2(k)) if one_pass else 2048
     wrap_triton(qk._quantize_rows_kernel)[(M,)](
         x, qx, scale,
         M, K,
         x.stride(0), qx.stride(0),
-        SCHEME=SCHEME_IDS[scheme], BLOCK_K=block_k, ONE_PASS=one_pass, num_warps=8 if block_k >= 4096 else 4,
+        SCHEME=SCHEME_IDS[scheme], BLOCK_K=block_k, ONE_PASS=one_pass, num_warps=8 if block_k >= 2048 else 4,
     )
     return qx, scale
 
