@@ -78,10 +78,10 @@ TILED_TILES = {"weight_only": [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 
 SMEM_BYTES = kl.SMEM_BYTES
 # fp8 tl.dot accumulation (qlinear_kernels._qdot): None keeps the sums in the MMA's own ~14-bit accumulator
 # (fast, like cuBLAS's fast-accumulation mode), else they go into fp32 every FP8_PROMOTE_K products (whole
-# tile steps, at least one). At M = 2048 on the 8B MLP shapes (H200, benchmarks/results/fp8_accumulation_*):
+# tile steps, at least one). At M = 2048 on the 8B MLP shapes (H100, benchmarks/results/fp8_accumulation_s7*):
 # None runs at int8's speed with 1.3e-3 / 2.9e-3 relative output error (K = 4096 / 14336) against fp32 sums;
-# 512 costs 25-35% for 3.4e-4; 128 (every step, the MMA promoting itself) 35-40% for 1.3e-4. Rounding x and w to
-# e4m3 already costs 3.7%.
+# 512 costs 25-35% more time for 3.4e-4; 128 (every step, the MMA promoting itself) 35-45% for 1.3e-4. Rounding
+# x and w to e4m3 already costs 3.7%.
 FP8_PROMOTE_K: int | None = None
 # W8A8's activation quantization holds a row in registers up to this (static) K and reads it once; longer rows
 # go in two passes of 2048 (8 warps). H100, bf16 x (benchmarks/results/quantize_rows_sweep_h100_*): 2048 × 4096
