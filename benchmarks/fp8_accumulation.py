@@ -48,7 +48,8 @@ def quantize_sweep(rows: list) -> None:
             (bk, False, w) for bk in (1024, 2048, 4096) for w in (4, 8, 16)]
         for block_k, one_pass, warps in variants:
             def run(block_k=block_k, one_pass=one_pass, warps=warps):
-                qk._quantize_rows_kernel[(m,)](x, qx, scale, m, k, x.stride(0), qx.stride(0), SCHEME=3,
+                qk._quantize_rows_kernel[(m,)](x, qx, scale, m, k, x.stride(0), qx.stride(0),
+                                               SCHEME=kq.SCHEME_IDS["w8a8_fp8"],
                                                BLOCK_K=block_k, ONE_PASS=one_pass, num_warps=warps)
             run()
             exact = torch.equal(qx.view(torch.uint8), ref_q.view(torch.uint8)) and torch.equal(scale, ref_s)

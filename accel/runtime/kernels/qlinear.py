@@ -84,9 +84,10 @@ SMEM_BYTES = kl.SMEM_BYTES
 # x and w to e4m3 already costs 3.7%.
 FP8_PROMOTE_K: int | None = None
 # W8A8's activation quantization holds a row in registers up to this (static) K and reads it once; longer rows
-# go in two passes of 2048 (8 warps). H100, bf16 x (benchmarks/results/quantize_rows_sweep_h100_*): 2048 × 4096
-# one pass 11.4 µs (two passes of 1024, 4 warps, before: 13.0); 2048 × 14336 two passes of 2048 45.1 µs (one
-# pass: 53-60, two of 1024: 58.3), against ≈36 µs to read x and write qx at the 2.43 TB/s a copy reaches.
+# go in two passes of 2048 (8 warps). H100, bf16 x (benchmarks/results/fp8_accumulation_s7run*, --quantize-sweep):
+# 2048 × 4096 in one pass 10.7-11.4 µs (two passes of 1024 with 4 warps, before: 13.0); 2048 × 14336 in two passes
+# of 2048 44.7-45.1 µs (one pass: 53-69, two of 1024 with 4 warps: 59), against ≈36 µs to read x and write qx at
+# the 2.43 TB/s a copy reaches.
 QUANTIZE_ROW_MAX_K = 4096
 
 
