@@ -77,22 +77,24 @@ def main() -> None:
             quantize_us = graph_us([lambda: kq.quantize_rows(x, "w8a8_fp8")])
             rows.append(dict(shape=f"{label} {n}x{k}", M=m, variant="cuBLAS bf16", us=round(cublas, 2)))
             rows.append(dict(shape=f"{label} {n}x{k}", M=m, variant="quantize_rows (fp8)", us=round(quantize_us, 2)))
+            packed = {s: [quant.quantize_weight(w, s, 128) for w in ws] for s in ("w8a8_int8", "w8a8_fp8")}
+            refs = {s: quant.qlinear_reference(x.float(), *p[0], None, s, 128) for s, p in packed.items()}
+            default = kq.FP8_PROMOTE_K
             for name, scheme, promote in VARIANTS:
-                packed = [quant.quantize_weight(w, scheme, 128) for w in ws]
-                ref = quant.qlinear_reference(x.float(), *packed[0], None, scheme, 128)
                 kq.FP8_PROMOTE_K = promote
                 try:
                     for t in TILES:
-                        cfg = {"kernel": "gemm", "BLOCK_M": t[0], "BLOCK_N": t[1], "BLOCK_K": t[2], "SPLIT_K": 1,
-                               "GROUP_M": 8, "num_warps": t[3], "num_stages": t[4]}
-                        err = rel(kq.launch(cfg, x.float(), *packed[0], None, scheme, 128, 0, False), ref)
-                        us = graph_us([lambda p=p: kq.launch(cfg, x, *p, None, scheme, 128, 0, False) for p in packed])
+                        cfg = kq._gemm_config(m, n, k, scheme, 128, t, 0, group_m=8, skinny=False)
+                        err = rel(kq.launch(cfg, x.float(), *packed[scheme][0], None, scheme, 128, 0, False),
+                                  refs[scheme])
+                        us = graph_us([lambda p=p: kq.launch(cfg, x, *p, None, scheme, 128, 0, False)
+                                       for p in packed[scheme]])
                         row = dict(shape=f"{label} {n}x{k}", M=m, variant=name, tile="x".join(map(str, t)),
                                    us=round(us, 2), speedup=round(cublas / us, 3), rel_err=f"{err:.2e}")
                         rows.append(row)
                         print(row, flush=True)
                 finally:
-                    kq.FP8_PROMOTE_K = None
+                    kq.FP8_PROMOTE_K = default
     if args.quantize_sweep:
         quantize_sweep(rows)
     print_table(rows, ["shape", "M", "variant", "tile", "us", "speedup", "rel_err", "exact", "tbs"])
