@@ -183,15 +183,19 @@ def minilm(args) -> list[dict]:
 
 
 def main() -> None:
+    global BATCH  # --batch replaces the default for perplexity() and smollm2()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--articles", type=int, default=400)
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--window", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=BATCH,
+                    help="SmolLM2 windows per forward, and so the calibration batch (more tokens for GPTQ)")
     ap.add_argument("--sentences", type=int, default=256)
     ap.add_argument("--only", choices=["smollm2", "minilm"])
     ap.add_argument("--schemes", nargs="+", metavar="SUBSTRING",
                     help="only the schemes whose name contains one of these (the unquantized baseline always runs)")
     args = ap.parse_args()
+    BATCH = args.batch
     torch.manual_seed(0)
     env = environment()
     print(f"{env['device']}  torch {env['torch']}  transformers {env['transformers']}")
