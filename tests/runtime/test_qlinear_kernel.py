@@ -43,6 +43,9 @@ CONFIGS = {
                        "num_warps": 4, "num_stages": 2},
     "tiled-grouped": {"kernel": "gemm", "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 1, "GROUP_M": 2,
                       "num_warps": 4, "num_stages": 2},
+    # grouped tiles with K split as well (_split_to_fill: too few tiles for the SMs)
+    "tiled-splitk2": {"kernel": "gemm", "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 2, "GROUP_M": 2,
+                      "num_warps": 4, "num_stages": 2},
     "cublas": ql.CUBLAS,
 }
 GEMV_PATHS = [n for n, c in CONFIGS.items() if c["kernel"] == "gemv"]
@@ -287,6 +290,21 @@ def test_fp8_promotion_intervals(promote_k, path, gated, monkeypatch):
     check(out, x, qw, scale, zero, b, "w8a8_fp8", gated=gated)
 
 
+def test_tiled_candidates_split_k_only_where_tiles_leave_sms_idle():
+    # M = 128: a down projection's N = 4096 makes 32 tiles of 128×128 on 132 SMs, so split variants follow the
+    # unsplit tiles (the heuristic default stays first), each doubled until it fills over half the SMs; at
+    # M = 2048 the tiles fill the SMs (the 128×256 ones 128 of 132) and none is added
+    few = ql.candidate_configs(128, 4096, 14336, "w8a8_fp8", 128, False, 2, 132)
+    unsplit = [c for c in few if c["SPLIT_K"] == 1]
+    split = [c for c in few if c["SPLIT_K"] > 1]
+    assert few[0] == unsplit[0] and len(split) == 4 and few.index(split[0]) > few.index(unsplit[-1])
+    for c in split:
+        tiles = -(-128 // c["BLOCK_M"]) * -(-4096 // c["BLOCK_N"])
+        assert 2 * tiles * c["SPLIT_K"] > 132 >= tiles * c["SPLIT_K"]
+        assert {**c, "SPLIT_K": 1} in unsplit
+    assert all(c["SPLIT_K"] == 1 for c in ql.candidate_configs(2048, 4096, 14336, "w8a8_fp8", 128, False, 2, 132))
+
+
 def test_weight_only_gemv_reads_words(monkeypatch):
     # int4 and int8 (K % 4 = 0) decode whole int32 words; int8 with K % 4 != 0 falls back to bytes
     launched = record_launches(monkeypatch)
@@ -358,12 +376,17 @@ def test_candidates_for_llama_shapes(scheme, M, N, K):
         if scheme == "int4_weight_only":  # an int4 step (tl.dot) or thread chunk (GEMV) lies in one group
             assert 128 % (c["BLOCK_K"] if c["kernel"] == "gemm" else 8 * c["SUB"]) == 0
         if c["SPLIT_K"] > 1:
-            # at least one BLOCK_K step per split; fp32 workspace traffic (8 B per split, row and column)
-            # within 1/8 of the weight bytes; split only as far as needed to fill the SMs
+            # at least one BLOCK_K step per split; split only as far as needed to fill the SMs
             assert K >= c["SPLIT_K"] * c["BLOCK_K"]
-            assert 8 * c["SPLIT_K"] * M <= K * ql._weight_bytes(scheme) / 8
             programs = -(-N // c["BLOCK_N"]) * -(-M // c["BLOCK_M"])
             assert programs * c["SPLIT_K"] < 2 * 4 * 132
+            if M <= ql.SKINNY_MAX_M:
+                # skinny splits: fp32 workspace traffic (8 B per split, row and column) within 1/8 of the weight
+                # bytes. Tiled ones (M > 64) split only tiles that leave over half the SMs idle, then up to one
+                # wave (test_tiled_candidates_split_k_only_where_tiles_leave_sms_idle)
+                assert 8 * c["SPLIT_K"] * M <= K * ql._weight_bytes(scheme) / 8
+            else:
+                assert 2 * programs <= 132 < 2 * programs * c["SPLIT_K"]
 
 
 def test_rejects_bad_inputs():

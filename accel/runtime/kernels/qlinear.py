@@ -157,6 +157,19 @@ def _gemm_config(M: int | None, N: int | None, K: int | None, scheme: str, group
             "GROUP_M": group_m, "num_warps": warps, "num_stages": stages}
 
 
+def _split_to_fill(cfg: dict, M: int, N: int, K: int, sms: int) -> dict:
+    """``cfg`` with K split (doubling) while its programs would still fill at most half the SMs: a tiled GEMM with
+    few tiles (a down projection's N = 4096 at M = 128 makes 32 of 128×128 for 132 SMs) leaves most SMs idle, and
+    there the split-K workspace (fp32, read back by one more launch) costs less than the idle SMs do. Unlike the
+    skinny splits, the workspace is not bounded against the weight bytes: the autotuner keeps the split only
+    where it is faster."""
+    programs = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
+    split = 1
+    while 2 * programs * split <= sms and split < kl.MAX_SPLIT_K and K >= 2 * split * cfg["BLOCK_K"]:
+        split *= 2
+    return {**cfg, "SPLIT_K": split}
+
+
 def general_config(scheme: str, group_size: int, N: int | None = None, K: int | None = None) -> dict:
     """One tiled GEMM that is correct and reasonable for any M: the config of a symbolic M (no guard on it)."""
     tiles = TILED_TILES["weight_only" if scheme in WEIGHT_ONLY else "w8a8"]
@@ -172,6 +185,7 @@ def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gate
     if M > SKINNY_MAX_M:
         tiles = TILED_TILES["weight_only" if weight_only else "w8a8"]
         cands = [_gemm_config(M, N, K, scheme, group_size, t, sms, group_m=8, skinny=False) for t in tiles]
+        cands += [c for c in (_split_to_fill(c, M, N, K, sms) for c in cands) if c["SPLIT_K"] > 1]
         if weight_only:
             cands = [CUBLAS] + cands if M > CUBLAS_FIRST_M else cands + [CUBLAS]
     else:
