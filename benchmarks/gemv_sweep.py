@@ -1,11 +1,16 @@
 """Sweep of GEMV meta-parameters on decode shapes (M = 1): what the autotuner's candidate list leaves on the table.
 
-    python benchmarks/gemv_sweep.py --shapes 1b,8b [--kinds bf16,int8,int4] [--budget-s 300]
+    python benchmarks/gemv_sweep.py --shapes 1b,8b [--kinds bf16,int8,int4] [--m 1] [--budget-s 300]
+    ncu --clock-control none --nvtx --nvtx-include "profile/" --section SpeedOfLight ... \
+        python benchmarks/gemv_sweep.py --replay gemv_sweep_<card>_<date>.json
 
 For every projection of the 1B / 8B Llama shapes (the gated gate/up included) it times, with the tuner's own method
 (``autotune_cache.measure_us``: CUDA graph, cold L2), the current candidate list and a wider grid — warps × weight
-rows per thread × K vectors per thread × split-K — and prints per shape the tuned choice, the best of the grid and
-their bandwidth. Results are research input for ``candidate_configs``; nothing here changes the library.
+rows per thread × K vectors per thread × split-K at M = 1; at 1 < M ≤ 64 (``--m``) the skinny ``tl.dot`` grid —
+and prints per shape the tuned choice, the best of the grid and their bandwidth. ``--replay`` launches the tuned
+and the best config of every row of a result file once each inside an NVTX range named ``profile`` (after a
+warm-up outside it), for Nsight Compute. Results are research input for ``candidate_configs``; nothing here
+changes the library.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import argparse
 import itertools
 import math
 import os
+import random
 import sys
 import time
 
@@ -33,6 +39,7 @@ SHAPES = {  # (label, N, K, gated); weight [N·(2 if gated), K]
            ("down", 2048, 8192, False), ("lm_head", 128256, 2048, False)],
     "8b": [("qkv", 6144, 4096, False), ("o", 4096, 4096, False), ("gate_up", 14336, 4096, True),
            ("down", 4096, 14336, False)],
+    "8bmlp": [("up", 14336, 4096, False), ("down", 4096, 14336, False)],  # the issue's K×N 4096×14336 / 14336×4096
 }
 SCHEMES = {"int8": "int8_weight_only", "int4": "int4_weight_only"}
 
@@ -69,12 +76,70 @@ def q_grid(N: int, K: int, gated: bool, scheme: str) -> list[dict]:
     return out
 
 
+def skinny_grid(M: int, N: int, K: int, scheme: str, sms: int) -> list[dict]:
+    """tl.dot tiles for 1 < M ≤ 64: BLOCK_N × BLOCK_K × warps × stages × split-K (whole BLOCK_K steps per split)."""
+    out = []
+    block_m = max(16, 1 << (M - 1).bit_length())
+    for bn, bk, warps, stages, split in itertools.product((32, 64, 128), (64, 128, 256), (4, 8), (3, 4, 6),
+                                                          (1, 2, 4, 8)):
+        if scheme == "int4_weight_only" and bk > 128:  # one int4 group per step
+            continue
+        if K < split * bk or (warps == 8 and bn == 32):
+            continue
+        cfg = {"kernel": "gemm", "BLOCK_M": block_m, "BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": split, "GROUP_M": 1,
+               "num_warps": warps, "num_stages": stages}
+        if kq.keep_config(cfg, scheme, False, 2):
+            out.append(cfg)
+    return out
+
+
+def replay(path: str) -> None:
+    """Each row's tuned and best config, once inside an NVTX range ``profile`` after a warm-up launch."""
+    import json
+
+    rows = json.load(open(path))["rows"]
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    for row in rows:
+        shape, label = row["shape"].split()
+        _, N, K, gated = next(s for s in SHAPES[shape] if s[0] == label)
+        M = row.get("M", 1)
+        n_rows = N * (2 if gated else 1)
+        x = torch.randn(M, K, dtype=torch.bfloat16, device=dev)
+        w = torch.randn(n_rows, K, dtype=torch.bfloat16, device=dev) / math.sqrt(K)
+        act = ACTIVATION_IDS["silu"] if gated else 0
+        cfgs = {"tuned": row["tuned_cfg"], "best": row["best_cfg"]}
+        for tag, cfg in cfgs.items():
+            if row["kind"] == "bf16":
+                run = lambda: kl.launch(cfg, x, w, None, act, gated)  # noqa: E731,B023
+            else:
+                scheme = SCHEMES[row["kind"]]
+                q, s, z = quant.quantize_weight(w, scheme, 128)
+                run = lambda: kq.launch(cfg, x, q, s, z, None, scheme, 128, act, gated)  # noqa: E731,B023
+            run()
+            torch.cuda.synchronize()
+            print(f"profile: {row['kind']} {row['shape']} M={M} {tag}: {autotune_cache.config_name(cfg)}", flush=True)
+            torch.cuda.nvtx.range_push("profile")
+            run()
+            torch.cuda.synchronize()
+            torch.cuda.nvtx.range_pop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="1b,8b")
     ap.add_argument("--kinds", default="bf16", help="any of bf16, int8, int4")
+    ap.add_argument("--m", type=int, default=1, help="rows of x (above 1: the skinny tl.dot grid for int8 / int4)")
     ap.add_argument("--budget-s", type=float, default=300.0, help="stop sweeping a kind after this many seconds")
+    ap.add_argument("--shape-budget-s", type=float, default=None,
+                    help="stop timing more grid configs of one shape after this many seconds")
+    ap.add_argument("--replay", help="a result file of this script: launch its configs for a profiler")
     args = ap.parse_args()
+    if args.replay:
+        replay(args.replay)
+        return
+    M = args.m
+    result_name = "gemv_sweep" if M == 1 else f"gemv_sweep_m{M}"
     torch.manual_seed(0)
     dev = torch.device("cuda")
     sms = kl._num_sms(dev)
@@ -87,25 +152,30 @@ def main() -> None:
                     print(f"[{kind}] budget spent, skipping {shape} {label}", flush=True)
                     continue
                 n_rows = N * (2 if gated else 1)
-                x = torch.randn(1, K, dtype=torch.bfloat16, device=dev)
+                x = torch.randn(M, K, dtype=torch.bfloat16, device=dev)
                 w = torch.randn(n_rows, K, dtype=torch.bfloat16, device=dev) / math.sqrt(K)
                 act = ACTIVATION_IDS["silu"] if gated else 0
                 if kind == "bf16":
                     nbytes = w.numel() * 2
-                    current = kl.candidate_configs(1, N, K, gated, 2, sms)
-                    grid = bf16_grid(N, K, gated)
+                    current = kl.candidate_configs(M, N, K, gated, 2, sms)
+                    grid = bf16_grid(N, K, gated) if M == 1 else []
                     run = lambda cfg: (lambda: kl.launch(cfg, x, w, None, act, gated))  # noqa: E731
                 else:
                     scheme = SCHEMES[kind]
                     q, s, z = quant.quantize_weight(w, scheme, 128)
                     nbytes = q.numel() * q.element_size() + s.numel() * s.element_size() + (
                         0 if z is None else z.numel() * z.element_size())
-                    current = kq.candidate_configs(1, N, K, scheme, 128, gated, 2, sms)
-                    grid = q_grid(N, K, gated, scheme)
+                    current = kq.candidate_configs(M, N, K, scheme, 128, gated, 2, sms)
+                    grid = q_grid(N, K, gated, scheme) if M == 1 else skinny_grid(M, N, K, scheme, sms)
+                    if scheme == "int4_weight_only" and M > 1:  # the fp32 decoding, against packed pairs
+                        grid = [{**c, "PAIRS": False} for c in current if c["kernel"] == "gemm"] + grid
                     run = lambda cfg: (lambda: kq.launch(cfg, x, q, s, z, None, scheme, 128, act, gated))  # noqa: E731,B023
+                random.Random(0).shuffle(grid)  # a shape budget then samples the whole grid
                 times = {}
                 t0 = time.perf_counter()
                 for cfg in current + [c for c in grid if c not in current]:
+                    if cfg not in current and args.shape_budget_s and time.perf_counter() - t0 > args.shape_budget_s:
+                        break
                     try:
                         times[autotune_cache.config_name(cfg)] = (autotune_cache.measure_us(run(cfg)), cfg in current)
                     except Exception as e:  # noqa: BLE001 - a config that does not compile is not a result
@@ -114,19 +184,21 @@ def main() -> None:
                 tuned = min((v[0], k) for k, v in times.items() if v[1])
                 best = min((v[0], k) for k, v in times.items())
                 ranked = sorted((v[0], k) for k, v in times.items())[:5]
-                row = {"kind": kind, "shape": f"{shape} {label}", "MB": nbytes / 1e6, "tuned_us": tuned[0],
+                cfg_of = {autotune_cache.config_name(c): c for c in current + grid}
+                row = {"kind": kind, "shape": f"{shape} {label}", "M": M, "MB": nbytes / 1e6, "tuned_us": tuned[0],
                        "tuned_TBs": nbytes / tuned[0] / 1e6, "best_us": best[0], "best_TBs": nbytes / best[0] / 1e6,
                        "gain": tuned[0] / best[0], "tuned": tuned[1], "best": best[1], "top5": ranked,
-                       "n_configs": len(times), "sweep_s": round(time.perf_counter() - t0, 1)}
+                       "n_configs": len(times), "sweep_s": round(time.perf_counter() - t0, 1),
+                       "tuned_cfg": cfg_of[tuned[1]], "best_cfg": cfg_of[best[1]]}
                 rows_out.append(row)
                 print(f"[{kind}] {shape} {label}: tuned {tuned[0]:.2f} us ({row['tuned_TBs']:.2f} TB/s) "
                       f"best {best[0]:.2f} us ({row['best_TBs']:.2f} TB/s) of {len(times)} in {row['sweep_s']} s",
                       flush=True)
                 for us, name in ranked:
                     print(f"      {us:7.2f} us  {name}", flush=True)
-                write_result("gemv_sweep", {"env": environment(), "rows": rows_out, "partial": True})
-    print_table(rows_out, ["kind", "shape", "MB", "tuned_us", "tuned_TBs", "best_us", "best_TBs", "gain"])
-    write_result("gemv_sweep", {"env": environment(), "rows": rows_out, "sms": sms})
+                write_result(result_name, {"env": environment(), "rows": rows_out, "partial": True})
+    print_table(rows_out, ["kind", "shape", "M", "MB", "tuned_us", "tuned_TBs", "best_us", "best_TBs", "gain"])
+    write_result(result_name, {"env": environment(), "rows": rows_out, "sms": sms})
 
 
 if __name__ == "__main__":
