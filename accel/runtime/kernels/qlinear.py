@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import torch
 import triton
@@ -89,6 +90,9 @@ FP8_PROMOTE_K: int | None = None
 # of 2048 44.7-45.1 µs (one pass: 53-69, two of 1024 with 4 warps: 59), against ≈36 µs to read x and write qx at
 # the 2.43 TB/s a copy reaches.
 QUANTIZE_ROW_MAX_K = 4096
+# int4 tl.dot tiles dequantize on packed bf16 / fp16 instructions (qlinear_kernels._dequant_int4_pairs, inline PTX)
+# unless a config says {"PAIRS": False}; the Triton interpreter runs no PTX and takes the fp32 decoding.
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _weight_bytes(scheme: str) -> float:
@@ -311,13 +315,14 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     else:
         qx, x_scale = quantize_rows(x, scheme) if scheme in ACTIVATION_DTYPES else (x, scale)
         fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
+        pairs = int4 and cfg.get("PAIRS", True) and x.dtype in (torch.bfloat16, torch.float16) and not _INTERPRET
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
         wrap_triton(qk._qgemm_kernel)[grid](
             qx, x_scale, qweight, scale, zero_arg, bias_arg, out, ws,
             M, N, K, k_per_split,
             qx.stride(0), qweight.stride(0), stride_sn, out.stride(0),
             BLOCK_M=cfg["BLOCK_M"], BLOCK_K=block_k, GROUP_M=cfg["GROUP_M"], FP32_IEEE=fp32_ieee,
-            FP8_PROMOTE=0 if FP8_PROMOTE_K is None else max(1, FP8_PROMOTE_K // block_k), **meta,
+            FP8_PROMOTE=0 if FP8_PROMOTE_K is None else max(1, FP8_PROMOTE_K // block_k), PAIRS=pairs, **meta,
         )
     if split > 1:
         kl._launch_epilogue(ws, bias, out, act, gated, split)
@@ -336,7 +341,7 @@ def _sources() -> str:
         qk._qgemv_words_kernel, qk._words_step, qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel,
         qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
         qk._quantize, qk._dequant_tile, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
-        qk._scale_and_write_back, qk._gemm_weight_tile, qk._qdot, qk._chunks_first, kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel,
+        qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first, kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel,
         kl._load_tile, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, launch)
 

@@ -356,20 +356,74 @@ def _qgemv_bytes_kernel(
                           GATED, SPLIT_K)
 
 
+# int4 → bf16 / fp16 pairs (``_dequant_int4_pairs``): for 4 packed bytes ($4), the low nibbles (even k) go to $0, $1
+# and the high nibbles (odd k) to $2, $3, two values a register. PRMT sets each code u as the low byte under the
+# magic byte MAGIC (bf16 0x43uu = 128 + u, fp16 0x64uu = 1024 + u, exact), a subtraction of the magic plus the
+# integer part of the zero point ($7) leaves u - zi exactly, and one FMA per pair gives (u - zi)·s - zf·s ($5, $9).
+_INT4_PAIRS_ASM = """{
+.reg .b32 lo, hi, magic;
+mov.b32 magic, MAGIC;
+and.b32 lo, $4, 0x0F0F0F0F;
+shr.u32 hi, $4, 4;
+and.b32 hi, hi, 0x0F0F0F0F;
+prmt.b32 $0, lo, magic, 0x4140;
+prmt.b32 $1, lo, magic, 0x4342;
+prmt.b32 $2, hi, magic, 0x4140;
+prmt.b32 $3, hi, magic, 0x4342;
+sub.rn.TYPE $0, $0, $7;
+sub.rn.TYPE $1, $1, $7;
+sub.rn.TYPE $2, $2, $7;
+sub.rn.TYPE $3, $3, $7;
+fma.rn.TYPE $0, $0, $5, $9;
+fma.rn.TYPE $1, $1, $5, $9;
+fma.rn.TYPE $2, $2, $5, $9;
+fma.rn.TYPE $3, $3, $5, $9;
+}"""
+INT4_PAIRS_BF16 = tl.constexpr(_INT4_PAIRS_ASM.replace("MAGIC", "0x43434343").replace("TYPE", "bf16x2"))
+INT4_PAIRS_F16 = tl.constexpr(_INT4_PAIRS_ASM.replace("MAGIC", "0x64646464").replace("TYPE", "f16x2"))
+
+
+@triton.jit
+def _dequant_int4_pairs(packed, s, z, dtype: tl.constexpr):
+    """A packed int4 tile [BLOCK_N, BLOCK_K / 2] (uint8, the low nibble first) → [BLOCK_N, BLOCK_K] in ``dtype``
+    (bf16 or fp16) on packed half-precision instructions: about 2 instructions a weight against 4-5 for decoding
+    through fp32. s, z [BLOCK_N, 1] (fp32) are the tile's group scale and zero point. The zero point's integer
+    part zi comes off exactly and its fraction as one rounded term: w = (u - zi)·s - zf·s rounded once, off the
+    reference (q - z)·s by at most 2^-9·s more than the final rounding (the int4 grid's own error is ~s/3)."""
+    zi = tl.floor(z)
+    packed, s_d = tl.broadcast(packed, s.to(dtype))
+    packed, c = tl.broadcast(packed, (-(z - zi) * s).to(dtype))
+    if dtype == tl.float16:
+        packed, zz = tl.broadcast(packed, (zi + 1024.0).to(dtype))
+        even, odd = tl.inline_asm_elementwise(INT4_PAIRS_F16, "=r,=r,=r,=r,r,r,r,r,r,r,r", [packed, s_d, zz, c],
+                                              dtype=(tl.float16, tl.float16), is_pure=True, pack=4)
+    else:
+        packed, zz = tl.broadcast(packed, (zi + 128.0).to(dtype))
+        even, odd = tl.inline_asm_elementwise(INT4_PAIRS_BF16, "=r,=r,=r,=r,r,r,r,r,r,r,r", [packed, s_d, zz, c],
+                                              dtype=(tl.bfloat16, tl.bfloat16), is_pure=True, pack=4)
+    return tl.interleave(even, odd)
+
+
 @triton.jit
 def _gemm_weight_tile(w_ptrs, s_rows, z_rows, n_ok, k_ok, k, dtype,
                       SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr,
-                      EVEN_K: tl.constexpr):
+                      EVEN_K: tl.constexpr, PAIRS: tl.constexpr):
     """The [BLOCK_K, BLOCK_N] operand of tl.dot: weight-only tiles dequantized in registers to x's dtype (int8
-    codes are exact in it; int8's row scale is applied after the loop); W8A8 tiles as stored."""
+    codes are exact in it; int8's row scale is applied after the loop); W8A8 tiles as stored. PAIRS: int4 through
+    ``_dequant_int4_pairs`` (compiled bf16 / fp16 only: inline PTX)."""
     if SCHEME == INT4_WO:
         # packed [BLOCK_N, BLOCK_K / 2] rows; BLOCK_K divides GROUP_SIZE, so the whole tile is in group k / G
         s = tl.load(s_rows + k // GROUP_SIZE, mask=n_ok, other=0.0).to(tl.float32)
         z = s
         if HAS_ZERO:
             z = tl.load(z_rows + k // GROUP_SIZE, mask=n_ok, other=0.0).to(tl.float32)
-        w = _dequant_tile(tl.load(w_ptrs, mask=n_ok, other=0), s, z, SCHEME, HAS_ZERO, dtype == tl.float32)
-        w = tl.trans(w.to(dtype))
+        if PAIRS:
+            if not HAS_ZERO:
+                z = tl.full(s.shape, 8.0, tl.float32)
+            w = tl.trans(_dequant_int4_pairs(tl.load(w_ptrs, mask=n_ok, other=0), s, z, dtype))
+        else:
+            w = _dequant_tile(tl.load(w_ptrs, mask=n_ok, other=0), s, z, SCHEME, HAS_ZERO, dtype == tl.float32)
+            w = tl.trans(w.to(dtype))
     elif SCHEME == INT8_WO:
         w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "").to(dtype)
     else:
@@ -416,7 +470,7 @@ def _qgemm_kernel(
     SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr,
     ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    EVEN_K: tl.constexpr, FP32_IEEE: tl.constexpr, FP8_PROMOTE: tl.constexpr,
+    EVEN_K: tl.constexpr, FP32_IEEE: tl.constexpr, FP8_PROMOTE: tl.constexpr, PAIRS: tl.constexpr = False,
 ):
     """out = epilogue(scales · x qᵀ) with tl.dot on [BLOCK_M, BLOCK_N] tiles: x in its dtype against weight
     tiles dequantized in registers (weight-only), or per-token quantized x (``_quantize_rows_kernel``) against
@@ -453,11 +507,11 @@ def _qgemm_kernel(
         k_ok = offs_k[:, None] < K - k
         step = (k - k_start) // BLOCK_K
         w = _gemm_weight_tile(w_ptrs, s_rows, z_rows, n_ok, k_ok, k, x.dtype, SCHEME, GROUP_SIZE, HAS_ZERO,
-                              EVEN_K)
+                              EVEN_K, PAIRS)
         acc, part = _qdot(x, w, acc, part, step, SCHEME, FP32_IEEE, BLOCK_K, FP8_PROMOTE)
         if GATED:
             w_up = _gemm_weight_tile(w_ptrs + up_rows, s_rows + up_s_rows, z_rows + up_s_rows, n_ok, k_ok, k,
-                                     x.dtype, SCHEME, GROUP_SIZE, HAS_ZERO, EVEN_K)
+                                     x.dtype, SCHEME, GROUP_SIZE, HAS_ZERO, EVEN_K, PAIRS)
             acc_up, part_up = _qdot(x, w_up, acc_up, part_up, step, SCHEME, FP32_IEEE, BLOCK_K, FP8_PROMOTE)
         x_ptrs += BLOCK_K
         if SCHEME == INT4_WO:
