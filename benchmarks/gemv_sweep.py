@@ -6,7 +6,7 @@
 
 For every projection of the 1B / 8B Llama shapes (the gated gate/up included) it times, with the tuner's own method
 (``autotune_cache.measure_us``: CUDA graph, cold L2), the current candidate list and a wider grid — warps × weight
-rows per thread × K vectors per thread × split-K at M = 1; at 1 < M ≤ 64 (``--m``) the skinny ``tl.dot`` grid —
+rows per thread × K vectors per thread × split-K at M = 1; above (``--m``) the ``tl.dot`` grid, SWAP on and off —
 and prints per shape the tuned choice, the best of the grid and their bandwidth. ``--replay`` launches the tuned
 and the best config of every row of a result file once each inside an NVTX range named ``profile`` (after a
 warm-up outside it), for Nsight Compute. Results are research input for ``candidate_configs``; nothing here
@@ -76,18 +76,22 @@ def q_grid(N: int, K: int, gated: bool, scheme: str) -> list[dict]:
     return out
 
 
-def skinny_grid(M: int, N: int, K: int, scheme: str, sms: int) -> list[dict]:
-    """tl.dot tiles for 1 < M ≤ 64: BLOCK_N × BLOCK_K × warps × stages × split-K (whole BLOCK_K steps per split)."""
+def dot_grid(M: int, N: int, K: int, scheme: str, sms: int) -> list[dict]:
+    """tl.dot tiles for M > 1: BLOCK_N × BLOCK_K × warps × stages × split-K (whole BLOCK_K steps per split) ×
+    SWAP (weight-only: the weight tile as the MMA's first operand); BLOCK_M from M up to 64, 64 and 128 above."""
     out = []
-    block_m = max(16, 1 << (M - 1).bit_length())
-    for bn, bk, warps, stages, split in itertools.product((32, 64, 128), (64, 128, 256), (4, 8), (3, 4, 6),
-                                                          (1, 2, 4, 8)):
+    block_ms = [max(16, 1 << (M - 1).bit_length())] if M <= 64 else [64, 128]
+    swaps = (False, True) if scheme in kq.WEIGHT_ONLY else (False,)
+    for bm, bn, bk, warps, stages, split, swap in itertools.product(block_ms, (32, 64, 128, 256), (64, 128, 256),
+                                                                     (4, 8), (3, 4), (1, 2, 4, 8), swaps):
         if scheme == "int4_weight_only" and bk > 128:  # one int4 group per step
             continue
-        if K < split * bk or (warps == 8 and bn == 32):
+        if K < split * bk or (warps == 8 and bn == 32) or (bn == 256 and bm * bn > 128 * 128):
             continue
-        cfg = {"kernel": "gemm", "BLOCK_M": block_m, "BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": split, "GROUP_M": 1,
-               "num_warps": warps, "num_stages": stages}
+        cfg = {"kernel": "gemm", "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": split,
+               "GROUP_M": 1 if M <= 64 else 8, "num_warps": warps, "num_stages": stages}
+        if swap:
+            cfg["SWAP"] = True
         if kq.keep_config(cfg, scheme, False, 2):
             out.append(cfg)
     return out
@@ -129,7 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="1b,8b")
     ap.add_argument("--kinds", default="bf16", help="any of bf16, int8, int4")
-    ap.add_argument("--m", type=int, default=1, help="rows of x (above 1: the skinny tl.dot grid for int8 / int4)")
+    ap.add_argument("--m", type=int, default=1, help="rows of x (above 1: the tl.dot grid for int8 / int4)")
     ap.add_argument("--budget-s", type=float, default=300.0, help="stop sweeping a kind after this many seconds")
     ap.add_argument("--shape-budget-s", type=float, default=None,
                     help="stop timing more grid configs of one shape after this many seconds")
@@ -166,7 +170,7 @@ def main() -> None:
                     nbytes = q.numel() * q.element_size() + s.numel() * s.element_size() + (
                         0 if z is None else z.numel() * z.element_size())
                     current = kq.candidate_configs(M, N, K, scheme, 128, gated, 2, sms)
-                    grid = q_grid(N, K, gated, scheme) if M == 1 else skinny_grid(M, N, K, scheme, sms)
+                    grid = q_grid(N, K, gated, scheme) if M == 1 else dot_grid(M, N, K, scheme, sms)
                     if scheme == "int4_weight_only" and M > 1:  # the fp32 decoding, against packed pairs
                         grid = [{**c, "PAIRS": False} for c in current if c["kernel"] == "gemm"] + grid
                     run = lambda cfg: (lambda: kq.launch(cfg, x, q, s, z, None, scheme, 128, act, gated))  # noqa: E731,B023
@@ -184,12 +188,15 @@ def main() -> None:
                 tuned = min((v[0], k) for k, v in times.items() if v[1])
                 best = min((v[0], k) for k, v in times.items())
                 ranked = sorted((v[0], k) for k, v in times.items())[:5]
+                by_swap = {flag: min((v[0] for k, v in times.items() if ("SWAP=True" in k) == flag), default=None)
+                           for flag in (False, True)}
                 cfg_of = {autotune_cache.config_name(c): c for c in current + grid}
                 row = {"kind": kind, "shape": f"{shape} {label}", "M": M, "MB": nbytes / 1e6, "tuned_us": tuned[0],
                        "tuned_TBs": nbytes / tuned[0] / 1e6, "best_us": best[0], "best_TBs": nbytes / best[0] / 1e6,
                        "gain": tuned[0] / best[0], "tuned": tuned[1], "best": best[1], "top5": ranked,
                        "n_configs": len(times), "sweep_s": round(time.perf_counter() - t0, 1),
-                       "tuned_cfg": cfg_of[tuned[1]], "best_cfg": cfg_of[best[1]]}
+                       "tuned_cfg": cfg_of[tuned[1]], "best_cfg": cfg_of[best[1]],
+                       "best_plain_us": by_swap[False], "best_swap_us": by_swap[True]}
                 rows_out.append(row)
                 print(f"[{kind}] {shape} {label}: tuned {tuned[0]:.2f} us ({row['tuned_TBs']:.2f} TB/s) "
                       f"best {best[0]:.2f} us ({row['best_TBs']:.2f} TB/s) of {len(times)} in {row['sweep_s']} s",
@@ -197,7 +204,8 @@ def main() -> None:
                 for us, name in ranked:
                     print(f"      {us:7.2f} us  {name}", flush=True)
                 write_result(result_name, {"env": environment(), "rows": rows_out, "partial": True})
-    print_table(rows_out, ["kind", "shape", "M", "MB", "tuned_us", "tuned_TBs", "best_us", "best_TBs", "gain"])
+    print_table(rows_out, ["kind", "shape", "M", "MB", "tuned_us", "tuned_TBs", "best_us", "best_TBs", "gain",
+                           "best_plain_us", "best_swap_us"])
     write_result(result_name, {"env": environment(), "rows": rows_out, "sms": sms})
 
 

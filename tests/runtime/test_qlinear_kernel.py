@@ -46,6 +46,11 @@ CONFIGS = {
     # grouped tiles with K split as well (_split_to_fill: too few tiles for the SMs)
     "tiled-splitk2": {"kernel": "gemm", "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 2, "GROUP_M": 2,
                       "num_warps": 4, "num_stages": 2},
+    # weight-only MMA with the weight tile first (outᵀ = w xᵀ); W8A8 ignores SWAP
+    "skinny-swap": {"kernel": "gemm", "BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "SPLIT_K": 2, "GROUP_M": 1,
+                    "num_warps": 4, "num_stages": 2, "SWAP": True},
+    "tiled-swap": {"kernel": "gemm", "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 1, "GROUP_M": 2,
+                   "num_warps": 4, "num_stages": 2, "SWAP": True},
     "cublas": ql.CUBLAS,
 }
 GEMV_PATHS = [n for n, c in CONFIGS.items() if c["kernel"] == "gemv"]
@@ -134,8 +139,8 @@ def test_int4_group_sizes_and_zero_points(path, group_size, symmetric):
 
 
 @pytest.mark.parametrize("activation", ["silu", "gelu_tanh", "relu2"])
-@pytest.mark.parametrize("scheme,path", [(s, p) for s in SCHEMES for p in ("gemv-splitk3", "skinny", "cublas")
-                                         if p in paths(s)])
+@pytest.mark.parametrize("scheme,path", [(s, p) for s in SCHEMES
+                                         for p in ("gemv-splitk3", "skinny", "skinny-swap", "cublas") if p in paths(s)])
 def test_gated_activation_epilogue(scheme, path, activation):
     # weight rows [0, N) are the gate and [N, 2N) the up projection, each with its own scales (and biases)
     x, qw, scale, zero, b = make_inputs(scheme, 3, 48, 128)
@@ -465,3 +470,16 @@ def test_int4_pairs_match_fp32_decoding(path, symmetric, dtype):
     fp32 = run(x, qw, scale, zero, b, "int4_weight_only", 64, config={**CONFIGS[path], "PAIRS": False})
     check(pairs, x, qw, scale, zero, b, "int4_weight_only", 64)
     torch.testing.assert_close(pairs.double(), fp32.double(), rtol=1e-2, atol=1e-2)
+
+
+def test_only_int4_tiled_candidates_swap_operands():
+    # measured on an H100 (notes/qlinear-kernels.md, session 8): the swapped MMA wins for int4 tiles at M = 128, not
+    # for int8 or skinny tiles; the down shape's few tiles also get the swapped tile with K split
+    for scheme in ql.WEIGHT_ONLY:
+        for M, N, K in [(16, 14336, 4096), (128, 14336, 4096), (128, 4096, 14336)]:
+            swapped = [c for c in ql.candidate_configs(M, N, K, scheme, 128, False, 2, sms=132) if c.get("SWAP")]
+            if scheme == "int4_weight_only" and M > ql.SKINNY_MAX_M:
+                assert swapped and swapped[0]["BLOCK_K"] == 128 and swapped[0]["SPLIT_K"] == 1
+                assert any(c["SPLIT_K"] > 1 for c in swapped) == (N == 4096)
+            else:
+                assert not swapped

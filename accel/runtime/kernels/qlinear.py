@@ -76,6 +76,10 @@ GEMV_REGS = 200
 SKINNY_TILES = [(64, 128, 4, 3), (128, 128, 4, 3), (32, 256, 4, 3), (64, 256, 8, 3)]
 TILED_TILES = {"weight_only": [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 4), (128, 64, 64, 4, 4)],
                "w8a8": [(128, 128, 128, 8, 3), (128, 256, 128, 8, 3), (64, 128, 128, 4, 4), (128, 64, 128, 4, 4)]}
+# int4 tiled (M > 64) also tries this tile with the weight as the MMA's first operand (SWAP: Hopper's wgmma takes it
+# from registers; otherwise the dequantized tile feeds mma.sync): H100, M = 128, up shape 57.4 µs against 66.1 for
+# the best unswapped tile (benchmarks/results/gemv_sweep_m128_s8_h100_*). int8 and M ≤ 64 measured no gain.
+INT4_SWAP_TILE = (128, 128, 128, 8, 3)
 SMEM_BYTES = kl.SMEM_BYTES
 # fp8 tl.dot accumulation (qlinear_kernels._qdot): None keeps the sums in the MMA's own ~14-bit accumulator
 # (fast, like cuBLAS's fast-accumulation mode), else they go into fp32 every FP8_PROMOTE_K products (whole
@@ -189,6 +193,8 @@ def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gate
     if M > SKINNY_MAX_M:
         tiles = TILED_TILES["weight_only" if weight_only else "w8a8"]
         cands = [_gemm_config(M, N, K, scheme, group_size, t, sms, group_m=8, skinny=False) for t in tiles]
+        if scheme == "int4_weight_only":
+            cands.append({**_gemm_config(M, N, K, scheme, group_size, INT4_SWAP_TILE, sms, 8, False), "SWAP": True})
         cands += [c for c in (_split_to_fill(c, M, N, K, sms) for c in cands) if c["SPLIT_K"] > 1]
         if weight_only:
             cands = [CUBLAS] + cands if M > CUBLAS_FIRST_M else cands + [CUBLAS]
@@ -322,7 +328,8 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
             M, N, K, k_per_split,
             qx.stride(0), qweight.stride(0), stride_sn, out.stride(0),
             BLOCK_M=cfg["BLOCK_M"], BLOCK_K=block_k, GROUP_M=cfg["GROUP_M"], FP32_IEEE=fp32_ieee,
-            FP8_PROMOTE=0 if FP8_PROMOTE_K is None else max(1, FP8_PROMOTE_K // block_k), PAIRS=pairs, **meta,
+            FP8_PROMOTE=0 if FP8_PROMOTE_K is None else max(1, FP8_PROMOTE_K // block_k), PAIRS=pairs,
+            SWAP=cfg.get("SWAP", False) and scheme in WEIGHT_ONLY, **meta,
         )
     if split > 1:
         kl._launch_epilogue(ws, bias, out, act, gated, split)
@@ -341,7 +348,8 @@ def _sources() -> str:
         qk._qgemv_words_kernel, qk._words_step, qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel,
         qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
         qk._quantize, qk._dequant_tile, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
-        qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first, kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel,
+        qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
+        kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel,
         kl._load_tile, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, launch)
 

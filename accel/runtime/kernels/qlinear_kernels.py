@@ -471,11 +471,15 @@ def _qgemm_kernel(
     ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     EVEN_K: tl.constexpr, FP32_IEEE: tl.constexpr, FP8_PROMOTE: tl.constexpr, PAIRS: tl.constexpr = False,
+    SWAP: tl.constexpr = False,
 ):
     """out = epilogue(scales · x qᵀ) with tl.dot on [BLOCK_M, BLOCK_N] tiles: x in its dtype against weight
     tiles dequantized in registers (weight-only), or per-token quantized x (``_quantize_rows_kernel``) against
     the int8 (→ int32) / fp8 (→ fp32) weight. Programs are visited GROUP_M rows of tiles at a time, column by
-    column, so a weight tile is still in L2 when the next row of tiles needs it; skinny use adds split-K."""
+    column, so a weight tile is still in L2 when the next row of tiles needs it; skinny use adds split-K.
+    SWAP (weight-only): the MMA computes outᵀ = w xᵀ, the dequantized weight tile as its first operand, which
+    Hopper's wgmma can take from registers (the second must come from shared memory); acc is transposed once
+    after the loop."""
     # -- map program ids to a tile (grouped ordering) and a slice of K
     offs_m, offs_n, pid_k, k_start, k_end = _dot_slice(M, N, K, K_PER_SPLIT, BLOCK_M, BLOCK_N, GROUP_M)
     offs_k = tl.arange(0, BLOCK_K)
@@ -502,17 +506,25 @@ def _qgemm_kernel(
     acc_up = acc
     part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)  # fp8's sums since the last promotion
     part_up = part
+    acc_t = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)  # SWAP: outᵀ
+    acc_up_t = acc_t
     for k in range(k_start, k_end, BLOCK_K):
         x = _load_tile(x_ptrs, m_ok, offs_k[None, :] < K - k, EVEN_K, "")
         k_ok = offs_k[:, None] < K - k
         step = (k - k_start) // BLOCK_K
         w = _gemm_weight_tile(w_ptrs, s_rows, z_rows, n_ok, k_ok, k, x.dtype, SCHEME, GROUP_SIZE, HAS_ZERO,
                               EVEN_K, PAIRS)
-        acc, part = _qdot(x, w, acc, part, step, SCHEME, FP32_IEEE, BLOCK_K, FP8_PROMOTE)
+        if SWAP:
+            acc_t = _dot(tl.trans(w), tl.trans(x), acc_t, FP32_IEEE)
+        else:
+            acc, part = _qdot(x, w, acc, part, step, SCHEME, FP32_IEEE, BLOCK_K, FP8_PROMOTE)
         if GATED:
             w_up = _gemm_weight_tile(w_ptrs + up_rows, s_rows + up_s_rows, z_rows + up_s_rows, n_ok, k_ok, k,
                                      x.dtype, SCHEME, GROUP_SIZE, HAS_ZERO, EVEN_K, PAIRS)
-            acc_up, part_up = _qdot(x, w_up, acc_up, part_up, step, SCHEME, FP32_IEEE, BLOCK_K, FP8_PROMOTE)
+            if SWAP:
+                acc_up_t = _dot(tl.trans(w_up), tl.trans(x), acc_up_t, FP32_IEEE)
+            else:
+                acc_up, part_up = _qdot(x, w_up, acc_up, part_up, step, SCHEME, FP32_IEEE, BLOCK_K, FP8_PROMOTE)
         x_ptrs += BLOCK_K
         if SCHEME == INT4_WO:
             w_ptrs += BLOCK_K // 2
@@ -521,6 +533,9 @@ def _qgemm_kernel(
     if SCHEME == W8A8_FP8 and FP8_PROMOTE > 1:  # the last, possibly partial, interval
         acc += part
         acc_up += part_up
+    if SWAP:
+        acc = tl.trans(acc_t)
+        acc_up = tl.trans(acc_up_t)
     # -- scale and write back
     x_scale = tl.zeros((BLOCK_M, 1), dtype=tl.float32)
     if SCHEME >= W8A8_INT8:  # weight-only passes the weight scales here: not M long

@@ -1,0 +1,73 @@
+"""A/B of one qlinear kernel switch on the issue's 8B MLP shapes: every tl.dot candidate of the autotuner timed
+with the switch on and off in the same process, next to cuBLAS bf16.
+
+    python benchmarks/qlinear_ab.py --flag PAIRS --scheme int4_weight_only --m 16,128
+
+Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
+and SWAP (the weight tile as the MMA's first operand). Timing is the autotuner's (``autotune_cache.measure_us``:
+CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and both against cuBLAS.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import environment, print_table, write_result  # noqa: E402
+
+from accel.runtime import autotune_cache, quant  # noqa: E402
+from accel.runtime.kernels import linear as kl  # noqa: E402
+from accel.runtime.kernels import qlinear as kq  # noqa: E402
+
+SHAPES = [("8b up", 14336, 4096), ("8b down", 4096, 14336)]  # (label, N, K), weight [N, K]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP"))
+    ap.add_argument("--scheme", default="int4_weight_only", choices=kq.WEIGHT_ONLY)
+    ap.add_argument("--m", default="16,128")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    sms = kl._num_sms(dev)
+    rows = []
+    for M in (int(m) for m in args.m.split(",")):
+        for label, N, K in SHAPES:
+            x = torch.randn(M, K, dtype=torch.bfloat16, device=dev)
+            w = torch.randn(N, K, dtype=torch.bfloat16, device=dev) / math.sqrt(K)
+            q, s, z = quant.quantize_weight(w, args.scheme, 128)
+            ref = torch.nn.functional.linear(x, w)
+            cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
+            best = {}
+            for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, False, 2, sms):
+                if cfg["kernel"] != "gemm":
+                    continue
+                for on in (False, True):
+                    c = {**cfg, args.flag: on}
+                    run = lambda: kq.launch(c, x, q, s, z, None, args.scheme, 128, 0, False)  # noqa: E731,B023
+                    err = ((run().float() - ref.float()).norm() / ref.float().norm()).item()
+                    assert err < 0.25, f"{c}: relative error {err}"  # int4 g128 on random weights: ~0.1
+                    us = autotune_cache.measure_us(run)
+                    if us < best.get(on, (math.inf,))[0]:
+                        best[on] = (us, autotune_cache.config_name(c))
+            row = {"shape": label, "M": M, "scheme": args.scheme, "flag": args.flag, "cublas_us": round(cublas, 2),
+                   "off_us": round(best[False][0], 2), "on_us": round(best[True][0], 2),
+                   "on_vs_off": round(best[False][0] / best[True][0], 3),
+                   "off_x_cublas": round(cublas / best[False][0], 3), "on_x_cublas": round(cublas / best[True][0], 3),
+                   "off_config": best[False][1], "on_config": best[True][1]}
+            rows.append(row)
+            print(row, flush=True)
+    print_table(rows, ["shape", "M", "scheme", "flag", "cublas_us", "off_us", "on_us", "on_vs_off", "off_x_cublas",
+                       "on_x_cublas"])
+    path = write_result(f"qlinear_ab_{args.flag.lower()}", {"env": environment(), "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
