@@ -387,9 +387,12 @@ def test_candidates_for_llama_shapes(scheme, M, N, K):
             assert programs * c["SPLIT_K"] < 2 * 4 * 132
             if M <= ql.SKINNY_MAX_M:
                 # skinny splits: fp32 workspace traffic (8 B per split, row and column) within 1/8 of the weight
-                # bytes. Tiled ones (M > 64) split only tiles that leave over half the SMs idle, then up to one
-                # wave (test_tiled_candidates_split_k_only_where_tiles_leave_sms_idle)
-                assert 8 * c["SPLIT_K"] * M <= K * ql._weight_bytes(scheme) / 8
+                # bytes, or (_split_to_wave) the split that first makes a wave of 4 programs a SM. Tiled ones (M > 64)
+                # split only tiles that leave over half the SMs idle, then up to one wave
+                # (test_tiled_candidates_split_k_only_where_tiles_leave_sms_idle)
+                wave = (2 * programs * c["SPLIT_K"] > 4 * 132 or K < 4 * c["SPLIT_K"] * c["BLOCK_K"]
+                        or c["SPLIT_K"] == ql.kl.MAX_SPLIT_K)
+                assert 8 * c["SPLIT_K"] * M <= K * ql._weight_bytes(scheme) / 8 or wave
             else:
                 assert 2 * programs <= 132 < 2 * programs * c["SPLIT_K"]
 
@@ -483,3 +486,16 @@ def test_only_int4_tiled_candidates_swap_operands():
                 assert any(c["SPLIT_K"] > 1 for c in swapped) == (N == 4096)
             else:
                 assert not swapped
+
+
+def test_skinny_candidates_split_to_a_wave_past_the_workspace_bound():
+    # int4 down projection at M = 64: the workspace bound allows no split (64 programs for 132 SMs); the extra
+    # candidate splits K 8 ways (512 programs), as far as doubling stays within 4 programs a SM
+    cands = ql.candidate_configs(64, 4096, 14336, "int4_weight_only", 128, False, 2, sms=132)
+    skinny = [c for c in cands if c["kernel"] == "gemm"]
+    assert skinny[0]["SPLIT_K"] == 1
+    wave = [c for c in skinny if c["SPLIT_K"] > 1]
+    assert wave and all(c["BLOCK_N"] in (64, 128) for c in wave)
+    first = next(c for c in wave if c["BLOCK_N"] == skinny[0]["BLOCK_N"])
+    programs = 4096 // first["BLOCK_N"]
+    assert programs * first["SPLIT_K"] <= 4 * 132 < 2 * programs * first["SPLIT_K"]

@@ -178,6 +178,19 @@ def _split_to_fill(cfg: dict, M: int, N: int, K: int, sms: int) -> dict:
     return {**cfg, "SPLIT_K": split}
 
 
+def _split_to_wave(cfg: dict, M: int, N: int, K: int, sms: int) -> dict:
+    """``cfg`` with K split (doubling) until its programs make about one wave (4 a SM, as ``linear._split_k``) but
+    without that rule's bound on the fp32 workspace: at M = 32-64 the bound (workspace traffic within 1/8 of the
+    weight bytes) stops int4 down projections at one split, 64 programs for 132 SMs (H100, M = 64: 109.3 µs
+    against 46.7 with 8 splits, benchmarks/results/gemv_sweep_m64_s8_h100_*). The autotuner keeps it only where
+    faster."""
+    programs = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
+    split = 1
+    while 2 * programs * split <= 4 * sms and split < kl.MAX_SPLIT_K and K >= 2 * split * cfg["BLOCK_K"]:
+        split *= 2
+    return {**cfg, "SPLIT_K": split}
+
+
 def general_config(scheme: str, group_size: int, N: int | None = None, K: int | None = None) -> dict:
     """One tiled GEMM that is correct and reasonable for any M: the config of a symbolic M (no guard on it)."""
     tiles = TILED_TILES["weight_only" if scheme in WEIGHT_ONLY else "w8a8"]
@@ -204,6 +217,10 @@ def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gate
                   for t in SKINNY_TILES]
         if skinny[0]["SPLIT_K"] > 1:  # split-K costs a second launch, which the smallest layers may not repay
             skinny.append({**skinny[0], "SPLIT_K": 1})
+        for c in skinny[:2]:
+            wave = _split_to_wave(c, M, N, K, sms)
+            if wave["SPLIT_K"] > c["SPLIT_K"]:
+                skinny.append(wave)
         gemv = []
         if M <= GEMV_CANDIDATE_MAX_M:
             gemv = [_gemv_config(M, N, K, scheme, gated, x_elem, t, sms) for t in GEMV_TILES]
