@@ -95,7 +95,8 @@ FP8_PROMOTE_K: int | None = None
 # the 2.43 TB/s a copy reaches.
 QUANTIZE_ROW_MAX_K = 4096
 # int4 tl.dot tiles dequantize on packed bf16 / fp16 instructions (qlinear_kernels._dequant_int4_pairs, inline PTX)
-# unless a config says {"PAIRS": False}; the Triton interpreter runs no PTX and takes the fp32 decoding.
+# when the scales are in x's dtype, unless a config says {"PAIRS": False}; the Triton interpreter runs no PTX and
+# takes the fp32 decoding.
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
@@ -338,7 +339,8 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     else:
         qx, x_scale = quantize_rows(x, scheme) if scheme in ACTIVATION_DTYPES else (x, scale)
         fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
-        pairs = int4 and cfg.get("PAIRS", True) and x.dtype in (torch.bfloat16, torch.float16) and not _INTERPRET
+        pairs = (int4 and cfg.get("PAIRS", True) and x.dtype in (torch.bfloat16, torch.float16)
+                 and scale.dtype == x.dtype and not _INTERPRET)  # (the pairs hold s in x's dtype)
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
         wrap_triton(qk._qgemm_kernel)[grid](
             qx, x_scale, qweight, scale, zero_arg, bias_arg, out, ws,
