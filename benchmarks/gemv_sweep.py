@@ -76,20 +76,20 @@ def q_grid(N: int, K: int, gated: bool, scheme: str) -> list[dict]:
     return out
 
 
-def dot_grid(M: int, N: int, K: int, scheme: str, sms: int) -> list[dict]:
+def dot_grid(M: int, N: int, K: int, scheme: str, sms: int, block_ns=(32, 64, 128, 256), stages=(3, 4)) -> list[dict]:
     """tl.dot tiles for M > 1: BLOCK_N × BLOCK_K × warps × stages × split-K (whole BLOCK_K steps per split) ×
     SWAP (weight-only: the weight tile as the MMA's first operand); BLOCK_M from M up to 64, 64 and 128 above."""
     out = []
     block_ms = [max(16, 1 << (M - 1).bit_length())] if M <= 64 else [64, 128]
     swaps = (False, True) if scheme in kq.WEIGHT_ONLY else (False,)
-    for bm, bn, bk, warps, stages, split, swap in itertools.product(block_ms, (32, 64, 128, 256), (64, 128, 256),
-                                                                     (4, 8), (3, 4), (1, 2, 4, 8), swaps):
+    for bm, bn, bk, warps, n_stages, split, swap in itertools.product(block_ms, block_ns, (64, 128, 256), (4, 8),
+                                                                       stages, (1, 2, 4, 8), swaps):
         if scheme == "int4_weight_only" and bk > 128:  # one int4 group per step
             continue
         if K < split * bk or (warps == 8 and bn == 32) or (bn == 256 and bm * bn > 128 * 128):
             continue
         cfg = {"kernel": "gemm", "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": split,
-               "GROUP_M": 1 if M <= 64 else 8, "num_warps": warps, "num_stages": stages}
+               "GROUP_M": 1 if M <= 64 else 8, "num_warps": warps, "num_stages": n_stages}
         if swap:
             cfg["SWAP"] = True
         if kq.keep_config(cfg, scheme, False, 2):
@@ -135,6 +135,8 @@ def main() -> None:
     ap.add_argument("--kinds", default="bf16", help="any of bf16, int8, int4")
     ap.add_argument("--m", type=int, default=1, help="rows of x (above 1: the tl.dot grid for int8 / int4)")
     ap.add_argument("--budget-s", type=float, default=300.0, help="stop sweeping a kind after this many seconds")
+    ap.add_argument("--block-n", default="32,64,128,256", help="tl.dot grid: BLOCK_N values")
+    ap.add_argument("--stages", default="3,4", help="tl.dot grid: num_stages values")
     ap.add_argument("--shape-budget-s", type=float, default=None,
                     help="stop timing more grid configs of one shape after this many seconds")
     ap.add_argument("--replay", help="a result file of this script: launch its configs for a profiler")
@@ -143,6 +145,8 @@ def main() -> None:
         replay(args.replay)
         return
     M = args.m
+    block_ns = tuple(int(v) for v in args.block_n.split(","))
+    stages = tuple(int(v) for v in args.stages.split(","))
     result_name = "gemv_sweep" if M == 1 else f"gemv_sweep_m{M}"
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -170,7 +174,8 @@ def main() -> None:
                     nbytes = q.numel() * q.element_size() + s.numel() * s.element_size() + (
                         0 if z is None else z.numel() * z.element_size())
                     current = kq.candidate_configs(M, N, K, scheme, 128, gated, 2, sms)
-                    grid = q_grid(N, K, gated, scheme) if M == 1 else dot_grid(M, N, K, scheme, sms)
+                    grid = q_grid(N, K, gated, scheme) if M == 1 else dot_grid(M, N, K, scheme, sms, block_ns,
+                                                                                 stages)
                     if scheme == "int4_weight_only" and M > 1:  # the fp32 decoding, against packed pairs
                         grid = [{**c, "PAIRS": False} for c in current if c["kernel"] == "gemm"] + grid
                     run = lambda cfg: (lambda: kq.launch(cfg, x, q, s, z, None, scheme, 128, act, gated))  # noqa: E731,B023
