@@ -56,6 +56,8 @@ SCHEMES = [
     ("int4_weight_only g32 asym", {"quantize": "int4_weight_only", "group_size": 32}),
     ("w8a8_int8", {}),
     ("w8a8_fp8", {}),
+    ("w8a8_int8, gptq=False", {"quantize": "w8a8_int8", "gptq": False}),  # round to nearest (before session 8)
+    ("w8a8_fp8, gptq=False", {"quantize": "w8a8_fp8", "gptq": False}),
     ("w8a8_int8 smoothquant 0.5", {"quantize": "w8a8_int8", "smoothquant": 0.5}),
     ("w8a8_fp8 smoothquant 0.5", {"quantize": "w8a8_fp8", "smoothquant": 0.5}),
 ]

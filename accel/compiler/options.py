@@ -109,8 +109,9 @@ class AccelOptions:
     """int4 only: symmetric groups (no zero point) instead of the default asymmetric ones."""
 
     gptq: bool = DEFAULT_GPTQ
-    """int4 only: choose the 4-bit codes by GPTQ (second-order error feedback on the layer's output, from the
-    Hessian of its input activations on the compile's example inputs) instead of rounding to nearest. Used when
+    """int4, w8a8_int8 and w8a8_fp8: choose the weight codes by GPTQ (second-order error feedback on the layer's
+    output, from the Hessian of its input activations on the compile's example inputs) instead of rounding to
+    nearest; the scales stay those of rounding to nearest (8-bit) or of the group grid (int4). Used when
     at least 128 rows of those activations were captured (not for graphs that mutate their inputs); calibrate on representative
     inputs, ideally thousands of tokens. Off: round to nearest with an activation-weighted clipping search."""
 

@@ -18,8 +18,10 @@ import torch.fx as fx
 from accel.compiler.context import CompileContext
 from accel.compiler.pass_base import AccelPass
 from accel.patterns.linear import find_linears
+from accel.runtime.quant import GPTQ_SCHEMES
 
-# rows kept per input: when they calibrate (any int4: GPTQ's Hessian or the clipping's channel weights; SmoothQuant)
+# rows kept per input: when they calibrate (any int4: GPTQ's Hessian or the clipping's channel weights; GPTQ for
+# W8A8; SmoothQuant)
 MAX_ROWS = 2048
 SQNR_ROWS = 256  # rows kept when they only measure the accuracy guard's SQNR
 
@@ -58,7 +60,8 @@ class CaptureLinearInputsPass(AccelPass):
             wanted.setdefault(m.x, []).append(m.weight)
         captured: dict[fx.Node, torch.Tensor] = {}
         o = ctx.options
-        calibrates = o.quantize == "int4_weight_only" or o.smoothquant is not None
+        calibrates = (o.quantize == "int4_weight_only" or o.smoothquant is not None
+                      or (o.gptq and o.quantize in GPTQ_SCHEMES))
         max_rows = MAX_ROWS if calibrates else SQNR_ROWS
 
         class Recorder(fx.Interpreter):

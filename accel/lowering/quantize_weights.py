@@ -12,9 +12,10 @@ After (``quantize="int4_weight_only"``)::
 Each weight is quantized once, from the real parameter (or merged weight), into new graph inputs; the graph no
 longer reads the full-precision copy. The accuracy guard measures every layer's SQNR — on the example inputs' real
 activations when ``capture_linear_inputs`` could record them, else on the weight itself — records it in the report,
-and keeps layers below ``min_sqnr_db`` in full precision. int4 also uses those activations: GPTQ on their Hessian
-(``runtime/gptq.py``; option ``gptq``, on by default), else to weight each group's clipping search
-(``quant.quantize_weight``'s ``importance``). Without them int4 rounds to nearest. An FFN is quantized as a unit
+and keeps layers below ``min_sqnr_db`` in full precision. int4, w8a8_int8 and w8a8_fp8 also use those activations:
+GPTQ on their Hessian (``runtime/gptq.py``; option ``gptq``, on by default); int4 without GPTQ weights each
+group's clipping search by them (``quant.quantize_weight``'s ``importance``). Without them every scheme rounds
+to nearest. An FFN is quantized as a unit
 (both its projections or neither). Skipped with a reason: the LM head (unless ``quantize_lm_head``), modules
 matching ``quantize_exclude``, fp8 on GPUs older than sm_89.
 
@@ -198,11 +199,10 @@ def _plan(ctx: CompileContext, node: fx.Node, layer: _Layer, s: torch.Tensor | N
     importance = hessian = None
     if x is not None and s is not None:
         x = x * (1.0 / s).to(x.dtype)  # the layer's input as it will run: GPTQ and the clipping weights see x / s
-    if x is not None and o.quantize == "int4_weight_only":
-        if o.gptq and x.shape[0] >= GPTQ_MIN_ROWS:
-            hessian = gptq.hessian(x)
-        else:
-            importance = x.float().pow(2).mean(0)  # per input channel: where the signal is
+    if x is not None and o.quantize in quant.GPTQ_SCHEMES and o.gptq and x.shape[0] >= GPTQ_MIN_ROWS:
+        hessian = gptq.hessian(x)
+    elif x is not None and o.quantize == "int4_weight_only":
+        importance = x.float().pow(2).mean(0)  # per input channel: where the signal is
     with torch.no_grad():
         smooth = None if s is None else (1.0 / s).to(x.dtype)
         target = weight if s is None else weight.float() * s

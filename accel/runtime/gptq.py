@@ -1,4 +1,5 @@
-"""GPTQ for accel's int4 format: rounding with second-order error feedback from calibration activations.
+"""GPTQ for accel's int4 and row-scaled 8-bit formats: rounding with second-order error feedback from calibration
+activations.
 
 Round-to-nearest treats each weight alone. GPTQ (Frantar et al., 2022) quantizes a row's columns one at a time
 and, after each, moves the not-yet-quantized columns to cancel that column's error on the layer *output*
@@ -47,6 +48,45 @@ def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
     raise RuntimeError("GPTQ: the activation Hessian is not positive definite even with heavy damping")
 
 
+def _prepared(w: torch.Tensor, h: torch.Tensor, shrink: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 copies of ``w`` and of ``h`` shrunk toward its diagonal, with dead input channels (no input ever drives
+    them: zero padding, say) given a unit diagonal and zero weights: their weights are free."""
+    w = w.float().clone()
+    diag = h.diagonal().float()
+    h = h.float() * (1 - shrink)
+    h.diagonal().add_(shrink * diag)  # (1 − shrink)·H + shrink·diag(H): fewer rows than K overfit raw H
+    dead = h.diagonal() <= 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    return w, h
+
+
+def _columns(w: torch.Tensor, h: torch.Tensor, perm: torch.Tensor, damp: float, quantize) -> None:
+    """The GPTQ sweep over ``w``'s columns in the order ``perm``: ``quantize(j, i, wb)`` rounds column ``i`` of the
+    current block ``wb`` (permuted column ``j``), records its codes and returns its dequantized value; the error
+    goes to the later columns."""
+    k = w.shape[1]
+    w = w[:, perm]
+    upper = _inverse_cholesky(h[perm][:, perm], damp)
+    for b0 in range(0, k, BLOCK):
+        b1 = min(b0 + BLOCK, k)
+        wb = w[:, b0:b1].clone()
+        ub = upper[b0:b1, b0:b1]
+        err = torch.empty_like(wb)
+        for i in range(b1 - b0):
+            e = (wb[:, i] - quantize(b0 + i, i, wb)) / ub[i, i]
+            wb[:, i + 1:] -= e[:, None] * ub[i, i + 1:][None, :]
+            err[:, i] = e
+        w[:, b1:] -= err @ upper[b0:b1, b1:]
+
+
+def _order(h: torch.Tensor, act_order: bool) -> torch.Tensor:
+    """Columns by decreasing Hessian diagonal (act order) or as stored."""
+    if act_order:
+        return torch.argsort(h.diagonal(), descending=True)
+    return torch.arange(h.shape[0], device=h.device)
+
+
 def gptq_int4(w: torch.Tensor, h: torch.Tensor, group_size: int, symmetric: bool, act_order: bool = True,
               damp: float = DAMP, shrink: float = SHRINK) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(codes [N, K] in [0, 15], scale [N, K/G], zero [N, K/G]) for ``w`` [N, K], K a multiple of ``group_size``.
@@ -57,13 +97,7 @@ def gptq_int4(w: torch.Tensor, h: torch.Tensor, group_size: int, symmetric: bool
     n, k = w.shape
     if k % group_size or BLOCK % group_size:
         raise ValueError(f"GPTQ needs K ({k}) and {BLOCK} to be multiples of the group size ({group_size})")
-    w = w.float().clone()
-    diag = h.diagonal().float()
-    h = h.float() * (1 - shrink)
-    h.diagonal().add_(shrink * diag)  # (1 − shrink)·H + shrink·diag(H): fewer rows than K overfit raw H
-    dead = h.diagonal() <= 0  # channels no input ever drives (zero padding, say): their weights are free
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
+    w, h = _prepared(w, h, shrink)
     importance = h.diagonal().clone()
     n_groups = k // group_size
     scale = torch.empty(n, n_groups, device=w.device)
@@ -73,33 +107,49 @@ def gptq_int4(w: torch.Tensor, h: torch.Tensor, group_size: int, symmetric: bool
                                        importance.reshape(1, n_groups, group_size))
         scale.copy_(s)
         zero.copy_(z)
-        perm = torch.argsort(importance, descending=True)
-    else:
-        perm = torch.arange(k, device=w.device)
-    w = w[:, perm]
-    upper = _inverse_cholesky(h[perm][:, perm], damp)
+    perm = _order(h, act_order)
     group_of = (perm // group_size).tolist()  # the storage group of each (permuted) column
     codes = torch.empty(n, k, device=w.device)
-    for b0 in range(0, k, BLOCK):
-        b1 = min(b0 + BLOCK, k)
-        wb = w[:, b0:b1].clone()
-        ub = upper[b0:b1, b0:b1]
-        err = torch.empty_like(wb)
-        for i in range(b1 - b0):
-            j = b0 + i
-            if not act_order and j % group_size == 0:  # entering a group: fit its grid to the updated weights
-                g = j // group_size
-                _, s, z = quant.int4_group_params(wb[:, i:i + group_size].unsqueeze(1), symmetric,
-                                               importance[j:j + group_size].reshape(1, 1, -1))
-                scale[:, g], zero[:, g] = s[:, 0], z[:, 0]
-            s, z = scale[:, group_of[j]], zero[:, group_of[j]]
-            col = wb[:, i]
-            c = torch.round(col / s + z).clamp_(0, 15)
-            codes[:, j] = c
-            e = (col - (c - z) * s) / ub[i, i]
-            wb[:, i + 1:] -= e[:, None] * ub[i, i + 1:][None, :]
-            err[:, i] = e
-        w[:, b1:] -= err @ upper[b0:b1, b1:]
+
+    def quantize(j: int, i: int, wb: torch.Tensor) -> torch.Tensor:
+        if not act_order and j % group_size == 0:  # entering a group: fit its grid to the updated weights
+            g = j // group_size
+            _, s, z = quant.int4_group_params(wb[:, i:i + group_size].unsqueeze(1), symmetric,
+                                           importance[j:j + group_size].reshape(1, 1, -1))
+            scale[:, g], zero[:, g] = s[:, 0], z[:, 0]
+        s, z = scale[:, group_of[j]], zero[:, group_of[j]]
+        c = torch.round(wb[:, i] / s + z).clamp_(0, 15)
+        codes[:, j] = c
+        return (c - z) * s
+
+    _columns(w, h, perm, damp, quantize)
     out = torch.empty_like(codes)
     out[:, perm] = codes
     return out, scale, zero
+
+
+def gptq_rowwise(w: torch.Tensor, h: torch.Tensor, scheme: str, act_order: bool = True, damp: float = DAMP,
+                 shrink: float = SHRINK) -> tuple[torch.Tensor, torch.Tensor]:
+    """(qweight [N, K], scale [N]) in ``quant.quantize_weight``'s format for the row-scaled 8-bit schemes (int8
+    codes in [-127, 127], or float8_e4m3fn values), chosen by GPTQ. Each row's scale comes from its original
+    weights (max|w| / 127 or / 448); the error feedback may push a weight past that range, where it saturates."""
+    if scheme == "int4_weight_only":
+        raise ValueError("gptq_rowwise is for the 8-bit schemes; int4 has gptq_int4")
+    n, k = w.shape
+    fp8 = scheme == "w8a8_fp8"
+    top = quant.FP8_MAX if fp8 else 127.0
+    w, h = _prepared(w, h, shrink)
+    scale = quant.row_scale(w, scheme)
+    perm = _order(h, act_order)
+    codes = torch.empty(n, k, device=w.device, dtype=torch.float8_e4m3fn if fp8 else torch.int8)
+
+    def quantize(j: int, i: int, wb: torch.Tensor) -> torch.Tensor:
+        y = (wb[:, i] / scale).clamp_(-top, top)
+        c = y.to(torch.float8_e4m3fn) if fp8 else torch.round(y).to(torch.int8)
+        codes[:, j] = c
+        return c.float() * scale
+
+    _columns(w, h, perm, damp, quantize)
+    out = torch.empty_like(codes)
+    out[:, perm] = codes
+    return out, scale

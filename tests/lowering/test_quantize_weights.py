@@ -112,3 +112,17 @@ def test_quantized_llama_through_inductor():
         out = torch.compile(model, backend=backend)(**kwargs).logits
     assert backend.report.counts["quantize"] == 4 * LAYERS  # qkv, o, gate_up, down per layer
     assert q.sqnr_db(ref, out) >= 30
+
+
+@pytest.mark.parametrize("scheme", ["w8a8_int8", "w8a8_fp8"])
+def test_w8a8_codes_come_from_gptq_when_activations_are_captured(scheme):
+    # 256 rows of example input (≥ GPTQ_MIN_ROWS): the codes are GPTQ's, whose output error on those inputs is
+    # below round-to-nearest's (gptq=False); with 3 rows the test above rebuilds round-to-nearest exactly
+    torch.manual_seed(0)
+    model = Block().eval()
+    x = torch.randn(256, 64) * torch.linspace(0.2, 3.0, 64)
+    ref = model(x)
+    ours, _ = rewrite_only(model, x, options={"quantize": scheme})
+    rtn, _ = rewrite_only(model, x, options={"quantize": scheme, "gptq": False})
+    assert not torch.equal(ours, rtn)
+    assert q.sqnr_db(ref, ours) > q.sqnr_db(ref, rtn)
