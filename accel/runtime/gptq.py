@@ -141,15 +141,15 @@ def gptq_rowwise(w: torch.Tensor, h: torch.Tensor, scheme: str, act_order: bool 
     w, h = _prepared(w, h, shrink)
     scale = quant.row_scale(w, scheme)
     perm = _order(h, act_order)
-    codes = torch.empty(n, k, device=w.device, dtype=torch.float8_e4m3fn if fp8 else torch.int8)
+    codes = torch.empty(n, k, device=w.device)  # the codes' values in fp32 (exact), stored as int8 / fp8 at the end
 
     def quantize(j: int, i: int, wb: torch.Tensor) -> torch.Tensor:
         y = (wb[:, i] / scale).clamp_(-top, top)
-        c = y.to(torch.float8_e4m3fn) if fp8 else torch.round(y).to(torch.int8)
+        c = y.to(torch.float8_e4m3fn).float() if fp8 else torch.round(y)
         codes[:, j] = c
-        return c.float() * scale
+        return c * scale
 
     _columns(w, h, perm, damp, quantize)
     out = torch.empty_like(codes)
     out[:, perm] = codes
-    return out, scale
+    return out.to(torch.float8_e4m3fn if fp8 else torch.int8), scale
