@@ -15,9 +15,8 @@ activations when ``capture_linear_inputs`` could record them, else on the weight
 and keeps layers below ``min_sqnr_db`` in full precision. int4, w8a8_int8 and w8a8_fp8 also use those activations:
 GPTQ on their Hessian (``runtime/gptq.py``; option ``gptq``, on by default); int4 without GPTQ weights each
 group's clipping search by them (``quant.quantize_weight``'s ``importance``). Without them every scheme rounds
-to nearest. An FFN is quantized as a unit
-(both its projections or neither). Skipped with a reason: the LM head (unless ``quantize_lm_head``), modules
-matching ``quantize_exclude``, fp8 on GPUs older than sm_89.
+to nearest. An FFN is quantized as a unit (both its projections or neither). Skipped with a reason: the LM head
+(unless ``quantize_lm_head``), modules matching ``quantize_exclude``, fp8 on GPUs older than sm_89.
 
 SmoothQuant (option ``smoothquant`` = α, w8a8 only) rescales each input channel j by
 ``s_j = max|X_j|^α / max|W_j|^(1−α)`` from those activations: the weight is quantized as W·diag(s) and the input
