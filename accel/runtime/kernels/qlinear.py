@@ -166,30 +166,30 @@ def _gemm_config(M: int | None, N: int | None, K: int | None, scheme: str, group
             "GROUP_M": group_m, "num_warps": warps, "num_stages": stages}
 
 
-def _split_to_fill(cfg: dict, M: int, N: int, K: int, sms: int) -> dict:
-    """``cfg`` with K split (doubling) while its programs would still fill at most half the SMs: a tiled GEMM with
-    few tiles (a down projection's N = 4096 at M = 128 makes 32 of 128×128 for 132 SMs) leaves most SMs idle, and
-    there the split-K workspace (fp32, read back by one more launch) costs less than the idle SMs do. Unlike the
-    skinny splits, the workspace is not bounded against the weight bytes: the autotuner keeps the split only
-    where it is faster."""
+def _split_to(cfg: dict, M: int, N: int, K: int, programs_max: int) -> dict:
+    """``cfg`` with K split (doubling) while twice its programs would stay within ``programs_max`` and each split
+    keeps at least one BLOCK_K step. Unlike ``linear._split_k`` (the skinny default) the fp32
+    workspace is not bounded against the weight bytes: these are extra candidates, kept only where faster.
+
+    - ``_split_to_fill`` (programs_max = the SM count): a tiled GEMM with few tiles (a down projection's N = 4096 at
+      M = 128 makes 32 of 128×128 for 132 SMs) leaves most SMs idle, and there the split-K workspace (fp32, read
+      back by one more launch) costs less than the idle SMs do.
+    - ``_split_to_wave`` (4 programs a SM, ``linear._split_k``'s wave): at M = 32-64 that rule's workspace bound stops
+      int4 down projections at one split, 64 programs for 132 SMs (H100, M = 64: 109.3 µs against 46.7 with 8
+      splits, benchmarks/results/gemv_sweep_m64_s8_h100_*)."""
     programs = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
     split = 1
-    while 2 * programs * split <= sms and split < kl.MAX_SPLIT_K and K >= 2 * split * cfg["BLOCK_K"]:
+    while 2 * programs * split <= programs_max and split < kl.MAX_SPLIT_K and K >= 2 * split * cfg["BLOCK_K"]:
         split *= 2
     return {**cfg, "SPLIT_K": split}
+
+
+def _split_to_fill(cfg: dict, M: int, N: int, K: int, sms: int) -> dict:
+    return _split_to(cfg, M, N, K, sms)
 
 
 def _split_to_wave(cfg: dict, M: int, N: int, K: int, sms: int) -> dict:
-    """``cfg`` with K split (doubling) until its programs make about one wave (4 a SM, as ``linear._split_k``) but
-    without that rule's bound on the fp32 workspace: at M = 32-64 the bound (workspace traffic within 1/8 of the
-    weight bytes) stops int4 down projections at one split, 64 programs for 132 SMs (H100, M = 64: 109.3 µs
-    against 46.7 with 8 splits, benchmarks/results/gemv_sweep_m64_s8_h100_*). The autotuner keeps it only where
-    faster."""
-    programs = triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"])
-    split = 1
-    while 2 * programs * split <= 4 * sms and split < kl.MAX_SPLIT_K and K >= 2 * split * cfg["BLOCK_K"]:
-        split *= 2
-    return {**cfg, "SPLIT_K": split}
+    return _split_to(cfg, M, N, K, 4 * sms)
 
 
 def general_config(scheme: str, group_size: int, N: int | None = None, K: int | None = None) -> dict:
