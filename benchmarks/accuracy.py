@@ -57,6 +57,8 @@ SCHEMES = [
     ("w8a8_int8", {}),
     ("w8a8_fp8", {}),
     ("w8a8_int8, gptq=False", {"quantize": "w8a8_int8", "gptq": False}),  # round to nearest (before session 8)
+    ("w8a8_fp8, min_sqnr_db=30", {"quantize": "w8a8_fp8", "min_sqnr_db": 30}),  # the guard's trade for fp8
+    ("w8a8_fp8, min_sqnr_db=32", {"quantize": "w8a8_fp8", "min_sqnr_db": 32}),
     ("w8a8_fp8, gptq=False", {"quantize": "w8a8_fp8", "gptq": False}),
     ("w8a8_int8 smoothquant 0.5", {"quantize": "w8a8_int8", "smoothquant": 0.5}),
     ("w8a8_fp8 smoothquant 0.5", {"quantize": "w8a8_fp8", "smoothquant": 0.5}),
