@@ -28,6 +28,7 @@ import triton
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import environment, print_table, write_result  # noqa: E402
+from kernels import QLINEAR_SHAPES  # noqa: E402
 
 from accel.runtime import autotune_cache, quant  # noqa: E402
 from accel.runtime.activations import ACTIVATION_IDS  # noqa: E402
@@ -39,8 +40,10 @@ SHAPES = {  # (label, N, K, gated); weight [N·(2 if gated), K]
            ("down", 2048, 8192, False), ("lm_head", 128256, 2048, False)],
     "8b": [("qkv", 6144, 4096, False), ("o", 4096, 4096, False), ("gate_up", 14336, 4096, True),
            ("down", 4096, 14336, False)],
-    "8bmlp": [("up", 14336, 4096, False), ("down", 4096, 14336, False)],  # the issue's K×N 4096×14336 / 14336×4096
+    # the issue's K×N 4096×14336 / 14336×4096, as kernels.py and qlinear_ab.py time them
+    "8bmlp": [(label.split()[-1], n, k, False) for label, n, k in QLINEAR_SHAPES],
 }
+DOT_BLOCK_NS, DOT_STAGES = (32, 64, 128, 256), (3, 4)  # the tl.dot grid's defaults (--block-n, --stages)
 SCHEMES = {"int8": "int8_weight_only", "int4": "int4_weight_only"}
 
 
@@ -76,7 +79,7 @@ def q_grid(N: int, K: int, gated: bool, scheme: str) -> list[dict]:
     return out
 
 
-def dot_grid(M: int, N: int, K: int, scheme: str, sms: int, block_ns=(32, 64, 128, 256), stages=(3, 4)) -> list[dict]:
+def dot_grid(M: int, N: int, K: int, scheme: str, sms: int, block_ns=DOT_BLOCK_NS, stages=DOT_STAGES) -> list[dict]:
     """tl.dot tiles for M > 1: BLOCK_N × BLOCK_K × warps × stages × split-K (whole BLOCK_K steps per split) ×
     SWAP (weight-only: the weight tile as the MMA's first operand); BLOCK_M from M up to 64, 64 and 128 above."""
     out = []
@@ -135,8 +138,8 @@ def main() -> None:
     ap.add_argument("--kinds", default="bf16", help="any of bf16, int8, int4")
     ap.add_argument("--m", type=int, default=1, help="rows of x (above 1: the tl.dot grid for int8 / int4)")
     ap.add_argument("--budget-s", type=float, default=300.0, help="stop sweeping a kind after this many seconds")
-    ap.add_argument("--block-n", default="32,64,128,256", help="tl.dot grid: BLOCK_N values")
-    ap.add_argument("--stages", default="3,4", help="tl.dot grid: num_stages values")
+    ap.add_argument("--block-n", default=",".join(map(str, DOT_BLOCK_NS)), help="tl.dot grid: BLOCK_N values")
+    ap.add_argument("--stages", default=",".join(map(str, DOT_STAGES)), help="tl.dot grid: num_stages values")
     ap.add_argument("--shape-budget-s", type=float, default=None,
                     help="stop timing more grid configs of one shape after this many seconds")
     ap.add_argument("--replay", help="a result file of this script: launch its configs for a profiler")

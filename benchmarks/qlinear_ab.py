@@ -19,12 +19,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import environment, print_table, write_result  # noqa: E402
+from kernels import QLINEAR_SHAPES  # noqa: E402
 
 from accel.runtime import autotune_cache, quant  # noqa: E402
 from accel.runtime.kernels import linear as kl  # noqa: E402
 from accel.runtime.kernels import qlinear as kq  # noqa: E402
-
-SHAPES = [("8b up", 14336, 4096), ("8b down", 4096, 14336)]  # (label, N, K), weight [N, K]
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
     sms = kl._num_sms(dev)
     rows = []
     for M in (int(m) for m in args.m.split(",")):
-        for label, N, K in SHAPES:
+        for label, N, K in QLINEAR_SHAPES:
             x = torch.randn(M, K, dtype=torch.bfloat16, device=dev)
             w = torch.randn(N, K, dtype=torch.bfloat16, device=dev) / math.sqrt(K)
             q, s, z = quant.quantize_weight(w, args.scheme, 128)
