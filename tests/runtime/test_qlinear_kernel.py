@@ -499,3 +499,24 @@ def test_skinny_candidates_split_to_a_wave_past_the_workspace_bound():
     first = next(c for c in wave if c["BLOCK_N"] == skinny[0]["BLOCK_N"])
     programs = 4096 // first["BLOCK_N"]
     assert programs * first["SPLIT_K"] <= 4 * 132 < 2 * programs * first["SPLIT_K"]
+
+
+def test_kernel_string_constants_are_one_line():
+    """Inductor copies a user kernel's global constexprs into the kernel source by repr and embeds that source in a
+    triple-quoted string, where an escaped newline turns into a real one inside a one-line literal: the generated
+    module then fails to import (it did, for the inline-PTX int4 decoding, in a compiled prefill on the H100)."""
+    import importlib
+    import pkgutil
+
+    import triton.language as tl
+
+    import accel.runtime.kernels as kernels
+
+    strings = {}
+    for info in pkgutil.iter_modules(kernels.__path__):
+        module = importlib.import_module(f"accel.runtime.kernels.{info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, tl.constexpr) and isinstance(value.value, str):
+                strings[f"{info.name}.{name}"] = value.value
+    assert "qlinear_kernels.INT4_PAIRS_BF16" in strings
+    assert not [name for name, text in strings.items() if "\n" in text or "\r" in text]

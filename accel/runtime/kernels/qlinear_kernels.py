@@ -379,6 +379,9 @@ fma.rn.TYPE $1, $1, $5, $9;
 fma.rn.TYPE $2, $2, $5, $9;
 fma.rn.TYPE $3, $3, $5, $9;
 }"""
+# One line: Inductor copies these globals by repr into kernel source that it embeds in a triple-quoted string, where
+# an escaped newline would become a real one inside a one-line string literal (a SyntaxError at import).
+_INT4_PAIRS_ASM = " ".join(_INT4_PAIRS_ASM.split())
 INT4_PAIRS_BF16 = tl.constexpr(_INT4_PAIRS_ASM.replace("MAGIC", "0x43434343").replace("TYPE", "bf16x2"))
 INT4_PAIRS_F16 = tl.constexpr(_INT4_PAIRS_ASM.replace("MAGIC", "0x64646464").replace("TYPE", "f16x2"))
 
