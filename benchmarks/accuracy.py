@@ -41,6 +41,13 @@ from accel.compiler.backend import run_rewritten_eagerly  # noqa: E402
 
 SCHEMES = [
     ("int8_weight_only", {}),
+    # fuse_norm folds each RMSNorm's weight into the weight that is then quantized (session 9): the same scheme
+    # with the norms left in the graph, for same-run comparisons
+    ("int8_weight_only, fuse_norm=False", {"quantize": "int8_weight_only", "fuse_norm": False}),
+    ("int4_weight_only g128 asym, fuse_norm=False", {"quantize": "int4_weight_only", "group_size": 128,
+                                                     "fuse_norm": False}),
+    ("w8a8_fp8, fuse_norm=False", {"quantize": "w8a8_fp8", "fuse_norm": False}),
+    ("w8a8_int8, fuse_norm=False", {"quantize": "w8a8_int8", "fuse_norm": False}),
     ("int4_weight_only g128 asym", {"quantize": "int4_weight_only", "group_size": 128}),
     ("int4_weight_only g128 asym, gptq=False", {"quantize": "int4_weight_only", "group_size": 128, "gptq": False}),
     ("int4_weight_only g128 asym awq", {"quantize": "int4_weight_only", "group_size": 128, "awq": True}),

@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--variants", default="inductor")
     ap.add_argument("--context", type=int, default=160)
     ap.add_argument("--cudagraphs", action="store_true", help="profile CUDA graph replays and count per-step copies")
+    ap.add_argument("--top", type=int, default=25, help="kernels listed per variant, by time")
     args = ap.parse_args()
     from transformers import StaticCache
 
@@ -48,7 +49,7 @@ def main() -> None:
                 for i in range(5):
                     step(model, cache, tok, torch.tensor([args.context + 3 + i], device="cuda"))
                 torch.cuda.synchronize()
-        report(variant, prof, steps=5, cudagraphs=args.cudagraphs)
+        report(variant, prof, steps=5, cudagraphs=args.cudagraphs, top=args.top)
 
 
 def is_copy(name: str) -> bool:
@@ -57,7 +58,7 @@ def is_copy(name: str) -> bool:
     return low.startswith("memcpy") or "copy_kernel" in low or "copykernel" in low or "catarraybatchedcopy" in low
 
 
-def report(variant: str, prof, steps: int, cudagraphs: bool) -> None:
+def report(variant: str, prof, steps: int, cudagraphs: bool, top: int = 25) -> None:
     per_kernel = defaultdict(lambda: [0.0, 0])
     for ev in prof.events():
         if ev.device_type == torch.autograd.DeviceType.CUDA:
@@ -68,7 +69,7 @@ def report(variant: str, prof, steps: int, cudagraphs: bool) -> None:
     mode = "CUDA graph replay" if cudagraphs else "host launches"
     print(f"== {variant} ({mode}): {total:.0f} us of GPU time per step, "
           f"{sum(v[1] for v in per_kernel.values()) // steps} kernels/copies per step")
-    for name, (us, n) in sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:25]:
+    for name, (us, n) in sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:top]:
         print(f"  {us:8.1f} us  {n // steps:4d}x  {name}")
     copies = {name: v for name, v in per_kernel.items() if is_copy(name)}
     n_copies = sum(v[1] for v in copies.values()) / steps

@@ -31,11 +31,15 @@ class CompileContext:
     derived: list[torch.Tensor] = field(default_factory=list)
     derived_sources: dict[fx.Node, tuple[fx.Node, ...]] = field(default_factory=dict)
     """For each derived input, the parameter inputs it was computed from (a merged weight's parts)."""
+    norm_folds: dict[fx.Node, tuple[fx.Node, fx.Node]] = field(default_factory=dict)
+    """For each weight fuse_norm folded a norm's weight into: (the weight before folding, the norm's weight), so
+    that quantize_weights quantizes the unfolded weight and hands the norm's weight to the kernel instead."""
     linear_inputs: dict[fx.Node, torch.Tensor] | None = None
     """Sampled input activations of each parameter linear on the example inputs, by weight node (filled by the
     capture pass when quantizing, for per-layer SQNR); ``None`` when not captured."""
 
     def __post_init__(self) -> None:
+        self._lazy: dict[fx.Node, Callable[[], torch.Tensor]] = {}  # derived inputs not computed yet
         self._placeholders = list(self.gm.graph.find_nodes(op="placeholder"))
         self._position = {node: i for i, node in enumerate(self._placeholders)}
         self._fake_mode = _find_fake_mode(self.gm, self.example_inputs)
@@ -51,7 +55,7 @@ class CompileContext:
             return None
         n_user = len(self._placeholders) - len(self.derived)
         if idx >= n_user:
-            return self.derived[idx - n_user]
+            return self._derived_value(idx - n_user)
         t = self.example_inputs[idx] if idx < len(self.example_inputs) else None
         if not isinstance(t, torch.nn.Parameter) or _is_fake(t):
             return None
@@ -60,25 +64,53 @@ class CompileContext:
     def is_weight(self, node: Any) -> bool:
         return self.weight_value(node) is not None
 
-    def add_derived(self, name: str, compute: Callable[[], torch.Tensor], sources: tuple[fx.Node, ...] = ()) -> fx.Node:
+    def add_derived(self, name: str, compute: Callable[[], torch.Tensor], sources: tuple[fx.Node, ...] = (),
+                    lazy_like: torch.Tensor | None = None) -> fx.Node:
         """Add a graph input holding ``compute()`` (evaluated now, without autograd) and return its node;
-        ``sources`` are the weight inputs it is computed from."""
-        with torch.no_grad():
-            value = compute().detach().contiguous()
+        ``sources`` are the weight inputs it is computed from. With ``lazy_like`` (a tensor of the result's shape,
+        dtype and device), ``compute`` runs only when the value is asked for (``weight_value``) or the input is
+        still read when the graph is finished (``materialize_derived``): a norm-folded weight that quantization
+        replaces is never made, and takes no memory at compile time."""
+        value = None
+        if lazy_like is None or self._fake_mode is None:
+            value = self._computed(compute)
+            fake = self._fake_mode.from_tensor(value, static_shapes=True) if self._fake_mode else value
+        else:
+            with self._fake_mode:
+                fake = torch.empty(lazy_like.shape, dtype=lazy_like.dtype, device=lazy_like.device)
         graph = self.gm.graph
         with graph.inserting_after(self._placeholders[-1]):
             node = graph.placeholder(f"accel_{name}_{len(self.derived)}")
         node._dynamo_source = None  # not a Dynamo input: Dynamo must not look it up
         # AOTAutograd treats this as a static input (no CUDA-graph copies), like a parameter.
         node.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
-        fake = self._fake_mode.from_tensor(value, static_shapes=True) if self._fake_mode else value
         node.meta["example_value"] = node.meta["val"] = fake
         self.derived_sources[node] = tuple(sources)
         self._position[node] = len(self._placeholders)
         self._placeholders.append(node)
         self.derived.append(value)
-        self.report.derived_weight_bytes += value.numel() * value.element_size()
+        if value is None:
+            self._lazy[node] = compute
+        else:
+            self.report.derived_weight_bytes += value.numel() * value.element_size()
         return node
+
+    def _computed(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return compute().detach().contiguous()
+
+    def _derived_value(self, i: int) -> torch.Tensor:
+        """Derived input ``i``'s tensor, computing it now if it was added lazily."""
+        if self.derived[i] is None:
+            node = self._placeholders[len(self._placeholders) - len(self.derived) + i]
+            value = self.derived[i] = self._computed(self._lazy.pop(node))
+            self.report.derived_weight_bytes += value.numel() * value.element_size()
+        return self.derived[i]
+
+    def materialize_derived(self) -> None:
+        """Compute every lazily added derived input that is still in the graph (call after ``drop_unused_derived``)."""
+        for i in range(len(self.derived)):
+            self._derived_value(i)
 
     def drop_unused_derived(self) -> int:
         """Remove derived inputs that no node reads any more (a merged weight replaced by its quantized or
@@ -91,7 +123,8 @@ class CompileContext:
                 continue
             self.gm.graph.erase_node(node)
             self.derived_sources.pop(node, None)
-            self.report.derived_weight_bytes -= value.numel() * value.element_size()
+            if self._lazy.pop(node, None) is None:  # (a lazy one was never made)
+                self.report.derived_weight_bytes -= value.numel() * value.element_size()
         dropped = len(self.derived) - len(keep)
         self._placeholders = self._placeholders[:n_user] + [node for node, _ in keep]
         self.derived[:] = [value for _, value in keep]
@@ -99,14 +132,16 @@ class CompileContext:
         return dropped
 
     # ---- building nodes ------------------------------------------------------------------------------
-    def call(self, target: Any, args: tuple, kwargs: dict | None = None, *, like: fx.Node) -> fx.Node:
-        """Insert ``target(*args, **kwargs)`` before ``like``, copying its provenance and computing the new
-        node's example value with the graph's fake mode."""
+    def call(self, target: Any, args: tuple, kwargs: dict | None = None, *, like: fx.Node,
+             provenance: fx.Node | None = None) -> fx.Node:
+        """Insert ``target(*args, **kwargs)`` before ``like``, copying the provenance (module path, source line) of
+        ``provenance`` (default: ``like``) and computing the new node's example value with the graph's fake mode."""
         with self.gm.graph.inserting_before(like):
             node = self.gm.graph.call_function(target, args, kwargs or {})
+        origin = like if provenance is None else provenance
         for key in _KEPT_META:
-            if key in like.meta:
-                node.meta[key] = like.meta[key]
+            if key in origin.meta:
+                node.meta[key] = origin.meta[key]
         self.propagate(node)
         return node
 

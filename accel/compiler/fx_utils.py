@@ -88,6 +88,14 @@ def arg(node: fx.Node, index: int, name: str | None = None, default: Any = None)
     return default
 
 
+def schema_args(node: fx.Node) -> dict[str, Any]:
+    """Every schema argument of an op-overload node (an ``accel::*`` op) by name, defaults filled in."""
+    out = {}
+    for i, a in enumerate(node.target._schema.arguments):
+        out[a.name] = node.args[i] if i < len(node.args) else node.kwargs.get(a.name, a.default_value)
+    return out
+
+
 def val(node: Any) -> Any:
     """The example value Dynamo recorded for ``node`` (a fake tensor, SymInt, ...), or ``None``."""
     if not isinstance(node, fx.Node):

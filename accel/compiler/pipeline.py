@@ -33,12 +33,13 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     # Last: whatever linear no fusion took (o_proj, lm_head, ...).
     if options.replace_linear:
         passes.append(ReplaceLinearPass())
-    # After every linear is an accel op: swap weights for quantized copies (lossy, opt-in).
-    if options.quantize:
-        passes.append(QuantizeWeightsPass())
-    # Last: norms and residual adds into the (unquantized) projections around them.
+    # Norms and residual adds into the projections around them (norm weights folded into the weights).
     if options.fuse_norm:
         passes.append(FuseNormPass())
+    # After every linear is an accel op: swap weights (norm-folded ones included) for quantized copies (lossy,
+    # opt-in); the fused norms and residuals carry over to the quantized ops.
+    if options.quantize:
+        passes.append(QuantizeWeightsPass())
     # Independent of the rest: a greedy step's argmax over the vocabulary.
     if options.split_argmax:
         passes.append(SplitArgmaxPass())

@@ -10,7 +10,9 @@ After (``quantize="int4_weight_only"``)::
     out = torch.ops.accel.qlinear(h, accel_q_4, accel_qscale_5, accel_qzero_6, None, "int4_weight_only", 128, "identity", False)
 
 Each weight is quantized once, from the real parameter (or merged weight), into new graph inputs; the graph no
-longer reads the full-precision copy. The accuracy guard measures every layer's SQNR — on the example inputs' real
+longer reads the full-precision copy. ``fuse_norm`` runs first: a projection's fused RMSNorm (``norm_eps``) and
+residual carry over to its qlinear nodes, and for a weight the norm's weight was folded into (``ctx.norm_folds``),
+the unfolded weight is quantized and the norm's weight passed as ``norm_weight`` (the folded copy is never made). The accuracy guard measures every layer's SQNR — on the example inputs' real
 activations when ``capture_linear_inputs`` could record them, else on the weight itself — records it in the report,
 and keeps layers below ``min_sqnr_db`` in full precision. int4, w8a8_int8 and w8a8_fp8 also use those activations:
 GPTQ on their Hessian (``runtime/gptq.py``; option ``gptq``, on by default); int4 without GPTQ weights each
@@ -74,16 +76,24 @@ class QuantizeWeightsPass(AccelPass):
     def __call__(self, gm: fx.GraphModule, ctx: CompileContext) -> int:
         count = 0
         for node in list(gm.graph.nodes):
+            if node.target not in (LINEAR, FFN):
+                continue
+            # fuse_norm ran first: a norm in front (norm_eps) and a residual behind carry over
+            a = fu.schema_args(node)
+            eps, residual = a["norm_eps"], a["residual"]
             if node.target is LINEAR:
-                x, w, b = node.args
+                x, b = a["x"], a["bias"]
+                w, norm_w = ctx.norm_folds.get(a["weight"], (a["weight"], None))  # quantize the unfolded weight
                 layer = _layer(ctx, node, w)
                 plan = _plan(ctx, node, layer, _smoothing(ctx, node, layer)) if layer is not None else None
                 if plan is None:
                     continue
-                new = _qlinear(ctx, node, _smooth_input(ctx, node, x, plan), plan, b, "identity", False, "linear")
+                new = _qlinear(ctx, node, _smooth_input(ctx, node, x, plan), plan, b, "identity", False, "linear",
+                               eps, norm_w, residual)
                 count += 1
-            elif node.target is FFN:
-                x, w1, b1, w2, b2, act, gated = node.args
+            else:
+                x, w1, b1, w2, b2, act, gated = (a[k] for k in ("x", "w1", "b1", "w2", "b2", "activation", "gated"))
+                w1, norm_w = ctx.norm_folds.get(w1, (w1, None))
                 first = _layer(ctx, node, w1)
                 second = _layer(ctx, node, w2) if first is not None else None  # all or nothing: reported once
                 if second is None:
@@ -104,11 +114,10 @@ class QuantizeWeightsPass(AccelPass):
                 if folded_bias is not None:
                     b1 = ctx.add_derived("bias", lambda: folded_bias)
                 h = _qlinear(ctx, node, _smooth_input(ctx, node, x, plans[0]), plans[0], b1, act, gated,
-                             "gate_up" if gated else "fc1")
-                new = _qlinear(ctx, node, h, plans[1], b2, "identity", False, "down" if gated else "fc2")
+                             "gate_up" if gated else "fc1", eps, norm_w)
+                new = _qlinear(ctx, node, h, plans[1], b2, "identity", False, "down" if gated else "fc2",
+                               residual=residual)
                 count += 2
-            else:
-                continue
             node.replace_all_uses_with(new)
             fu.erase_if_dead([node])
         return count
@@ -244,12 +253,16 @@ def _smooth_input(ctx: CompileContext, node: fx.Node, x: fx.Node, plan: _Plan) -
 
 
 def _qlinear(ctx: CompileContext, node: fx.Node, x: fx.Node, plan: _Plan, bias: fx.Node | None, activation: str,
-             gated: bool, part: str) -> fx.Node:
+             gated: bool, part: str, norm_eps: float | None = None, norm_weight: fx.Node | None = None,
+             residual: fx.Node | None = None) -> fx.Node:
     o = ctx.options
     q = ctx.add_derived("q", lambda: plan.qweight)
     s = ctx.add_derived("qscale", lambda: plan.scale)
     z = ctx.add_derived("qzero", lambda: plan.zero) if plan.zero is not None else None
-    new = ctx.call(QLINEAR, (x, q, s, z, bias, o.quantize, o.group_size, activation, gated), like=node)
+    args = (x, q, s, z, bias, o.quantize, o.group_size, activation, gated)
+    if norm_eps is not None or residual is not None:
+        args += (norm_eps, norm_weight, residual)
+    new = ctx.call(QLINEAR, args, like=node)
     smoothed = "" if plan.smooth is None else " awq" if o.awq else f" smoothquant={o.smoothquant}"
     ctx.matched("quantize", o.quantize, node, f"{part}{smoothed} sqnr={plan.db:.1f} dB ({plan.kind})")
     return new

@@ -187,9 +187,16 @@ def _int8_matmul(qx: torch.Tensor, qw: torch.Tensor) -> torch.Tensor:
 
 def qlinear_reference(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
                       bias: torch.Tensor | None, scheme: str, group_size: int, activation: str = "identity",
-                      gated: bool = False) -> torch.Tensor:
-    """What ``accel::qlinear`` computes, for x [..., K]; the output has x's dtype."""
+                      gated: bool = False, norm_eps: float | None = None, norm_weight: torch.Tensor | None = None,
+                      residual: torch.Tensor | None = None) -> torch.Tensor:
+    """What ``accel::qlinear`` computes, for x [..., K]; the output has x's dtype. With ``norm_eps``, x is first
+    RMS-normalized (``reference.rms_norm``, times ``norm_weight`` when given); a ``residual`` [..., N] is added in
+    fp32 before the one rounding."""
     check_scheme(scheme)
+    if norm_eps is not None:
+        from accel.runtime.reference import rms_norm
+
+        x = rms_norm(x, norm_eps, norm_weight)
     x2 = x.reshape(-1, x.shape[-1])
     if scheme in ("int8_weight_only", "int4_weight_only"):
         w = dequantize_weight(qweight, scale, zero, scheme, group_size)[:, : x2.shape[1]]  # drop int4 padding
@@ -208,6 +215,8 @@ def qlinear_reference(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
         acc = act(gate) * up
     else:
         acc = act(acc)
+    if residual is not None:
+        acc = acc + residual.reshape(acc.shape).float()
     return acc.to(x.dtype).reshape(*x.shape[:-1], acc.shape[-1])
 
 

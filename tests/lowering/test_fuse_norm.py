@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accel.runtime.ops import FFN, LINEAR
+from accel.runtime import quant
+from accel.runtime.ops import FFN, LINEAR, QLINEAR
 from tests.testing_backend import capture_graph, rel_l2, rewrite_only
 
 TOL_FP32 = 1e-5
@@ -60,7 +61,7 @@ class Block(torch.nn.Module):
 def rewritten_ops(fn, *args, options=None):
     """(accel op nodes with their arguments by name, call targets, report) of the graph accel hands to Inductor."""
     from accel.compiler.backend import AccelBackend, run_rewritten_eagerly
-    from accel.lowering.fuse_norm import _full_args
+    from accel.compiler.fx_utils import schema_args as _full_args
 
     graphs = []
 
@@ -73,7 +74,7 @@ def rewritten_ops(fn, *args, options=None):
     with torch.no_grad():
         torch.compile(fn, backend=backend, fullgraph=True)(*args)
     calls = [n for n in graphs[0].graph.nodes if n.op in ("call_function", "call_method")]
-    ops = [(n, _full_args(n)) for n in calls if n.target in (LINEAR, FFN)]
+    ops = [(n, _full_args(n)) for n in calls if n.target in (LINEAR, FFN, QLINEAR)]
     return ops, [n.target for n in calls], backend.report
 
 
@@ -213,9 +214,65 @@ def test_quantized_block_keeps_only_the_quantized_copies():
     torch.manual_seed(0)
     m = Block().eval()
     _, report = rewrite_only(m, torch.randn(1, 3, 32), options={"quantize": "int8_weight_only"})
-    assert report.counts["quantize"] == 4 and report.counts["norm"] == 0  # norms stay with quantized projections
+    assert report.counts["quantize"] == 4 and report.counts["norm"] == 4  # both norms and residuals fused
     # int8 codes of q/k/v [96, 32], o [32, 96], gate/up [128, 32], down [32, 64] plus their fp32 row scales; the fp32
-    # merged q/k/v and gate/up weights the quantizer started from are dropped
+    # merged, norm-folded q/k/v and gate/up weights the quantizer started from are dropped
     codes = 96 * 32 + 32 * 96 + 128 * 32 + 32 * 64
     scales = 4 * (96 + 32 + 128 + 32)
     assert report.graphs[0].derived_weight_bytes == codes + scales
+
+
+def _layer_sqnrs(report) -> list[float]:
+    """The accuracy guard's per-layer output SQNRs (dB) from the report's quantize matches."""
+    return [float(mm.detail.split("sqnr=")[1].split(" dB")[0]) for mm in report.matches if mm.family == "quantize"]
+
+
+@pytest.mark.parametrize("scheme,group_size,floor_db", [("int8_weight_only", 128, 30.0), ("int4_weight_only", 32, 12.0)])
+def test_quantized_block_fuses_norms_and_residuals_into_the_quantized_ops(scheme, group_size, floor_db):
+    """fuse_norm runs before quantize_weights: the qlinear nodes carry norm_eps, the norm's weight (the weight that
+    gets quantized is the unfolded one, with the captured activations it multiplies) and the residuals."""
+    torch.manual_seed(0)
+    m = Block().eval()
+    x = torch.randn(2, 80, 32)  # 160 rows: enough for int4's GPTQ (128)
+    options = {"quantize": scheme, "group_size": group_size}
+    out, report = rewrite_only(m, x, options=options)
+    assert report.counts["quantize"] == 4 and report.counts["norm"] == 4, report
+    assert min(_layer_sqnrs(report)) >= floor_db, report.matches
+    assert quant.sqnr_db(m(x), out) >= floor_db - 3
+    ops, targets, _ = rewritten_ops(m, x, options=options)
+    assert not {torch.rsqrt, "rsqrt", "mean", "pow"} & set(targets)
+    (qkv, a_qkv), (o, a_o), (gate_up, a_gu), (down, a_down) = ops
+    assert all(n.target is QLINEAR for n, _ in ops)
+    assert a_qkv["norm_eps"] == pytest.approx(1e-6) and a_qkv["residual"] is None
+    assert a_qkv["norm_weight"].op == "placeholder" and a_gu["norm_weight"].op == "placeholder"
+    assert a_qkv["norm_weight"] is not a_gu["norm_weight"] and a_o["norm_weight"] is None
+    assert a_o["norm_eps"] is None and a_o["residual"] is a_qkv["x"]
+    assert a_gu["x"] is o and a_gu["norm_eps"] == pytest.approx(1e-6) and a_gu["gated"]
+    assert a_down["x"] is gate_up and a_down["residual"] is o and a_down["norm_eps"] is None
+
+
+def test_smoothing_keeps_the_norms_but_fuses_the_residuals():
+    torch.manual_seed(0)
+    m = Block().eval()
+    out, report = rewrite_only(m, torch.randn(2, 80, 32), options={"quantize": "w8a8_int8", "smoothquant": 0.5})
+    patterns = sorted(mm.pattern for mm in report.matches if mm.family == "norm")
+    assert patterns == ["residual_add", "residual_add"], report
+
+
+def test_quantizing_never_makes_the_folded_weights_unless_a_layer_stays_unquantized(monkeypatch):
+    """The norm-folded copies are lazy when quantizing: quantized layers use the unfolded weight, so none is made
+    (no compile-time memory); a layer the guard keeps in full precision still gets its folded weight, exactly."""
+    import accel.lowering.fuse_norm as fn
+
+    made = []
+    fold = fn._fold
+    monkeypatch.setattr(fn, "_fold", lambda w, g: made.append(tuple(w.shape)) or fold(w, g))
+    torch.manual_seed(0)
+    m = Block().eval()
+    x = torch.randn(2, 80, 32)
+    _, report = rewrite_only(m, x, options={"quantize": "int8_weight_only"})
+    assert report.counts["quantize"] == 4 and made == []
+    # every layer kept in full precision by the guard: both folded weights are made and used
+    out, report = rewrite_only(m, x, options={"quantize": "int8_weight_only", "min_sqnr_db": 200})
+    assert report.counts["quantize"] == 0 and report.counts["norm"] == 4 and sorted(made) == [(96, 32), (128, 32)]
+    assert rel_l2(out, m(x)) <= TOL_FP32

@@ -64,6 +64,10 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
                 kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, _config={**cands[0], "SPLIT_K": 2})
                 flipped = {**cands[0], "CHUNKS_FIRST": not kq.CHUNKS_FIRST}
                 kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, _config=flipped)
+                # the RMSNorm prologue and the residual epilogue, in both axis orders
+                r, g = torch.randn(M, N, dtype=dt), torch.randn(K, dtype=dt)
+                for cfg in ({**cands[0], "SPLIT_K": 1}, {**flipped, "SPLIT_K": 1}):
+                    kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, 1e-5, g, r, _config=cfg)
         x = torch.randn(2, K, dtype=dt)
         for M in (2, 32):
             cfg = kq.candidate_configs(M, N // 2, K, scheme, 128, True, 2, 132)[0]

@@ -501,6 +501,46 @@ def test_skinny_candidates_split_to_a_wave_past_the_workspace_bound():
     assert programs * first["SPLIT_K"] <= 4 * 132 < 2 * programs * first["SPLIT_K"]
 
 
+NORM_CASES = [(s, p) for s in SCHEMES for p in paths(s) if p in ("gemv", "gemv-reordered", "gemv-splitk3", "skinny",
+                                                                 "skinny-splitk2", "cublas")]
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+@pytest.mark.parametrize("scheme,path", NORM_CASES)
+def test_norm_and_residual(scheme, path, gated):
+    """x RMS-normalized and times the norm's weight first (in the word GEMV's prologue, else by torch ops before
+    the kernel) and the residual added in the epilogue (by the split-K epilogue kernel when split, after cuBLAS):
+    as the reference."""
+    M, N, K, G = (3, 24, 128, 32)
+    x, qw, scale, zero, b = make_inputs(scheme, M, 2 * N if gated else N, K, group_size=G)
+    x = 3.0 * x  # rows far from unit RMS, so a missing norm shows
+    r = torch.randn(M, N, generator=torch.Generator().manual_seed(1)).to(DEVICE, x.dtype)
+    g = (1.0 + 0.5 * torch.randn(K, generator=torch.Generator().manual_seed(2))).to(DEVICE, x.dtype)
+    act = "silu" if gated else "identity"
+    out = ql.qlinear(x, qw, scale, zero, b, scheme, G, act, gated, 1e-5, g, r, _config=CONFIGS[path])
+    ref = quant.qlinear_reference(x, qw, scale, zero, b, scheme, G, act, gated, 1e-5, g, r)
+    rtol, atol = tolerance(scheme, x.dtype, K)
+    torch.testing.assert_close(out.double(), ref.double(), rtol=rtol, atol=atol)
+    for changed in (quant.qlinear_reference(x, qw, scale, zero, b, scheme, G, act, gated),  # no norm, no residual
+                    quant.qlinear_reference(x, qw, scale, zero, b, scheme, G, act, gated, 1e-5, None, r)):  # no g
+        assert (changed - ref).abs().max() > 0.1
+
+
+def test_word_gemv_normalizes_in_its_prologue(monkeypatch):
+    """One launch for norm + GEMV + residual at decode; a split GEMV or a tl.dot tile normalizes x first."""
+    launched = record_launches(monkeypatch)
+    x, qw, scale, zero, b = make_inputs("int4_weight_only", 1, 24, 128)
+    r = torch.randn(1, 24).to(DEVICE, x.dtype)
+    g = torch.rand(128).to(DEVICE, x.dtype)
+    ql.qlinear(x, qw, scale, zero, b, "int4_weight_only", 32, "identity", False, 1e-5, g, r, _config=CONFIGS["gemv"])
+    assert [name for name, _ in launched] == ["_qgemv_words_kernel"]
+    assert launched[0][1]["NORM"] and launched[0][1]["HAS_NORM_W"] and launched[0][1]["HAS_RES"]
+    assert ql.fuses_norm(CONFIGS["gemv"], "int4_weight_only", 128)
+    for path in ("gemv-splitk3", "skinny"):
+        assert not ql.fuses_norm(CONFIGS[path], "int4_weight_only", 128)
+    assert not ql.fuses_norm(CONFIGS["gemv"], "w8a8_int8", 128)  # the byte GEMV has no prologue norm
+
+
 def test_kernel_string_constants_are_one_line():
     """Inductor copies a user kernel's global constexprs into the kernel source by repr and embeds that source in a
     triple-quoted string, where an escaped newline turns into a real one inside a one-line literal: the generated

@@ -30,7 +30,7 @@ import torch
 import triton
 from torch.library import wrap_triton
 
-from accel.runtime import autotune_cache, quant
+from accel.runtime import autotune_cache, quant, reference
 from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear_kernels as qk
@@ -280,18 +280,31 @@ def dequantize(qweight: torch.Tensor, scale: torch.Tensor, zero, scheme: str, gr
     return out
 
 
+def fuses_norm(cfg: dict, scheme: str, K) -> bool:
+    """Can ``cfg`` apply an RMSNorm to x in its prologue? The weight-only word GEMV without split-K (each program
+    sees whole rows of x); other configs normalize x first with torch ops."""
+    return cfg["kernel"] == "gemv" and cfg["SPLIT_K"] == 1 and _gemv_reads_words(scheme, static_int(K))
+
+
 def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero, bias, scheme: str,
-           group_size: int, act: int, gated: bool) -> torch.Tensor:
-    """Run ``cfg`` for out [M, N]: (1) check the config against the int4 groups and make x contiguous along K
-    for the Triton paths, (2) allocate output and split-K workspace (and, for W8A8 tiles, the quantized x),
-    (3) launch the kernels. The inputs themselves are checked by ``qlinear``."""
+           group_size: int, act: int, gated: bool, norm_eps: float | None = None,
+           norm_weight: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """Run ``cfg`` for out [M, N] (+ residual), x RMS-normalized first (times ``norm_weight``) when ``norm_eps``
+    is given: (1) check the config against the int4 groups and make x contiguous along K for the Triton paths,
+    (2) allocate output and split-K workspace (and, for W8A8 tiles, the quantized x), (3) launch the kernels. The
+    inputs themselves are checked by ``qlinear``. The residual is added in the kernel's epilogue (by the split-K
+    epilogue kernel when split, after the matmul for cuBLAS)."""
     M, K = x.shape
     n_rows = qweight.shape[0]
     N = n_rows // 2 if gated else n_rows
     int4 = scheme == "int4_weight_only"
+    if norm_eps is not None and not fuses_norm(cfg, scheme, K):
+        x, norm_eps, norm_weight = reference.rms_norm(x, norm_eps, norm_weight), None, None
+    if residual is not None and static_int(residual.stride(1)) != 1:
+        residual = residual.contiguous()
     if cfg["kernel"] == "cublas":
         w = dequantize(qweight, scale, zero, scheme, group_size, x.dtype)
-        return kl.launch(kl.CUBLAS, x, w, None if bias is None else bias.to(x.dtype), act, gated)
+        return kl.launch(kl.CUBLAS, x, w, None if bias is None else bias.to(x.dtype), act, gated, residual=residual)
     if static_int(x.stride(1)) != 1:
         x = x.contiguous()  # the kernels assume unit stride along K (vector loads)
     split, block_k = cfg["SPLIT_K"], cfg["BLOCK_K"]
@@ -307,10 +320,14 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     ws = kl._alloc((split, M, n_rows), torch.float32, x.device) if split > 1 else x
     zero_arg = zero if zero is not None else scale
     bias_arg = bias if bias is not None else scale
+    res_in_kernel = residual if split == 1 else None  # with split-K the epilogue kernel adds it
+    res_arg = res_in_kernel if res_in_kernel is not None else scale
+    stride_rm = res_in_kernel.stride(0) if res_in_kernel is not None else 0
     stride_sn = scale.stride(0) if int4 else 0
     meta = dict(SCHEME=SCHEME_IDS[scheme], GROUP_SIZE=group_size if int4 else 1, HAS_ZERO=zero is not None,
                 HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLIT_K=split, BLOCK_N=cfg["BLOCK_N"],
-                EVEN_K=even_k, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                EVEN_K=even_k, HAS_RES=res_in_kernel is not None, num_warps=cfg["num_warps"],
+                num_stages=cfg["num_stages"])
     if cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
         m = static_int(M)
@@ -320,19 +337,20 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
             w = qweight.view(torch.int32)  # [N_w, K / per_word]: whole words for _decode_words
             chunk = cfg.get("SUB", 1) * _per_word(scheme)
             wrap_triton(qk._qgemv_words_kernel)[grid](
-                x, w, scale, zero_arg, bias_arg, out, ws,
-                M, N, K, k_per_split,
-                x.stride(0), w.stride(0), stride_sn, out.stride(0),
+                x, w, scale, zero_arg, bias_arg, out, ws, res_arg, norm_weight if norm_weight is not None else scale,
+                M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0,
+                x.stride(0), w.stride(0), stride_sn, out.stride(0), stride_rm,
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
-                CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), **meta,
+                CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
+                HAS_NORM_W=norm_weight is not None, **meta,
             )
         else:
             chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
             meta = {k: v for k, v in meta.items() if k not in ("GROUP_SIZE", "HAS_ZERO")}  # no int4 here
             wrap_triton(qk._qgemv_bytes_kernel)[grid](
-                x, qweight, scale, bias_arg, out, ws,
+                x, qweight, scale, bias_arg, out, ws, res_arg,
                 M, N, K, k_per_split,
-                x.stride(0), qweight.stride(0), out.stride(0),
+                x.stride(0), qweight.stride(0), out.stride(0), stride_rm,
                 BLOCK_M=block_m, CHUNK=chunk, NUM_CHUNKS=block_k // chunk,
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), **meta,
             )
@@ -343,15 +361,15 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                  and scale.dtype == x.dtype and not _INTERPRET)  # (the pairs hold s in x's dtype)
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
         wrap_triton(qk._qgemm_kernel)[grid](
-            qx, x_scale, qweight, scale, zero_arg, bias_arg, out, ws,
+            qx, x_scale, qweight, scale, zero_arg, bias_arg, out, ws, res_arg,
             M, N, K, k_per_split,
-            qx.stride(0), qweight.stride(0), stride_sn, out.stride(0),
+            qx.stride(0), qweight.stride(0), stride_sn, out.stride(0), stride_rm,
             BLOCK_M=cfg["BLOCK_M"], BLOCK_K=block_k, GROUP_M=cfg["GROUP_M"], FP32_IEEE=fp32_ieee,
             FP8_PROMOTE=0 if FP8_PROMOTE_K is None else max(1, FP8_PROMOTE_K // block_k), PAIRS=pairs,
             SWAP=cfg.get("SWAP", False) and scheme in WEIGHT_ONLY, **meta,
         )
     if split > 1:
-        kl._launch_epilogue(ws, bias, out, act, gated, split)
+        kl._launch_epilogue(ws, bias, out, act, gated, split, residual)
     return out
 
 
@@ -370,14 +388,15 @@ def _sources() -> str:
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel,
         kl._load_tile, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
-        candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, launch)
+        candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch)
 
 
 def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int):
     """make_runner for ``tune``: random inputs in the real shapes and formats, made once."""
     made: dict = {}
 
-    def make(cfg, act, gated):
+    def make(cfg, act, gated, norm=False):
+        """A runner of ``cfg``; with ``norm``, x is RMS-normalized first (times a weight)."""
         if not made:
             M, K = (int(s) for s in x.shape)
             n_rows = int(qweight.shape[0])
@@ -386,15 +405,18 @@ def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: 
             made["q"], made["s"], made["z"] = quant.quantize_weight(w, scheme, group_size, symmetric=zero is None)
             made["x"] = torch.randn(M, K, dtype=x.dtype, device=x.device)
             made["b"] = None if bias is None else torch.randn(n_rows, dtype=bias.dtype, device=x.device)
+            made["g"] = 1.0 + 0.1 * torch.randn(K, dtype=x.dtype, device=x.device)
         return lambda: launch(cfg, made["x"], made["q"], made["s"], made["z"], made["b"], scheme, group_size,
-                              act, gated)
+                              act, gated, 1e-6 if norm else None, made["g"] if norm else None)
 
     return make
 
 
-def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, act: int, gated: bool) -> dict:
+def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, act: int, gated: bool,
+                  norm: bool = False) -> dict:
     """The config for this call: the general GEMM for symbolic or empty shapes, else the fastest measured
-    candidate on CUDA (cached per shape, scheme, dtype and epilogue), else the heuristic default."""
+    candidate on CUDA (cached per shape, scheme, dtype and epilogue; with ``norm``, each timed with its RMSNorm,
+    in the kernel or before it), else the heuristic default."""
     M, n_rows, K = (static_int(s) for s in (x.shape[0], qweight.shape[0], x.shape[1]))
     N = None if n_rows is None else n_rows // 2 if gated else n_rows
     if M is None or N is None or K is None or min(M, N, K) == 0:
@@ -402,11 +424,11 @@ def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, a
     cands = candidate_configs(M, N, K, scheme, group_size, gated, x.element_size(), kl._num_sms(x.device))
     if x.device.type != "cuda":
         return cands[0]
-    name = f"qlinear.{scheme}.act{act}.{'gated' if gated else 'plain'}"
+    name = f"qlinear.{scheme}.act{act}.{'gated' if gated else 'plain'}{'.norm' if norm else ''}"
     shape = (M, N, K, group_size, bias is not None, zero is not None)
     key = autotune_cache.make_key(name, _sources(), shape, x.dtype, x.device)
     make = _measurement_inputs(x, qweight, scale, zero, bias, scheme, group_size)
-    return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated), default=cands[0])
+    return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated, norm), default=cands[0])
 
 
 def _check_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, gated: bool) -> None:
@@ -437,18 +459,31 @@ def _check_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, g
 
 
 def qlinear(x2d: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
-            bias: torch.Tensor | None, scheme: str, group_size: int, activation: str, gated: bool, *,
-            _config: dict | None = None) -> torch.Tensor:
-    """act(x2d [M, K] · dequant(qweight)ᵀ + bias) (or act(gate)·up) -> [M, N], contiguous in x's dtype, as
-    ``quant.qlinear_reference``. ``_config`` forces a config (tests and benchmarks)."""
+            bias: torch.Tensor | None, scheme: str, group_size: int, activation: str, gated: bool,
+            norm_eps: float | None = None, norm_weight: torch.Tensor | None = None,
+            residual: torch.Tensor | None = None, *, _config: dict | None = None) -> torch.Tensor:
+    """act(x2d' [M, K] · dequant(qweight)ᵀ + bias) (or act(gate)·up) [+ residual] -> [M, N], contiguous in x's
+    dtype, as ``quant.qlinear_reference``; x2d' is x2d RMS-normalized (times ``norm_weight`` [K] when given) when
+    ``norm_eps`` is given. ``_config`` forces a config (tests and benchmarks)."""
     quant.check_scheme(scheme)
     activation_fn(activation)  # raises ValueError naming the known activations
     act = ACTIVATION_IDS[activation]
     if scheme == "int4_weight_only" and 0 < 2 * qweight.shape[1] - x2d.shape[1] < group_size:
+        if norm_eps is not None:  # normalize over the real K, before the padding
+            x2d, norm_eps, norm_weight = reference.rms_norm(x2d, norm_eps, norm_weight), None, None
         # K is not a multiple of the group: the packed weight is zero-padded to whole groups (quant.py), so pad x
         # with zeros to match — the padding products are exactly 0 (one small copy of x per call)
         x2d = torch.nn.functional.pad(x2d, (0, 2 * qweight.shape[1] - x2d.shape[1]))
     _check_inputs(x2d, qweight, scale, zero, bias, scheme, group_size, gated)
+    if norm_weight is not None:
+        torch._check(norm_eps is not None and norm_weight.shape == (x2d.shape[1],) and norm_weight.stride(0) == 1,
+                     lambda: f"qlinear: norm_weight must be a contiguous [{x2d.shape[1]}] with norm_eps")
+    if residual is not None:
+        N = qweight.shape[0] // 2 if gated else qweight.shape[0]
+        torch._check(residual.shape == (x2d.shape[0], N) and residual.dtype == x2d.dtype,
+                     lambda: f"qlinear: the residual must be [{x2d.shape[0]}, {N}] in {x2d.dtype}")
     if _config is None:
-        _config = select_config(x2d, qweight, scale, zero, bias, scheme, group_size, act, gated)
-    return launch(_config, x2d, qweight, scale, zero, bias, scheme, group_size, act, gated)
+        _config = select_config(x2d, qweight, scale, zero, bias, scheme, group_size, act, gated,
+                                norm=norm_eps is not None)
+    return launch(_config, x2d, qweight, scale, zero, bias, scheme, group_size, act, gated, norm_eps, norm_weight,
+                  residual)

@@ -179,16 +179,17 @@ def _apply_scales(acc, x_scale, w_scale_ptr, offs_n, N, SCHEME: tl.constexpr):
 
 @triton.jit
 def _scale_and_write_back(acc, acc_up, x_scale, scale_ptr, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr,
-                          stride_om, SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
-                          GATED: tl.constexpr, SPLIT_K: tl.constexpr):
+                          stride_om, res_ptr, stride_rm, SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr,
+                          ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr, HAS_RES: tl.constexpr):
     """The tail every quantized kernel shares: the K-reduced [rows, BLOCK_N] sums (gate rows, and the up rows
-    from ``scale_ptr + N`` when GATED) through ``_apply_scales``, then ``linear._write_back`` (no residual)."""
+    from ``scale_ptr + N`` when GATED) through ``_apply_scales``, then ``linear._write_back`` (plus the residual
+    rows when HAS_RES, SPLIT_K = 1 only)."""
     out = _apply_scales(acc, x_scale, scale_ptr, offs_n, N, SCHEME)
     out_up = out
     if GATED:
         out_up = _apply_scales(acc_up, x_scale, scale_ptr + N, offs_n, N, SCHEME)
     _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
-                out_ptr, 0, HAS_BIAS, ACT, GATED, SPLIT_K, False)
+                res_ptr, stride_rm, HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES)
 
 
 @triton.jit
@@ -212,23 +213,29 @@ def _chunks_first(t, CHUNK_AXIS: tl.constexpr, CHUNKS_FIRST: tl.constexpr):
 @triton.jit
 def _qgemv_words_kernel(
     # Pointers (w: the weight as int32 words, 4 int8 or 8 int4 codes each)
-    x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr,
-    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
-    M, N, K, K_PER_SPLIT,
+    x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, nw_ptr,
+    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED) and the RMSNorm epsilon
+    M, N, K, K_PER_SPLIT, eps,
     # Strides (rows, in elements and words; unit stride along K)
-    stride_xm, stride_wn, stride_sn, stride_om,
+    stride_xm, stride_wn, stride_sn, stride_om, stride_rm,
     # Meta-parameters
     SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr,
     ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, NUM_CHUNKS: tl.constexpr,
     PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
+    NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, HAS_RES: tl.constexpr = False,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
     the matching SUB·PER_WORD values of x. Tiles are 5-D, [rows of x, weight rows, SUB, chunks, PER_WORD]:
     the word axis comes before the chunk axis, so that the vectorized loads of x (contiguous along the last
     axis) and of the words (contiguous along SUB) give every thread the same chunk, with no shuffle in the loop;
-    CHUNKS_FIRST moves the chunk axis to the front (``_chunks_first``)."""
+    CHUNKS_FIRST moves the chunk axis to the front (``_chunks_first``).
+
+    NORM (SPLIT_K = 1) projects x · rsqrt(mean(x²) + eps) [· g] as ``linear._gemv_kernel`` does: x² is accumulated
+    beside the products and the row's rsqrt scales the sums after the loop. The norm's weight g (HAS_NORM_W) is
+    not folded into the quantized weight, which would change its quantization: x is multiplied by it as it is
+    loaded, once per thread for all of its weight rows. HAS_RES adds the residual rows in the epilogue."""
     CHUNK: tl.constexpr = SUB * PER_WORD
     BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
     SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2  # of the 5-D tiles
@@ -251,6 +258,7 @@ def _qgemv_words_kernel(
     w_ptrs = w_ptr + _chunks_first(offs_n.to(tl.int64)[None, :, None, None], 3, CHUNKS_FIRST) * stride_wn
     w_ptrs += w_start + kw
     wu_ptrs = w_ptrs + tl.cast(N, tl.int64) * stride_wn
+    nw_ptrs = nw_ptr + k_start + kx  # the norm's weight, along K like x
     # int4 group parameters per chunk [1, BLOCK_N, NUM_CHUNKS]; the group index moves with k
     s_rows = _chunks_first(offs_n.to(tl.int64)[None, :, None], 2, CHUNKS_FIRST) * stride_sn
     su_rows = s_rows + tl.cast(N, tl.int64) * stride_sn
@@ -259,6 +267,7 @@ def _qgemv_words_kernel(
     # -- iterate over this split's K range (K is a multiple of PER_WORD: masks per word)
     acc = _chunks_first(tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32), 2, CHUNKS_FIRST)
     acc_up = acc
+    squares = _chunks_first(tl.zeros((BLOCK_M, 1, SUB, NUM_CHUNKS, PER_WORD), dtype=tl.float32), 3, CHUNKS_FIRST)
     k_loop = k_start
     if PDL:
         # the first step's words are loaded before waiting for x from the kernels before (see linear._gemv_kernel)
@@ -269,14 +278,27 @@ def _qgemv_words_kernel(
             wu = tl.load(wu_ptrs, mask=n_ok & (kw * PER_WORD < limit), other=0, eviction_policy="evict_first")
         pdl_wait(PDL)
         x = tl.load(x_ptrs, mask=m_ok & (kx < limit), other=0.0).to(tl.float32)
+        if NORM:
+            squares += x * x
+            if HAS_NORM_W:
+                x *= tl.load(nw_ptrs, mask=kx < limit, other=0.0).to(tl.float32)
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr,
                                   zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
         wu_ptrs += BLOCK_K // PER_WORD
+        nw_ptrs += BLOCK_K
         k_loop += BLOCK_K
     for k in range(k_loop, k_end, BLOCK_K):
         x = _load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, "").to(tl.float32)
+        if NORM:
+            squares += x * x
+            if HAS_NORM_W:
+                if EVEN_K:
+                    x *= tl.load(nw_ptrs).to(tl.float32)
+                else:
+                    x *= tl.load(nw_ptrs, mask=kx < K - k, other=0.0).to(tl.float32)
+                nw_ptrs += BLOCK_K
         k_ok = kw * PER_WORD < K - k
         w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")  # weights are streamed once
         wu = w
@@ -288,24 +310,35 @@ def _qgemv_words_kernel(
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
     pdl_launch_dependents(PDL)  # the next kernel may set up and load its weights during this tail
-    # -- scale and write back (no activation scale)
-    _scale_and_write_back(tl.sum(acc, axis=CHUNK_AXIS), tl.sum(acc_up, axis=CHUNK_AXIS),
-                          tl.zeros((BLOCK_M, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n, pid_k, M, N, b_ptr,
-                          out_ptr, ws_ptr, stride_om, SCHEME, HAS_BIAS, ACT, GATED, SPLIT_K)
+    # -- normalize, scale and write back (no activation scale)
+    acc_n = tl.sum(acc, axis=CHUNK_AXIS)
+    acc_up_n = tl.sum(acc_up, axis=CHUNK_AXIS)
+    if NORM:
+        row_sq = tl.sum(tl.sum(tl.sum(squares, axis=4), axis=3), axis=2)  # [chunks, BLOCK_M] or [BLOCK_M, 1]
+        if CHUNKS_FIRST:
+            row_sq = tl.sum(row_sq, axis=0)
+        else:
+            row_sq = tl.sum(row_sq, axis=1)
+        rstd = tl.rsqrt(row_sq / K + tl.cast(eps, tl.float32))[:, None]  # eps: fp64 under Inductor
+        acc_n *= rstd
+        acc_up_n *= rstd
+    _scale_and_write_back(acc_n, acc_up_n, tl.zeros((BLOCK_M, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
+                          pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, SCHEME, HAS_BIAS,
+                          ACT, GATED, SPLIT_K, HAS_RES)
 
 
 @triton.jit
 def _qgemv_bytes_kernel(
     # Pointers
-    x_ptr, w_ptr, scale_ptr, b_ptr, out_ptr, ws_ptr,
+    x_ptr, w_ptr, scale_ptr, b_ptr, out_ptr, ws_ptr, res_ptr,
     # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
     M, N, K, K_PER_SPLIT,
     # Strides (rows; unit stride along K)
-    stride_xm, stride_wn, stride_om,
+    stride_xm, stride_wn, stride_om, stride_rm,
     # Meta-parameters
     SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, NUM_CHUNKS: tl.constexpr,
-    CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
+    CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr, HAS_RES: tl.constexpr = False,
 ):
     """out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores for one-byte weights (W8A8, and int8
     when K is not a multiple of 4), for small M. Tiles are 4-D, [rows of x, weight rows, chunks, CHUNK],
@@ -352,8 +385,8 @@ def _qgemv_bytes_kernel(
     pdl_launch_dependents(PDL)
     # -- scale and write back
     _scale_and_write_back(tl.sum(acc, axis=CHUNK_AXIS), tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr,
-                          offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, SCHEME, HAS_BIAS, ACT,
-                          GATED, SPLIT_K)
+                          offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, SCHEME,
+                          HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES)
 
 
 # int4 → bf16 / fp16 pairs (``_dequant_int4_pairs``): for 4 packed bytes ($4), the low nibbles (even k) go to $0, $1
@@ -464,17 +497,17 @@ def _qdot(x, w, acc, part, step, SCHEME: tl.constexpr, FP32_IEEE: tl.constexpr, 
 @triton.jit
 def _qgemm_kernel(
     # Pointers
-    x_ptr, x_scale_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr,
+    x_ptr, x_scale_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr,
     # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
     M, N, K, K_PER_SPLIT,
     # Strides (rows; unit stride along K)
-    stride_xm, stride_wn, stride_sn, stride_om,
+    stride_xm, stride_wn, stride_sn, stride_om, stride_rm,
     # Meta-parameters
     SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr,
     ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     EVEN_K: tl.constexpr, FP32_IEEE: tl.constexpr, FP8_PROMOTE: tl.constexpr, PAIRS: tl.constexpr = False,
-    SWAP: tl.constexpr = False,
+    SWAP: tl.constexpr = False, HAS_RES: tl.constexpr = False,
 ):
     """out = epilogue(scales · x qᵀ) with tl.dot on [BLOCK_M, BLOCK_N] tiles: x in its dtype against weight
     tiles dequantized in registers (weight-only), or per-token quantized x (``_quantize_rows_kernel``) against
@@ -544,7 +577,7 @@ def _qgemm_kernel(
     if SCHEME >= W8A8_INT8:  # weight-only passes the weight scales here: not M long
         x_scale = tl.load(x_scale_ptr + offs_m, mask=offs_m < M, other=0.0)[:, None]
     _scale_and_write_back(acc, acc_up, x_scale, scale_ptr, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr,
-                          stride_om, SCHEME, HAS_BIAS, ACT, GATED, SPLIT_K)
+                          stride_om, res_ptr, stride_rm, SCHEME, HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES)
 
 
 @triton.jit
