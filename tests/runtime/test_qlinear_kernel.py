@@ -460,6 +460,27 @@ def test_pdl_gemv_gives_the_same_bits(scheme, M, N, K, G, path, gated, request):
     assert torch.equal(run(x, qw, scale, zero, b, scheme, G, act, gated, config=CONFIGS[path]), plain)
 
 
+@pytest.mark.parametrize("scheme", ql.WEIGHT_ONLY)
+@pytest.mark.parametrize("path", ["gemv", "gemv-reordered"])
+@pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])
+def test_pdl_gemv_with_norm_gives_the_same_bits(scheme, path, even_k, request):
+    """The PDL step before the loop also accumulates x² and multiplies x by the norm's weight (its own masked load):
+    bit-identical to the plain kernel with the RMSNorm prologue and the residual epilogue."""
+    M, N, K, G = 3, 40, 128 if even_k else 96, 32
+    x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G, seed=7)
+    x = 3.0 * x
+    g = (1.0 + 0.5 * torch.randn(K, generator=torch.Generator().manual_seed(8))).to(DEVICE, x.dtype)
+    r = torch.randn(M, N, generator=torch.Generator().manual_seed(9)).to(DEVICE, x.dtype)
+    cfg = {**CONFIGS[path], "SPLIT_K": 1, "BLOCK_K": 64}
+    plain = ql.qlinear(x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
+    ref = quant.qlinear_reference(x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r)
+    rtol, atol = tolerance(scheme, x.dtype, K)
+    torch.testing.assert_close(plain.double(), ref.double(), rtol=rtol, atol=atol)
+    request.getfixturevalue("compiled_for_pdl")
+    pdl = ql.qlinear(x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
+    assert torch.equal(pdl, plain)
+
+
 @pytest.mark.skipif(DEVICE != "cuda", reason="packed-pair dequantization is inline PTX (no interpreter)")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
