@@ -164,10 +164,20 @@ def minilm(args) -> list[dict]:
     sentences = split(wiki_text(args.articles))[: args.sentences]
     assert len(sentences) % MINILM_BATCH == 0, f"--sentences must be a multiple of {MINILM_BATCH}"
     batch = tok(sentences, padding="max_length", truncation=True, max_length=64, return_tensors="pt")
-    calib_sentences = split(wiki_text(args.articles, calibration=True))[:MINILM_BATCH]
+    calib_text = wiki_text(args.articles, calibration=True)
+    calib_sentences = split(calib_text)[:MINILM_BATCH]
     assert not set(calib_sentences) & set(sentences)
-    calibration = dict(tok(calib_sentences, padding="max_length", truncation=True, max_length=64,
-                           return_tensors="pt"))
+    if args.minilm_calibration == "padded":
+        calibration = dict(tok(calib_sentences, padding="max_length", truncation=True, max_length=64,
+                               return_tensors="pt"))
+    else:  # 32 windows of 64 real tokens (no padding rows in the captured activations), [CLS] ... [SEP]
+        ids = tok(" ".join(calib_text), add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        body = ids[: MINILM_BATCH * 62].reshape(MINILM_BATCH, 62)
+        cls = torch.full((MINILM_BATCH, 1), tok.cls_token_id)
+        sep = torch.full((MINILM_BATCH, 1), tok.sep_token_id)
+        input_ids = torch.cat([cls, body, sep], 1)
+        calibration = dict(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids),
+                           attention_mask=torch.ones_like(input_ids))
 
     def embed(fn) -> torch.Tensor:
         with torch.no_grad():
@@ -203,6 +213,9 @@ def main() -> None:
                     help="SmolLM2 windows per forward, and so the calibration batch (more tokens for GPTQ)")
     ap.add_argument("--sentences", type=int, default=256)
     ap.add_argument("--only", choices=["smollm2", "minilm"])
+    ap.add_argument("--minilm-calibration", choices=["packed", "padded"], default="padded",
+                    help="MiniLM's calibration batch: 32 sentences padded to 64 tokens (padding rows included in the "
+                         "captured activations), or 32 windows of 64 real tokens of running text")
     ap.add_argument("--schemes", nargs="+", metavar="SUBSTRING",
                     help="only the schemes whose name contains one of these (the unquantized baseline always runs)")
     args = ap.parse_args()
@@ -220,8 +233,9 @@ def main() -> None:
     calibration = {
         "smollm2": f"one batch of {BATCH} x {args.window} tokens from the lead sections of Wikipedia articles "
                    "disjoint from the evaluation articles (halfway between them in the sorted titles)",
-        "minilm": f"one batch of {MINILM_BATCH} sentences (padded to 64 tokens) from Wikipedia articles disjoint "
-                  "from the evaluation articles",
+        "minilm": (f"one batch of {MINILM_BATCH} sentences (padded to 64 tokens)" if args.minilm_calibration == "padded"
+                   else f"one batch of {MINILM_BATCH} windows of 64 tokens of running text") +
+                  " from Wikipedia articles disjoint from the evaluation articles",
         "how": "each compiled model is called once on the calibration batch (compile, activation capture, "
                "quantization), then evaluated without recompiling",
     }
