@@ -45,6 +45,10 @@ ACCEL_VARIANTS = {
     "accel-int4-head": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True},
     # ablations, for same-run comparisons
     "accel-nonorm": {"fuse_norm": False},
+    # the quantized steps without the norms fused into their GEMVs (session 9's fusion, A/B in one run)
+    "accel-int8-head-nonorm": {"quantize": "int8_weight_only", "quantize_lm_head": True, "fuse_norm": False},
+    "accel-int4-head-nonorm": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
+                               "fuse_norm": False},
     "accel-nocombo": {"inductor_config": {"combo_kernels": False}},
     "accel-nokv": {"fuse_kv_update": False},
     "accel-pdl": {"pdl": True},
