@@ -41,8 +41,9 @@ from accel.compiler.backend import run_rewritten_eagerly  # noqa: E402
 
 SCHEMES = [
     ("int8_weight_only", {}),
-    # fuse_norm folds each RMSNorm's weight into the weight that is then quantized (session 9): the same scheme
-    # with the norms left in the graph, for same-run comparisons
+    # since session 9 fuse_norm also fuses the RMSNorms into quantized projections (the norm's weight multiplied in
+    # the kernel, the unfolded weight quantized): the same schemes with the norms left in the graph, for same-run
+    # comparisons
     ("int8_weight_only, fuse_norm=False", {"quantize": "int8_weight_only", "fuse_norm": False}),
     ("int4_weight_only g128 asym, fuse_norm=False", {"quantize": "int4_weight_only", "group_size": 128,
                                                      "fuse_norm": False}),
@@ -86,6 +87,7 @@ def package_dir(name: str) -> Path:
 
 BATCH = 4  # SmolLM2 windows per forward (the calibration batch has this shape too)
 MINILM_BATCH = 32
+MINILM_TOKENS = 64  # every MiniLM batch, evaluation and calibration, is [MINILM_BATCH, MINILM_TOKENS]
 
 
 def wiki_text(n_articles: int, calibration: bool = False) -> list[str]:
@@ -163,16 +165,16 @@ def minilm(args) -> list[dict]:
 
     sentences = split(wiki_text(args.articles))[: args.sentences]
     assert len(sentences) % MINILM_BATCH == 0, f"--sentences must be a multiple of {MINILM_BATCH}"
-    batch = tok(sentences, padding="max_length", truncation=True, max_length=64, return_tensors="pt")
+    batch = tok(sentences, padding="max_length", truncation=True, max_length=MINILM_TOKENS, return_tensors="pt")
     calib_text = wiki_text(args.articles, calibration=True)
     calib_sentences = split(calib_text)[:MINILM_BATCH]
     assert not set(calib_sentences) & set(sentences)
     if args.minilm_calibration == "padded":
-        calibration = dict(tok(calib_sentences, padding="max_length", truncation=True, max_length=64,
+        calibration = dict(tok(calib_sentences, padding="max_length", truncation=True, max_length=MINILM_TOKENS,
                                return_tensors="pt"))
-    else:  # 32 windows of 64 real tokens (no padding rows in the captured activations), [CLS] ... [SEP]
+    else:  # windows of real tokens (no padding rows in the captured activations), [CLS] ... [SEP]
         ids = tok(" ".join(calib_text), add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-        body = ids[: MINILM_BATCH * 62].reshape(MINILM_BATCH, 62)
+        body = ids[: MINILM_BATCH * (MINILM_TOKENS - 2)].reshape(MINILM_BATCH, MINILM_TOKENS - 2)
         cls = torch.full((MINILM_BATCH, 1), tok.cls_token_id)
         sep = torch.full((MINILM_BATCH, 1), tok.sep_token_id)
         input_ids = torch.cat([cls, body, sep], 1)
@@ -214,8 +216,9 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=256)
     ap.add_argument("--only", choices=["smollm2", "minilm"])
     ap.add_argument("--minilm-calibration", choices=["packed", "padded"], default="padded",
-                    help="MiniLM's calibration batch: 32 sentences padded to 64 tokens (padding rows included in the "
-                         "captured activations), or 32 windows of 64 real tokens of running text")
+                    help=f"MiniLM's calibration batch: {MINILM_BATCH} sentences padded to {MINILM_TOKENS} tokens "
+                         f"(padding rows included in the captured activations), or {MINILM_BATCH} windows of "
+                         f"{MINILM_TOKENS} real tokens of running text")
     ap.add_argument("--schemes", nargs="+", metavar="SUBSTRING",
                     help="only the schemes whose name contains one of these (the unquantized baseline always runs)")
     args = ap.parse_args()
@@ -233,8 +236,9 @@ def main() -> None:
     calibration = {
         "smollm2": f"one batch of {BATCH} x {args.window} tokens from the lead sections of Wikipedia articles "
                    "disjoint from the evaluation articles (halfway between them in the sorted titles)",
-        "minilm": (f"one batch of {MINILM_BATCH} sentences (padded to 64 tokens)" if args.minilm_calibration == "padded"
-                   else f"one batch of {MINILM_BATCH} windows of 64 tokens of running text") +
+        "minilm": (f"one batch of {MINILM_BATCH} sentences (padded to {MINILM_TOKENS} tokens)"
+                   if args.minilm_calibration == "padded"
+                   else f"one batch of {MINILM_BATCH} windows of {MINILM_TOKENS} tokens of running text") +
                   " from Wikipedia articles disjoint from the evaluation articles",
         "how": "each compiled model is called once on the calibration batch (compile, activation capture, "
                "quantization), then evaluated without recompiling",
