@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections import defaultdict
 
 import torch
@@ -49,7 +50,14 @@ def main() -> None:
                 for i in range(5):
                     step(model, cache, tok, torch.tensor([args.context + 3 + i], device="cuda"))
                 torch.cuda.synchronize()
+            # wall time per step beside the profile's GPU time: far above it, the step is host-bound (launches)
+            t0 = time.perf_counter()
+            for i in range(50):
+                step(model, cache, tok, torch.tensor([args.context + 8 + i], device="cuda"))
+            torch.cuda.synchronize()
+            wall_us = (time.perf_counter() - t0) / 50 * 1e6
         report(variant, prof, steps=5, cudagraphs=args.cudagraphs, top=args.top)
+        print(f"   wall time per step (host position, 50 steps): {wall_us:.0f} us")
 
 
 def is_copy(name: str) -> bool:

@@ -12,16 +12,40 @@ and the value of every other argument (constexprs, sizes, strides, flags). :func
 it on exactly that key, for accel's own kernels only, for the duration of one compile. The kernel is keyed by its
 Python function: PyTorch hands the analysis a different kernel object for each launch. A launch compiled for
 programmatic dependent launch (``accel.lowering.pdl``) is analyzed as the same launch without it.
+
+One correction to the answer: an accel kernel argument named in ``RESTORED_ARGS`` is reported as read, not
+written. Those are the split-K tile counters (``linear._reduce_if_last``): every launch counts up and sets them
+back to zero before it ends, so the tensor holds the same values before and after each launch. Reported as
+written, a counter (a graph input) would be cloned before every launch, one copy kernel per split-K launch, more
+than the launch the counters save. Outside this block (no memo) the counters are still correct, only cloned.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from typing import Any, Callable, Iterator
 
 import torch
 
 _ANALYZERS = ("identify_accessed_tensors", "identify_mutated_tensors")
+# accel kernel arguments that each launch leaves as it found them (see the module docstring)
+RESTORED_ARGS = frozenset({"cnt_ptr"})
+
+
+def without_restored_writes(result: Any) -> Any:
+    """An analysis result without ``RESTORED_ARGS`` among its writes. By release it is a list of written argument
+    names, a ``ReadWrites`` or a ``TensorAccesses`` around one (``read_writes``)."""
+    if isinstance(result, list):
+        return [name for name in result if name not in RESTORED_ARGS]
+    inner = getattr(result, "read_writes", None)
+    if inner is not None:
+        filtered = without_restored_writes(inner)
+        return result if filtered is inner else dataclasses.replace(result, read_writes=filtered)
+    writes = getattr(result, "writes", None)
+    if writes is None or not any(getattr(dep, "name", None) in RESTORED_ARGS for dep in writes):
+        return result
+    return dataclasses.replace(result, writes=type(writes)(dep for dep in writes if dep.name not in RESTORED_ARGS))
 
 
 def python_function(kernel: Any) -> Any:
@@ -90,10 +114,10 @@ class AccessMemo:
                 kwargs = {**kwargs, "PDL": False}
             key = launch_key(kernel, kwargs, (rest, sorted(kw.items())))
             if key is None:
-                return original(kernel, kwargs, *rest, **kw)
+                return without_restored_writes(original(kernel, kwargs, *rest, **kw))
             self.calls += 1
             if key not in self.results:  # the kernel names the entry in varying() and keeps its function alive
-                self.results[key] = (kernel, original(kernel, kwargs, *rest, **kw))
+                self.results[key] = (kernel, without_restored_writes(original(kernel, kwargs, *rest, **kw)))
             return copy.deepcopy(self.results[key][1])  # callers own what they get, as from the original
 
         analyze.__wrapped__ = original

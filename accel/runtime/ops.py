@@ -99,17 +99,19 @@ def qlinear(
     norm_eps: Optional[float] = None,
     norm_weight: Optional[torch.Tensor] = None,
     residual: Optional[torch.Tensor] = None,
+    counters: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """A quantized linear with an optional activation (or gated act·mul) epilogue, x RMS-normalized first (times
     ``norm_weight``) when ``norm_eps`` is given, plus the residual when given; formats and exact semantics in
-    ``accel.runtime.quant`` (``qlinear_reference``)."""
+    ``accel.runtime.quant`` (``qlinear_reference``). ``counters`` (int32 zeros, which every launch leaves zero)
+    lets a split-K kernel reduce in its last program instead of a second launch; it does not change the result."""
     if not _on_gpu(x):
         return quant.qlinear_reference(x, qweight, scale, zero, bias, scheme, group_size, activation, gated,
                                        norm_eps, norm_weight, residual)
     from accel.runtime.kernels import qlinear as kq
 
     out = kq.qlinear(_rows(x), qweight, scale, zero, bias, scheme, group_size, activation, gated, norm_eps,
-                     norm_weight, _rows(residual))
+                     norm_weight, _rows(residual), counters)
     return out.reshape(*x.shape[:-1], out.shape[-1])
 
 

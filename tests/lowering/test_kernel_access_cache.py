@@ -112,6 +112,33 @@ def test_the_patch_lasts_only_for_the_block():
     assert getattr(tkw, name) is before
 
 
+def test_split_k_counters_are_reported_read_not_written():
+    """The tile counters (``cnt_ptr``) go back to zero in every launch: the memo drops them from the writes, in
+    each form PyTorch answers in by release (a list of names; ``ReadWrites``; ``TensorAccesses`` around one), and
+    leaves other writes alone."""
+    import dataclasses
+
+    from torch._inductor.dependencies import ReadWrites, StarDep
+    from torch.utils._ordered_set import OrderedSet
+
+    memo = kac.AccessMemo()
+    analyze = memo.wrap(lambda kernel, kwargs, tma=None: ["out_ptr", "cnt_ptr", "ws_ptr"])
+    assert analyze(kl._gemv_kernel, launch(), {}) == ["out_ptr", "ws_ptr"]
+    read_writes = ReadWrites(reads=OrderedSet(StarDep(n) for n in ("x_ptr", "cnt_ptr")),
+                             writes=OrderedSet(StarDep(n) for n in ("out_ptr", "cnt_ptr")), index_exprs=OrderedSet())
+
+    @dataclasses.dataclass
+    class Accesses:  # TensorAccesses' shape (torch ≥ 2.12)
+        read_writes: ReadWrites
+        can_fuse_epilogue: bool
+
+    for answer, unwrap in ((read_writes, lambda r: r), (Accesses(read_writes, False), lambda r: r.read_writes)):
+        filtered = unwrap(kac.without_restored_writes(answer))
+        assert [d.name for d in filtered.writes] == ["out_ptr"]
+        assert [d.name for d in filtered.reads] == ["x_ptr", "cnt_ptr"]
+    assert [d.name for d in read_writes.writes] == ["out_ptr", "cnt_ptr"]  # the original is not changed
+
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the real analysis lowers to Triton IR on a GPU")
 
 
@@ -193,3 +220,63 @@ def test_quantized_kernels_are_analyzed_without_falling_back(scheme, caplog):
     with torch.no_grad(), caplog.at_level(logging.WARNING, logger="torch._higher_order_ops.triton_kernel_wrap"):
         torch.compile(model, backend="accel", options={"quantize": scheme})(ids)
     assert not [r for r in caplog.records if "assuming every input is mutated" in r.getMessage()]
+
+
+@needs_cuda
+def test_split_k_counters_are_neither_copied_nor_reduced_by_a_second_launch(monkeypatch):
+    """A compiled split-K qlinear with counters: Inductor's code launches the GEMV alone (no split-K epilogue
+    kernel) and passes the counters themselves (no clone), the result equals the two-launch path bit for bit,
+    and the counters are zero after each call."""
+    from torch._inductor.utils import run_and_get_code
+
+    from accel.runtime import quant
+    from accel.runtime.kernels import qlinear as ql
+
+    cfg = {"kernel": "gemv", "BLOCK_M": 1, "BLOCK_N": 8, "BLOCK_K": 512, "SPLIT_K": 4, "SUB": 4,
+           "CHUNKS_FIRST": ql.CHUNKS_FIRST, "num_warps": 4, "num_stages": 1}
+    monkeypatch.setattr(ql, "select_config", lambda *a, **k: cfg)
+    qw, s, _ = quant.quantize_weight(torch.randn(256, 2048, device="cuda") / 45, "int8_weight_only")
+    x = torch.randn(1, 2048, device="cuda", dtype=torch.bfloat16)
+    r = torch.randn(1, 256, device="cuda", dtype=torch.bfloat16)
+    counters = torch.zeros(256, dtype=torch.int32, device="cuda")
+
+    def f(x, r, counters):
+        return torch.ops.accel.qlinear(x, qw, s, None, None, "int8_weight_only", 128, "identity", False, None,
+                                       None, r, counters)
+
+    two_launches = ql.qlinear(x, qw, s, None, None, "int8_weight_only", 128, "identity", False, None, None, r,
+                              _config=cfg)
+    torch._dynamo.reset()
+    with kac.cached_kernel_access():
+        compiled = torch.compile(f, backend="inductor")
+        out, (code,) = run_and_get_code(compiled, x, r, counters)
+    assert torch.equal(out, two_launches) and not counters.any()
+    launches = [line.split(".run(")[0].strip() for line in code.splitlines() if ".run(" in line]
+    assert len(launches) == 1 and launches[0].startswith("_qgemv_words_kernel"), launches
+    assert "clone(" not in code and "copy_(" not in code, code
+    assert torch.equal(compiled(x, r, counters), two_launches) and not counters.any()
+
+
+@needs_cuda
+def test_split_k_candidates_are_tuned_with_the_counters_of_a_traced_graph(caplog, tmp_path, monkeypatch):
+    """Inside a compile the op's body sees fake counters: the tuner must still time every candidate (with real
+    counters of the same length), not fall back to the default config."""
+    import logging
+
+    from accel.runtime import quant
+
+    monkeypatch.setenv("ACCEL_AUTOTUNE_CACHE", str(tmp_path / "cache.json"))  # a fresh cache: every key is tuned
+    qw, s, _ = quant.quantize_weight(torch.randn(256, 4096, device="cuda") / 64, "int8_weight_only")
+    x = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)
+    counters = torch.zeros(256, dtype=torch.int32, device="cuda")
+
+    def f(x, counters):
+        return torch.ops.accel.qlinear(x, qw, s, None, None, "int8_weight_only", 128, "identity", False, None,
+                                       None, None, counters)
+
+    torch._dynamo.reset()
+    with caplog.at_level(logging.INFO, logger="accel.autotune"), kac.cached_kernel_access():
+        out = torch.compile(f, backend="inductor")(x, counters)
+    assert not [r for r in caplog.records if "failed" in r.getMessage()], [r.getMessage() for r in caplog.records]
+    ref = quant.qlinear_reference(x, qw, s, None, None, "int8_weight_only", 128)
+    torch.testing.assert_close(out.float(), ref.float(), rtol=2e-2, atol=2e-2)

@@ -126,3 +126,42 @@ def test_w8a8_codes_come_from_gptq_when_activations_are_captured(scheme):
     rtn, _ = rewrite_only(model, x, options={"quantize": scheme, "gptq": False})
     assert not torch.equal(ours, rtn)
     assert q.sqnr_db(ref, ours) > q.sqnr_db(ref, rtn)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_split_k_counters_reach_every_qlinear_where_the_kernels_run(enabled, monkeypatch):
+    """Where the Triton kernels run (CUDA; faked here), every qlinear node reads one derived input of int32 zeros,
+    as long as the largest weight has rows, for the in-kernel split-K reduction; ``split_k_in_kernel=False`` and
+    CPU graphs (the torch reference) get none. The counters do not change what the graph computes."""
+    import accel.lowering.quantize_weights as qwp
+    from accel.runtime.ops import QLINEAR
+
+    graphs = []
+
+    def capture(gm, example_inputs, options, graph_report, with_accel_pass=True):
+        graphs.append(gm)
+        return gm.forward
+
+    def compiled(options):
+        torch._dynamo.reset()
+        backend = accel.AccelBackend({"strict": True, **options}, inner_compile=capture)
+        with torch.no_grad():
+            return torch.compile(model, backend=backend, fullgraph=True)(x)
+
+    torch.manual_seed(0)
+    model, x = Block().eval(), torch.randn(3, 64)
+    plain = compiled({"quantize": "int8_weight_only"})
+    assert not any("counters" in n.kwargs for n in graphs[-1].graph.nodes)
+    monkeypatch.setattr(qwp, "_runs_kernels", lambda device: True)
+    out = compiled({"quantize": "int8_weight_only", "split_k_in_kernel": enabled})
+    nodes = [n for n in graphs[-1].graph.nodes if n.target is QLINEAR]
+    counters = {n.kwargs.get("counters") for n in nodes}
+    torch.testing.assert_close(out, plain, rtol=0, atol=0)
+    if not enabled:
+        assert counters == {None}
+        return
+    assert len(nodes) == 3 and len(counters) == 1
+    (node,) = counters
+    assert node.op == "placeholder" and node.name.startswith("accel_splitk_counters")
+    value = node.meta["val"]
+    assert value.dtype == torch.int32 and tuple(value.shape) == (256,)  # gate_up: 2 × 128 rows

@@ -62,6 +62,9 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
             kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, _config=cands[0])
             if M == 1:  # + split-K, and the GEMV's tile axes in the order another Triton version prefers
                 kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, _config={**cands[0], "SPLIT_K": 2})
+                # split-K reduced in the last program, with the residual
+                kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, None, None, torch.randn(M, N, dtype=dt),
+                           torch.zeros(N, dtype=torch.int32), _config={**cands[0], "SPLIT_K": 2})
                 flipped = {**cands[0], "CHUNKS_FIRST": not kq.CHUNKS_FIRST}
                 kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, _config=flipped)
                 # the RMSNorm prologue and the residual epilogue, in both axis orders
@@ -72,6 +75,9 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
         for M in (2, 32):
             cfg = kq.candidate_configs(M, N // 2, K, scheme, 128, True, 2, 132)[0]
             kq.qlinear(x[:1].expand(M, K), q, s, z, None, scheme, 128, "silu", True, _config=cfg)
+            # gated, split-K reduced in the last program (a GEMV at M = 2, a skinny tl.dot tile at M = 32)
+            kq.qlinear(x[:1].expand(M, K), q, s, z, None, scheme, 128, "silu", True, None, None, None,
+                       torch.zeros(N, dtype=torch.int32), _config={**cfg, "SPLIT_K": 2})
         if scheme in kq.WEIGHT_ONLY:
             kq.qlinear(x, q, s, z, b, scheme, 128, "gelu_tanh", True, _config=kq.CUBLAS)
     # int8 weight-only with K % 4 != 0: the byte GEMV instead of int32 words

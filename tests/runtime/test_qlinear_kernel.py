@@ -581,3 +581,53 @@ def test_kernel_string_constants_are_one_line():
                 strings[f"{info.name}.{name}"] = value.value
     assert "qlinear_kernels.INT4_PAIRS_BF16" in strings
     assert not [name for name, text in strings.items() if "\n" in text or "\r" in text]
+
+
+SPLIT_PATHS = ["gemv-splitk3", "gemv-reordered", "skinny-splitk2", "tiled-splitk2", "skinny-swap"]
+REDUCE_CASES = [(s, p) for s in SCHEMES for p in SPLIT_PATHS if not (p == "skinny-swap" and s in W8A8)]
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+@pytest.mark.parametrize("scheme,path", REDUCE_CASES)
+def test_split_k_reduced_in_the_last_program(scheme, path, gated, monkeypatch):
+    """With tile counters, a split-K launch reduces its workspace in each tile's last program (bias, activation and
+    residual included): the same bits as the second launch gives, every output written (NaN-poisoned buffers), the
+    counters left zero for the next launch, which then gives the same bits again."""
+    M, N, K, G = (3, 40, 136, 32) if "gemv" in path else (17, 40, 128, 32)
+    if scheme == "int4_weight_only":
+        K = 128
+    x, qw, scale, zero, b = make_inputs(scheme, M, 2 * N if gated else N, K, group_size=G, seed=11)
+    r = torch.randn(M, N, generator=torch.Generator().manual_seed(12)).to(DEVICE, x.dtype)
+    act = "silu" if gated else "identity"
+    poison_everything(monkeypatch)
+    cfg = CONFIGS[path]
+    two_launches = ql.qlinear(x, qw, scale, zero, b, scheme, G, act, gated, None, None, r, _config=cfg)
+    counters = torch.zeros(64, dtype=torch.int32, device=DEVICE)
+    for _ in range(2):
+        one_launch = ql.qlinear(x, qw, scale, zero, b, scheme, G, act, gated, None, None, r, counters, _config=cfg)
+        assert torch.equal(one_launch, two_launches)
+        assert not counters.any()
+    check(two_launches - r, x, qw, scale, zero, b, scheme, G, act, gated)
+
+
+def test_split_k_reduction_launch_structure(monkeypatch):
+    """One launch when the counters cover every output tile, the second launch when they are too few (or absent,
+    or the config does not split); the residual goes to whichever launch finishes the tiles."""
+    launched = record_launches(monkeypatch)
+    x, qw, scale, zero, b = make_inputs("int8_weight_only", 3, 40, 136)
+    r = torch.randn(3, 40).to(DEVICE, x.dtype)
+    cfg = CONFIGS["gemv-splitk3"]  # BLOCK_N 16, BLOCK_M 4: 3 tiles of 40 columns for 3 rows
+    assert ql._tiles(cfg, 3, 40) == 3 and ql._tiles(CONFIGS["skinny-splitk2"], 17, 40) == 4
+    for counters, names in [(torch.zeros(3, dtype=torch.int32), ["_qgemv_words_kernel"]),
+                            (torch.zeros(2, dtype=torch.int32), ["_qgemv_words_kernel", "_epilogue_kernel"]),
+                            (None, ["_qgemv_words_kernel", "_epilogue_kernel"])]:
+        launched.clear()
+        ql.qlinear(x, qw, scale, zero, b, "int8_weight_only", 32, "identity", False, None, None, r, counters,
+                   _config=cfg)
+        assert [name for name, _ in launched] == names
+        assert launched[0][1]["REDUCE_LAST"] == (len(names) == 1)
+        assert launched[0][1]["HAS_RES"] == (len(names) == 1)
+    launched.clear()
+    ql.qlinear(x, qw, scale, zero, b, "int8_weight_only", 32, "identity", False, None, None, r,
+               torch.zeros(3, dtype=torch.int32), _config=CONFIGS["gemv"])
+    assert [name for name, _ in launched] == ["_qgemv_words_kernel"] and not launched[0][1]["REDUCE_LAST"]

@@ -366,6 +366,46 @@ def _gemm_kernel(
 
 
 @triton.jit
+def _sum_splits(src_ptrs, stride_ss, N, mask, GATED: tl.constexpr, SPLITS: tl.constexpr, CACHE: tl.constexpr):
+    """Σ_s src[s] (and the up half at +N when GATED) for one tile of the split-K workspace, in fp32 and in split
+    order from 0, so that every path that reduces the workspace gives the same bits."""
+    acc = tl.zeros(src_ptrs.shape, dtype=tl.float32)
+    acc_up = acc
+    for s in tl.static_range(SPLITS):
+        acc += tl.load(src_ptrs + s * stride_ss, mask=mask, other=0.0, cache_modifier=CACHE).to(tl.float32)
+        if GATED:
+            acc_up += tl.load(src_ptrs + s * stride_ss + N, mask=mask, other=0.0, cache_modifier=CACHE).to(tl.float32)
+    return acc, acc_up
+
+
+@triton.jit
+def _reduce_if_last(offs_m, offs_n, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr,
+                    HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
+                    HAS_RES: tl.constexpr):
+    """Split-K without a second launch: call after this program stored its partial sums (``_write_back``).
+    The programs of one output tile count themselves in at ``cnt_ptr`` (one int32 per tile, zero before the
+    launch); the last to arrive sums the workspace as ``_epilogue_kernel`` would (same order, same bits),
+    applies the epilogue and the residual, writes the tile and sets the count back to zero for the next launch.
+    This is the serial split-K of CUTLASS's semaphore: a barrier so that the whole program's partials are
+    issued, one acquire-release atomic (gpu scope) per program, and L2 reads (.cg) of the other programs'
+    partials."""
+    tl.debug_barrier()
+    arrived = tl.atomic_add(cnt_ptr, 1, sem="acq_rel", scope="gpu")
+    if arrived == SPLIT_K - 1:
+        mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+        rows = offs_m.to(tl.int64)[:, None]
+        width = N
+        if GATED:
+            width = 2 * N
+        src_ptrs = ws_ptr + rows * width + offs_n[None, :]
+        acc, acc_up = _sum_splits(src_ptrs, M * width, N, mask, GATED, SPLIT_K, ".cg")
+        out = _add_residual(_epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED), res_ptr, rows,
+                            stride_rm, offs_n, mask, HAS_RES)
+        tl.store(out_ptr + rows * stride_om + offs_n[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.atomic_xchg(cnt_ptr, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
 def _epilogue_kernel(
     # Pointers
     src_ptr, b_ptr, out_ptr, res_ptr,
@@ -384,12 +424,7 @@ def _epilogue_kernel(
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
     src_ptrs = src_ptr + offs_m.to(tl.int64)[:, None] * stride_sm + offs_n[None, :]
-    acc = tl.zeros((1, BLOCK_N), dtype=tl.float32)
-    acc_up = acc
-    for s in tl.static_range(SPLITS):
-        acc += tl.load(src_ptrs + s * stride_ss, mask=mask, other=0.0).to(tl.float32)
-        if GATED:
-            acc_up += tl.load(src_ptrs + s * stride_ss + N, mask=mask, other=0.0).to(tl.float32)
+    acc, acc_up = _sum_splits(src_ptrs, stride_ss, N, mask, GATED, SPLITS, "")
     rows = offs_m.to(tl.int64)[:, None]
     out = _add_residual(_epilogue(acc, acc_up, b_ptr, offs_n, N, HAS_BIAS, ACT, GATED), res_ptr, rows, stride_rm,
                         offs_n, mask, HAS_RES)
@@ -509,7 +544,7 @@ def _num_sms(device: torch.device) -> int:
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
     return autotune_cache.source_hash(_gemv_kernel, _gemv_step, _gemm_kernel, _grouped_tile, _gemv_slice, _dot_slice,
-                                      _epilogue_kernel, _write_back, _add_residual, _epilogue, _load_tile, _dot, apply_activation,
+                                      _epilogue_kernel, _sum_splits, _write_back, _add_residual, _epilogue, _load_tile, _dot, apply_activation,
                                       candidate_configs, _gemv_config, _gemm_config, _split_k, launch, fuses_norm,
                                       reference.rms_norm)
 

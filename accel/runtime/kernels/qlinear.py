@@ -288,12 +288,15 @@ def fuses_norm(cfg: dict, scheme: str, K) -> bool:
 
 def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero, bias, scheme: str,
            group_size: int, act: int, gated: bool, norm_eps: float | None = None,
-           norm_weight: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
+           norm_weight: torch.Tensor | None = None, residual: torch.Tensor | None = None,
+           counters: torch.Tensor | None = None) -> torch.Tensor:
     """Run ``cfg`` for out [M, N] (+ residual), x RMS-normalized first (times ``norm_weight``) when ``norm_eps``
     is given: (1) check the config against the int4 groups and make x contiguous along K for the Triton paths,
     (2) allocate output and split-K workspace (and, for W8A8 tiles, the quantized x), (3) launch the kernels. The
-    inputs themselves are checked by ``qlinear``. The residual is added in the kernel's epilogue (by the split-K
-    epilogue kernel when split, after the matmul for cuBLAS)."""
+    inputs themselves are checked by ``qlinear``. The residual is added in the kernel's epilogue (for cuBLAS after
+    the matmul). A split-K config reduces its workspace in the kernel, in each tile's last program, when
+    ``counters`` (int32 zeros, one per output tile at least; left zero) is given and the tile count is static; else
+    a second launch, the split-K epilogue kernel, does."""
     M, K = x.shape
     n_rows = qweight.shape[0]
     N = n_rows // 2 if gated else n_rows
@@ -320,14 +323,16 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     ws = kl._alloc((split, M, n_rows), torch.float32, x.device) if split > 1 else x
     zero_arg = zero if zero is not None else scale
     bias_arg = bias if bias is not None else scale
-    res_in_kernel = residual if split == 1 else None  # with split-K the epilogue kernel adds it
+    reduce_last = split > 1 and counters is not None and _tiles_fit(cfg, M, N, counters)
+    res_in_kernel = residual if split == 1 or reduce_last else None  # else the epilogue kernel adds it
     res_arg = res_in_kernel if res_in_kernel is not None else scale
+    cnt_arg = counters if reduce_last else scale
     stride_rm = res_in_kernel.stride(0) if res_in_kernel is not None else 0
     stride_sn = scale.stride(0) if int4 else 0
     meta = dict(SCHEME=SCHEME_IDS[scheme], GROUP_SIZE=group_size if int4 else 1, HAS_ZERO=zero is not None,
                 HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLIT_K=split, BLOCK_N=cfg["BLOCK_N"],
-                EVEN_K=even_k, HAS_RES=res_in_kernel is not None, num_warps=cfg["num_warps"],
-                num_stages=cfg["num_stages"])
+                EVEN_K=even_k, HAS_RES=res_in_kernel is not None, REDUCE_LAST=reduce_last,
+                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
         m = static_int(M)
@@ -338,7 +343,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
             chunk = cfg.get("SUB", 1) * _per_word(scheme)
             wrap_triton(qk._qgemv_words_kernel)[grid](
                 x, w, scale, zero_arg, bias_arg, out, ws, res_arg, norm_weight if norm_weight is not None else scale,
-                M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0,
+                cnt_arg, M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0,
                 x.stride(0), w.stride(0), stride_sn, out.stride(0), stride_rm,
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
@@ -348,7 +353,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
             chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
             meta = {k: v for k, v in meta.items() if k not in ("GROUP_SIZE", "HAS_ZERO")}  # no int4 here
             wrap_triton(qk._qgemv_bytes_kernel)[grid](
-                x, qweight, scale, bias_arg, out, ws, res_arg,
+                x, qweight, scale, bias_arg, out, ws, res_arg, cnt_arg,
                 M, N, K, k_per_split,
                 x.stride(0), qweight.stride(0), out.stride(0), stride_rm,
                 BLOCK_M=block_m, CHUNK=chunk, NUM_CHUNKS=block_k // chunk,
@@ -361,16 +366,32 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                  and scale.dtype == x.dtype and not _INTERPRET)  # (the pairs hold s in x's dtype)
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)
         wrap_triton(qk._qgemm_kernel)[grid](
-            qx, x_scale, qweight, scale, zero_arg, bias_arg, out, ws, res_arg,
+            qx, x_scale, qweight, scale, zero_arg, bias_arg, out, ws, res_arg, cnt_arg,
             M, N, K, k_per_split,
             qx.stride(0), qweight.stride(0), stride_sn, out.stride(0), stride_rm,
             BLOCK_M=cfg["BLOCK_M"], BLOCK_K=block_k, GROUP_M=cfg["GROUP_M"], FP32_IEEE=fp32_ieee,
             FP8_PROMOTE=0 if FP8_PROMOTE_K is None else max(1, FP8_PROMOTE_K // block_k), PAIRS=pairs,
             SWAP=cfg.get("SWAP", False) and scheme in WEIGHT_ONLY, **meta,
         )
-    if split > 1:
+    if split > 1 and not reduce_last:
         kl._launch_epilogue(ws, bias, out, act, gated, split, residual)
     return out
+
+
+def _tiles(cfg: dict, M, N) -> int | None:
+    """How many output tiles ``cfg`` launches (programs per K split), or None when M or N is symbolic."""
+    m, n = static_int(M), static_int(N)
+    if m is None or n is None:
+        return None
+    if cfg["kernel"] == "gemv":
+        block_m = cfg.get("BLOCK_M") or min(next_pow2(m), 4)
+        return triton.cdiv(n, cfg["BLOCK_N"]) * triton.cdiv(m, block_m)
+    return triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"])
+
+
+def _tiles_fit(cfg: dict, M, N, counters: torch.Tensor) -> bool:
+    tiles, have = _tiles(cfg, M, N), static_int(counters.numel())
+    return tiles is not None and have is not None and tiles <= have
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -386,13 +407,14 @@ def _sources() -> str:
         qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
         qk._quantize, qk._dequant_tile, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
-        kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel,
+        kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch)
 
 
-def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int):
-    """make_runner for ``tune``: random inputs in the real shapes and formats, made once."""
+def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, counters=None):
+    """make_runner for ``tune``: random inputs in the real shapes and formats, made once (with ``counters``, a
+    zeroed counter buffer as long, so that split-K candidates reduce in the kernel as they will)."""
     made: dict = {}
 
     def make(cfg, act, gated, norm=False):
@@ -406,17 +428,21 @@ def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: 
             made["x"] = torch.randn(M, K, dtype=x.dtype, device=x.device)
             made["b"] = None if bias is None else torch.randn(n_rows, dtype=bias.dtype, device=x.device)
             made["g"] = 1.0 + 0.1 * torch.randn(K, dtype=x.dtype, device=x.device)
+            # (counters may be a fake tensor here: the op's body is traced; only its length is used)
+            made["c"] = None if counters is None else torch.zeros(int(counters.numel()), dtype=torch.int32,
+                                                                   device=x.device)
         return lambda: launch(cfg, made["x"], made["q"], made["s"], made["z"], made["b"], scheme, group_size,
-                              act, gated, 1e-6 if norm else None, made["g"] if norm else None)
+                              act, gated, 1e-6 if norm else None, made["g"] if norm else None, counters=made["c"])
 
     return make
 
 
 def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, act: int, gated: bool,
-                  norm: bool = False) -> dict:
+                  norm: bool = False, counters: torch.Tensor | None = None) -> dict:
     """The config for this call: the general GEMM for symbolic or empty shapes, else the fastest measured
     candidate on CUDA (cached per shape, scheme, dtype and epilogue; with ``norm``, each timed with its RMSNorm,
-    in the kernel or before it), else the heuristic default."""
+    in the kernel or before it; with ``counters``, split-K timed with its reduction in the kernel), else the
+    heuristic default."""
     M, n_rows, K = (static_int(s) for s in (x.shape[0], qweight.shape[0], x.shape[1]))
     N = None if n_rows is None else n_rows // 2 if gated else n_rows
     if M is None or N is None or K is None or min(M, N, K) == 0:
@@ -424,10 +450,11 @@ def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, a
     cands = candidate_configs(M, N, K, scheme, group_size, gated, x.element_size(), kl._num_sms(x.device))
     if x.device.type != "cuda":
         return cands[0]
-    name = f"qlinear.{scheme}.act{act}.{'gated' if gated else 'plain'}{'.norm' if norm else ''}"
+    name = (f"qlinear.{scheme}.act{act}.{'gated' if gated else 'plain'}{'.norm' if norm else ''}"
+            f"{'.rl' if counters is not None else ''}")
     shape = (M, N, K, group_size, bias is not None, zero is not None)
     key = autotune_cache.make_key(name, _sources(), shape, x.dtype, x.device)
-    make = _measurement_inputs(x, qweight, scale, zero, bias, scheme, group_size)
+    make = _measurement_inputs(x, qweight, scale, zero, bias, scheme, group_size, counters)
     return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated, norm), default=cands[0])
 
 
@@ -461,10 +488,12 @@ def _check_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, g
 def qlinear(x2d: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
             bias: torch.Tensor | None, scheme: str, group_size: int, activation: str, gated: bool,
             norm_eps: float | None = None, norm_weight: torch.Tensor | None = None,
-            residual: torch.Tensor | None = None, *, _config: dict | None = None) -> torch.Tensor:
+            residual: torch.Tensor | None = None, counters: torch.Tensor | None = None, *,
+            _config: dict | None = None) -> torch.Tensor:
     """act(x2d' [M, K] · dequant(qweight)ᵀ + bias) (or act(gate)·up) [+ residual] -> [M, N], contiguous in x's
     dtype, as ``quant.qlinear_reference``; x2d' is x2d RMS-normalized (times ``norm_weight`` [K] when given) when
-    ``norm_eps`` is given. ``_config`` forces a config (tests and benchmarks)."""
+    ``norm_eps`` is given. ``counters`` (int32 zeros, left zero; see ``launch``) lets split-K configs reduce in
+    the kernel. ``_config`` forces a config (tests and benchmarks)."""
     quant.check_scheme(scheme)
     activation_fn(activation)  # raises ValueError naming the known activations
     act = ACTIVATION_IDS[activation]
@@ -482,8 +511,11 @@ def qlinear(x2d: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero:
         N = qweight.shape[0] // 2 if gated else qweight.shape[0]
         torch._check(residual.shape == (x2d.shape[0], N) and residual.dtype == x2d.dtype,
                      lambda: f"qlinear: the residual must be [{x2d.shape[0]}, {N}] in {x2d.dtype}")
+    if counters is not None:
+        torch._check(counters.dtype == torch.int32 and counters.dim() == 1 and counters.stride(0) == 1,
+                     lambda: "qlinear: counters must be a contiguous int32 vector")
     if _config is None:
         _config = select_config(x2d, qweight, scale, zero, bias, scheme, group_size, act, gated,
-                                norm=norm_eps is not None)
+                                norm=norm_eps is not None, counters=counters)
     return launch(_config, x2d, qweight, scale, zero, bias, scheme, group_size, act, gated, norm_eps, norm_weight,
-                  residual)
+                  residual, counters)

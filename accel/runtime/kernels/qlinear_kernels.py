@@ -2,7 +2,8 @@
 
 Every kernel computes fp32 (int32 for w8a8_int8) sums of x·q, applies the scales (per weight row after the K loop,
 per int4 group inside it, per token for W8A8) and hands the fp32 tile to ``linear._write_back``: the fused
-bias + activation (+ act(gate)·up) epilogue, or the split-K workspace that ``linear._epilogue_kernel`` reduces.
+bias + activation (+ act(gate)·up) epilogue, or the split-K workspace, which the tile's last program
+(``linear._reduce_if_last``, REDUCE_LAST) or a second launch (``linear._epilogue_kernel``) reduces.
 All tensors are contiguous along K (the launcher makes x so), so every K offset below is in elements.
 
 Numerics shared with ``accel.runtime.quant.qlinear_reference``: codes become fp32 exactly; the activation scale
@@ -12,7 +13,7 @@ x/scale is rounded to nearest-even like ``torch.round`` / ``Tensor.to(float8_e4m
 import triton
 import triton.language as tl
 
-from accel.runtime.kernels.linear import _dot, _dot_slice, _gemv_slice, _load_tile, _write_back
+from accel.runtime.kernels.linear import _dot, _dot_slice, _gemv_slice, _load_tile, _reduce_if_last, _write_back
 from accel.runtime.kernels.utils import pdl_launch_dependents, pdl_wait
 
 # Scheme codes, in the order of ``quant.SCHEMES``; the two W8A8 schemes are the codes ≥ W8A8_INT8.
@@ -179,17 +180,24 @@ def _apply_scales(acc, x_scale, w_scale_ptr, offs_n, N, SCHEME: tl.constexpr):
 
 @triton.jit
 def _scale_and_write_back(acc, acc_up, x_scale, scale_ptr, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr,
-                          stride_om, res_ptr, stride_rm, SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr,
-                          ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr, HAS_RES: tl.constexpr):
+                          stride_om, res_ptr, stride_rm, cnt_ptr, SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr,
+                          ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr, HAS_RES: tl.constexpr,
+                          REDUCE_LAST: tl.constexpr):
     """The tail every quantized kernel shares: the K-reduced [rows, BLOCK_N] sums (gate rows, and the up rows
     from ``scale_ptr + N`` when GATED) through ``_apply_scales``, then ``linear._write_back`` (plus the residual
-    rows when HAS_RES, SPLIT_K = 1 only)."""
+    rows when HAS_RES). With split-K the partials go to the workspace; with REDUCE_LAST the tile's last program
+    then finishes it (``linear._reduce_if_last``; one counter per tile at ``cnt_ptr``, tiles numbered along grid
+    axis 0, then axis 2), else ``_epilogue_kernel`` does, and adds the residual."""
     out = _apply_scales(acc, x_scale, scale_ptr, offs_n, N, SCHEME)
     out_up = out
     if GATED:
         out_up = _apply_scales(acc_up, x_scale, scale_ptr + N, offs_n, N, SCHEME)
     _write_back(out, out_up, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om,
                 res_ptr, stride_rm, HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES)
+    if SPLIT_K > 1 and REDUCE_LAST:
+        tile = tl.program_id(0) + tl.program_id(2) * tl.num_programs(0)
+        _reduce_if_last(offs_m, offs_n, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr + tile,
+                        HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES)
 
 
 @triton.jit
@@ -213,7 +221,7 @@ def _chunks_first(t, CHUNK_AXIS: tl.constexpr, CHUNKS_FIRST: tl.constexpr):
 @triton.jit
 def _qgemv_words_kernel(
     # Pointers (w: the weight as int32 words, 4 int8 or 8 int4 codes each)
-    x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, nw_ptr,
+    x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, nw_ptr, cnt_ptr,
     # Matrix dimensions (N: output columns; the weight has 2N rows when GATED) and the RMSNorm epsilon
     M, N, K, K_PER_SPLIT, eps,
     # Strides (rows, in elements and words; unit stride along K)
@@ -224,6 +232,7 @@ def _qgemv_words_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, NUM_CHUNKS: tl.constexpr,
     PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
     NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, HAS_RES: tl.constexpr = False,
+    REDUCE_LAST: tl.constexpr = False,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
@@ -323,14 +332,14 @@ def _qgemv_words_kernel(
         acc_n *= rstd
         acc_up_n *= rstd
     _scale_and_write_back(acc_n, acc_up_n, tl.zeros((BLOCK_M, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
-                          pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, SCHEME, HAS_BIAS,
-                          ACT, GATED, SPLIT_K, HAS_RES)
+                          pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, SCHEME,
+                          HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES, REDUCE_LAST)
 
 
 @triton.jit
 def _qgemv_bytes_kernel(
     # Pointers
-    x_ptr, w_ptr, scale_ptr, b_ptr, out_ptr, ws_ptr, res_ptr,
+    x_ptr, w_ptr, scale_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
     # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
     M, N, K, K_PER_SPLIT,
     # Strides (rows; unit stride along K)
@@ -339,6 +348,7 @@ def _qgemv_bytes_kernel(
     SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, NUM_CHUNKS: tl.constexpr,
     CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr, HAS_RES: tl.constexpr = False,
+    REDUCE_LAST: tl.constexpr = False,
 ):
     """out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores for one-byte weights (W8A8, and int8
     when K is not a multiple of 4), for small M. Tiles are 4-D, [rows of x, weight rows, chunks, CHUNK],
@@ -385,8 +395,8 @@ def _qgemv_bytes_kernel(
     pdl_launch_dependents(PDL)
     # -- scale and write back
     _scale_and_write_back(tl.sum(acc, axis=CHUNK_AXIS), tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr,
-                          offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, SCHEME,
-                          HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES)
+                          offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr,
+                          SCHEME, HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES, REDUCE_LAST)
 
 
 # int4 → bf16 / fp16 pairs (``_dequant_int4_pairs``): for 4 packed bytes ($4), the low nibbles (even k) go to $0, $1
@@ -497,7 +507,7 @@ def _qdot(x, w, acc, part, step, SCHEME: tl.constexpr, FP32_IEEE: tl.constexpr, 
 @triton.jit
 def _qgemm_kernel(
     # Pointers
-    x_ptr, x_scale_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr,
+    x_ptr, x_scale_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
     # Matrix dimensions (N: output columns; the weight has 2N rows when GATED)
     M, N, K, K_PER_SPLIT,
     # Strides (rows; unit stride along K)
@@ -507,7 +517,7 @@ def _qgemm_kernel(
     ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     EVEN_K: tl.constexpr, FP32_IEEE: tl.constexpr, FP8_PROMOTE: tl.constexpr, PAIRS: tl.constexpr = False,
-    SWAP: tl.constexpr = False, HAS_RES: tl.constexpr = False,
+    SWAP: tl.constexpr = False, HAS_RES: tl.constexpr = False, REDUCE_LAST: tl.constexpr = False,
 ):
     """out = epilogue(scales · x qᵀ) with tl.dot on [BLOCK_M, BLOCK_N] tiles: x in its dtype against weight
     tiles dequantized in registers (weight-only), or per-token quantized x (``_quantize_rows_kernel``) against
@@ -577,7 +587,8 @@ def _qgemm_kernel(
     if SCHEME >= W8A8_INT8:  # weight-only passes the weight scales here: not M long
         x_scale = tl.load(x_scale_ptr + offs_m, mask=offs_m < M, other=0.0)[:, None]
     _scale_and_write_back(acc, acc_up, x_scale, scale_ptr, offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr,
-                          stride_om, res_ptr, stride_rm, SCHEME, HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES)
+                          stride_om, res_ptr, stride_rm, cnt_ptr, SCHEME, HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES,
+                          REDUCE_LAST)
 
 
 @triton.jit
