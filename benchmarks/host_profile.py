@@ -4,8 +4,8 @@ max(host time, GPU time); once the GPU is fast enough, the host's Python bounds 
     python benchmarks/host_profile.py --config 1b --variants inductor,accel-int8-head --steps 200
 
 For each variant: the host time per step (position advanced on the device, as ``decode.py --pos device``; time
-until the last step is enqueued), the GPU-bound step time of the same loop with a final synchronize, the number of
-inputs the compiled graph takes, and the functions with the most own time under cProfile.
+until the last step is enqueued), the step time of the same loop up to a final synchronize, and the functions with
+the most own time under cProfile.
 """
 from __future__ import annotations
 
@@ -62,21 +62,13 @@ def main() -> None:
             prof.enable()
             loop(step, model, cache, tok, pos + args.steps, args.steps // 2)
             prof.disable()
-        n_inputs = sum(len(getattr(fn, "_accel_derived", ())) for fn in _accel_runs())
         print(f"== {variant}: host {host / args.steps * 1e6:.0f} us/step, wall {wall / args.steps * 1e6:.0f} us/step"
-              f" ({args.steps} steps, device position); accel derived inputs: {n_inputs}")
+              f" ({args.steps} steps, device position)")
         for sort in ("tottime", "cumulative"):
             out = io.StringIO()
             pstats.Stats(prof, stream=out).sort_stats(sort).print_stats(args.top)
             text = out.getvalue()
             print(f"-- by {sort} ({args.steps // 2} steps)\n" + text[text.find("ncalls"):])
-
-
-def _accel_runs():
-    """The callables accel handed Dynamo in this process (they carry their derived tensors)."""
-    import gc
-
-    return [o for o in gc.get_objects() if callable(o) and hasattr(o, "_accel_derived")]
 
 
 if __name__ == "__main__":
