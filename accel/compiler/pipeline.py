@@ -6,6 +6,7 @@ from accel.compiler.pass_base import AccelPass
 
 
 def build_pipeline(options: AccelOptions) -> list[AccelPass]:
+    from accel.lowering.add_split_counters import AddSplitCountersPass
     from accel.lowering.capture_linear_inputs import CaptureLinearInputsPass
     from accel.lowering.fuse_attention import FuseAttentionPass
     from accel.lowering.fuse_ffn import FuseFFNPass
@@ -43,4 +44,7 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     # Independent of the rest: a greedy step's argmax over the vocabulary.
     if options.split_argmax:
         passes.append(SplitArgmaxPass())
+    # Last, once every accel op is in place: tile counters for the kernels that split their reduction.
+    if options.reduce_splits_in_kernel:
+        passes.append(AddSplitCountersPass())
     return passes

@@ -120,31 +120,7 @@ class QuantizeWeightsPass(AccelPass):
                 count += 2
             node.replace_all_uses_with(new)
             fu.erase_if_dead([node])
-        if count and ctx.options.split_k_in_kernel:
-            add_split_counters(ctx, gm)
         return count
-
-
-def _runs_kernels(device: torch.device) -> bool:
-    """Whether accel::qlinear runs its Triton kernels on ``device`` (elsewhere it is the torch reference)."""
-    return device.type == "cuda"
-
-
-def add_split_counters(ctx: CompileContext, gm: fx.GraphModule) -> fx.Node | None:
-    """Give every qlinear node the graph's split-K tile counters: one derived input of int32 zeros, as many as
-    the largest weight has rows (enough for a GEMV's or skinny GEMM's output tiles at small M; a launch with
-    more tiles takes the second launch instead). The kernels leave it zero, so the graph only reads it (see
-    ``accel.lowering.kernel_access_cache``). Only where the kernels run; returns the input's node, if any."""
-    nodes = [n for n in gm.graph.nodes if n.target is QLINEAR]
-    weights = [ctx.weight_value(fu.schema_args(n)["qweight"]) for n in nodes]
-    weights = [w for w in weights if w is not None]
-    if not weights or not _runs_kernels(weights[0].device):
-        return None
-    size, device = max(int(w.shape[0]) for w in weights), weights[0].device
-    counters = ctx.add_derived("splitk_counters", lambda: torch.zeros(size, dtype=torch.int32, device=device))
-    for n in nodes:
-        n.kwargs = {**n.kwargs, "counters": counters}
-    return counters
 
 
 def _weight_source(w: fx.Node) -> tuple[fx.Node, bool]:
