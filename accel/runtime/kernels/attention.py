@@ -263,6 +263,7 @@ def _attn_decode_kernel(
     GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr,
     MASK_KIND: tl.constexpr, SKIP: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, REDUCE_LAST: tl.constexpr = False,
+    BLOCK_S: tl.constexpr = 1,
 ):
     """Unnormalized attention of the GROUP·SQ query rows of KV head (b, kvh) over one contiguous key chunk.
 
@@ -308,9 +309,9 @@ def _attn_decode_kernel(
             HEAD_DIM, BLOCK_N, BLOCK_D, True, IS_CAUSAL, MASK_KIND, SKIP, IEEE,
         )
 
-    o_ptrs = Out + b * stride_ob + h[:, None] * stride_oh + q_pos[:, None] * stride_om + offs_d[None, :] * stride_od
     if DIRECT:  # -- normalize and write back (a row that sees no key has acc = 0, l = 0: it stays 0, as in SDPA)
         out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+        o_ptrs = Out + b * stride_ob + h[:, None] * stride_oh + q_pos[:, None] * stride_om + offs_d[None, :] * stride_od
         tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=rows_ok[:, None] & d_ok[None, :])
     else:  # -- write back the split's partial state (an empty split writes m = -inf, l = 0, acc = 0)
         part = (bk * NUM_SPLITS + split).to(tl.int64) * (GROUP * SQ) + rows
@@ -320,32 +321,43 @@ def _attn_decode_kernel(
         if REDUCE_LAST:
             tl.debug_barrier()  # every thread's partials are issued before the count (see linear._reduce_if_last)
             if tl.atomic_add(Cnt + bk, 1, sem="acq_rel", scope="gpu") == NUM_SPLITS - 1:
-                out = _merge_splits(PartAcc, PartMax, PartSum, bk * NUM_SPLITS, NUM_SPLITS, rows, rows_ok, offs_d,
-                                    d_ok, GROUP * SQ, HEAD_DIM, MASK_KIND == 2, BLOCK_R, BLOCK_D)
-                tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=rows_ok[:, None] & d_ok[None, :])
+                _merge_splits(PartAcc, PartMax, PartSum, Out, bk * NUM_SPLITS, NUM_SPLITS,
+                              Out + b * stride_ob + kvh * GROUP * stride_oh, stride_oh, stride_om, stride_od,
+                              GROUP, SQ, HEAD_DIM, MASK_KIND == 2, BLOCK_S, BLOCK_D)
                 tl.atomic_xchg(Cnt + bk, 0, sem="relaxed", scope="gpu")
 
 
 @triton.jit
-def _merge_splits(PartAcc, PartMax, PartSum, first, NUM_SPLITS, rows, rows_ok, offs_d, d_ok, ROWS: tl.constexpr,
-                  HEAD_DIM: tl.constexpr, NATURAL: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
-    """out [BLOCK_R, BLOCK_D] = Σ_s w_s acc_s / Σ_s w_s l_s, w_s = exp(m_s - max_s m_s), over the NUM_SPLITS
-    partial states from index ``first`` (L2 reads: other programs wrote them). Two passes over the splits: the
-    row maxima, then the weighted sums, so that no [splits, rows, dims] tile is held at once."""
-    m = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
-    for s in range(NUM_SPLITS):
-        part = (first + s).to(tl.int64) * ROWS + rows
-        m = tl.maximum(m, tl.load(PartMax + part, mask=rows_ok, other=float("-inf"), cache_modifier=".cg"))
-    m_safe = tl.where(m == float("-inf"), 0.0, m)
-    l_sum = tl.zeros((BLOCK_R,), dtype=tl.float32)
-    acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
-    for s in range(NUM_SPLITS):
-        part = (first + s).to(tl.int64) * ROWS + rows
-        w = _exp2(tl.load(PartMax + part, mask=rows_ok, other=float("-inf"), cache_modifier=".cg") - m_safe, NATURAL)
-        l_sum += w * tl.load(PartSum + part, mask=rows_ok, other=0.0, cache_modifier=".cg")
-        acc += w[:, None] * tl.load(PartAcc + part[:, None] * HEAD_DIM + offs_d[None, :],
-                                    mask=rows_ok[:, None] & d_ok[None, :], other=0.0, cache_modifier=".cg")
-    return acc / tl.where(l_sum == 0.0, 1.0, l_sum)[:, None]
+def _merge_row(PartAcc, PartMax, PartSum, part, s_ok, offs_d, d_ok, HEAD_DIM: tl.constexpr, NATURAL: tl.constexpr,
+               CACHE: tl.constexpr):
+    """One query row's output [BLOCK_D] from its partial states at ``part`` [BLOCK_S] (one per split):
+    Σ_s w_s acc_s / Σ_s w_s l_s with w_s = exp(m_s - max_s m_s); 0 for a row that saw no key."""
+    m_s = tl.load(PartMax + part, mask=s_ok, other=float("-inf"), cache_modifier=CACHE)
+    l_s = tl.load(PartSum + part, mask=s_ok, other=0.0, cache_modifier=CACHE)
+    m = tl.max(m_s, 0)
+    w = _exp2(m_s - tl.where(m == float("-inf"), 0.0, m), NATURAL)
+    l_sum = tl.sum(w * l_s, 0)
+    acc = tl.load(PartAcc + part[:, None] * HEAD_DIM + offs_d[None, :], mask=s_ok[:, None] & d_ok[None, :],
+                  other=0.0, cache_modifier=CACHE)
+    return tl.sum(acc * w[:, None], 0) / tl.where(l_sum == 0.0, 1.0, l_sum)
+
+
+@triton.jit
+def _merge_splits(PartAcc, PartMax, PartSum, Out, first, NUM_SPLITS, o_row_ptr, stride_oh, stride_om, stride_od,
+                  GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, NATURAL: tl.constexpr,
+                  BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The GROUP·SQ rows of one KV head in turn, each merged over the NUM_SPLITS partial states from index
+    ``first`` by ``_merge_row`` (as ``_attn_decode_reduce_kernel`` merges one row, with L2 reads: other programs
+    wrote them) and written at ``o_row_ptr`` (the group's first row) plus the row's offset."""
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    s_ok = offs_s < NUM_SPLITS
+    d_ok = offs_d < HEAD_DIM
+    for r in range(GROUP * SQ):
+        part = (first + offs_s).to(tl.int64) * (GROUP * SQ) + r
+        out = _merge_row(PartAcc, PartMax, PartSum, part, s_ok, offs_d, d_ok, HEAD_DIM, NATURAL, ".cg")
+        o_ptrs = o_row_ptr + (r // SQ) * stride_oh + (r % SQ) * stride_om + offs_d * stride_od
+        tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=d_ok)
 
 
 @triton.jit
@@ -371,20 +383,14 @@ def _attn_decode_reduce_kernel(
     d_ok = offs_d < HEAD_DIM
 
     part = (bk * NUM_SPLITS + offs_s).to(tl.int64) * (GROUP * SQ) + r
-    m_s = tl.load(PartMax + part, mask=s_ok, other=float("-inf"))
-    l_s = tl.load(PartSum + part, mask=s_ok, other=0.0)
-    m = tl.max(m_s, 0)
-    w = _exp2(m_s - tl.where(m == float("-inf"), 0.0, m), NATURAL)
-    l_sum = tl.sum(w * l_s, 0)
-    acc = tl.load(PartAcc + part[:, None] * HEAD_DIM + offs_d[None, :], mask=s_ok[:, None] & d_ok[None, :], other=0.0)
-    out = tl.sum(acc * w[:, None], 0) / tl.where(l_sum == 0.0, 1.0, l_sum)
+    out = _merge_row(PartAcc, PartMax, PartSum, part, s_ok, offs_d, d_ok, HEAD_DIM, NATURAL, "")
 
     o_ptrs = Out + b * stride_ob + h * stride_oh + (r % SQ) * stride_om + offs_d * stride_od
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=d_ok)
 
 
-_KERNELS = (_dot, _exp2, _attn_block, _attn_update, _attn_fwd_kernel, _attn_decode_kernel, _merge_splits,
-            _attn_decode_reduce_kernel)
+_KERNELS = (_dot, _exp2, _attn_block, _attn_update, _attn_fwd_kernel, _attn_decode_kernel, _merge_row,
+            _merge_splits, _attn_decode_reduce_kernel)
 
 # ---------------------------------------------------------------------------------------------------------
 # Launchers: check, allocate, launch. They run at trace time too (fake tensors, maybe symbolic sizes), so
@@ -503,6 +509,7 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, counters=N
         GROUP=group, SQ=sq, HEAD_DIM=d, IS_CAUSAL=is_causal, MASK_KIND=mask_kind,
         SKIP=cfg["SKIP"] if mask_kind else 0, IEEE=_ieee(q), DIRECT=direct,
         BLOCK_R=max(16, next_pow2(rows)), BLOCK_N=cfg["BLOCK_N"], BLOCK_D=block_d, REDUCE_LAST=reduce_last,
+        BLOCK_S=next_pow2(splits) if reduce_last else 1,
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if direct or reduce_last:
