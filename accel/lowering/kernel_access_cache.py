@@ -14,10 +14,11 @@ Python function: PyTorch hands the analysis a different kernel object for each l
 programmatic dependent launch (``accel.lowering.pdl``) is analyzed as the same launch without it.
 
 One correction to the answer: an accel kernel argument named in ``RESTORED_ARGS`` is reported as read, not
-written. Those are the tile counters of split kernels (``linear._reduce_if_last``, ``attention._merge_splits``;
+written. Those are the tile counters of split-K kernels (``linear._reduce_if_last``;
 ``accel.lowering.add_split_counters``): every launch counts up and sets them back to zero before it ends, so the
 tensor holds the same values before and after each launch. Reported as written, a counter (a graph input) would
-be cloned before every launch, one copy kernel per split launch, more than the launch the counters save. Outside this block (no memo) the results are still correct, only cloned.
+be cloned before every launch, one copy kernel per split-K launch, more than the launch the counters save.
+Outside this block (no memo) the results are still correct, only cloned.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import torch
 
 _ANALYZERS = ("identify_accessed_tensors", "identify_mutated_tensors")
 # accel kernel arguments that each launch leaves as it found them (see the module docstring)
-RESTORED_ARGS = frozenset({"cnt_ptr", "Cnt"})
+RESTORED_ARGS = frozenset({"cnt_ptr"})
 
 
 def without_restored_writes(result: Any) -> Any:

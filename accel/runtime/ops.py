@@ -52,15 +52,13 @@ def attention(
     mask: Optional[torch.Tensor],
     scale: float,
     is_causal: bool,
-    counters: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Fused softmax(q kᵀ · scale + mask) v; see ``reference.attention`` for the exact contract. ``counters``
-    (int32 zeros, which every launch leaves zero) lets split-KV decode merge its splits in the kernel."""
+    """Fused softmax(q kᵀ · scale + mask) v; see ``reference.attention`` for the exact contract."""
     if not _on_gpu(q):
         return reference.attention(q, k, v, mask, scale, is_causal)
     from accel.runtime.kernels import attention as ka
 
-    return ka.attention(q, k, v, mask, scale, is_causal, counters)
+    return ka.attention(q, k, v, mask, scale, is_causal)
 
 
 @triton_op("accel::ffn", mutates_args=())

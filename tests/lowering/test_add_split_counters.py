@@ -1,12 +1,11 @@
-"""AddSplitCountersPass: where the Triton kernels run, every qlinear and attention node reads one derived input of
-int32 zeros (the split kernels' tile counters); nowhere else, and never with ``reduce_splits_in_kernel=False``.
-The kernels' own use of the counters is tested in tests/runtime (test_qlinear_kernel, test_attention_kernel)."""
-import pytest
+"""AddSplitCountersPass: with ``reduce_splits_in_kernel`` and where the Triton kernels run, every qlinear node reads
+one derived input of int32 zeros (the split-K tile counters); nowhere else. The kernels' own use of the counters is
+tested in tests/runtime/test_qlinear_kernel.py."""
 import torch
 
 import accel
 import accel.lowering.add_split_counters as asc
-from accel.runtime.ops import ATTENTION, QLINEAR
+from accel.runtime.ops import QLINEAR
 
 
 def tiny_llama():
@@ -33,21 +32,22 @@ def rewritten(model, ids, options):
     return out, graphs[-1]
 
 
-@pytest.mark.parametrize("options", [{}, {"quantize": "int8_weight_only"}], ids=["bf16", "int8"])
-def test_counters_reach_every_split_kernel_where_the_kernels_run(options, monkeypatch):
+def test_counters_reach_every_qlinear_where_the_kernels_run(monkeypatch):
     model, ids = tiny_llama(), torch.randint(0, 100, (1, 6))
+    options = {"quantize": "int8_weight_only", "reduce_splits_in_kernel": True}
     plain, gm = rewritten(model, ids, options)
     assert not any("counters" in n.kwargs for n in gm.graph.nodes)  # CPU: the reference ignores them
     monkeypatch.setattr(asc, "_runs_kernels", lambda device: True)
     out, gm = rewritten(model, ids, options)
     torch.testing.assert_close(out, plain, rtol=0, atol=0)
-    ops = [n for n in gm.graph.nodes if n.target in (QLINEAR, ATTENTION)]
-    assert sum(n.target is ATTENTION for n in ops) == 2
-    assert sum(n.target is QLINEAR for n in ops) == (8 if options else 0)  # qkv, o, gate_up, down per layer
+    ops = [n for n in gm.graph.nodes if n.target is QLINEAR]
+    assert len(ops) == 8  # qkv, o, gate_up, down per layer
     (counters,) = {n.kwargs.get("counters") for n in ops}
     assert counters.op == "placeholder" and counters.name.startswith("accel_splitk_counters")
     val = counters.meta["val"]
-    # the largest user: the gate_up weight's 2 × 128 rows, or the attention's 1 batch row × 2 KV heads
-    assert val.dtype == torch.int32 and tuple(val.shape) == ((256,) if options else (2,))
-    _, gm = rewritten(model, ids, {**options, "reduce_splits_in_kernel": False})
-    assert not any("counters" in n.kwargs for n in gm.graph.nodes)
+    assert val.dtype == torch.int32 and tuple(val.shape) == (256,)  # the gate_up weight's 2 × 128 rows
+    for off in ({"reduce_splits_in_kernel": False}, {}):  # off, and off by default
+        _, gm = rewritten(model, ids, {"quantize": "int8_weight_only", **off})
+        assert not any("counters" in n.kwargs for n in gm.graph.nodes)
+    _, gm = rewritten(model, ids, {"reduce_splits_in_kernel": True})  # nothing quantized: no counters
+    assert not any(n.op == "placeholder" and n.name.startswith("accel_splitk") for n in gm.graph.nodes)

@@ -108,9 +108,8 @@ def main() -> int:
     mask = torch.ones(1, 1, 40, 40, dtype=torch.bool)
     ka.attention(q, k, v, mask, 0.125, False)  # prefill, bool mask
     ka.attention(q[:, :, :1], k, v, None, 0.125, True)  # decode (+ reduce)
-    split = {**ka._decode_configs(64, dt, 4)[0], "splits": 2}
-    for counters in (None, torch.zeros(64, dtype=torch.int32)):  # split-KV: the reduce kernel, or the last program
-        ka._decode(q[:, :, :1], k, v, torch.ones(40, dtype=torch.bool), 0.125, False, split, counters)
+    split = {**ka._decode_configs(64, dt, 4)[0], "splits": 2}  # split-KV and the reduce kernel
+    ka._decode(q[:, :, :1], k, v, torch.ones(40, dtype=torch.bool), 0.125, False, split)
     ka.attention(q, k, v, torch.zeros(40, 40, dtype=dt), 0.125, True)  # additive mask and causal
     x, w = torch.randn(1, 256, dtype=dt), torch.randn(512, 256, dtype=dt)
     for cfg in kl.candidate_configs(1, 512, 256, False, 2, 132, True)[:3]:

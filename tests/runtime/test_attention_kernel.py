@@ -360,9 +360,8 @@ def test_every_candidate_runs_and_agrees():
     mask = make_mask((1, 1, 2, 40), "bool")
     outs = []
     for cfg in ka._candidates(q, k, mask, False):
-        for counters in (None, torch.zeros(2, dtype=torch.int32, device=DEVICE)):  # + split-KV merged in-kernel
-            torch.manual_seed(0)  # the runner draws its own random inputs
-            outs.append(ka._runner(q, k, v, mask, False, counters, cfg)())
+        torch.manual_seed(0)  # the runner draws its own random inputs
+        outs.append(ka._runner(q, k, v, mask, False, cfg)())
     assert {c["kernel"] for c in ka._candidates(q, k, mask, False)} == {"decode", "prefill"}
     for out in outs[1:]:
         torch.testing.assert_close(out, outs[0], atol=2e-3, rtol=2e-3)
@@ -410,32 +409,3 @@ def test_random_problems_match_reference(p):
     mask = None if kind is None else make_mask(shape, kind, seed=p["seed"])
     out = run_kernel(p["kernel"], q, k, v, mask, is_causal=p["is_causal"])
     assert_matches(out, q, k, v, mask, is_causal=p["is_causal"])
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("mask_kind", [None, "bool", "add_fp16"])
-@pytest.mark.parametrize("b, hq, hkv, sq, skv, d, splits", [(1, 4, 2, 1, 33, 64, 3), (2, 4, 1, 3, 70, 24, 4),
-                                                            (1, 2, 2, 1, 17, 16, 8)])
-def test_decode_merges_splits_in_the_last_program(poisoned, monkeypatch, dtype, mask_kind, b, hq, hkv, sq, skv, d,
-                                                  splits):
-    """With counters the last split of each (batch row, KV head) merges the partial states itself: one launch,
-    the reference's result (empty splits included: 8 splits of 17 keys), and the counters back at zero so that
-    the next launch, too, gives the same result."""
-    q, k, v = make_qkv(b, hq, hkv, sq, skv, d, dtype)
-    mask = None if mask_kind is None else make_mask((b, 1, sq, skv), mask_kind)
-    if mask is not None:  # one visible key per row at least
-        mask[..., 0] = True if mask_kind == "bool" else 0.0
-    two_launches = run_kernel("decode", q, k, v, mask, splits=splits)
-    launched = []
-    wrap = torch.library.wrap_triton
-    monkeypatch.setattr(torch.library, "wrap_triton", lambda kernel: launched.append(kernel.__name__) or wrap(kernel))
-    counters = torch.zeros(b * hkv, dtype=torch.int32, device=DEVICE)
-    for _ in range(2):
-        out = ka._decode(q, k, v, mask, 0.3, False, dict(DECODE, splits=splits), counters)
-        assert_matches(out, q, k, v, mask)
-        torch.testing.assert_close(out, two_launches, atol=TOL[dtype][0], rtol=TOL[dtype][1])
-        assert not counters.any()
-    assert launched == ["_attn_decode_kernel"] * 2
-    launched.clear()
-    ka._decode(q, k, v, mask, 0.3, False, dict(DECODE, splits=splits), counters[: b * hkv - 1])  # too few
-    assert launched == ["_attn_decode_kernel", "_attn_decode_reduce_kernel"]

@@ -246,9 +246,8 @@ def _attn_fwd_kernel(
 
 @triton.jit
 def _attn_decode_kernel(
-    # Pointers (PartAcc [B·Hkv, NUM_SPLITS, ROWS, HEAD_DIM], PartMax / PartSum [B·Hkv, NUM_SPLITS, ROWS];
-    # Cnt: one int32 per B·Hkv, zero before the launch, when REDUCE_LAST)
-    Q, K, V, Mask, PartAcc, PartMax, PartSum, Out, Cnt,
+    # Pointers (PartAcc [B·Hkv, NUM_SPLITS, ROWS, HEAD_DIM], PartMax / PartSum [B·Hkv, NUM_SPLITS, ROWS])
+    Q, K, V, Mask, PartAcc, PartMax, PartSum, Out,
     # Matrix dimensions
     Hkv, Skv, NUM_SPLITS,
     # Strides
@@ -262,15 +261,12 @@ def _attn_decode_kernel(
     # Meta-parameters
     GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr,
     MASK_KIND: tl.constexpr, SKIP: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, REDUCE_LAST: tl.constexpr = False,
-    BLOCK_S: tl.constexpr = 1,
+    BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Unnormalized attention of the GROUP·SQ query rows of KV head (b, kvh) over one contiguous key chunk.
 
     Row r is query r % SQ of head kvh·GROUP + r // SQ, so one K/V read serves the whole GQA group. DIRECT (one
-    split, the whole key range) normalizes and writes Out itself; no reduction kernel follows. REDUCE_LAST: the
-    splits of (b, kvh) count themselves in at Cnt, and the last to arrive merges them all (``_merge_splits``),
-    as ``_attn_decode_reduce_kernel`` would, and sets the count back to zero; no reduction kernel follows either.
+    split, the whole key range) normalizes and writes Out itself; no reduction kernel follows.
     """
     sm_scale, qk_scale = tl.cast(sm_scale, tl.float32), tl.cast(qk_scale, tl.float32)  # fp64 under Inductor (see above)
     # -- map pid to block
@@ -318,46 +314,6 @@ def _attn_decode_kernel(
         tl.store(PartMax + part, m_i, mask=rows_ok)
         tl.store(PartSum + part, l_i, mask=rows_ok)
         tl.store(PartAcc + part[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=rows_ok[:, None] & d_ok[None, :])
-        if REDUCE_LAST:
-            tl.debug_barrier()  # every thread's partials are issued before the count (see linear._reduce_if_last)
-            if tl.atomic_add(Cnt + bk, 1, sem="acq_rel", scope="gpu") == NUM_SPLITS - 1:
-                _merge_splits(PartAcc, PartMax, PartSum, Out, bk * NUM_SPLITS, NUM_SPLITS,
-                              Out + b * stride_ob + kvh * GROUP * stride_oh, stride_oh, stride_om, stride_od,
-                              GROUP, SQ, HEAD_DIM, MASK_KIND == 2, BLOCK_S, BLOCK_D)
-                tl.atomic_xchg(Cnt + bk, 0, sem="relaxed", scope="gpu")
-
-
-@triton.jit
-def _merge_row(PartAcc, PartMax, PartSum, part, s_ok, offs_d, d_ok, HEAD_DIM: tl.constexpr, NATURAL: tl.constexpr,
-               CACHE: tl.constexpr):
-    """One query row's output [BLOCK_D] from its partial states at ``part`` [BLOCK_S] (one per split):
-    Σ_s w_s acc_s / Σ_s w_s l_s with w_s = exp(m_s - max_s m_s); 0 for a row that saw no key."""
-    m_s = tl.load(PartMax + part, mask=s_ok, other=float("-inf"), cache_modifier=CACHE)
-    l_s = tl.load(PartSum + part, mask=s_ok, other=0.0, cache_modifier=CACHE)
-    m = tl.max(m_s, 0)
-    w = _exp2(m_s - tl.where(m == float("-inf"), 0.0, m), NATURAL)
-    l_sum = tl.sum(w * l_s, 0)
-    acc = tl.load(PartAcc + part[:, None] * HEAD_DIM + offs_d[None, :], mask=s_ok[:, None] & d_ok[None, :],
-                  other=0.0, cache_modifier=CACHE)
-    return tl.sum(acc * w[:, None], 0) / tl.where(l_sum == 0.0, 1.0, l_sum)
-
-
-@triton.jit
-def _merge_splits(PartAcc, PartMax, PartSum, Out, first, NUM_SPLITS, o_row_ptr, stride_oh, stride_om, stride_od,
-                  GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, NATURAL: tl.constexpr,
-                  BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
-    """The GROUP·SQ rows of one KV head in turn, each merged over the NUM_SPLITS partial states from index
-    ``first`` by ``_merge_row`` (as ``_attn_decode_reduce_kernel`` merges one row, with L2 reads: other programs
-    wrote them) and written at ``o_row_ptr`` (the group's first row) plus the row's offset."""
-    offs_s = tl.arange(0, BLOCK_S)
-    offs_d = tl.arange(0, BLOCK_D)
-    s_ok = offs_s < NUM_SPLITS
-    d_ok = offs_d < HEAD_DIM
-    for r in range(GROUP * SQ):
-        part = (first + offs_s).to(tl.int64) * (GROUP * SQ) + r
-        out = _merge_row(PartAcc, PartMax, PartSum, part, s_ok, offs_d, d_ok, HEAD_DIM, NATURAL, ".cg")
-        o_ptrs = o_row_ptr + (r // SQ) * stride_oh + (r % SQ) * stride_om + offs_d * stride_od
-        tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=d_ok)
 
 
 @triton.jit
@@ -383,31 +339,35 @@ def _attn_decode_reduce_kernel(
     d_ok = offs_d < HEAD_DIM
 
     part = (bk * NUM_SPLITS + offs_s).to(tl.int64) * (GROUP * SQ) + r
-    out = _merge_row(PartAcc, PartMax, PartSum, part, s_ok, offs_d, d_ok, HEAD_DIM, NATURAL, "")
+    m_s = tl.load(PartMax + part, mask=s_ok, other=float("-inf"))
+    l_s = tl.load(PartSum + part, mask=s_ok, other=0.0)
+    m = tl.max(m_s, 0)
+    w = _exp2(m_s - tl.where(m == float("-inf"), 0.0, m), NATURAL)
+    l_sum = tl.sum(w * l_s, 0)
+    acc = tl.load(PartAcc + part[:, None] * HEAD_DIM + offs_d[None, :], mask=s_ok[:, None] & d_ok[None, :], other=0.0)
+    out = tl.sum(acc * w[:, None], 0) / tl.where(l_sum == 0.0, 1.0, l_sum)
 
     o_ptrs = Out + b * stride_ob + h * stride_oh + (r % SQ) * stride_om + offs_d * stride_od
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=d_ok)
 
 
-_KERNELS = (_dot, _exp2, _attn_block, _attn_update, _attn_fwd_kernel, _attn_decode_kernel, _merge_row,
-            _merge_splits, _attn_decode_reduce_kernel)
+_KERNELS = (_dot, _exp2, _attn_block, _attn_update, _attn_fwd_kernel, _attn_decode_kernel, _attn_decode_reduce_kernel)
 
 # ---------------------------------------------------------------------------------------------------------
 # Launchers: check, allocate, launch. They run at trace time too (fake tensors, maybe symbolic sizes), so
 # they branch on sizes only through static_int and allocate with torch.empty.
 
 
-def attention(q, k, v, mask, scale: float, is_causal: bool, counters: torch.Tensor | None = None) -> torch.Tensor:
+def attention(q, k, v, mask, scale: float, is_causal: bool) -> torch.Tensor:
     """softmax(q kᵀ · scale + mask) v with SDPA semantics (``reference.attention``), in layout [B, Sq, Hq, D].
 
     The kernel comes from ``_select``: measured per shape when every size is static on CUDA, else the
-    heuristic default (decode for a small static GQA group × Sq, prefill otherwise). With ``counters`` (int32
-    zeros, one per batch row and KV head at least, left zero) split-KV decode merges its splits in the kernel.
+    heuristic default (decode for a small static GQA group × Sq, prefill otherwise).
     """
     _check(q, k, v, mask)
     if static_int(q.shape[-1]) is None or static_int(q.shape[-1]) > MAX_HEAD_DIM:
         return reference.attention(q, k, v, mask, scale, is_causal)  # no tile size for this head dim
-    return _run(_select(q, k, v, mask, is_causal, counters), q, k, v, mask, scale, is_causal, counters)
+    return _run(_select(q, k, v, mask, is_causal), q, k, v, mask, scale, is_causal)
 
 
 def _check(q, k, v, mask) -> None:
@@ -422,11 +382,11 @@ def _check(q, k, v, mask) -> None:
         raise ValueError(f"attention: mask must be bool or float of rank <= 4, got {mask.dtype} {tuple(mask.shape)}")
 
 
-def _run(cfg: dict, q, k, v, mask, scale, is_causal, counters=None) -> torch.Tensor:
+def _run(cfg: dict, q, k, v, mask, scale, is_causal) -> torch.Tensor:
     if cfg["kernel"] == "sdpa":
         return reference.attention(q, k, v, mask, scale, is_causal)
     if cfg["kernel"] == "decode":
-        return _decode(q, k, v, mask, scale, is_causal, cfg, counters)
+        return _decode(q, k, v, mask, scale, is_causal, cfg)
     return _prefill(q, k, v, mask, scale, is_causal, cfg)
 
 
@@ -478,9 +438,8 @@ def _prefill(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.
     return out
 
 
-def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, counters=None) -> torch.Tensor:
-    """Split-KV decode: ``cfg`` (BLOCK_N, num_warps, num_stages, SKIP, waves, optional splits) overrides. With
-    ``counters`` covering every (batch row, KV head), the last split of each merges them (no second launch)."""
+def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.Tensor:
+    """Split-KV decode: ``cfg`` (BLOCK_N, num_warps, num_stages, SKIP, waves, optional splits) overrides."""
     b, hq, sq, d = q.shape
     hkv, skv = k.shape[1], k.shape[2]
     group, sq = static_int(hq) // static_int(hkv), static_int(sq)  # static by _use_decode
@@ -491,8 +450,6 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, counters=N
         kv_len = sq if kv_len is None else min(kv_len, sq)
     splits = cfg.get("splits") or _num_splits(b, hkv, kv_len, cfg["BLOCK_N"], cfg["waves"], q.device)
     direct = splits == 1
-    groups, have = static_int(b * hkv), None if counters is None else static_int(counters.numel())
-    reduce_last = not direct and groups is not None and have is not None and groups <= have
     parts = 0 if direct else splits  # a direct launch never touches the partial-state buffers
     part_acc = torch.empty((b * hkv, parts, rows, d), dtype=torch.float32, device=q.device)
     part_max = torch.empty((b * hkv, parts, rows), dtype=torch.float32, device=q.device)
@@ -502,17 +459,16 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, counters=N
     block_d = _block_d(d)
 
     torch.library.wrap_triton(_attn_decode_kernel)[(b * hkv, splits)](
-        q, k, v, mask_t, part_acc, part_max, part_sum, out, counters if reduce_last else part_sum,
+        q, k, v, mask_t, part_acc, part_max, part_sum, out,
         hkv, skv, splits,
         *q.stride(), *k.stride(), *v.stride(), *mask_strides, *out.stride(),
         scale, scale * LOG2E,
         GROUP=group, SQ=sq, HEAD_DIM=d, IS_CAUSAL=is_causal, MASK_KIND=mask_kind,
         SKIP=cfg["SKIP"] if mask_kind else 0, IEEE=_ieee(q), DIRECT=direct,
-        BLOCK_R=max(16, next_pow2(rows)), BLOCK_N=cfg["BLOCK_N"], BLOCK_D=block_d, REDUCE_LAST=reduce_last,
-        BLOCK_S=next_pow2(splits) if reduce_last else 1,
+        BLOCK_R=max(16, next_pow2(rows)), BLOCK_N=cfg["BLOCK_N"], BLOCK_D=block_d,
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
-    if direct or reduce_last:
+    if direct:
         return out
     torch.library.wrap_triton(_attn_decode_reduce_kernel)[(b * hkv, rows)](
         part_acc, part_max, part_sum, out,
@@ -615,7 +571,7 @@ def _mask_code(mask, q) -> int:
     return kind + 4 * sum(1 << i for i, s in enumerate(dims) if s == 1)
 
 
-def _select(q, k, v, mask, is_causal, counters=None) -> dict:
+def _select(q, k, v, mask, is_causal) -> dict:
     default = _default_config(q, k)
     sizes = [static_int(s) for s in (*q.shape, *k.shape)]
     if mask is not None:
@@ -625,13 +581,12 @@ def _select(q, k, v, mask, is_causal, counters=None) -> dict:
     b, hq, sq, d = sizes[:4]
     hkv, skv = sizes[5:7]
     # the key length in power-of-two buckets: decode over a growing KV cache must not re-tune at every length
-    name = "attention" if counters is None else "attention.rl"  # split-KV merged in the kernel (reduce last)
     key = autotune_cache.make_key(
-        name, _SRC_HASH, (b, hq, hkv, sq, next_pow2(skv), d, int(is_causal), _mask_code(mask, q)), q.dtype, q.device,
+        "attention", _SRC_HASH, (b, hq, hkv, sq, next_pow2(skv), d, int(is_causal), _mask_code(mask, q)), q.dtype,
+        q.device,
     )
     return autotune_cache.tune(
-        key, _candidates(q, k, mask, is_causal), functools.partial(_runner, q, k, v, mask, is_causal, counters),
-        default=default,
+        key, _candidates(q, k, mask, is_causal), functools.partial(_runner, q, k, v, mask, is_causal), default=default
     )
 
 
@@ -658,14 +613,12 @@ def _tuning_mask(mask, q, k) -> torch.Tensor:
     return torch.zeros(mask.shape, dtype=mask.dtype, device=q.device).masked_fill(~keep, float("-inf"))
 
 
-def _runner(q, k, v, mask, is_causal, counters, cfg: dict):
-    """For autotune_cache.tune (called in real mode): a launch of ``cfg`` on random inputs of these shapes (and
-    zeroed counters as long as ``counters``, a fake tensor when traced)."""
+def _runner(q, k, v, mask, is_causal, cfg: dict):
+    """For autotune_cache.tune (called in real mode): a launch of ``cfg`` on random inputs of these shapes."""
     q2, k2, v2 = _random_like(q), _random_like(k), _random_like(v)
     mask2 = None if mask is None else _tuning_mask(mask, q, k)
     scale = float(q.shape[-1]) ** -0.5
-    c2 = None if counters is None else torch.zeros(int(counters.numel()), dtype=torch.int32, device=q.device)
-    return lambda: _run(cfg, q2, k2, v2, mask2, scale, is_causal, c2)
+    return lambda: _run(cfg, q2, k2, v2, mask2, scale, is_causal)
 
 
 _SRC_HASH = autotune_cache.source_hash(*_KERNELS, _prefill_configs, _decode_configs, _use_decode, _num_splits)
