@@ -49,12 +49,13 @@ ACCEL_VARIANTS = {
     "accel-int8-head-nonorm": {"quantize": "int8_weight_only", "quantize_lm_head": True, "fuse_norm": False},
     "accel-int4-head-nonorm": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
                                "fuse_norm": False},
-    # split-K quantized linears reduced in their last program (session 10's option, off by default): A/B in one run
-    "accel-int8-head-reduce": {"quantize": "int8_weight_only", "quantize_lm_head": True,
-                               "reduce_splits_in_kernel": True},
+    # split-K quantized linears finished by a second launch instead of their last program (session 10's option,
+    # on by default), for a same-run A/B; with every kernel launched from the host as well (no CUDA graphs)
+    "accel-int8-head-noreduce": {"quantize": "int8_weight_only", "quantize_lm_head": True,
+                                 "reduce_splits_in_kernel": False},
     "accel-int8-head-nocg": {"quantize": "int8_weight_only", "quantize_lm_head": True, "cudagraphs": False},
-    "accel-int8-head-nocg-reduce": {"quantize": "int8_weight_only", "quantize_lm_head": True, "cudagraphs": False,
-                                    "reduce_splits_in_kernel": True},
+    "accel-int8-head-nocg-noreduce": {"quantize": "int8_weight_only", "quantize_lm_head": True, "cudagraphs": False,
+                                      "reduce_splits_in_kernel": False},
     "accel-nocombo": {"inductor_config": {"combo_kernels": False}},
     "accel-nokv": {"fuse_kv_update": False},
     "accel-pdl": {"pdl": True},

@@ -30,8 +30,9 @@ DEFAULT_CUDAGRAPHS = False
 # Programmatic dependent launch: measured on an H200 (benchmarks/results/decode_*_s6run*): +2.4% and +3.4% decode
 # tok/s on the 8B shape, -5% and -6% on the 1B shape, and more host time per step on both, so it is opt-in.
 DEFAULT_PDL = False
-# Split-K quantized linears reduced in their last program (one launch, not two): opt-in, see the field's docstring
-DEFAULT_REDUCE_SPLITS_IN_KERNEL = False
+# Split-K quantized linears reduced in their last program (one launch, not two): measured on an H100
+# (benchmarks/results/decode_1b_quant_s10run6_*), 1B int8 + head decode 1223.3 vs 1176.2 tok/s in the same run.
+DEFAULT_REDUCE_SPLITS_IN_KERNEL = True
 DEFAULT_STRICT = False
 DEFAULT_GROUP_SIZE = 128
 DEFAULT_GPTQ = True
@@ -100,10 +101,9 @@ class AccelOptions:
     reduce_splits_in_kernel: bool = DEFAULT_REDUCE_SPLITS_IN_KERNEL
     """Quantized linears split along K (decode GEMVs of long rows, skinny GEMMs) add up their partial sums in the
     last program of each output tile instead of a second kernel launch; the graph keeps a small buffer of int32
-    tile counters, which each launch sets back to zero. Results are bit-identical. Off by default: on an H100 the
-    1B int8 decode step measured no faster with it (the tuner times the int8 down projection at 10.4 against 11.5
-    µs, but a replayed CUDA graph launches the second kernel almost for free). With it on, one compiled graph must
-    not run on two CUDA streams at the same time."""
+    tile counters, which each launch sets back to zero. Results are bit-identical. On an H100 the 1B int8 decode
+    step (CUDA graphs) ran 4% faster with it. With it on, one compiled graph must not run on two CUDA streams at
+    the same time: turn it off if you do that."""
 
     quantize: str | None = None
     """Lossy, opt-in: quantize the weights of every linear accel rewrites (projections, FFNs; not the LM head

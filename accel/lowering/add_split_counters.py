@@ -18,8 +18,7 @@ The counters are one derived graph input of int32 zeros shared by every qlinear 
 has rows: kernels run one after another on the stream, and a launch with more tiles than counters takes the second
 launch instead. Every launch leaves them zero, so the graph only reads them (``accel.lowering.kernel_access_cache``);
 the one thing they forbid is running one compiled graph on two streams at once. Only where the Triton kernels run
-(CUDA): the torch reference ignores them. Opt-in (option ``reduce_splits_in_kernel``): see its docstring for what
-it measured.
+(CUDA): the torch reference ignores them. Option ``reduce_splits_in_kernel`` (on by default).
 
 Split-KV decode attention was given the same treatment (the last split of each KV head merging the partial states)
 and measured slower than its second launch on an H100 (7.4 against 5.5 µs a launch in the tuner, 1B decode −2%), so

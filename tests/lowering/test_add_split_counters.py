@@ -34,7 +34,7 @@ def rewritten(model, ids, options):
 
 def test_counters_reach_every_qlinear_where_the_kernels_run(monkeypatch):
     model, ids = tiny_llama(), torch.randint(0, 100, (1, 6))
-    options = {"quantize": "int8_weight_only", "reduce_splits_in_kernel": True}
+    options = {"quantize": "int8_weight_only"}  # reduce_splits_in_kernel: on by default
     plain, gm = rewritten(model, ids, options)
     assert not any("counters" in n.kwargs for n in gm.graph.nodes)  # CPU: the reference ignores them
     monkeypatch.setattr(asc, "_runs_kernels", lambda device: True)
@@ -46,8 +46,7 @@ def test_counters_reach_every_qlinear_where_the_kernels_run(monkeypatch):
     assert counters.op == "placeholder" and counters.name.startswith("accel_splitk_counters")
     val = counters.meta["val"]
     assert val.dtype == torch.int32 and tuple(val.shape) == (256,)  # the gate_up weight's 2 × 128 rows
-    for off in ({"reduce_splits_in_kernel": False}, {}):  # off, and off by default
-        _, gm = rewritten(model, ids, {"quantize": "int8_weight_only", **off})
-        assert not any("counters" in n.kwargs for n in gm.graph.nodes)
-    _, gm = rewritten(model, ids, {"reduce_splits_in_kernel": True})  # nothing quantized: no counters
+    _, gm = rewritten(model, ids, {"quantize": "int8_weight_only", "reduce_splits_in_kernel": False})
+    assert not any("counters" in n.kwargs for n in gm.graph.nodes)
+    _, gm = rewritten(model, ids, {})  # nothing quantized: no counters
     assert not any(n.op == "placeholder" and n.name.startswith("accel_splitk") for n in gm.graph.nodes)
