@@ -544,9 +544,9 @@ def _num_sms(device: torch.device) -> int:
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
     return autotune_cache.source_hash(_gemv_kernel, _gemv_step, _gemm_kernel, _grouped_tile, _gemv_slice, _dot_slice,
-                                      _epilogue_kernel, _sum_splits, _write_back, _add_residual, _epilogue, _load_tile, _dot, apply_activation,
-                                      candidate_configs, _gemv_config, _gemm_config, _split_k, launch, fuses_norm,
-                                      reference.rms_norm)
+                                      _epilogue_kernel, _sum_splits, _write_back, _add_residual, _epilogue, _load_tile,
+                                      _dot, apply_activation, candidate_configs, _gemv_config, _gemm_config, _split_k,
+                                      launch, fuses_norm, reference.rms_norm)
 
 
 def _measurement_inputs(x, w, bias, norm: bool = False):

@@ -335,8 +335,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
-        m = static_int(M)
-        block_m = cfg.get("BLOCK_M") or (4 if m is None else min(next_pow2(m), 4))
+        block_m = _gemv_block_m(cfg, static_int(M))
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, triton.cdiv(M, block_m))
         if _gemv_reads_words(scheme, static_int(qweight.shape[1])):
             w = qweight.view(torch.int32)  # [N_w, K / per_word]: whole words for _decode_words
@@ -378,14 +377,18 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     return out
 
 
+def _gemv_block_m(cfg: dict, m: int | None) -> int:
+    """Rows of x per GEMV program: the config's, else up to 4 (4 for a symbolic M)."""
+    return cfg.get("BLOCK_M") or (4 if m is None else min(next_pow2(m), 4))
+
+
 def _tiles(cfg: dict, M, N) -> int | None:
     """How many output tiles ``cfg`` launches (programs per K split), or None when M or N is symbolic."""
     m, n = static_int(M), static_int(N)
     if m is None or n is None:
         return None
     if cfg["kernel"] == "gemv":
-        block_m = cfg.get("BLOCK_M") or min(next_pow2(m), 4)
-        return triton.cdiv(n, cfg["BLOCK_N"]) * triton.cdiv(m, block_m)
+        return triton.cdiv(n, cfg["BLOCK_N"]) * triton.cdiv(m, _gemv_block_m(cfg, m))
     return triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"])
 
 
@@ -409,7 +412,8 @@ def _sources() -> str:
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
-        candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch)
+        candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
+        _gemv_block_m)
 
 
 def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, counters=None):
