@@ -140,14 +140,17 @@ def bench_qlinear(label, n, k, m, scheme, rows, baselines: dict):
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     packed = [quant.quantize_weight(w, scheme, group) for w in ws]
     ref = quant.qlinear_reference(x.float(), *packed[0], None, scheme, group)  # fp32 output: our rounding shows
-    out = kq.qlinear(x, *packed[0], None, scheme, group, "identity", False)
+    # split-K reduced in the last program, as a compiled graph does (option reduce_splits_in_kernel, on by default)
+    counters = torch.zeros(n, dtype=torch.int32, device="cuda")
+    out = kq.qlinear(x, *packed[0], None, scheme, group, "identity", False, counters=counters)
     err = rel(out, ref)
     key = (label, m)
     if key not in baselines:
         baselines[key] = graph_us([lambda w=w: F.linear(x, w) for w in ws])
     cublas = baselines[key]
-    ours = graph_us([lambda p=p: kq.qlinear(x, *p, None, scheme, group, "identity", False) for p in packed])
-    cfg = kq.select_config(x, *packed[0], None, scheme, group, 0, False)
+    ours = graph_us([lambda p=p: kq.qlinear(x, *p, None, scheme, group, "identity", False, counters=counters)
+                     for p in packed])
+    cfg = kq.select_config(x, *packed[0], None, scheme, group, 0, False, counters=counters)
     row = dict(op="qlinear", shape=f"{label} {n}x{k}", M=m, scheme=scheme, cublas_bf16_us=round(cublas, 2),
                accel_us=round(ours, 2), speedup=round(cublas / ours, 3), rel_err=f"{err:.1e}",
                config=cfg.get("kernel"))
