@@ -49,3 +49,17 @@ def test_every_field_is_documented():
 def test_dump_dir_defaults_to_the_environment(monkeypatch):
     monkeypatch.setenv("ACCEL_DUMP_DIR", "/tmp/accel-dumps")
     assert AccelOptions().dump_dir == "/tmp/accel-dumps"
+
+
+def test_readme_options_table_lists_every_option_with_its_default():
+    """The README's Options table names every field of AccelOptions, in order, with its default (the table is
+    written by hand: a new or renamed option, or a changed default, must reach it)."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    table = readme[readme.index("## Options"):readme.index("## Reading the report")]
+    rows = re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", table, re.M)
+    assert [name for name, _ in rows] == [name for name, _, _ in AccelOptions.describe()]
+    for (name, shown), (_, default, _) in zip(rows, AccelOptions.describe()):
+        assert shown in (repr(default), str(default)), (name, shown, default)
