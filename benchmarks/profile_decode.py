@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=160)
     ap.add_argument("--cudagraphs", action="store_true", help="profile CUDA graph replays and count per-step copies")
     ap.add_argument("--top", type=int, default=25, help="kernels listed per variant, by time")
+    ap.add_argument("--timeline", action="store_true",
+                    help="also print the span of the profiled steps, the time no kernel ran, and the largest gaps")
     args = ap.parse_args()
     from transformers import StaticCache
 
@@ -57,6 +59,8 @@ def main() -> None:
             torch.cuda.synchronize()
             wall_us = (time.perf_counter() - t0) / 50 * 1e6
         report(variant, prof, steps=5, cudagraphs=args.cudagraphs, top=args.top)
+        if args.timeline:
+            timeline(prof, steps=5)
         print(f"   wall time per step (host position, 50 steps): {wall_us:.0f} us")
 
 
@@ -83,6 +87,34 @@ def report(variant: str, prof, steps: int, cudagraphs: bool, top: int = 25) -> N
     n_copies = sum(v[1] for v in copies.values()) / steps
     print(f"   copies per step: {n_copies:g} ({sum(v[0] for v in copies.values()):.1f} us)"
           + "".join(f"\n    {v[1] / steps:g}x {v[0]:.1f} us  {name}" for name, v in copies.items()))
+
+
+def timeline(prof, steps: int, largest: int = 8) -> None:
+    """Kernels' start and end on the GPU's clock: the span of the profiled steps per step, the time covered by at
+    least one kernel (overlaps, as with programmatic dependent launch, counted once), the idle rest, and the largest
+    idle gaps with the kernels on either side. A step whose span exceeds its busy time by much waits on launches."""
+    evs = sorted((ev.time_range.start, ev.time_range.end, ev.name[:60]) for ev in prof.events()
+                 if ev.device_type == torch.autograd.DeviceType.CUDA)
+    if not evs:
+        return
+    busy, gaps, cur_end, prev = 0.0, [], evs[0][0], evs[0][2]
+    for start, end, name in evs:
+        if start > cur_end:
+            gaps.append((start - cur_end, prev, name))
+        else:
+            start = cur_end if end > cur_end else end
+        busy += max(end - start, 0.0)
+        if end >= cur_end:
+            cur_end, prev = end, name
+    span = cur_end - evs[0][0]
+    # the steps' boundaries are the (steps - 1) largest gaps: leave them out of the idle time within a step
+    within = sorted(g[0] for g in gaps)[: max(len(gaps) - (steps - 1), 0)]
+    span -= sum(g[0] for g in gaps) - sum(within)
+    print(f"   timeline: {span / steps:.0f} us span per step, {busy / steps:.0f} us busy, "
+          f"{sum(within) / steps:.0f} us idle within steps in {len(within) // steps} gaps "
+          f"(median gap {within[len(within) // 2] if within else 0:.2f} us)")
+    for g, before, after in sorted(gaps, reverse=True)[steps - 1: steps - 1 + largest]:
+        print(f"    gap {g:6.2f} us  after {before}  before {after}")
 
 
 if __name__ == "__main__":
