@@ -2,9 +2,12 @@
 with the switch on and off in the same process, next to cuBLAS bf16.
 
     python benchmarks/qlinear_ab.py --flag PAIRS --scheme int4_weight_only --m 16,128
+    python benchmarks/qlinear_ab.py --flag PRMT --m 1 --shapes 8b,1b
 
 Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
-and SWAP (the weight tile as the MMA's first operand). Timing is the autotuner's (``autotune_cache.measure_us``:
+and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
+permutes, ``qlinear_kernels._decode_nibbles``) over the GEMV candidates, whose outputs with the switch on and off
+must agree to within the rounding of the output (they differ only in the order of fp32 roundings). Timing is the autotuner's (``autotune_cache.measure_us``:
 CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and both against cuBLAS.
 """
 from __future__ import annotations
@@ -21,6 +24,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import environment, print_table, write_result  # noqa: E402
 from kernels import QLINEAR_SHAPES  # noqa: E402
 
+# the 1B decode step's projections: qkv, o, gate (and up), down, LM head
+SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 2048), ("1b down", 2048, 8192),
+             ("1b head", 128256, 2048)]
+
 from accel.runtime import autotune_cache, quant  # noqa: E402
 from accel.runtime.kernels import linear as kl  # noqa: E402
 from accel.runtime.kernels import qlinear as kq  # noqa: E402
@@ -28,7 +35,8 @@ from accel.runtime.kernels import qlinear as kq  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP"))
+    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT"))
+    ap.add_argument("--shapes", default="8b", help="8b (the issue's MLP shapes) and/or 1b (the 1B decode step's)")
     ap.add_argument("--scheme", default="int4_weight_only", choices=kq.WEIGHT_ONLY)
     ap.add_argument("--m", default="16,128")
     args = ap.parse_args()
@@ -37,24 +45,31 @@ def main() -> None:
     sms = kl._num_sms(dev)
     rows = []
     for M in (int(m) for m in args.m.split(",")):
-        for label, N, K in QLINEAR_SHAPES:
+        shapes = [sh for name in args.shapes.split(",") for sh in (QLINEAR_SHAPES if name == "8b" else SHAPES_1B)]
+        for label, N, K in shapes:
             x = torch.randn(M, K, dtype=torch.bfloat16, device=dev)
             w = torch.randn(N, K, dtype=torch.bfloat16, device=dev) / math.sqrt(K)
             q, s, z = quant.quantize_weight(w, args.scheme, 128)
             ref = torch.nn.functional.linear(x, w)
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
             best = {}
+            kind = "gemv" if args.flag == "PRMT" else "gemm"
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, False, 2, sms):
-                if cfg["kernel"] != "gemm":
+                if cfg["kernel"] != kind:
                     continue
+                outs = {}
                 for on in (False, True):
                     c = {**cfg, args.flag: on}
                     run = lambda: kq.launch(c, x, q, s, z, None, args.scheme, 128, 0, False)  # noqa: E731,B023
-                    err = ((run().float() - ref.float()).norm() / ref.float().norm()).item()
+                    outs[on] = run().float()
+                    err = ((outs[on] - ref.float()).norm() / ref.float().norm()).item()
                     assert err < 0.25, f"{c}: relative error {err}"  # int4 g128 on random weights: ~0.1
                     us = autotune_cache.measure_us(run)
                     if us < best.get(on, (math.inf,))[0]:
                         best[on] = (us, autotune_cache.config_name(c))
+                if args.flag == "PRMT":  # same sums, other roundings: a few bf16 ulps at most
+                    diff = ((outs[True] - outs[False]).abs().max() / outs[False].abs().max()).item()
+                    assert diff < 8e-3, f"{cfg}: PRMT on and off differ by {diff} (relative to max |out|)"
             row = {"shape": label, "M": M, "scheme": args.scheme, "flag": args.flag, "cublas_us": round(cublas, 2),
                    "off_us": round(best[False][0], 2), "on_us": round(best[True][0], 2),
                    "on_vs_off": round(best[False][0] / best[True][0], 3),

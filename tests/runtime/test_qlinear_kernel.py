@@ -496,6 +496,22 @@ def test_int4_pairs_match_fp32_decoding(path, symmetric, dtype):
     torch.testing.assert_close(pairs.double(), fp32.double(), rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.skipif(DEVICE != "cuda", reason="byte-permute decoding is inline PTX (no interpreter)")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
+@pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3", "gemv-reordered"])
+def test_int4_words_byte_permutes_match_shift_decoding(path, symmetric, dtype):
+    """int4 GEMV words decoded by byte permutes (``_decode_nibbles``, the default on CUDA) against shifts and masks:
+    both give every code exactly (1 + u/128 against 1 + u/16), so the two differ only in fp32 roundings of the
+    chunk sums, far inside the output's rounding. A code read from the wrong nibble is O(s) per weight."""
+    x, qw, scale, zero, b = make_inputs("int4_weight_only", 3, 40, 256, dtype, 64, symmetric)
+    prmt = run(x, qw, scale, zero, b, "int4_weight_only", 64, config=CONFIGS[path])
+    shifts = run(x, qw, scale, zero, b, "int4_weight_only", 64, config={**CONFIGS[path], "PRMT": False})
+    check(prmt, x, qw, scale, zero, b, "int4_weight_only", 64)
+    torch.testing.assert_close(prmt.double(), shifts.double(), rtol=1e-2 if dtype != torch.float32 else 1e-5,
+                               atol=1e-2 if dtype != torch.float32 else 1e-5)
+
+
 def test_only_int4_tiled_candidates_swap_operands():
     # measured on an H100 (notes/qlinear-kernels.md, session 8): the swapped MMA wins for int4 tiles at M = 128, not
     # for int8 or skinny tiles; the down shape's few tiles also get the swapped tile with K split

@@ -346,7 +346,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 x.stride(0), w.stride(0), stride_sn, out.stride(0), stride_rm,
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
-                HAS_NORM_W=norm_weight is not None, **meta,
+                HAS_NORM_W=norm_weight is not None, PRMT=int4 and cfg.get("PRMT", True) and not _INTERPRET, **meta,
             )
         else:
             chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
@@ -408,7 +408,7 @@ def _sources() -> str:
     return autotune_cache.source_hash(
         qk._qgemv_words_kernel, qk._words_step, qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel,
         qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
-        qk._quantize, qk._dequant_tile, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
+        qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,

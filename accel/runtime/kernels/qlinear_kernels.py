@@ -110,9 +110,42 @@ def _decode_words(words, PER_WORD: tl.constexpr):
     return tl.cast((u & (((1 << BITS) - 1) << (23 - BITS))) | 0x3F800000, tl.float32, bitcast=True)
 
 
+# int4 words → fp32 by byte permutes (``_decode_nibbles``), for the 4-byte word $8: the low nibbles (even codes) and
+# the high nibbles (odd codes), each masked to its byte and topped with 0x80; PRMT then puts one such byte under 0x3F
+# with zero low bytes: the bits 0x3F80_0000 | u << 16, fp32 1 + u/128 exactly. 11 instructions for 8 codes, where
+# shift, and, or per code take 24 (ptxas splits an and-or of two constants into two LOP3s).
+_NIBBLES_ASM = """{
+.reg .b32 lo, hi, mg;
+mov.b32 mg, 0x3F000000;
+lop3.b32 lo, $8, 0x0F0F0F0F, 0x80808080, 0xEA;
+shr.u32 hi, $8, 4;
+lop3.b32 hi, hi, 0x0F0F0F0F, 0x80808080, 0xEA;
+prmt.b32 $0, lo, mg, 0x7044;
+prmt.b32 $1, hi, mg, 0x7044;
+prmt.b32 $2, lo, mg, 0x7144;
+prmt.b32 $3, hi, mg, 0x7144;
+prmt.b32 $4, lo, mg, 0x7244;
+prmt.b32 $5, hi, mg, 0x7244;
+prmt.b32 $6, lo, mg, 0x7344;
+prmt.b32 $7, hi, mg, 0x7344;
+}"""
+NIBBLES_ASM = tl.constexpr(" ".join(_NIBBLES_ASM.split()))  # one line: see _INT4_PAIRS_ASM
+
+
+@triton.jit
+def _decode_nibbles(words):
+    """int32 words [..., SUB, C] of 8 int4 codes u (the first in the low bits) → fp32 1 + u/128 [..., SUB, C, 8]
+    exactly, by byte permutes (compiled only: inline PTX). The joins put code v at index v."""
+    f0, f1, f2, f3, f4, f5, f6, f7 = tl.inline_asm_elementwise(
+        NIBBLES_ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r", [words], dtype=(tl.float32,) * 8, is_pure=True, pack=1)
+    # join(a, b)[..., i] is a for i = 0: the last join's axis varies fastest, so index 4·b0 + 2·b1 + b2 = v
+    f = tl.join(tl.join(tl.join(f0, f4), tl.join(f2, f6)), tl.join(tl.join(f1, f5), tl.join(f3, f7)))
+    return tl.reshape(f, f.shape[:-3] + (8,))
+
+
 @triton.jit
 def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr,
-                     PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr):
+                     PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False):
     """Weight-only Σ over each chunk of x[m, k]·q[n, k] - without int8's row scale - for x [BLOCK_M, 1, SUB, C,
     PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words w [1, BLOCK_N, SUB, C]: [BLOCK_M,
     BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = 1 + u/2^b with
@@ -120,13 +153,18 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HA
     8 (symmetric int4) or the group's zero point. A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
     whose scale applies once per chunk."""
     if SCHEME == INT4_WO:
-        t = tl.sum(tl.sum(x * _decode_words(w, PER_WORD), axis=4), axis=SUB_AXIS)
+        # f = 1 + u/D: D = 16 from _decode_words, 128 from _decode_nibbles (PRMT)
+        D: tl.constexpr = 128.0 if PRMT else 16.0
+        if PRMT:
+            t = tl.sum(tl.sum(x * _decode_nibbles(w), axis=4), axis=SUB_AXIS)
+        else:
+            t = tl.sum(tl.sum(x * _decode_words(w, PER_WORD), axis=4), axis=SUB_AXIS)
         s = tl.load(s_ptrs, mask=s_ok, other=0.0).to(tl.float32)
         if HAS_ZERO:
-            c = 1.0 + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32) * 0.0625
+            c = 1.0 + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32) * (1.0 / D)
         else:
-            c = 1.5  # 1 + 8/16
-        t = (t - c * x_sum) * (16.0 * s)
+            c = 1.0 + 8.0 / D
+        t = (t - c * x_sum) * (D * s)
     else:
         # flipping each byte's sign bit turns int8 q into u = q + 128 (0x80808080 as int32)
         t = tl.sum(tl.sum(x * _decode_words(w ^ -2139062144, PER_WORD), axis=4), axis=SUB_AXIS)
@@ -137,17 +175,17 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HA
 @triton.jit
 def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
                 SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, GATED: tl.constexpr,
-                PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr):
+                PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False):
     """One K step of ``_qgemv_words_kernel`` at k: x (fp32) times the word tiles w (and wu, the up rows, when
     GATED) into the chunk accumulators; chunks at or past ``limit`` (relative to k) read no group parameters."""
     x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
     grp = (k + c3) // GROUP_SIZE
     s_ok = n3_ok & (c3 < limit)
     acc += _word_chunk_sums(x, x_sum, w, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, SCHEME, HAS_ZERO,
-                            PER_WORD, SUB_AXIS)
+                            PER_WORD, SUB_AXIS, PRMT)
     if GATED:
         acc_up += _word_chunk_sums(x, x_sum, wu, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp, s_ok, SCHEME,
-                                   HAS_ZERO, PER_WORD, SUB_AXIS)
+                                   HAS_ZERO, PER_WORD, SUB_AXIS, PRMT)
     return acc, acc_up
 
 
@@ -232,7 +270,7 @@ def _qgemv_words_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, NUM_CHUNKS: tl.constexpr,
     PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
     NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, HAS_RES: tl.constexpr = False,
-    REDUCE_LAST: tl.constexpr = False,
+    REDUCE_LAST: tl.constexpr = False, PRMT: tl.constexpr = False,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
@@ -292,7 +330,7 @@ def _qgemv_words_kernel(
             if HAS_NORM_W:
                 x *= tl.load(nw_ptrs, mask=kx < limit, other=0.0).to(tl.float32)
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr,
-                                  zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS)
+                                  zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
         wu_ptrs += BLOCK_K // PER_WORD
@@ -315,7 +353,7 @@ def _qgemv_words_kernel(
             wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
             wu_ptrs += BLOCK_K // PER_WORD
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k, K - k, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
-                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS)
+                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
     pdl_launch_dependents(PDL)  # the next kernel may set up and load its weights during this tail
