@@ -499,17 +499,28 @@ def test_int4_pairs_match_fp32_decoding(path, symmetric, dtype):
 @pytest.mark.skipif(DEVICE != "cuda", reason="byte-permute decoding is inline PTX (no interpreter)")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 @pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
-@pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3", "gemv-reordered"])
+@pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3"])  # (not "gemv-reordered": see _byte_permutes)
 def test_int4_words_byte_permutes_match_shift_decoding(path, symmetric, dtype):
     """int4 GEMV words decoded by byte permutes (``_decode_nibbles``, the default on CUDA) against shifts and masks:
     both give every code exactly (1 + u/128 against 1 + u/16), so the two differ only in fp32 roundings of the
     chunk sums, far inside the output's rounding. A code read from the wrong nibble is O(s) per weight."""
+    assert ql._byte_permutes(CONFIGS[path], True)
     x, qw, scale, zero, b = make_inputs("int4_weight_only", 3, 40, 256, dtype, 64, symmetric)
     prmt = run(x, qw, scale, zero, b, "int4_weight_only", 64, config=CONFIGS[path])
     shifts = run(x, qw, scale, zero, b, "int4_weight_only", 64, config={**CONFIGS[path], "PRMT": False})
     check(prmt, x, qw, scale, zero, b, "int4_weight_only", 64)
     torch.testing.assert_close(prmt.double(), shifts.double(), rtol=1e-2 if dtype != torch.float32 else 1e-5,
                                atol=1e-2 if dtype != torch.float32 else 1e-5)
+
+
+def test_byte_permutes_only_for_compiled_int4_words_in_this_versions_axis_order(monkeypatch):
+    monkeypatch.setattr(ql, "_INTERPRET", False)
+    assert ql._byte_permutes(CONFIGS["gemv"], True)
+    assert not ql._byte_permutes(CONFIGS["gemv"], False)  # int8 words keep the shift decoding
+    assert not ql._byte_permutes(CONFIGS["gemv-reordered"], True)
+    assert not ql._byte_permutes({**CONFIGS["gemv"], "PRMT": False}, True)
+    monkeypatch.setattr(ql, "_INTERPRET", True)  # the interpreter runs no PTX
+    assert not ql._byte_permutes(CONFIGS["gemv"], True)
 
 
 def test_only_int4_tiled_candidates_swap_operands():

@@ -346,7 +346,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 x.stride(0), w.stride(0), stride_sn, out.stride(0), stride_rm,
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
-                HAS_NORM_W=norm_weight is not None, PRMT=int4 and cfg.get("PRMT", True) and not _INTERPRET, **meta,
+                HAS_NORM_W=norm_weight is not None, PRMT=_byte_permutes(cfg, int4), **meta,
             )
         else:
             chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
@@ -375,6 +375,15 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     if split > 1 and not reduce_last:
         kl._launch_epilogue(ws, bias, out, act, gated, split, residual)
     return out
+
+
+def _byte_permutes(cfg: dict, int4: bool) -> bool:
+    """Whether an int4 word GEMV decodes its codes by byte permutes (``qlinear_kernels._decode_nibbles``, inline
+    PTX: compiled only), unless the config says {"PRMT": False}. Only in this Triton version's axis order
+    (``CHUNKS_FIRST``): in the other, Triton lays the decoded codes out differently in the step that programmatic
+    dependent launch peels off the loop, so its sums round in another order than the plain kernel's."""
+    return (int4 and cfg.get("PRMT", True) and cfg.get("CHUNKS_FIRST", CHUNKS_FIRST) == CHUNKS_FIRST
+            and not _INTERPRET)
 
 
 def _gemv_block_m(cfg: dict, m: int | None) -> int:
