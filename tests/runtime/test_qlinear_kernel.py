@@ -465,7 +465,9 @@ def test_pdl_gemv_gives_the_same_bits(scheme, M, N, K, G, path, gated, request):
 @pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])
 def test_pdl_gemv_with_norm_gives_the_same_bits(scheme, path, even_k, request):
     """The PDL step before the loop also accumulates x² and multiplies x by the norm's weight (its own masked load):
-    bit-identical to the plain kernel with the RMSNorm prologue and the residual epilogue."""
+    bit-identical to the plain kernel with the RMSNorm prologue and the residual epilogue. int4 words decoded by
+    byte permutes (CUDA) sum the peeled step's products in another fp32 order (H100, Triton 3.6): there the two
+    must agree to 1e-4 of O(1) outputs, where a lost or doubled step is off by O(1)."""
     M, N, K, G = 3, 40, 128 if even_k else 96, 32
     x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G, seed=7)
     x = 3.0 * x
@@ -478,7 +480,10 @@ def test_pdl_gemv_with_norm_gives_the_same_bits(scheme, path, even_k, request):
     torch.testing.assert_close(plain.double(), ref.double(), rtol=rtol, atol=atol)
     request.getfixturevalue("compiled_for_pdl")
     pdl = ql.qlinear(x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
-    assert torch.equal(pdl, plain)
+    if scheme == "int4_weight_only" and ql._byte_permutes(cfg, True):
+        torch.testing.assert_close(pdl, plain, rtol=1e-4, atol=1e-4)
+    else:
+        assert torch.equal(pdl, plain)
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="packed-pair dequantization is inline PTX (no interpreter)")
@@ -509,8 +514,9 @@ def test_int4_words_byte_permutes_match_shift_decoding(path, symmetric, dtype):
     prmt = run(x, qw, scale, zero, b, "int4_weight_only", 64, config=CONFIGS[path])
     shifts = run(x, qw, scale, zero, b, "int4_weight_only", 64, config={**CONFIGS[path], "PRMT": False})
     check(prmt, x, qw, scale, zero, b, "int4_weight_only", 64)
-    torch.testing.assert_close(prmt.double(), shifts.double(), rtol=1e-2 if dtype != torch.float32 else 1e-5,
-                               atol=1e-2 if dtype != torch.float32 else 1e-5)
+    # fp32 outputs: 1 + u/128 leaves 3 fewer bits below the code than 1 + u/16 (measured on the H100: 1.5e-5)
+    tol = 1e-2 if dtype != torch.float32 else 1e-4
+    torch.testing.assert_close(prmt.double(), shifts.double(), rtol=tol, atol=tol)
 
 
 def test_byte_permutes_only_for_compiled_int4_words_in_this_versions_axis_order(monkeypatch):
