@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--cudagraphs", action="store_true", help="profile CUDA graph replays and count per-step copies")
     ap.add_argument("--top", type=int, default=25, help="kernels listed per variant, by time")
     ap.add_argument("--timeline", action="store_true",
-                    help="also print the span of the profiled steps, the time no kernel ran, and the largest gaps")
+                    help="also print the busy and idle time per step, and its largest gaps between kernels")
     args = ap.parse_args()
     from transformers import StaticCache
 
@@ -89,10 +89,12 @@ def report(variant: str, prof, steps: int, cudagraphs: bool, top: int = 25) -> N
           + "".join(f"\n    {v[1] / steps:g}x {v[0]:.1f} us  {name}" for name, v in copies.items()))
 
 
-def timeline(prof, steps: int, largest: int = 8) -> None:
-    """Kernels' start and end on the GPU's clock: the span of the profiled steps per step, the time covered by at
-    least one kernel (overlaps, as with programmatic dependent launch, counted once), the idle rest, and the largest
-    idle gaps with the kernels on either side. A step whose span exceeds its busy time by much waits on launches."""
+def timeline(prof, steps: int, largest: int = 8, host_gap_us: float = 20.0) -> None:
+    """Kernels' start and end on the GPU's clock: the time covered by at least one kernel (overlaps, as with
+    programmatic dependent launch, counted once) and the idle time between kernels, split at ``host_gap_us``: gaps
+    that long are the host's (between graph replays, and around the token's host-to-device copy), the rest are the
+    step's own launch gaps. Prints per step: busy, the step's idle time and gap count, and the largest of its gaps
+    with the kernels on either side. Busy plus the step's idle time is what a step costs once the host keeps up."""
     evs = sorted((ev.time_range.start, ev.time_range.end, ev.name[:60]) for ev in prof.events()
                  if ev.device_type == torch.autograd.DeviceType.CUDA)
     if not evs:
@@ -106,14 +108,13 @@ def timeline(prof, steps: int, largest: int = 8) -> None:
         busy += max(end - start, 0.0)
         if end >= cur_end:
             cur_end, prev = end, name
-    span = cur_end - evs[0][0]
-    # the steps' boundaries are the (steps - 1) largest gaps: leave them out of the idle time within a step
-    within = sorted(g[0] for g in gaps)[: max(len(gaps) - (steps - 1), 0)]
-    span -= sum(g[0] for g in gaps) - sum(within)
-    print(f"   timeline: {span / steps:.0f} us span per step, {busy / steps:.0f} us busy, "
-          f"{sum(within) / steps:.0f} us idle within steps in {len(within) // steps} gaps "
-          f"(median gap {within[len(within) // 2] if within else 0:.2f} us)")
-    for g, before, after in sorted(gaps, reverse=True)[steps - 1: steps - 1 + largest]:
+    own = sorted((g for g in gaps if g[0] < host_gap_us), reverse=True)
+    host = [g[0] for g in gaps if g[0] >= host_gap_us]
+    idle = sum(g[0] for g in own)
+    print(f"   timeline: {busy / steps:.0f} us busy + {idle / steps:.0f} us idle in {len(own) / steps:.0f} gaps "
+          f"per step (median {own[len(own) // 2][0] if own else 0:.2f} us) = {(busy + idle) / steps:.0f} us; "
+          f"{len(host)} gaps >= {host_gap_us:g} us ({sum(host) / steps:.0f} us a step) left out as the host's")
+    for g, before, after in own[:largest]:
         print(f"    gap {g:6.2f} us  after {before}  before {after}")
 
 
