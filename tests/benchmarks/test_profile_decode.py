@@ -1,0 +1,34 @@
+"""``benchmarks/profile_decode.py --timeline`` on a made-up profile: busy time counts overlapping kernels once, and
+gaps of the host (between CUDA-graph replays) stay out of the step's idle time."""
+import os
+import sys
+import types
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+import profile_decode  # noqa: E402
+
+
+class _Profile:
+    def __init__(self, spans):
+        cuda = torch.autograd.DeviceType.CUDA
+        self._events = [types.SimpleNamespace(time_range=types.SimpleNamespace(start=a, end=b), name=n,
+                                              device_type=cuda) for a, b, n in spans]
+
+    def events(self):
+        return list(self._events)
+
+
+def test_timeline_separates_the_steps_gaps_from_the_hosts(capsys):
+    spans, t = [], 0.0
+    for _ in range(5):
+        spans.append((t, t + 1.0, "Memcpy HtoD"))  # the token's copy, then the host's wait before the replay
+        t += 300.0
+        spans += [(t, t + 10.0, "gemv"), (t + 5.0, t + 12.0, "gemv overlapping"), (t + 12.5, t + 20.0, "attention")]
+        t += 120.0
+    profile_decode.timeline(_Profile(spans), steps=5)
+    line = capsys.readouterr().out.splitlines()[0]
+    # per step: 12 + 7.5 us busy kernels + the copy's 1 us, one 0.5 us gap of its own, two host gaps
+    assert "20 us busy + 0 us idle in 1 gaps" in line and "median 0.50 us" in line and "= 21 us" in line
+    assert "9 gaps >= 20 us" in line
