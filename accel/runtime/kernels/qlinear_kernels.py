@@ -148,9 +148,10 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HA
                      PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False):
     """Weight-only Σ over each chunk of x[m, k]·q[n, k] - without int8's row scale - for x [BLOCK_M, 1, SUB, C,
     PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words w [1, BLOCK_N, SUB, C]: [BLOCK_M,
-    BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = 1 + u/2^b with
-    u = q + 128 (int8) or the int4 code, so that Σ x·(u - z) = 2^b·(Σ x·f - (1 + z/2^b)·Σ x), z = 128 (int8),
-    8 (symmetric int4) or the group's zero point. A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
+    BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = 1 + u/D with
+    u = q + 128 (int8) or the int4 code, so that Σ x·(u - z) = D·(Σ x·f - (1 + z/D)·Σ x), z = 128 (int8),
+    8 (symmetric int4) or the group's zero point; D = 2^b (``_decode_words``), or 128 for int4 words decoded by
+    byte permutes (PRMT, ``_decode_nibbles``). A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
     whose scale applies once per chunk."""
     if SCHEME == INT4_WO:
         # f = 1 + u/D: D = 16 from _decode_words, 128 from _decode_nibbles (PRMT)

