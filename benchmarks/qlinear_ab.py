@@ -7,8 +7,8 @@ with the switch on and off in the same process, next to cuBLAS bf16.
 Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
 and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
 permutes, ``qlinear_kernels._decode_nibbles``) over the GEMV candidates, whose outputs with the switch on and off
-must agree to within the rounding of the output (they differ only in the order of fp32 roundings). Timing is the autotuner's (``autotune_cache.measure_us``:
-CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and both against cuBLAS.
+must agree to within the rounding of the output (they differ only in the order of fp32 roundings). Timing is the
+autotuner's (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and both against cuBLAS.
 """
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import environment, print_table, write_result  # noqa: E402
 from kernels import QLINEAR_SHAPES  # noqa: E402
 
-# the 1B decode step's projections: qkv, o, gate (and up), down, LM head
-SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 2048), ("1b down", 2048, 8192),
-             ("1b head", 128256, 2048)]
-
 from accel.runtime import autotune_cache, quant  # noqa: E402
 from accel.runtime.kernels import linear as kl  # noqa: E402
 from accel.runtime.kernels import qlinear as kq  # noqa: E402
+
+# the 1B decode step's projections: qkv, o, gate (and up), down, LM head
+SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 2048), ("1b down", 2048, 8192),
+             ("1b head", 128256, 2048)]
 
 
 def main() -> None:
@@ -44,8 +44,8 @@ def main() -> None:
     dev = torch.device("cuda")
     sms = kl._num_sms(dev)
     rows = []
+    shapes = [sh for name in args.shapes.split(",") for sh in (QLINEAR_SHAPES if name == "8b" else SHAPES_1B)]
     for M in (int(m) for m in args.m.split(",")):
-        shapes = [sh for name in args.shapes.split(",") for sh in (QLINEAR_SHAPES if name == "8b" else SHAPES_1B)]
         for label, N, K in shapes:
             x = torch.randn(M, K, dtype=torch.bfloat16, device=dev)
             w = torch.randn(N, K, dtype=torch.bfloat16, device=dev) / math.sqrt(K)
