@@ -1,5 +1,6 @@
-"""A/B of one qlinear kernel switch on the issue's 8B MLP shapes: every tl.dot candidate of the autotuner timed
-with the switch on and off in the same process, next to cuBLAS bf16.
+"""A/B of one qlinear kernel switch on the issue's 8B MLP shapes (and the 1B decode step's, ``--shapes``): every
+candidate of the autotuner that the switch applies to, timed with the switch on and off in the same process, next to
+cuBLAS bf16.
 
     python benchmarks/qlinear_ab.py --flag PAIRS --scheme int4_weight_only --m 16,128
     python benchmarks/qlinear_ab.py --flag PRMT --m 1 --shapes 8b,1b
@@ -8,7 +9,8 @@ Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``ql
 and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
 permutes, ``qlinear_kernels._decode_nibbles``) over the GEMV candidates, whose outputs with the switch on and off
 must agree to within the rounding of the output (they differ only in the order of fp32 roundings). Timing is the
-autotuner's (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and both against cuBLAS.
+autotuner's (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off
+and on, and both against cuBLAS.
 """
 from __future__ import annotations
 
