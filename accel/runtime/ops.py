@@ -16,8 +16,13 @@ from torch.library import triton_op
 from accel.runtime import quant, reference
 
 
+def runs_kernels(device: torch.device) -> bool:
+    """Whether the ops run their Triton kernels on ``device``; elsewhere they run the torch reference."""
+    return device.type == "cuda"
+
+
 def _on_gpu(t: torch.Tensor) -> bool:
-    return t.device.type == "cuda"
+    return runs_kernels(t.device)
 
 
 def _rows(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
