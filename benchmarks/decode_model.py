@@ -1,4 +1,4 @@
-"""The model and compiled decode step shared by decode.py and profile_decode.py.
+"""The model and compiled decode step shared by decode.py, profile_decode.py and host_profile.py.
 
 A Llama-architecture model built from a config (random weights, no download) and a gpt-fast-style step:
 one token in, next token out, transformers' StaticCache updated in place. Variants differ only in how the
@@ -95,3 +95,15 @@ def make_step(variant: str, cudagraphs: bool = True, options: dict | None = None
         opts.setdefault("cudagraphs", cudagraphs)
         return torch.compile(step_fn, backend="accel", options=opts, fullgraph=True, dynamic=False)
     raise ValueError(f"unknown variant {variant!r}")
+
+
+def prefilled_cache(model, cfg, context: int, max_cache_len: int, device: str = "cuda"):
+    """A StaticCache of ``max_cache_len`` that an eager forward of ``context`` random tokens filled (eagerly: the
+    cache's tensors are created, and marked static, on first use)."""
+    from transformers import StaticCache
+
+    cache = StaticCache(config=cfg, max_cache_len=max_cache_len)
+    with torch.no_grad():
+        prompt = torch.randint(0, cfg.vocab_size, (1, context), device=device)
+        model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(context, device=device))
+    return cache

@@ -20,7 +20,7 @@ from collections import defaultdict
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from decode_model import CONFIGS, build_model, make_step  # noqa: E402
+from decode_model import CONFIGS, build_model, make_step, prefilled_cache  # noqa: E402
 
 
 def main() -> None:
@@ -33,18 +33,14 @@ def main() -> None:
     ap.add_argument("--timeline", action="store_true",
                     help="also print the busy and idle time per step, and its largest gaps between kernels")
     args = ap.parse_args()
-    from transformers import StaticCache
 
     model, cfg = build_model(args.config, torch.bfloat16, "cuda")
     for variant in args.variants.split(","):
         torch._dynamo.reset()
         step = make_step(variant, cudagraphs=args.cudagraphs)
-        cache = StaticCache(config=cfg, max_cache_len=args.context + 64)
+        cache = prefilled_cache(model, cfg, args.context, args.context + 64)
         tok = torch.randint(0, cfg.vocab_size, (1, 1), device="cuda")
         with torch.no_grad():
-            # prefill eagerly first: the cache's tensors are created (and marked static) on first use
-            prompt = torch.randint(0, cfg.vocab_size, (1, args.context), device="cuda")
-            model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(args.context, device="cuda"))
             for i in range(3):  # compile, record and warm the graph
                 step(model, cache, tok, torch.tensor([args.context + i], device="cuda"))
             torch.cuda.synchronize()
