@@ -12,9 +12,10 @@ After (``quantize="int4_weight_only"``)::
 Each weight is quantized once, from the real parameter (or merged weight), into new graph inputs; the graph no
 longer reads the full-precision copy. ``fuse_norm`` runs first: a projection's fused RMSNorm (``norm_eps``) and
 residual carry over to its qlinear nodes, and for a weight the norm's weight was folded into (``ctx.norm_folds``),
-the unfolded weight is quantized and the norm's weight passed as ``norm_weight`` (the folded copy is never made). The accuracy guard measures every layer's SQNR — on the example inputs' real
-activations when ``capture_linear_inputs`` could record them, else on the weight itself — records it in the report,
-and keeps layers below ``min_sqnr_db`` in full precision. int4, w8a8_int8 and w8a8_fp8 also use those activations:
+the unfolded weight is quantized and the norm's weight passed as ``norm_weight`` (the folded copy is never made).
+The accuracy guard measures every layer's SQNR — on the example inputs' real activations when
+``capture_linear_inputs`` could record them, else on the weight itself — records it in the report, and keeps layers
+below ``min_sqnr_db`` in full precision. int4, w8a8_int8 and w8a8_fp8 also use those activations:
 GPTQ on their Hessian (``runtime/gptq.py``; option ``gptq``, on by default); int4 without GPTQ weights each
 group's clipping search by them (``quant.quantize_weight``'s ``importance``). Without them every scheme rounds
 to nearest. An FFN is quantized as a unit (both its projections or neither). Skipped with a reason: the LM head
