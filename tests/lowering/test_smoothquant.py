@@ -67,13 +67,12 @@ def test_compiled_smoothquant_matches_eager_and_beats_plain_w8a8(scheme):
     model, x = NormLinear().eval(), torch.randn(4, 16, 64)
     ref = model(x)
     out, report = rewrite_only(model, x, options={"quantize": scheme, "smoothquant": 0.5})
-    # unsmoothed, with the norm left in the graph (fuse_norm would fold the outlier gains into the weight)
+    # unsmoothed, with the norm left in the graph as in the smoothed run (fuse_norm leaves norms alone when smoothing)
     plain, _ = rewrite_only(model, x, options={"quantize": scheme, "fuse_norm": False})
     (m,) = [m for m in report.matches if m.family == "quantize"]
     assert "smoothquant=0.5" in m.detail and m.detail.endswith("(outputs)")
     assert q.sqnr_db(ref, out) > q.sqnr_db(ref, plain) + 3
     assert q.sqnr_db(ref, out) >= 30
-
 
 
 def test_smoothed_block_equals_the_reference_by_hand():
