@@ -28,17 +28,22 @@ def main() -> None:
     ap.add_argument("--config", default="1b", choices=sorted(CONFIGS))
     ap.add_argument("--variants", default="inductor")
     ap.add_argument("--context", type=int, default=160)
+    # decode.py's cache (prompt 128 + 256 new + 8): kernels are tuned per power-of-two cache length, and at 224 (the
+    # old context + 64) the H100's attention took another config than decode.py's 392 gets
+    ap.add_argument("--cache-len", type=int, default=392, help="StaticCache length (at least context + 58)")
     ap.add_argument("--cudagraphs", action="store_true", help="profile CUDA graph replays and count per-step copies")
     ap.add_argument("--top", type=int, default=25, help="kernels listed per variant, by time")
     ap.add_argument("--timeline", action="store_true",
                     help="also print the busy and idle time per step, and its largest gaps between kernels")
+    ap.add_argument("--sequence", type=int, default=0,
+                    help="also print the first N kernels of a step (and the last 3) in order: mean time and gap before")
     args = ap.parse_args()
 
     model, cfg = build_model(args.config, torch.bfloat16, "cuda")
     for variant in args.variants.split(","):
         torch._dynamo.reset()
         step = make_step(variant, cudagraphs=args.cudagraphs)
-        cache = prefilled_cache(model, cfg, args.context, args.context + 64)
+        cache = prefilled_cache(model, cfg, args.context, max(args.cache_len, args.context + 58))
         tok = torch.randint(0, cfg.vocab_size, (1, 1), device="cuda")
         with torch.no_grad():
             for i in range(3):  # compile, record and warm the graph
@@ -57,6 +62,8 @@ def main() -> None:
         report(variant, prof, steps=5, cudagraphs=args.cudagraphs, top=args.top)
         if args.timeline:
             timeline(prof, steps=5)
+        if args.sequence:
+            sequence(prof, args.sequence)
         print(f"   wall time per step (host position, 50 steps): {wall_us:.0f} us")
 
 
@@ -85,14 +92,42 @@ def report(variant: str, prof, steps: int, cudagraphs: bool, top: int = 25) -> N
           + "".join(f"\n    {v[1] / steps:g}x {v[0]:.1f} us  {name}" for name, v in copies.items()))
 
 
+def _gpu_events(prof) -> list[tuple[float, float, str]]:
+    return sorted((ev.time_range.start, ev.time_range.end, ev.name[:60]) for ev in prof.events()
+                  if ev.device_type == torch.autograd.DeviceType.CUDA)
+
+
+def sequence(prof, first: int, last: int = 3, host_gap_us: float = 20.0) -> None:
+    """The step's kernels in launch order (steps split at the host's gaps, as in ``timeline``): for each of the
+    first ``first`` and the last ``last`` positions, the mean time and the mean gap before it over the steps that
+    have that many kernels. Every layer of a decoder repeats the same kernels, so the first ones show each
+    projection's own time."""
+    steps, cur, prev_end = [], [], None
+    for start, end, name in _gpu_events(prof):
+        if prev_end is not None and start - prev_end >= host_gap_us and cur:
+            steps.append(cur)
+            cur = []
+        cur.append((start - prev_end if cur else 0.0, end - start, name))
+        prev_end = end if prev_end is None else max(prev_end, end)
+    if cur:
+        steps.append(cur)
+    n = max(len(s) for s in steps)
+    steps = [s for s in steps if len(s) == n]  # whole steps only (the token copy may sit apart)
+    positions = list(range(min(first, n))) + list(range(max(first, n - last), n))
+    print(f"   sequence ({len(steps)} steps of {n} kernels/copies): position  time  gap-before  kernel")
+    for i in positions:
+        time_us = sum(s[i][1] for s in steps) / len(steps)
+        gap_us = sum(s[i][0] for s in steps) / len(steps)
+        print(f"    {i:4d}  {time_us:7.2f} us  {gap_us:5.2f} us  {steps[0][i][2]}")
+
+
 def timeline(prof, steps: int, largest: int = 8, host_gap_us: float = 20.0) -> None:
     """Kernels' start and end on the GPU's clock: the time covered by at least one kernel (overlaps, as with
     programmatic dependent launch, counted once) and the idle time between kernels, split at ``host_gap_us``: gaps
     that long are the host's (between graph replays, and around the token's host-to-device copy), the rest are the
     step's own launch gaps. Prints per step: busy, the step's idle time and gap count, and the largest of its gaps
     with the kernels on either side. Busy plus the step's idle time is what a step costs once the host keeps up."""
-    evs = sorted((ev.time_range.start, ev.time_range.end, ev.name[:60]) for ev in prof.events()
-                 if ev.device_type == torch.autograd.DeviceType.CUDA)
+    evs = _gpu_events(prof)
     if not evs:
         return
     busy, gaps, cur_end, prev = 0.0, [], evs[0][0], evs[0][2]
