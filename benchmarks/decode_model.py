@@ -56,6 +56,9 @@ ACCEL_VARIANTS = {
     "accel-int8-head-nocg": {"quantize": "int8_weight_only", "quantize_lm_head": True, "cudagraphs": False},
     "accel-int8-head-nocg-noreduce": {"quantize": "int8_weight_only", "quantize_lm_head": True, "cudagraphs": False,
                                       "reduce_splits_in_kernel": False},
+    # the rotary embedding's outer-product matmul left to cuBLAS (outer_products off; session 12's option, on)
+    "accel-int4-head-noouter": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
+                                "outer_products": False},
     "accel-nocombo": {"inductor_config": {"combo_kernels": False}},
     "accel-nokv": {"fuse_kv_update": False},
     "accel-pdl": {"pdl": True},

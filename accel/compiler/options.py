@@ -85,6 +85,11 @@ class AccelOptions:
     parallel reductions, first over groups of the row and then over the group maxima, instead of one program per
     row. The result is exactly the same index."""
 
+    outer_products: bool = True
+    """Compute a matmul whose inner dimension is 1 (an outer product, such as a rotary embedding's
+    ``inv_freq @ position_ids``) as a broadcast multiply, which Inductor fuses into the ops around it, instead of a
+    cuBLAS launch. The result is exactly the same."""
+
     cudagraphs: bool = DEFAULT_CUDAGRAPHS
     """Run the compiled graph under CUDA graphs (Inductor's cudagraph trees), as ``mode="reduce-overhead"``
     does for Inductor. Parameters, accel's derived weights and ``mark_static_address`` buffers (such as

@@ -13,6 +13,7 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     from accel.lowering.fuse_kv_update import FuseKVUpdatePass
     from accel.lowering.fuse_norm import FuseNormPass
     from accel.lowering.merge_projections import MergeProjectionsPass
+    from accel.lowering.outer_product import OuterProductPass
     from accel.lowering.quantize_weights import QuantizeWeightsPass
     from accel.lowering.replace_linear import ReplaceLinearPass
     from accel.lowering.split_argmax import SplitArgmaxPass
@@ -44,6 +45,9 @@ def build_pipeline(options: AccelOptions) -> list[AccelPass]:
     # Independent of the rest: a greedy step's argmax over the vocabulary.
     if options.split_argmax:
         passes.append(SplitArgmaxPass())
+    # And a matmul with an inner dimension of 1 (the rotary embedding's angles) as a multiply Inductor can fuse.
+    if options.outer_products:
+        passes.append(OuterProductPass())
     # Last, once every accel op is in place: tile counters for the kernels that split their reduction.
     if options.reduce_splits_in_kernel:
         passes.append(AddSplitCountersPass())
