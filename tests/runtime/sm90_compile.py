@@ -29,9 +29,13 @@ def record(kernel):
 def compile_launch(kernel, args, kwargs):
     bound = dict(zip(kernel.arg_names, args))
     bound.update({k: v for k, v in kwargs.items() if k not in _LAUNCH_OPTIONS})
-    signature, constants = {}, {}
-    for p in kernel.params:
+    signature, constants, attrs = {}, {}, {}
+    for i, p in enumerate(kernel.params):
         value = bound.get(p.name, p.default)
+        # the divisibility hints Triton's launcher (and so Inductor) gives: 16-byte aligned tensors, sizes and
+        # strides that are multiples of 16; without them no load is vectorized
+        if not p.is_constexpr and (isinstance(value, torch.Tensor) or (type(value) is int and value % 16 == 0)):
+            attrs[(i,)] = [["tt.divisibility", 16]]
         if p.is_constexpr:
             signature[p.name], constants[p.name] = "constexpr", value
         elif isinstance(value, torch.Tensor):
@@ -45,7 +49,14 @@ def compile_launch(kernel, args, kwargs):
         else:
             raise TypeError(f"{kernel.__name__}.{p.name}: cannot type {value!r}")
     options = {k: kwargs[k] for k in _LAUNCH_OPTIONS if k in kwargs}
-    triton.compile(ASTSource(kernel, signature, constants), target=GPUTarget("cuda", 90, 32), options=options)
+    return triton.compile(ASTSource(kernel, signature, constants, attrs), target=GPUTarget("cuda", 90, 32),
+                          options=options)
+
+
+def _vector_weight_loads(compiled) -> int:
+    """16-byte weight loads in a compiled kernel's PTX (the GEMVs stream their weights with evict_first)."""
+    return sum(".v4.b32" in line for line in compiled.asm["ptx"].splitlines()
+               if "ld.global" in line and "evict_first" in line)
 
 
 def _quantized_linear_launches(kq, quant, dt) -> None:
@@ -138,16 +149,27 @@ def main() -> int:
                       qkv[..., 640:].reshape(1, 1, 2, 64).transpose(1, 2), cs, cs,
                       torch.zeros(1, 2, 16, 64, dtype=dt), torch.zeros(1, 2, 16, 64, dtype=dt), torch.tensor([3]))
     # every kernel that can be compiled for programmatic dependent launch, also with its griddepcontrol instructions
-    launches.extend([(kernel, args, {**kwargs, "PDL": True}) for kernel, args, kwargs in launches
-                     if kwargs.get("PDL") is False])
-    failed = 0
-    for kernel, args, kwargs in launches:
+    plain = [i for i, (_, _, kwargs) in enumerate(launches) if kwargs.get("PDL") is False]
+    launches.extend([(launches[i][0], launches[i][1], {**launches[i][2], "PDL": True}) for i in plain])
+    pdl_of = dict(zip(plain, range(len(launches) - len(plain), len(launches))))
+    failed, compiled = 0, {}
+    for i, (kernel, args, kwargs) in enumerate(launches):
         try:
-            compile_launch(kernel, args, kwargs)
+            compiled[i] = compile_launch(kernel, args, kwargs)
             print(f"ok     {kernel.__name__}{' (PDL)' if kwargs.get('PDL') else ''}")
         except Exception as e:  # report every failing launch, not just the first
             failed += 1
             print(f"FAILED {kernel.__name__}: {type(e).__name__}: {str(e).splitlines()[-1][:300]}")
+    # A GEMV compiled for PDL does its first K step before the loop (the loop body twice): with whole steps
+    # (EVEN_K) that step's weight loads must stay 16-byte vectors as the loop's are (linear._first_step_ok), so
+    # twice the plain kernel's. A mask per element had split them into 4-byte loads.
+    for i, j in pdl_of.items():
+        kernel, _, kwargs = launches[i]
+        if kwargs.get("EVEN_K") and i in compiled and j in compiled and kernel.__name__ != "_qgemv_bytes_kernel":
+            want, got = 2 * _vector_weight_loads(compiled[i]), _vector_weight_loads(compiled[j])
+            if got != want:
+                failed += 1
+                print(f"FAILED {kernel.__name__} (PDL): {got} 16-byte weight loads, {want} expected (the loop's twice)")
     print(f"{len(launches)} launches, {failed} failed")
     return 1 if failed or not launches else 0
 

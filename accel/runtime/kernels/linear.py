@@ -147,6 +147,20 @@ def _load_tile(ptrs, row_ok, k_ok, EVEN_K: tl.constexpr, EVICT: tl.constexpr):
 
 
 @triton.jit
+def _first_step_ok(k_idx, limit, EVEN_K: tl.constexpr):
+    """The K mask of the step that programmatic dependent launch peels off a GEMV's loop (k_idx: offsets within
+    the step, limit: what is left of the split, ≤ 0 for an empty split). With EVEN_K every split holds whole steps,
+    so the step is either all in range or empty: one predicate, uniform along K. A mask per element instead
+    splits each 16-byte load into 4-byte ones (PTX: the int4 GEMV's 8 vector weight loads became 32 scalar ones,
+    and a 1B layer's whole K is that one step)."""
+    if EVEN_K:
+        ok = tl.full(k_idx.shape, 0, tl.int32) < limit  # a splat: constant along K for Triton's axis analysis
+    else:
+        ok = k_idx < limit
+    return ok
+
+
+@triton.jit
 def _dot(a, b, acc, FP32_IEEE: tl.constexpr):
     # fp32 operands: full fp32 like cuBLAS under torch's default; TF32 only where torch allows it
     if FP32_IEEE:
@@ -255,7 +269,7 @@ def _gemv_kernel(
         # they stream while the kernel before drains; the step is then done outside the loop, in the same order.
         # Safe because no kernel of the graph writes a weight: accel routes only parameters and the tensors it
         # derives from them at compile time through this op.
-        first_ok = offs_k[None, None, :] < k_end - k_start  # masked along K always: this split may be empty
+        first_ok = _first_step_ok(offs_k[None, None, :], k_end - k_start, EVEN_K)  # this split may be empty
         w = tl.load(w_ptrs, mask=n_ok & first_ok, other=0.0, eviction_policy="evict_first")
         wu = w
         if GATED:
@@ -543,10 +557,10 @@ def _num_sms(device: torch.device) -> int:
 @functools.cache
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
-    return autotune_cache.source_hash(_gemv_kernel, _gemv_step, _gemm_kernel, _grouped_tile, _gemv_slice, _dot_slice,
-                                      _epilogue_kernel, _sum_splits, _write_back, _add_residual, _epilogue, _load_tile,
-                                      _dot, apply_activation, candidate_configs, _gemv_config, _gemm_config, _split_k,
-                                      launch, fuses_norm, reference.rms_norm)
+    return autotune_cache.source_hash(_gemv_kernel, _gemv_step, _first_step_ok, _gemm_kernel, _grouped_tile,
+                                      _gemv_slice, _dot_slice, _epilogue_kernel, _sum_splits, _write_back,
+                                      _add_residual, _epilogue, _load_tile, _dot, apply_activation, candidate_configs,
+                                      _gemv_config, _gemm_config, _split_k, launch, fuses_norm, reference.rms_norm)
 
 
 def _measurement_inputs(x, w, bias, norm: bool = False):

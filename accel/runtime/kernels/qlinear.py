@@ -427,7 +427,7 @@ def _sources() -> str:
         qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
-        kl._load_tile, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
+        kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
         _gemv_block_m)
 

@@ -13,7 +13,8 @@ x/scale is rounded to nearest-even like ``torch.round`` / ``Tensor.to(float8_e4m
 import triton
 import triton.language as tl
 
-from accel.runtime.kernels.linear import _dot, _dot_slice, _gemv_slice, _load_tile, _reduce_if_last, _write_back
+from accel.runtime.kernels.linear import (_dot, _dot_slice, _first_step_ok, _gemv_slice, _load_tile, _reduce_if_last,
+                                         _write_back)
 from accel.runtime.kernels.utils import pdl_launch_dependents, pdl_wait
 
 # Scheme codes, in the order of ``quant.SCHEMES``; the two W8A8 schemes are the codes ≥ W8A8_INT8.
@@ -319,17 +320,19 @@ def _qgemv_words_kernel(
     k_loop = k_start
     if PDL:
         # the first step's words are loaded before waiting for x from the kernels before (see linear._gemv_kernel)
-        limit = k_end - k_start  # masked along K always: this split may be empty
-        w = tl.load(w_ptrs, mask=n_ok & (kw * PER_WORD < limit), other=0, eviction_policy="evict_first")
+        limit = k_end - k_start  # this split may be empty
+        w_ok = _first_step_ok(kw * PER_WORD, limit, EVEN_K)
+        x_ok = _first_step_ok(kx, limit, EVEN_K)
+        w = tl.load(w_ptrs, mask=n_ok & w_ok, other=0, eviction_policy="evict_first")
         wu = w
         if GATED:
-            wu = tl.load(wu_ptrs, mask=n_ok & (kw * PER_WORD < limit), other=0, eviction_policy="evict_first")
+            wu = tl.load(wu_ptrs, mask=n_ok & w_ok, other=0, eviction_policy="evict_first")
         pdl_wait(PDL)
-        x = tl.load(x_ptrs, mask=m_ok & (kx < limit), other=0.0).to(tl.float32)
+        x = tl.load(x_ptrs, mask=m_ok & x_ok, other=0.0).to(tl.float32)
         if NORM:
             squares += x * x
             if HAS_NORM_W:
-                x *= tl.load(nw_ptrs, mask=kx < limit, other=0.0).to(tl.float32)
+                x *= tl.load(nw_ptrs, mask=x_ok, other=0.0).to(tl.float32)
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr,
                                   zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
         x_ptrs += BLOCK_K
