@@ -368,7 +368,9 @@ LLAMA_SHAPES = [(3072, 2048), (2048, 8192), (128256, 2048), (6144, 4096), (28672
 @pytest.mark.parametrize("N,K", LLAMA_SHAPES)
 def test_candidates_for_llama_shapes(scheme, M, N, K):
     cands = ql.candidate_configs(M, N, K, scheme, 128, False, 2, sms=132)
-    assert 2 <= len(cands) <= 12  # each is measured once per shape: keep the first compile short
+    # each is measured once per shape (then cached): keep the first compile short. The most: 18, for an int8 GEMV
+    # with K = 8192, whose narrow tiles are also tried unsplit (session 12)
+    assert 2 <= len(cands) <= 18
     assert (ql.CUBLAS in cands) == (scheme in ql.WEIGHT_ONLY)
     gemv_max = ql.GEMV_MAX_M["weight_only" if scheme in ql.WEIGHT_ONLY else "w8a8"]
     first = "gemv" if M <= gemv_max else "gemm" if M <= ql.CUBLAS_FIRST_M or scheme in W8A8 else "cublas"

@@ -62,11 +62,14 @@ CUBLAS_FIRST_M = 512
 # words (4·SUB int8 or 8·SUB int4 codes: 16-byte loads at SUB = 4) per row and step, W8A8 ones 16 bytes of x
 # and as many weight bytes; BLOCK_K = 32·num_warps such chunks (fewer for a small K).
 # The list after a grid sweep of int4 on H200 (benchmarks/gemv_sweep.py): 2 warps × 4–8 rows × 4 words won the
-# attention projections, the gate/up and the LM head by 5–28%. The last three won int8 on the 1B step's o, qkv and
-# down projections in an H100 sweep (results/gemv_sweep_s12_h100_*): 4.39 / 5.56 / 10.08 µs against the list's 5.11
-# / 5.97 / 11.49.
-GEMV_TILES = [(4, 16, 4), (4, 8, 4), (2, 4, 4), (2, 8, 4), (4, 4, 4), (8, 8, 4), (4, 8, 1), (8, 4, 1), (4, 4, 2),
-              (8, 4, 2)]
+# attention projections, the gate/up and the LM head by 5–28%. The last two come from an H100 sweep of the 1B step
+# (results/gemv_sweep_s12_h100_*: int8 qkv 5.56 µs against the list's 5.97, down 10.08 against 11.49) and won most
+# of the 1B tunings that followed (int8 o / down, int4 qkv / o / down).
+GEMV_TILES = [(4, 16, 4), (4, 8, 4), (2, 4, 4), (2, 8, 4), (4, 4, 4), (8, 8, 4), (4, 8, 1), (4, 4, 2), (8, 4, 2)]
+# Narrow GEMV tiles (at most this many weight rows a program) are also tried unsplit where their own programs fill
+# two a SM: the same sweep's best int8 and int4 down projections (K = 8192) were unsplit 4-row tiles that the
+# split-K rule splits.
+GEMV_UNSPLIT_MAX_ROWS = 4
 # Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
 # (compiled for sm_90 and read back: otherwise every step converts the weight tile's layout through shared
 # memory). Versions in between are a guess; the other order is always a tuning candidate.
@@ -229,10 +232,9 @@ def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gate
         if M <= GEMV_CANDIDATE_MAX_M:
             gemv = [_gemv_config(M, N, K, scheme, gated, x_elem, t, sms) for t in GEMV_TILES]
             gemv = [c for c in gemv if keep_config(c, scheme, gated, x_elem)]
-            # unsplit too where the tile alone makes two programs a SM: the same H100 sweep's best int8 and int4
-            # down projections (K = 8192) were unsplit tiles that the split-K rule splits
-            gemv += [{**c, "SPLIT_K": 1} for c in gemv
-                     if c["SPLIT_K"] > 1 and triton.cdiv(N, c["BLOCK_N"]) * triton.cdiv(M, c["BLOCK_M"]) >= 2 * sms]
+            gemv += [{**c, "SPLIT_K": 1} for c in gemv  # GEMV_UNSPLIT_MAX_ROWS
+                     if c["SPLIT_K"] > 1 and c["BLOCK_N"] <= GEMV_UNSPLIT_MAX_ROWS
+                     and triton.cdiv(N, c["BLOCK_N"]) * triton.cdiv(M, c["BLOCK_M"]) >= 2 * sms]
             if gemv and gemv[0]["SPLIT_K"] > 1:
                 gemv.insert(1, {**gemv[0], "SPLIT_K": 1})
             if gemv:
