@@ -63,6 +63,7 @@ ACCEL_VARIANTS = {
     "accel-nokv": {"fuse_kv_update": False},
     "accel-pdl": {"pdl": True},
     "accel-int4-head-pdl": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True, "pdl": True},
+    "accel-int8-head-pdl": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": True},
     # Inductor's own kernels launched with PDL too (its triton.enable_pdl, off by default)
     "accel-pdl-all": {"pdl": True, "inductor_config": {"triton.enable_pdl": True}},
 }
