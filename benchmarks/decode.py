@@ -186,11 +186,21 @@ def main() -> None:
             row["compile_s"] = round(time.perf_counter() - t0, 1)
             print(f"{variant}: compiled and warm in {row['compile_s']} s", flush=True)
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
-            sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)[0]
+            issued: list = []
+            sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, issued)[0]
                           for _ in range(runs)])
             _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
+            if device_pos and variant != "eager":
+                # with the position on the device the host may run ahead; when issuing the steps took about as long
+                # as running them, the host set the rate and the row says nothing about the GPU's step (session 12
+                # saw one variant's rate 25-35% under its profile that way)
+                row["host_ms_per_tok"] = round(median(issued) / args.new * 1e3, 3)
+                row["host_bound"] = row["host_ms_per_tok"] >= 0.9 * row["ms_per_tok"]
+                if row["host_bound"]:
+                    print(f"{variant}: host-bound (issuing took {row['host_ms_per_tok']} of {row['ms_per_tok']} "
+                          f"ms a token): this rate is the host's, not the GPU's", flush=True)
             if args.pos == "both" and variant != "eager":
                 # warm the device-position loop too: its first run can pay a one-off cost (Inductor's 1B rate fell
                 # to half when an untimed run was missing and the upper median of 2 runs took it; notes/perf.md)
@@ -234,7 +244,8 @@ def main() -> None:
     print()
     print_table(rows, ["variant", "tok_s", "ms_per_tok", "weight_gbs", "pct_of_copy_bw", "compile_s", "token_match",
                        "teacher_forced_match", "generate_match", "logits_rel_err_vs_fp32", "prefill_ms",
-                       "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "speedup_device_pos", "error"])
+                       "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "host_bound", "speedup_device_pos",
+                       "error"])
     path = write_result(args.name or f"decode_{args.config}", payload)
     print(f"wrote {path}")
 
