@@ -92,12 +92,17 @@ def report(variant: str, prof, steps: int, cudagraphs: bool, top: int = 25) -> N
           + "".join(f"\n    {v[1] / steps:g}x {v[0]:.1f} us  {name}" for name, v in copies.items()))
 
 
+# A gap between kernels this long or longer is the host's (between CUDA-graph replays, around the token's copy),
+# not the step's own: ``timeline`` leaves it out of the step's idle time, ``sequence`` splits the steps at it.
+HOST_GAP_US = 20.0
+
+
 def _gpu_events(prof) -> list[tuple[float, float, str]]:
     return sorted((ev.time_range.start, ev.time_range.end, ev.name[:60]) for ev in prof.events()
                   if ev.device_type == torch.autograd.DeviceType.CUDA)
 
 
-def sequence(prof, first: int, last: int = 3, host_gap_us: float = 20.0) -> None:
+def sequence(prof, first: int, last: int = 3, host_gap_us: float = HOST_GAP_US) -> None:
     """The step's kernels in launch order (steps split at the host's gaps, as in ``timeline``): for each of the
     first ``first`` and the last ``last`` positions, the mean time and the mean gap before it over the steps that
     have that many kernels. Every layer of a decoder repeats the same kernels, so the first ones show each
@@ -121,7 +126,7 @@ def sequence(prof, first: int, last: int = 3, host_gap_us: float = 20.0) -> None
         print(f"    {i:4d}  {time_us:7.2f} us  {gap_us:5.2f} us  {steps[0][i][2]}")
 
 
-def timeline(prof, steps: int, largest: int = 8, host_gap_us: float = 20.0) -> None:
+def timeline(prof, steps: int, largest: int = 8, host_gap_us: float = HOST_GAP_US) -> None:
     """Kernels' start and end on the GPU's clock: the time covered by at least one kernel (overlaps, as with
     programmatic dependent launch, counted once) and the idle time between kernels, split at ``host_gap_us``: gaps
     that long are the host's (between graph replays, and around the token's host-to-device copy), the rest are the

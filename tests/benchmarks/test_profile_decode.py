@@ -1,5 +1,6 @@
-"""``benchmarks/profile_decode.py --timeline`` on a made-up profile: busy time counts overlapping kernels once, and
-gaps of the host (between CUDA-graph replays) stay out of the step's idle time."""
+"""``benchmarks/profile_decode.py --timeline`` and ``--sequence`` on a made-up profile: busy time counts overlapping
+kernels once, gaps of the host (between CUDA-graph replays) stay out of the step's idle time, and the steps split at
+them line up kernel by kernel."""
 import os
 import sys
 import types
@@ -32,3 +33,17 @@ def test_timeline_separates_the_steps_gaps_from_the_hosts(capsys):
     # per step: 12 + 7.5 us busy kernels + the copy's 1 us, one 0.5 us gap of its own, two host gaps
     assert "20 us busy + 0 us idle in 1 gaps" in line and "median 0.50 us" in line and "= 21 us" in line
     assert "9 gaps >= 20 us" in line
+
+
+def test_sequence_averages_each_position_over_the_steps(capsys):
+    spans, t = [], 0.0
+    for step in range(4):
+        t += 100.0  # the host's gap before each replay
+        spans += [(t, t + 5.0 + step, "qkv"), (t + 5.5 + step, t + 7.5 + step, "rope"),
+                  (t + 7.0 + step, t + 60.0, "lm_head")]  # the head starts 0.5 us before rope ends (as with PDL)
+        t += 60.0
+    profile_decode.sequence(_Profile(spans), first=1, last=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert "4 steps of 3 kernels" in lines[0] and len(lines) == 3  # position 0, then the last one
+    assert lines[1].split() == ["0", "6.50", "us", "0.00", "us", "qkv"]  # 5 + 0..3 us, mean 6.5
+    assert lines[2].split()[:5] == ["2", "51.50", "us", "-0.50", "us"] and lines[2].endswith("lm_head")
