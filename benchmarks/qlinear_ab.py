@@ -4,11 +4,14 @@ cuBLAS bf16.
 
     python benchmarks/qlinear_ab.py --flag PAIRS --scheme int4_weight_only --m 16,128
     python benchmarks/qlinear_ab.py --flag PRMT --m 1 --shapes 8b,1b
+    python benchmarks/qlinear_ab.py --flag PREFETCH --scheme int8_weight_only --m 1 --shapes 8b,1b
 
 Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
 and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
 permutes, ``qlinear_kernels._decode_nibbles``) over the GEMV candidates, whose outputs with the switch on and off
-must agree to within the rounding of the output (they differ only in the order of fp32 roundings). Timing is the
+must agree to within the rounding of the output (they differ only in the order of fp32 roundings); PREFETCH (each K
+step's words loaded one step ahead) over the word-GEMV candidates, bit-identical on and off: a candidate of one K
+step a program runs as it is in both columns, so "on" is the best the tuner could pick with the switch. Timing is the
 autotuner's (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off
 and on, and both against cuBLAS.
 """
@@ -37,7 +40,7 @@ SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 204
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT"))
+    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH"))
     ap.add_argument("--shapes", default="8b", help="8b (the issue's MLP shapes) and/or 1b (the 1B decode step's)")
     ap.add_argument("--scheme", default="int4_weight_only", choices=kq.WEIGHT_ONLY)
     ap.add_argument("--m", default="16,128")
@@ -55,13 +58,15 @@ def main() -> None:
             ref = torch.nn.functional.linear(x, w)
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
             best = {}
-            kind = "gemv" if args.flag == "PRMT" else "gemm"
+            kind = "gemv" if args.flag in ("PRMT", "PREFETCH") else "gemm"
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, False, 2, sms):
-                if cfg["kernel"] != kind:
+                if cfg["kernel"] != kind or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)
                     continue
                 outs = {}
                 for on in (False, True):
                     c = {**cfg, args.flag: on}
+                    if args.flag == "PREFETCH" and on and kq._steps_per_split(cfg, K) < 2:
+                        c = cfg
                     run = lambda: kq.launch(c, x, q, s, z, None, args.scheme, 128, 0, False)  # noqa: E731,B023
                     outs[on] = run().float()
                     err = ((outs[on] - ref.float()).norm() / ref.float().norm()).item()
@@ -72,6 +77,8 @@ def main() -> None:
                 if args.flag == "PRMT":  # same sums, other roundings: a few bf16 ulps at most
                     diff = ((outs[True] - outs[False]).abs().max() / outs[False].abs().max()).item()
                     assert diff < 8e-3, f"{cfg}: PRMT on and off differ by {diff} (relative to max |out|)"
+                if args.flag == "PREFETCH":
+                    assert torch.equal(outs[True], outs[False]), f"{cfg}: PREFETCH changed the output"
             row = {"shape": label, "M": M, "scheme": args.scheme, "flag": args.flag, "cublas_us": round(cublas, 2),
                    "off_us": round(best[False][0], 2), "on_us": round(best[True][0], 2),
                    "on_vs_off": round(best[False][0] / best[True][0], 3),

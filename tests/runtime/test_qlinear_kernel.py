@@ -368,9 +368,10 @@ LLAMA_SHAPES = [(3072, 2048), (2048, 8192), (128256, 2048), (6144, 4096), (28672
 @pytest.mark.parametrize("N,K", LLAMA_SHAPES)
 def test_candidates_for_llama_shapes(scheme, M, N, K):
     cands = ql.candidate_configs(M, N, K, scheme, 128, False, 2, sms=132)
-    # each is measured once per shape (then cached): keep the first compile short. The most: 18, for an int8 GEMV
-    # with K = 8192, whose narrow tiles are also tried unsplit (session 12)
-    assert 2 <= len(cands) <= 18
+    # each is measured once per shape (then cached): keep the first compile short. The most: 21, for an int8 GEMV
+    # with K = 8192, whose narrow tiles are also tried unsplit (session 12), and three of them with PREFETCH
+    # (session 13)
+    assert 2 <= len(cands) <= 21
     assert (ql.CUBLAS in cands) == (scheme in ql.WEIGHT_ONLY)
     gemv_max = ql.GEMV_MAX_M["weight_only" if scheme in ql.WEIGHT_ONLY else "w8a8"]
     first = "gemv" if M <= gemv_max else "gemm" if M <= ql.CUBLAS_FIRST_M or scheme in W8A8 else "cublas"
@@ -486,6 +487,66 @@ def test_pdl_gemv_with_norm_gives_the_same_bits(scheme, path, even_k, request):
         torch.testing.assert_close(pdl, plain, rtol=1e-4, atol=1e-4)
     else:
         assert torch.equal(pdl, plain)
+
+
+# (scheme, M, N, K, group): whole K steps and a K that ends in a partial one (int8 136, int4 96 at BLOCK_K 64)
+PREFETCH_CASES = [("int8_weight_only", 3, 40, 256, 32), ("int8_weight_only", 1, 24, 136, 32),
+                  ("int4_weight_only", 3, 40, 128, 32), ("int4_weight_only", 1, 24, 96, 32)]
+
+
+@pytest.mark.parametrize("scheme,M,N,K,G", PREFETCH_CASES)
+@pytest.mark.parametrize("path", GEMV_PATHS)
+@pytest.mark.parametrize("gated", [False, True])
+def test_prefetch_gemv_gives_the_same_bits(scheme, M, N, K, G, path, gated):
+    """PREFETCH loads each K step one step ahead: the same sums in the same order as the plain loop, so the same
+    bits, over several steps, splits (the last of three splits of K = 96 is empty) and a partial last step."""
+    x, qw, scale, zero, b = make_inputs(scheme, M, 2 * N if gated else N, K, group_size=G, seed=11)
+    act = "silu" if gated else "identity"
+    cfg = CONFIGS[path]
+    assert -(-K // (cfg["SPLIT_K"] * cfg["BLOCK_K"])) >= 2 or cfg["SPLIT_K"] > 1  # several steps a program
+    plain = run(x, qw, scale, zero, b, scheme, G, act, gated, config=cfg)
+    check(plain, x, qw, scale, zero, b, scheme, G, act, gated)
+    assert torch.equal(run(x, qw, scale, zero, b, scheme, G, act, gated, config={**cfg, "PREFETCH": True}), plain)
+
+
+@pytest.mark.parametrize("scheme", ql.WEIGHT_ONLY)
+@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
+@pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])
+def test_prefetch_gemv_with_norm_gives_the_same_bits(scheme, pdl, even_k, request):
+    """With the RMSNorm prologue (x² and the norm's weight per step) and the residual epilogue, and after the step
+    that PDL peels off the loop: bit-identical to the same config without PREFETCH."""
+    M, N, K, G = 3, 40, 256 if even_k else 224, 32
+    x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G, seed=12)
+    g = (1.0 + 0.5 * torch.randn(K, generator=torch.Generator().manual_seed(13))).to(DEVICE, x.dtype)
+    r = torch.randn(M, N, generator=torch.Generator().manual_seed(14)).to(DEVICE, x.dtype)
+    if pdl:
+        request.getfixturevalue("compiled_for_pdl")
+    cfg = {**CONFIGS["gemv-sub2"], "SPLIT_K": 1}
+    plain = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
+    ref = quant.qlinear_reference(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r)
+    rtol, atol = tolerance(scheme, x.dtype, K)
+    torch.testing.assert_close(plain.double(), ref.double(), rtol=rtol, atol=atol)
+    ahead = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r,
+                       _config={**cfg, "PREFETCH": True})
+    assert torch.equal(ahead, plain)
+
+
+def test_prefetch_twins_only_for_multi_step_word_gemvs():
+    """The first GEMV_PREFETCH_TWINS word-GEMV candidates of two or more K steps a program get a PREFETCH twin, in
+    this Triton version's axis order; a GEMV whose whole K is one step (the 1B shape's K = 2048 at 16 codes a
+    thread and 4 warps) gets none from that tile."""
+    for scheme in ql.WEIGHT_ONLY:
+        for N, K in [(14336, 4096), (4096, 14336), (2048, 8192), (3072, 2048)]:
+            cands = ql.candidate_configs(1, N, K, scheme, 128, False, 2, 132)
+            twins = [c for c in cands if c.get("PREFETCH")]
+            multi_step = [c for c in cands if c["kernel"] == "gemv" and not c.get("PREFETCH")
+                          and c["CHUNKS_FIRST"] == ql.CHUNKS_FIRST and ql._steps_per_split(c, K) >= 2]
+            assert len(twins) <= ql.GEMV_PREFETCH_TWINS and bool(twins) == bool(multi_step)
+            for t in twins:
+                assert {**t, "PREFETCH": False} != t and {k: v for k, v in t.items() if k != "PREFETCH"} in cands
+                assert t["CHUNKS_FIRST"] == ql.CHUNKS_FIRST and ql._steps_per_split(t, K) >= 2
+            assert not any(c.get("PREFETCH") for c in cands if c["kernel"] == "gemv" and ql._steps_per_split(c, K) < 2)
+    assert not any(c.get("PREFETCH") for c in ql.candidate_configs(1, 4096, 4096, "w8a8_int8", 128, False, 2, 132))
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="packed-pair dequantization is inline PTX (no interpreter)")

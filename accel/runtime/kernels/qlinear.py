@@ -70,6 +70,11 @@ GEMV_TILES = [(4, 16, 4), (4, 8, 4), (2, 4, 4), (2, 8, 4), (4, 4, 4), (8, 8, 4),
 # two a SM: the same sweep's best int8 and int4 down projections (K = 8192) were unsplit 4-row tiles that the
 # split-K rule splits.
 GEMV_UNSPLIT_MAX_ROWS = 4
+# The first this many word-GEMV candidates with at least two K steps a program (whose registers allow it) are also
+# tried with PREFETCH: each step's loads issued one step ahead (qlinear_kernels._qgemv_words_kernel). On the H100
+# (results/qlinear_ab_prefetch_*_s13run3_*) it took the int8 8B down projection from 23.5 to 21.9 µs and the 1B qkv
+# from 6.0 to 5.5 µs, and lost on the int4 8B shapes (16.3 → 17.3 µs) and on most split tiles: a tuning choice.
+GEMV_PREFETCH_TWINS = 3
 # Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
 # (compiled for sm_90 and read back: otherwise every step converts the weight tile's layout through shared
 # memory). Versions in between are a guess; the other order is always a tuning candidate.
@@ -122,6 +127,8 @@ def keep_config(cfg: dict, scheme: str, gated: bool, x_elem: int) -> bool:
         rows = cfg["BLOCK_N"] * n_w
         if "SUB" in cfg:
             regs = 2 * cfg["BLOCK_M"] * cfg["SUB"] * _per_word(scheme) + rows * (cfg["SUB"] + 2 * cfg["BLOCK_M"] + 3)
+            if cfg.get("PREFETCH"):  # the next step's words and x (in x's dtype) in flight
+                regs += rows * cfg["SUB"] + cfg["BLOCK_M"] * cfg["SUB"] * _per_word(scheme) * x_elem // 4
         else:
             chunk = 16 // x_elem
             regs = cfg["BLOCK_M"] * chunk + rows * (chunk // 4 + 2 * cfg["BLOCK_M"] + 2)
@@ -204,6 +211,11 @@ def general_config(scheme: str, group_size: int, N: int | None = None, K: int | 
     return _gemm_config(None, N, K, scheme, group_size, tiles[2], 0, group_m=8, skinny=False)
 
 
+def _steps_per_split(cfg: dict, K: int) -> int:
+    """K steps of one program of a GEMV or tl.dot config."""
+    return triton.cdiv(triton.cdiv(K, cfg["SPLIT_K"]), cfg["BLOCK_K"])
+
+
 def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
                       sms: int) -> list[dict]:
     """The configs worth measuring for out [M, N] from K, in order of preference: the first is the heuristic
@@ -239,6 +251,9 @@ def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gate
                 gemv.insert(1, {**gemv[0], "SPLIT_K": 1})
             if gemv:
                 gemv.insert(1, {**gemv[0], "CHUNKS_FIRST": not CHUNKS_FIRST})
+            ahead = [{**c, "PREFETCH": True} for c in gemv if "SUB" in c and c["CHUNKS_FIRST"] == CHUNKS_FIRST
+                     and _steps_per_split(c, K) >= 2]
+            gemv += [c for c in ahead if keep_config(c, scheme, gated, x_elem)][:GEMV_PREFETCH_TWINS]
         gemv_first = M <= GEMV_MAX_M["weight_only" if weight_only else "w8a8"]
         cands = gemv + skinny[:2] if gemv_first else skinny + gemv[:2]
         if weight_only:
@@ -355,7 +370,8 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 x.stride(0), w.stride(0), stride_sn, out.stride(0), stride_rm,
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
-                HAS_NORM_W=norm_weight is not None, PRMT=_byte_permutes(cfg, int4), **meta,
+                HAS_NORM_W=norm_weight is not None, PRMT=_byte_permutes(cfg, int4),
+                PREFETCH=cfg.get("PREFETCH", False), **meta,
             )
         else:
             chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step

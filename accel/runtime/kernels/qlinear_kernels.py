@@ -259,6 +259,21 @@ def _chunks_first(t, CHUNK_AXIS: tl.constexpr, CHUNKS_FIRST: tl.constexpr):
 
 
 @triton.jit
+def _words_ahead(x_ptrs, w_ptrs, wu_ptrs, m_ok, n_ok, kx, kw, limit, PER_WORD: tl.constexpr, GATED: tl.constexpr,
+                 EVEN_K: tl.constexpr):
+    """(x, words, up words) of the step at the pointers, ``limit`` = what is left of the split from it (≤ 0: none
+    left, nothing read). x stays in its dtype until used. The K mask is ``linear._first_step_ok``'s: one predicate
+    along K for whole steps, so the loads stay 16-byte vectors."""
+    x = tl.load(x_ptrs, mask=m_ok & _first_step_ok(kx, limit, EVEN_K), other=0.0)
+    w_ok = n_ok & _first_step_ok(kw * PER_WORD, limit, EVEN_K)
+    w = tl.load(w_ptrs, mask=w_ok, other=0, eviction_policy="evict_first")
+    wu = w
+    if GATED:
+        wu = tl.load(wu_ptrs, mask=w_ok, other=0, eviction_policy="evict_first")
+    return x, w, wu
+
+
+@triton.jit
 def _qgemv_words_kernel(
     # Pointers (w: the weight as int32 words, 4 int8 or 8 int4 codes each)
     x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, nw_ptr, cnt_ptr,
@@ -272,7 +287,7 @@ def _qgemv_words_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, NUM_CHUNKS: tl.constexpr,
     PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
     NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, HAS_RES: tl.constexpr = False,
-    REDUCE_LAST: tl.constexpr = False, PRMT: tl.constexpr = False,
+    REDUCE_LAST: tl.constexpr = False, PRMT: tl.constexpr = False, PREFETCH: tl.constexpr = False,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
@@ -284,7 +299,11 @@ def _qgemv_words_kernel(
     NORM (SPLIT_K = 1) projects x · rsqrt(mean(x²) + eps) [· g] as ``linear._gemv_kernel`` does: x² is accumulated
     beside the products and the row's rsqrt scales the sums after the loop. The norm's weight g (HAS_NORM_W) is
     not folded into the quantized weight, which would change its quantization: x is multiplied by it as it is
-    loaded, once per thread for all of its weight rows. HAS_RES adds the residual rows in the epilogue."""
+    loaded, once per thread for all of its weight rows. HAS_RES adds the residual rows in the epilogue.
+
+    PREFETCH loads each K step's x and words one step ahead (registers double-buffered): step i+1's loads are in
+    flight while step i is decoded and summed, where the plain loop waits for each step's loads after the last
+    step's arithmetic. The sums are the same, in the same order."""
     CHUNK: tl.constexpr = SUB * PER_WORD
     BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
     SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2  # of the 5-D tiles
@@ -340,8 +359,17 @@ def _qgemv_words_kernel(
         wu_ptrs += BLOCK_K // PER_WORD
         nw_ptrs += BLOCK_K
         k_loop += BLOCK_K
+    if PREFETCH:  # the loop's first step, loaded as the loop loads each next one
+        x_next, w_next, wu_next = _words_ahead(x_ptrs, w_ptrs, wu_ptrs, m_ok, n_ok, kx, kw, k_end - k_loop,
+                                               PER_WORD, GATED, EVEN_K)
     for k in range(k_loop, k_end, BLOCK_K):
-        x = _load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, "").to(tl.float32)
+        if PREFETCH:
+            x, w, wu = x_next.to(tl.float32), w_next, wu_next
+            x_next, w_next, wu_next = _words_ahead(x_ptrs + BLOCK_K, w_ptrs + BLOCK_K // PER_WORD,
+                                                   wu_ptrs + BLOCK_K // PER_WORD, m_ok, n_ok, kx, kw,
+                                                   k_end - k - BLOCK_K, PER_WORD, GATED, EVEN_K)
+        else:
+            x = _load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, "").to(tl.float32)
         if NORM:
             squares += x * x
             if HAS_NORM_W:
@@ -350,12 +378,13 @@ def _qgemv_words_kernel(
                 else:
                     x *= tl.load(nw_ptrs, mask=kx < K - k, other=0.0).to(tl.float32)
                 nw_ptrs += BLOCK_K
-        k_ok = kw * PER_WORD < K - k
-        w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")  # weights are streamed once
-        wu = w
-        if GATED:
-            wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
-            wu_ptrs += BLOCK_K // PER_WORD
+        if not PREFETCH:
+            k_ok = kw * PER_WORD < K - k
+            w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")  # weights are streamed once
+            wu = w
+            if GATED:
+                wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
+        wu_ptrs += BLOCK_K // PER_WORD
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k, K - k, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
                                   SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
         x_ptrs += BLOCK_K
