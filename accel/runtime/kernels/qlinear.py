@@ -71,10 +71,13 @@ GEMV_TILES = [(4, 16, 4), (4, 8, 4), (2, 4, 4), (2, 8, 4), (4, 4, 4), (8, 8, 4),
 # split-K rule splits.
 GEMV_UNSPLIT_MAX_ROWS = 4
 # The first this many word-GEMV candidates with at least two K steps a program (whose registers allow it) are also
-# tried with PREFETCH: each step's loads issued one step ahead (qlinear_kernels._qgemv_words_kernel). On the H100
-# (results/qlinear_ab_prefetch_*_s13run3_*) it took the int8 8B down projection from 23.5 to 21.9 µs and the 1B qkv
-# from 6.0 to 5.5 µs, and lost on the int4 8B shapes (16.3 → 17.3 µs) and on most split tiles: a tuning choice.
-GEMV_PREFETCH_TWINS = 3
+# tried with PREFETCH: each step's loads issued one step ahead (qlinear_kernels._qgemv_words_kernel). None by
+# default. On one H100 (results/qlinear_ab_prefetch_*_s13run3_*) it took the int8 8B down projection from 23.5 to
+# 21.9 µs and the 1B qkv from 6.0 to 5.5 µs, and lost on the int4 8B shapes (16.3 → 17.3 µs). On the next H100
+# (results/autotune_8b_s13run4_*) the 8B down's winning twin lost to its plain tile (27.1 against 26.6 µs), and no
+# 1B decode tuning picked a twin: each twin is one more kernel to compile and time on the first compile for a gain
+# the two cards do not agree on. qlinear_ab.py --flag PREFETCH measures it.
+GEMV_PREFETCH_TWINS = 0
 # Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
 # (compiled for sm_90 and read back: otherwise every step converts the weight tile's layout through shared
 # memory). Versions in between are a guess; the other order is always a tuning candidate.
