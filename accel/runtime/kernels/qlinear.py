@@ -74,8 +74,9 @@ GEMV_UNSPLIT_MAX_ROWS = 4
 # tried with PREFETCH: each step's loads issued one step ahead (qlinear_kernels._qgemv_words_kernel). None by
 # default. On one H100 (results/qlinear_ab_prefetch_*_s13run3_*) it took the int8 8B down projection from 23.5 to
 # 21.9 µs and the 1B qkv from 6.0 to 5.5 µs, and lost on the int4 8B shapes (16.3 → 17.3 µs). On the next H100
-# (results/autotune_8b_s13run4_*) the 8B down's winning twin lost to its plain tile (27.1 against 26.6 µs), and no
-# 1B decode tuning picked a twin: each twin is one more kernel to compile and time on the first compile for a gain
+# (results/autotune_8b_s13run4_*) the 8B down's winning twin lost to its plain tile (27.1 against 26.6 µs), and the
+# tunings of sessions 12-13 chose a twin 0 times in 83 timings (benchmarks/autotune_wins.py on
+# results/autotune_cache_s13run4_*): each twin is one more kernel to compile and time on the first compile for a gain
 # the two cards do not agree on. qlinear_ab.py --flag PREFETCH measures it.
 GEMV_PREFETCH_TWINS = 0
 # Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
