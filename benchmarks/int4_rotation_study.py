@@ -51,7 +51,8 @@ def linears(model) -> list[tuple[str, torch.nn.Linear]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n]
 
 
-def capture_hessians(model, run) -> dict[str, torch.Tensor]:
+def capture_hessians(model, run, only=None) -> dict[str, torch.Tensor]:
+    """XᵀX of each linear's inputs over ``run(model)`` (of the linears named in ``only``, when given)."""
     hs: dict[str, torch.Tensor] = {}
 
     def hook(name):
@@ -60,7 +61,7 @@ def capture_hessians(model, run) -> dict[str, torch.Tensor]:
             hs[name] = hs.get(name, 0) + x.T @ x
         return record
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in linears(model)]
+    handles = [m.register_forward_hook(hook(n)) for n, m in linears(model) if only is None or n in only]
     with torch.no_grad():
         run(model)
     for h in handles:
@@ -68,8 +69,11 @@ def capture_hessians(model, run) -> dict[str, torch.Tensor]:
     return hs
 
 
-def fake_quantize(model, rotate: bool, hessians: dict | None) -> None:
+def fake_quantize(model, rotate: bool, hessians: dict | None, only=None) -> None:
+    """Each linear's weight (of those named in ``only``, when given) replaced by its int4 g128 round trip."""
     for name, mod in linears(model):
+        if only is not None and name not in only:
+            continue
         w0 = mod.weight.data.float()
         k0 = w0.shape[1]
         pad = -(-k0 // G) * G - k0
