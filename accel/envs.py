@@ -53,10 +53,20 @@ def ACCEL_AUTOTUNE() -> bool:
     return _str("ACCEL_AUTOTUNE", "1") != "0"
 
 
+def ACCEL_PROGRESS() -> str:
+    """Progress of long compile-time work (quantizing, tuning) on stderr: "auto" a bar when stderr is a terminal,
+    "1" also plain lines elsewhere, "0" nothing."""
+    v = _str("ACCEL_PROGRESS", "auto")
+    if v not in ("auto", "0", "1"):
+        raise ValueError(f"environment variable ACCEL_PROGRESS={v!r} must be auto, 0 or 1")
+    return v
+
+
 ALL = {
     "ACCEL_DEBUG": ACCEL_DEBUG,
     "ACCEL_DUMP_DIR": ACCEL_DUMP_DIR,
     "ACCEL_DUMP_PASSES": ACCEL_DUMP_PASSES,
     "ACCEL_AUTOTUNE_CACHE": ACCEL_AUTOTUNE_CACHE,
     "ACCEL_AUTOTUNE": ACCEL_AUTOTUNE,
+    "ACCEL_PROGRESS": ACCEL_PROGRESS,
 }

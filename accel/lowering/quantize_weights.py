@@ -44,6 +44,7 @@ from accel.compiler import fx_utils as fu
 from accel.compiler.context import CompileContext
 from accel.compiler.pass_base import AccelPass
 from accel.runtime import gptq, quant
+from accel.runtime.progress import Progress
 from accel.runtime.ops import FFN, LINEAR, QLINEAR
 
 LM_HEAD_NAMES = ("lm_head", "embed_out")
@@ -76,52 +77,60 @@ class QuantizeWeightsPass(AccelPass):
 
     def __call__(self, gm: fx.GraphModule, ctx: CompileContext) -> int:
         count = 0
-        for node in list(gm.graph.nodes):
-            if node.target not in (LINEAR, FFN):
-                continue
-            # fuse_norm ran first: a norm in front (norm_eps) and a residual behind carry over
-            a = fu.schema_args(node)
-            eps, residual = a["norm_eps"], a["residual"]
-            if node.target is LINEAR:
-                x, b = a["x"], a["bias"]
-                w, norm_w = ctx.norm_folds.get(a["weight"], (a["weight"], None))  # quantize the unfolded weight
-                layer = _layer(ctx, node, w)
-                plan = _plan(ctx, node, layer, _smoothing(ctx, node, layer)) if layer is not None else None
-                if plan is None:
-                    continue
-                new = _qlinear(ctx, node, _smooth_input(ctx, node, x, plan), plan, b, "identity", False, "linear",
-                               eps, norm_w, residual)
-                count += 1
-            else:
-                x, w1, b1, w2, b2, act, gated = (a[k] for k in ("x", "w1", "b1", "w2", "b2", "activation", "gated"))
-                w1, norm_w = ctx.norm_folds.get(w1, (w1, None))
-                first = _layer(ctx, node, w1)
-                second = _layer(ctx, node, w2) if first is not None else None  # all or nothing: reported once
-                if second is None:
-                    continue
-                # The down projection's input act(gate)·up is made inside the first qlinear, where no multiply
-                # can go; when gated, its 1/s scales the up rows instead. A plain FFN's fc2 (after a nonlinear
-                # activation) stays unsmoothed.
-                s2 = _smoothing(ctx, node, second) if gated and first.x is not None else None
-                folded = _fold_into_up(ctx, first, b1, s2) if s2 is not None else None
-                if folded is None:
-                    s2 = folded_bias = None
-                else:
-                    first, folded_bias = folded
-                plans = [_plan(ctx, node, first, _smoothing(ctx, node, first))]
-                plans.append(_plan(ctx, node, second, s2) if plans[0] is not None else None)
-                if None in plans:
-                    continue
-                if folded_bias is not None:
-                    b1 = ctx.add_derived("bias", lambda: folded_bias)
-                h = _qlinear(ctx, node, _smooth_input(ctx, node, x, plans[0]), plans[0], b1, act, gated,
-                             "gate_up" if gated else "fc1", eps, norm_w)
-                new = _qlinear(ctx, node, h, plans[1], b2, "identity", False, "down" if gated else "fc2",
-                               residual=residual)
-                count += 2
-            node.replace_all_uses_with(new)
-            fu.erase_if_dead([node])
+        nodes = [n for n in gm.graph.nodes if n.target in (LINEAR, FFN)]
+        gptq_on = ctx.options.gptq and ctx.options.quantize in quant.GPTQ_SCHEMES
+        with Progress(len(nodes), f"accel: quantizing weights ({ctx.options.quantize}{', GPTQ' if gptq_on else ''})") \
+                as bar:
+            for node in nodes:
+                count += self._quantize(node, ctx)
+                bar.update()
         return count
+
+    def _quantize(self, node: fx.Node, ctx: CompileContext) -> int:
+        """Replace one linear or FFN node by qlinear nodes; how many it made (0: left as it was)."""
+        # fuse_norm ran first: a norm in front (norm_eps) and a residual behind carry over
+        a = fu.schema_args(node)
+        eps, residual = a["norm_eps"], a["residual"]
+        if node.target is LINEAR:
+            x, b = a["x"], a["bias"]
+            w, norm_w = ctx.norm_folds.get(a["weight"], (a["weight"], None))  # quantize the unfolded weight
+            layer = _layer(ctx, node, w)
+            plan = _plan(ctx, node, layer, _smoothing(ctx, node, layer)) if layer is not None else None
+            if plan is None:
+                return 0
+            new = _qlinear(ctx, node, _smooth_input(ctx, node, x, plan), plan, b, "identity", False, "linear",
+                           eps, norm_w, residual)
+            made = 1
+        else:
+            x, w1, b1, w2, b2, act, gated = (a[k] for k in ("x", "w1", "b1", "w2", "b2", "activation", "gated"))
+            w1, norm_w = ctx.norm_folds.get(w1, (w1, None))
+            first = _layer(ctx, node, w1)
+            second = _layer(ctx, node, w2) if first is not None else None  # all or nothing: reported once
+            if second is None:
+                return 0
+            # The down projection's input act(gate)·up is made inside the first qlinear, where no multiply
+            # can go; when gated, its 1/s scales the up rows instead. A plain FFN's fc2 (after a nonlinear
+            # activation) stays unsmoothed.
+            s2 = _smoothing(ctx, node, second) if gated and first.x is not None else None
+            folded = _fold_into_up(ctx, first, b1, s2) if s2 is not None else None
+            if folded is None:
+                s2 = folded_bias = None
+            else:
+                first, folded_bias = folded
+            plans = [_plan(ctx, node, first, _smoothing(ctx, node, first))]
+            plans.append(_plan(ctx, node, second, s2) if plans[0] is not None else None)
+            if None in plans:
+                return 0
+            if folded_bias is not None:
+                b1 = ctx.add_derived("bias", lambda: folded_bias)
+            h = _qlinear(ctx, node, _smooth_input(ctx, node, x, plans[0]), plans[0], b1, act, gated,
+                         "gate_up" if gated else "fc1", eps, norm_w)
+            new = _qlinear(ctx, node, h, plans[1], b2, "identity", False, "down" if gated else "fc2",
+                           residual=residual)
+            made = 2
+        node.replace_all_uses_with(new)
+        fu.erase_if_dead([node])
+        return made
 
 
 def _weight_source(w: fx.Node) -> tuple[fx.Node, bool]:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from accel import envs
+from accel.runtime.progress import Progress
 
 log = logging.getLogger("accel.autotune")
 
@@ -219,6 +220,12 @@ def _time_into(runs: dict[str, list[float]], key: str, cfg: dict, make_runner: C
     runs.setdefault(config_name(cfg), []).append(us)
 
 
+def _short(key: str) -> str:
+    """A tuning key as a progress bar names it: the kernel and the shape (no source hash, device or versions)."""
+    parts = key.split("|")
+    return " ".join(parts[i] for i in (0, 2) if i < len(parts))
+
+
 def tune(
     key: str,
     candidates: Sequence[dict],
@@ -243,16 +250,19 @@ def tune(
         return hit
     runs: dict[str, list[float]] = {}
     t0 = time.perf_counter()
-    with real_mode():
+    with real_mode(), Progress(len(candidates), f"accel: tuning {_short(key)}") as bar:
         for cfg in candidates:
             _time_into(runs, key, cfg, make_runner)
+            bar.update()
         first = {name: ts[0] for name, ts in runs.items()}
         close = [c for c in candidates if first.get(config_name(c), math.inf) <= min(first.values(), default=0.0)
                  * (1.0 + RUNOFF_MARGIN)]
         if len(close) > 1:
+            bar.total += RUNOFF_ROUNDS * len(close)
             for _ in range(RUNOFF_ROUNDS):
                 for cfg in close:
                     _time_into(runs, key, cfg, make_runner)
+                    bar.update(note="runoff")
     timings = {name: round(sorted(ts)[len(ts) // 2], 3) for name, ts in runs.items()}
     if not timings:
         log.warning("accel: autotune %s: every candidate failed; using the default %s", key, default)

@@ -100,3 +100,26 @@ def test_close_candidates_are_timed_again_and_ranked_by_their_median(monkeypatch
     assert timed == ["a", "b", "c", "a", "b", "a", "b"]
     stored = json.loads((tmp_path / "c.json").read_text())[f"v{ac.CACHE_VERSION}"]["runoff-test"]
     assert stored["us"] == {"n=a": 5.5, "n=b": 5.1, "n=c": 9.0}
+
+
+def test_tuning_reports_progress(monkeypatch, tmp_path, capsys):
+    """A tuning miss reports each candidate's timing and the runoff's as one progress report named by the kernel and
+    the shape (``ACCEL_PROGRESS=1``: plain lines); a cache hit reports nothing."""
+    from accel.runtime import progress
+
+    monkeypatch.setenv("ACCEL_AUTOTUNE_CACHE", str(tmp_path / "c.json"))
+    monkeypatch.setenv("ACCEL_PROGRESS", "1")
+    monkeypatch.setattr(progress, "QUIET_S", 0.0)
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 0.0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(ac, "measure_us", lambda name: {"a": 5.0, "b": 5.2, "c": 9.0}[name])
+    key = "qlinear.int8|0123abcd|1x2048x2048|bfloat16|sm90"
+    cands = [{"n": "a"}, {"n": "b"}, {"n": "c"}]
+    ac.tune(key, cands, lambda cfg: cfg["n"])
+    lines = capsys.readouterr().err.splitlines()
+    # three candidates, then a and b twice more in the runoff: 7 steps, then the summary
+    assert [ln.split(" in ")[0] for ln in lines] == [f"accel: tuning qlinear.int8 1x2048x2048: {i}/{3 if i <= 3 else 7}"
+                                                     for i in range(1, 8)] + ["accel: tuning qlinear.int8 1x2048x2048: 7/7"]
+    ac.tune(key, cands, lambda cfg: cfg["n"])
+    assert capsys.readouterr().err == ""
