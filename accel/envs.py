@@ -62,6 +62,15 @@ def ACCEL_PROGRESS() -> str:
     return v
 
 
+def ACCEL_COMPILE_THREADS() -> int:
+    """Threads that compile a shape's tuning candidates before any is timed (Triton's compiler and ptxas run outside
+    the GIL); 1, the default, compiles each as it is first timed."""
+    n = _int("ACCEL_COMPILE_THREADS", 1)
+    if n < 1:
+        raise ValueError(f"environment variable ACCEL_COMPILE_THREADS={n} must be at least 1")
+    return n
+
+
 ALL = {
     "ACCEL_DEBUG": ACCEL_DEBUG,
     "ACCEL_DUMP_DIR": ACCEL_DUMP_DIR,
@@ -69,4 +78,5 @@ ALL = {
     "ACCEL_AUTOTUNE_CACHE": ACCEL_AUTOTUNE_CACHE,
     "ACCEL_AUTOTUNE": ACCEL_AUTOTUNE,
     "ACCEL_PROGRESS": ACCEL_PROGRESS,
+    "ACCEL_COMPILE_THREADS": ACCEL_COMPILE_THREADS,
 }

@@ -220,6 +220,40 @@ def _time_into(runs: dict[str, list[float]], key: str, cfg: dict, make_runner: C
     runs.setdefault(config_name(cfg), []).append(us)
 
 
+def _precompile(candidates: Sequence[dict], make_runner: Callable[[dict], Callable[[], Any]], bar: Progress) -> None:
+    """Compile every candidate before any is timed, on ``ACCEL_COMPILE_THREADS`` threads (none when 1): a
+    candidate's first launch compiles its Triton kernels, most of a fresh tuning's time, and Triton's compiler and
+    ptxas release the GIL. The runners are made here, on the tuning thread (a make_runner may make its shared inputs
+    on its first call), and run on the workers under ``compile_only``: they compile and launch no Triton kernel. A
+    candidate that fails here is left for the timing pass to report."""
+    workers = min(envs.ACCEL_COMPILE_THREADS(), len(candidates))
+    if workers < 2:
+        return
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from accel.runtime.kernels.utils import compile_only
+
+    device = torch.cuda.current_device()
+    runners = []
+    for cfg in candidates:
+        try:
+            runners.append(make_runner(cfg))
+        except Exception:  # noqa: BLE001 - reported by the timing pass
+            continue
+
+    def build(run: Callable[[], Any]) -> None:
+        try:
+            with torch.cuda.device(device), compile_only():
+                run()
+        except Exception:  # noqa: BLE001 - reported by the timing pass
+            pass
+
+    bar.total += len(runners)
+    with ThreadPoolExecutor(workers, thread_name_prefix="accel-compile") as pool:
+        for _ in as_completed([pool.submit(build, run) for run in runners]):
+            bar.update(note="compile")
+
+
 def _short(key: str) -> str:
     """A tuning key as a progress bar names it: the kernel and the shape (no source hash, device or versions)."""
     parts = key.split("|")
@@ -251,6 +285,7 @@ def tune(
     runs: dict[str, list[float]] = {}
     t0 = time.perf_counter()
     with real_mode(), Progress(len(candidates), f"accel: tuning {_short(key)}") as bar:
+        _precompile(candidates, make_runner, bar)
         for cfg in candidates:
             _time_into(runs, key, cfg, make_runner)
             bar.update()

@@ -111,11 +111,11 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
 
 
 def main() -> int:
-    torch.library.wrap_triton = record  # attention.py looks it up at call time
     from accel.runtime.kernels import attention as ka
     from accel.runtime.kernels import ffn as kf
     from accel.runtime.kernels import linear as kl
 
+    ka.wrap_triton = record
     kl.wrap_triton = record
     from accel.runtime import quant
     from accel.runtime.kernels import qlinear as kq

@@ -1,9 +1,19 @@
-"""The autotune cache: explicit keys, persistence across processes, versioned table, bypass switches."""
+"""The autotune cache: explicit keys, persistence across processes, versioned table, bypass switches, the runoff,
+progress reports and the parallel precompile."""
+import contextlib
 import json
 
+import pytest
 import torch
+import triton
+import triton.language as tl
 
 from accel.runtime import autotune_cache as ac
+
+
+@triton.jit
+def _probe_kernel(x_ptr):
+    tl.store(x_ptr, 1)
 
 
 def test_key_names_every_part():
@@ -123,3 +133,94 @@ def test_tuning_reports_progress(monkeypatch, tmp_path, capsys):
                                                      for i in range(1, 8)] + ["accel: tuning qlinear.int8 1x2048x2048: 7/7"]
     ac.tune(key, cands, lambda cfg: cfg["n"])
     assert capsys.readouterr().err == ""
+
+
+def test_precompile_builds_every_candidate_on_worker_threads_without_launching(monkeypatch, tmp_path):
+    """ACCEL_COMPILE_THREADS=4: the runners are made on the tuning thread, run once each on the workers under
+    ``compile_only`` (a candidate that fails there is still timed, and reported, by the timing pass), then timed as
+    before; with the default of 1 nothing runs before the timing."""
+    import threading
+
+    from accel.runtime.kernels import utils
+
+    monkeypatch.setenv("ACCEL_AUTOTUNE_CACHE", str(tmp_path / "c.json"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    events, made_on = [], []
+
+    def make_runner(cfg):
+        made_on.append(threading.current_thread().name)
+
+        def run():
+            if getattr(utils._COMPILE_ONLY, "on", False):
+                events.append(("compile", cfg["n"], threading.current_thread().name))
+                if cfg["n"] == "b":
+                    raise RuntimeError("does not compile")
+            return cfg["n"]
+        return run
+
+    monkeypatch.setattr(ac, "measure_us", lambda run: events.append(("time", run(), "")) or {"a": 2.0, "b": 1.0,
+                                                                                               "c": 3.0}[run()])
+    cands = [{"n": "a"}, {"n": "b"}, {"n": "c"}]
+    assert ac.tune("serial", cands, make_runner) == {"n": "b"}
+    assert all(kind == "time" for kind, _, _ in events)  # ACCEL_COMPILE_THREADS defaults to 1: no precompile
+    events.clear()
+    made_on.clear()
+    monkeypatch.setenv("ACCEL_COMPILE_THREADS", "4")
+    assert ac.tune("threads", cands, make_runner) == {"n": "b"}
+    compiled = [e for e in events if e[0] == "compile"]
+    assert sorted(n for _, n, _ in compiled) == ["a", "b", "c"]
+    assert all(name.startswith("accel-compile") for _, _, name in compiled)
+    assert events.index(compiled[-1]) < events.index(next(e for e in events if e[0] == "time"))  # all built first
+    assert set(made_on) == {threading.current_thread().name}  # runners (and their inputs) made on this thread
+    assert not getattr(utils._COMPILE_ONLY, "on", False)
+
+
+def test_compile_only_launches_through_warmup_in_this_thread_only():
+    """Under ``compile_only`` the launchers' ``wrap_triton(kernel)[grid](...)`` becomes ``kernel.warmup(..., grid=)``;
+    other threads, and this one afterwards, get torch's wrapper."""
+    import threading
+
+    from accel.runtime.kernels import utils
+
+    class Kernel:
+        def __init__(self):
+            self.calls = []
+
+        def warmup(self, *args, grid, **kwargs):
+            self.calls.append((args, grid, kwargs))
+
+    k = Kernel()
+    with utils.compile_only():
+        utils.wrap_triton(k)[(3, 1)](1, "x", BLOCK=16, num_warps=4)
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(getattr(utils._COMPILE_ONLY, "on", False)))
+        t.start()
+        t.join()
+    assert k.calls == [((1, "x"), (3, 1), {"BLOCK": 16, "num_warps": 4})]
+    assert seen == [False]
+    assert not isinstance(utils.wrap_triton(_probe_kernel), utils._CompileOnly)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="Triton compiles for a GPU")
+def test_compile_only_compiles_and_does_not_launch_on_cuda():
+    """A real qlinear launch under ``compile_only`` leaves its output unwritten, and the kernel it compiled is the
+    one the launch then finds in Triton's cache."""
+    from accel.runtime import quant
+    from accel.runtime.kernels import qlinear as kq
+    from accel.runtime.kernels import qlinear_kernels as qk
+    from accel.runtime.kernels import utils
+
+    x = torch.randn(1, 256, device="cuda", dtype=torch.bfloat16)
+    q, s, z = quant.quantize_weight(torch.randn(64, 256, device="cuda", dtype=torch.bfloat16), "int8_weight_only")
+    cfg = {**kq.candidate_configs(1, 64, 256, "int8_weight_only", 128, False, 2, 132)[0], "BLOCK_N": 2}
+    cached = sum(len(c[0]) for c in qk._qgemv_words_kernel.device_caches.values())
+    with utils.compile_only():
+        out = kq.launch(cfg, x, q, s, z, None, "int8_weight_only", 128, 0, False)
+    torch.cuda.synchronize()
+    assert sum(len(c[0]) for c in qk._qgemv_words_kernel.device_caches.values()) == cached + 1
+    ref = kq.launch(cfg, x, q, s, z, None, "int8_weight_only", 128, 0, False)
+    assert sum(len(c[0]) for c in qk._qgemv_words_kernel.device_caches.values()) == cached + 1  # no recompile
+    assert not torch.equal(out, ref)  # the compile-only output was never written (an empty allocation)

@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
-from accel.runtime.kernels.utils import next_pow2, static_int
+from accel.runtime.kernels.utils import next_pow2, static_int, wrap_triton
 
 LOG2E = 1.4426950408889634  # 1/ln(2): exp(x) = exp2(x·log2(e))
 MAX_HEAD_DIM = 256
@@ -426,7 +426,7 @@ def _prefill(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.
     out = _empty_out(q)
     mask_t, mask_strides, mask_kind = _mask_args(mask, q, k)
     grid = (triton.cdiv(sq, cfg["BLOCK_M"]), b * hq)
-    torch.library.wrap_triton(_attn_fwd_kernel)[grid](
+    wrap_triton(_attn_fwd_kernel)[grid](
         q, k, v, mask_t, out,
         hq, hq // k.shape[1], sq, k.shape[2],
         *q.stride(), *k.stride(), *v.stride(), *mask_strides, *out.stride(),
@@ -458,7 +458,7 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.T
     mask_t, mask_strides, mask_kind = _mask_args(mask, q, k)
     block_d = _block_d(d)
 
-    torch.library.wrap_triton(_attn_decode_kernel)[(b * hkv, splits)](
+    wrap_triton(_attn_decode_kernel)[(b * hkv, splits)](
         q, k, v, mask_t, part_acc, part_max, part_sum, out,
         hkv, skv, splits,
         *q.stride(), *k.stride(), *v.stride(), *mask_strides, *out.stride(),
@@ -470,7 +470,7 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.T
     )
     if direct:
         return out
-    torch.library.wrap_triton(_attn_decode_reduce_kernel)[(b * hkv, rows)](
+    wrap_triton(_attn_decode_reduce_kernel)[(b * hkv, rows)](
         part_acc, part_max, part_sum, out,
         hkv, splits,
         *out.stride(),

@@ -27,11 +27,10 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from torch.library import wrap_triton
 
 from accel.runtime import autotune_cache, reference
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl
+from accel.runtime.kernels.utils import next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl, wrap_triton
 
 # ---------------------------------------------------------------------------------------------------------
 # Configs: {"kernel": "gemv" | "gemm" | "cublas", meta-parameters..., "num_warps", "num_stages"}

@@ -28,14 +28,13 @@ import os
 
 import torch
 import triton
-from torch.library import wrap_triton
 
 from accel.runtime import autotune_cache, quant, reference
 from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear_kernels as qk
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import next_pow2, static_int, use_pdl
+from accel.runtime.kernels.utils import next_pow2, static_int, use_pdl, wrap_triton
 
 SCHEME_IDS = {name: i for i, name in enumerate(quant.SCHEMES)}  # the kernels' SCHEME codes
 WEIGHT_ONLY = ("int8_weight_only", "int4_weight_only")

@@ -19,9 +19,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import wrap_triton
 
-from accel.runtime.kernels.utils import next_pow2
+from accel.runtime.kernels.utils import next_pow2, wrap_triton
 
 
 @triton.jit

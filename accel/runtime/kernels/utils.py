@@ -1,9 +1,11 @@
-"""Small helpers shared by the kernel launchers: static-shape probes, block sizes and the PDL switch."""
+"""Small helpers shared by the kernel launchers: static-shape probes, block sizes, the PDL switch and the
+compile-only launch of the autotuner's parallel precompile."""
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import functools
+import threading
 from typing import Iterator
 
 import torch
@@ -75,3 +77,40 @@ def pdl_launch_dependents(PDL: tl.constexpr):
     lets a chain of kernels launch ahead and wait on the GPU's resources."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
+
+
+# Compile without launching. The autotuner builds its candidates on worker threads before timing any
+# (``autotune_cache._precompile``): in a thread under ``compile_only()``, a launcher's
+# ``wrap_triton(kernel)[grid](...)`` compiles the kernel for those arguments (``JITFunction.warmup``, the same cache
+# key as the launch) and launches nothing, so no candidate runs on the GPU (or touches a split-K counter) while
+# another does.
+_COMPILE_ONLY = threading.local()
+
+
+@contextlib.contextmanager
+def compile_only() -> Iterator[None]:
+    """In this thread, Triton kernels reached through :func:`wrap_triton` compile and do not launch."""
+    prev = getattr(_COMPILE_ONLY, "on", False)
+    _COMPILE_ONLY.on = True
+    try:
+        yield
+    finally:
+        _COMPILE_ONLY.on = prev
+
+
+class _CompileOnly:
+    """``kernel[grid](*args, **kwargs)`` as ``kernel.warmup(*args, grid=grid, **kwargs)``: compile, do not launch."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.kernel.warmup(*args, grid=grid, **kwargs)
+
+
+def wrap_triton(kernel):
+    """``torch.library.wrap_triton(kernel)``, through which every launcher calls its kernels (so that Inductor copies
+    them into its generated code); in a thread under :func:`compile_only`, a stand-in that only compiles."""
+    if getattr(_COMPILE_ONLY, "on", False):
+        return _CompileOnly(kernel)
+    return torch.library.wrap_triton(kernel)
