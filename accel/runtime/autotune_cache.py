@@ -222,8 +222,8 @@ def _time_into(runs: dict[str, list[float]], key: str, cfg: dict, make_runner: C
 
 def _precompile(candidates: Sequence[dict], make_runner: Callable[[dict], Callable[[], Any]], bar: Progress) -> None:
     """Compile every candidate before any is timed, on ``ACCEL_COMPILE_THREADS`` threads (none when 1): a
-    candidate's first launch compiles its Triton kernels, most of a fresh tuning's time, and Triton's compiler and
-    ptxas release the GIL. The runners are made here, on the tuning thread (a make_runner may make its shared inputs
+    candidate's first launch compiles its Triton kernels (0.4-0.6 s each on a CPU core), and Triton's compiler and
+    ptxas release the GIL (``benchmarks/compile_threads.py``: 1.9-2.1x on two threads). The runners are made here, on the tuning thread (a make_runner may make its shared inputs
     on its first call), and run on the workers under ``compile_only``: they compile and launch no Triton kernel. A
     candidate that fails here is left for the timing pass to report."""
     workers = min(envs.ACCEL_COMPILE_THREADS(), len(candidates))
