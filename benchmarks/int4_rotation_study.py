@@ -87,39 +87,52 @@ def fake_quantize(model, rotate: bool, hessians: dict | None, only=None) -> None
         mod.weight.data.copy_((blockrot(wq) if rotate else wq)[:, :k0])  # B·B = I
 
 
-def minilm(articles: int) -> None:
+def _variants(model, calibration) -> list:
+    """(label, quantize a fresh model) for round to nearest and GPTQ, each unrotated and rotated."""
+    hessians = capture_hessians(model, lambda m: m(**calibration))
+    return [(f"{'GPTQ' if gptq else 'RTN '} rotated={rotate!s:5}",
+             lambda m, gptq=gptq, rotate=rotate: fake_quantize(m, rotate, hessians if gptq else None))
+            for gptq in (False, True) for rotate in (False, True)]
+
+
+def evaluate_minilm(articles: int, variants) -> None:
+    """all-MiniLM-L6-v2 embedding cosine against fp32 (512 sentences, packed calibration) for each (label, quantize)
+    of ``variants(model, calibration)``, each applied to a fresh model."""
     tok, model = A.load_minilm()
     batch, calibration = A.minilm_inputs(tok, articles, 512, "packed")
     ref = A.minilm_embed(model, batch)
-    hessians = capture_hessians(model, lambda m: m(**calibration))
-    for gptq in (False, True):
-        for rotate in (False, True):
-            _, m = A.load_minilm()
-            fake_quantize(m, rotate, hessians if gptq else None)
-            cos = torch.nn.functional.cosine_similarity(A.minilm_embed(m, batch), ref, dim=-1)
-            print(f"all-MiniLM-L6-v2 int4 g128 {'GPTQ' if gptq else 'RTN '} rotated={rotate!s:5}: "
-                  f"cosine mean {cos.mean():.5f} min {cos.min():.5f}", flush=True)
+    for label, quantize in variants(model, calibration):
+        (_, m), t0 = A.load_minilm(), time.perf_counter()
+        quantize(m)
+        cos = torch.nn.functional.cosine_similarity(A.minilm_embed(m, batch), ref, dim=-1)
+        print(f"all-MiniLM-L6-v2 int4 g128 {label}: cosine mean {cos.mean():.5f} min {cos.min():.5f}, "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def smollm2(articles: int) -> None:
+def evaluate_smollm2(articles: int, variants) -> None:
+    """SmolLM2-135M perplexity against fp32 (accuracy.py's 16 windows) for each (label, quantize) of
+    ``variants(model, calibration)``, each applied to a fresh model."""
     tok, model = A.load_smollm2()
     windows, calibration = A.smollm2_inputs(tok, articles, 16, 512)
     base = A.perplexity(model, windows)
     print(f"SmolLM2-135M fp32 perplexity {base:.4f}", flush=True)
-    hessians = capture_hessians(model, lambda m: m(**calibration))
-    for gptq in (False, True):
-        for rotate in (False, True):
-            (_, m), t0 = A.load_smollm2(), time.perf_counter()
-            fake_quantize(m, rotate, hessians if gptq else None)
-            ppl = A.perplexity(m, windows)
-            print(f"SmolLM2-135M int4 g128 {'GPTQ' if gptq else 'RTN '} rotated={rotate!s:5}: perplexity {ppl:.4f} "
-                  f"({100 * (ppl / base - 1):+.2f}%), {time.perf_counter() - t0:.0f} s", flush=True)
+    for label, quantize in variants(model, calibration):
+        (_, m), t0 = A.load_smollm2(), time.perf_counter()
+        quantize(m)
+        ppl = A.perplexity(m, windows)
+        print(f"SmolLM2-135M int4 g128 {label}: perplexity {ppl:.4f} ({100 * (ppl / base - 1):+.2f}%), "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("minilm", "smollm2"), default="minilm")
+def cli(doc: str, variants, default: str) -> None:
+    """A study's command line: ``--model minilm|smollm2`` and ``--articles``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=("minilm", "smollm2"), default=default)
     ap.add_argument("--articles", type=int, default=400)
     args = ap.parse_args()
     torch.manual_seed(0)
-    (minilm if args.model == "minilm" else smollm2)(args.articles)
+    (evaluate_minilm if args.model == "minilm" else evaluate_smollm2)(args.articles, variants)
+
+
+if __name__ == "__main__":
+    cli(__doc__, _variants, "minilm")

@@ -14,16 +14,13 @@ forward pass of the calibration batch per block on top of GPTQ itself.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import accuracy as A  # noqa: E402
-from int4_rotation_study import capture_hessians, fake_quantize, linears  # noqa: E402
+from int4_rotation_study import capture_hessians, cli, fake_quantize, linears  # noqa: E402
 
 
 class _Stop(Exception):
@@ -68,35 +65,12 @@ def _run_to_stop(model, run) -> None:
         pass
 
 
-def minilm(articles: int) -> None:
-    tok, model = A.load_minilm()
-    batch, calibration = A.minilm_inputs(tok, articles, 512, "packed")
-    ref = A.minilm_embed(model, batch)
-    for sequential in (False, True):
-        (_, m), t0 = A.load_minilm(), time.perf_counter()
-        quantize(m, lambda mm: mm(**calibration), sequential)
-        cos = torch.nn.functional.cosine_similarity(A.minilm_embed(m, batch), ref, dim=-1)
-        print(f"all-MiniLM-L6-v2 int4 g128 GPTQ {'sequential' if sequential else 'parallel  '}: cosine mean "
-              f"{cos.mean():.5f} min {cos.min():.5f}, {time.perf_counter() - t0:.0f} s", flush=True)
-
-
-def smollm2(articles: int) -> None:
-    tok, model = A.load_smollm2()
-    windows, calibration = A.smollm2_inputs(tok, articles, 16, 512)
-    base = A.perplexity(model, windows)
-    print(f"SmolLM2-135M fp32 perplexity {base:.4f}", flush=True)
-    for sequential in (False, True):
-        (_, m), t0 = A.load_smollm2(), time.perf_counter()
-        quantize(m, lambda mm: mm(**calibration), sequential)
-        ppl = A.perplexity(m, windows)
-        print(f"SmolLM2-135M int4 g128 GPTQ {'sequential' if sequential else 'parallel  '}: perplexity {ppl:.4f} "
-              f"({100 * (ppl / base - 1):+.2f}%), {time.perf_counter() - t0:.0f} s", flush=True)
+def _variants(model, calibration) -> list:
+    """(label, quantize a fresh model) for Hessians captured in one pass and block by block."""
+    return [(f"GPTQ {'sequential' if sequential else 'parallel  '}",
+             lambda m, sequential=sequential: quantize(m, lambda mm: mm(**calibration), sequential))
+            for sequential in (False, True)]
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("minilm", "smollm2"), default="smollm2")
-    ap.add_argument("--articles", type=int, default=400)
-    args = ap.parse_args()
-    torch.manual_seed(0)
-    (minilm if args.model == "minilm" else smollm2)(args.articles)
+    cli(__doc__, _variants, "smollm2")
