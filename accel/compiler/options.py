@@ -29,7 +29,10 @@ INDUCTOR_DEFAULTS = {"combo_kernels": True}
 DEFAULT_CUDAGRAPHS = False
 # Programmatic dependent launch: measured on an H200 (benchmarks/results/decode_*_s6run*): +2.4% and +3.4% decode
 # tok/s on the 8B shape; on the 1B shape on an H100, once its first step kept 16-byte loads (session 12,
-# profile_decode_1b*_s12run9/11_*), 5-6% less GPU time a step. It doubles the host's time a step, so it is opt-in.
+# profile_decode_1b*_s12run9/11_*), 5-6% less GPU time a step; 1B int8 + head decode at device position 1269.6 ->
+# 1368.4 tok/s (decode_1b_quant_s13run4_*). The host's time a step grew 0.33 -> 0.65 ms in one run (s12run8) and
+# not in another (0.50 -> 0.48 ms, s13run4); the bf16 default path's decode rate with it is not yet measured, so it
+# is opt-in.
 DEFAULT_PDL = False
 # Split-K quantized linears reduced in their last program (one launch, not two): measured on an H100
 # (benchmarks/results/decode_1b_quant_s10run6_*), 1B int8 + head decode 1223.3 vs 1176.2 tok/s in the same run.
@@ -102,9 +105,9 @@ class AccelOptions:
     GEMVs with CUDA's PDL attribute; each loads its first weight tile, then waits for the kernel before it, and
     lets the next one launch after its main loop, so launches and first loads overlap the previous kernel's tail.
     Results are bit-identical. It cuts the GPU's time per decode step by 5–6% on the 1B Llama shape on an H100
-    (bf16, int8 and int4 weight-only; 2–3% decode speed on the 8B shape on an H200), but it doubles the host's time
-    to launch each step: turn it on when the GPU bounds the step (positions advanced on the device), not when the
-    host makes each position."""
+    (bf16, int8 and int4 weight-only; int8 + head decode 2.30× → 2.48× Inductor there; 2–3% decode speed on the 8B
+    shape on an H200), but it can lengthen the host's time to launch each step (0.33 → 0.65 ms in one H100 run,
+    0.50 → 0.48 ms in another): turn it on when the GPU bounds the step (positions advanced on the device)."""
 
     reduce_splits_in_kernel: bool = DEFAULT_REDUCE_SPLITS_IN_KERNEL
     """Quantized linears split along K (decode GEMVs of long rows, skinny GEMMs) add up their partial sums in the
