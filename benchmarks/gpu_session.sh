@@ -6,7 +6,8 @@
 #
 # Stages: tests (kernel tests on CUDA: bf16 and fp8 included), kernels (bf16 linear / ffn / attention),
 # qkernels (qlinear vs cuBLAS and torchao), fp8acc (fp8 accumulation: promotion interval vs speed and error), sweep (GEMV meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode8b, profile1b,
-# compileprof (where compile time goes), hostprof (the host's time per decode step, under cProfile).
+# compileprof (where compile time goes), compilethreads (a first compile with a fresh tuning, ACCEL_COMPILE_THREADS=1
+# against $COMPILE_THREADS), hostprof (the host's time per decode step, under cProfile).
 # torchao comes from wheels carried in .whl (see ../shared/anchors/README.md).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -50,6 +51,10 @@ for s in "$@"; do
     profile1b) stage profile1b ${T_PROFILE:-200} python3 benchmarks/profile_decode.py --config 1b --variants "${PROFILE_VARIANTS:-inductor,accel}" ${PROFILE_ARGS:-} ;;
     compileprof) stage compileprof ${T_COMPILEPROF:-300} python3 benchmarks/profile_compile.py --config "${COMPILE_CONFIG:-1b}" \
                    --variants "${COMPILE_VARIANTS:-inductor,accel}" ;;
+    compilethreads) for n in 1 ${COMPILE_THREADS:-8}; do
+                      ACCEL_AUTOTUNE_CACHE=0 ACCEL_COMPILE_THREADS=$n stage compilethreads$n ${T_COMPILEPROF:-300} \
+                        python3 benchmarks/profile_compile.py --config 1b --variants "${COMPILE_VARIANTS:-accel-int8-head}"
+                    done ;;
     hostprof) stage hostprof ${T_HOSTPROF:-200} python3 benchmarks/host_profile.py --config 1b \
                 --variants "${HOST_VARIANTS:-inductor,accel-int8-head}" --steps "${HOST_STEPS:-200}" ;;
     *) echo "unknown stage $s" ;;
