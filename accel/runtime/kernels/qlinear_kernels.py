@@ -259,18 +259,17 @@ def _chunks_first(t, CHUNK_AXIS: tl.constexpr, CHUNKS_FIRST: tl.constexpr):
 
 
 @triton.jit
-def _words_ahead(x_ptrs, w_ptrs, wu_ptrs, m_ok, n_ok, kx, kw, limit, PER_WORD: tl.constexpr, GATED: tl.constexpr,
+def _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, limit, PER_WORD: tl.constexpr, GATED: tl.constexpr,
                  EVEN_K: tl.constexpr):
-    """(x, words, up words) of the step at the pointers, ``limit`` = what is left of the split from it (≤ 0: none
-    left, nothing read). x stays in its dtype until used. The K mask is ``linear._first_step_ok``'s: one predicate
-    along K for whole steps, so the loads stay 16-byte vectors."""
-    x = tl.load(x_ptrs, mask=m_ok & _first_step_ok(kx, limit, EVEN_K), other=0.0)
+    """(words, up words) of a step loaded outside the K loop (the step PDL peels off, or PREFETCH's next one);
+    ``limit`` = what is left of the split from it (≤ 0: none left, nothing read). The K mask is
+    ``linear._first_step_ok``'s: one predicate along K for whole steps, so the loads stay 16-byte vectors."""
     w_ok = n_ok & _first_step_ok(kw * PER_WORD, limit, EVEN_K)
     w = tl.load(w_ptrs, mask=w_ok, other=0, eviction_policy="evict_first")
     wu = w
     if GATED:
         wu = tl.load(wu_ptrs, mask=w_ok, other=0, eviction_policy="evict_first")
-    return x, w, wu
+    return w, wu
 
 
 @triton.jit
@@ -340,12 +339,8 @@ def _qgemv_words_kernel(
     if PDL:
         # the first step's words are loaded before waiting for x from the kernels before (see linear._gemv_kernel)
         limit = k_end - k_start  # this split may be empty
-        w_ok = _first_step_ok(kw * PER_WORD, limit, EVEN_K)
         x_ok = _first_step_ok(kx, limit, EVEN_K)
-        w = tl.load(w_ptrs, mask=n_ok & w_ok, other=0, eviction_policy="evict_first")
-        wu = w
-        if GATED:
-            wu = tl.load(wu_ptrs, mask=n_ok & w_ok, other=0, eviction_policy="evict_first")
+        w, wu = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, limit, PER_WORD, GATED, EVEN_K)
         pdl_wait(PDL)
         x = tl.load(x_ptrs, mask=m_ok & x_ok, other=0.0).to(tl.float32)
         if NORM:
@@ -359,15 +354,16 @@ def _qgemv_words_kernel(
         wu_ptrs += BLOCK_K // PER_WORD
         nw_ptrs += BLOCK_K
         k_loop += BLOCK_K
-    if PREFETCH:  # the loop's first step, loaded as the loop loads each next one
-        x_next, w_next, wu_next = _words_ahead(x_ptrs, w_ptrs, wu_ptrs, m_ok, n_ok, kx, kw, k_end - k_loop,
-                                               PER_WORD, GATED, EVEN_K)
+    if PREFETCH:  # the loop's first step, loaded as the loop loads each next one (x stays in its dtype until used)
+        x_next = tl.load(x_ptrs, mask=m_ok & _first_step_ok(kx, k_end - k_loop, EVEN_K), other=0.0)
+        w_next, wu_next = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, k_end - k_loop, PER_WORD, GATED, EVEN_K)
     for k in range(k_loop, k_end, BLOCK_K):
         if PREFETCH:
             x, w, wu = x_next.to(tl.float32), w_next, wu_next
-            x_next, w_next, wu_next = _words_ahead(x_ptrs + BLOCK_K, w_ptrs + BLOCK_K // PER_WORD,
-                                                   wu_ptrs + BLOCK_K // PER_WORD, m_ok, n_ok, kx, kw,
-                                                   k_end - k - BLOCK_K, PER_WORD, GATED, EVEN_K)
+            ahead = k_end - k - BLOCK_K
+            x_next = tl.load(x_ptrs + BLOCK_K, mask=m_ok & _first_step_ok(kx, ahead, EVEN_K), other=0.0)
+            w_next, wu_next = _words_ahead(w_ptrs + BLOCK_K // PER_WORD, wu_ptrs + BLOCK_K // PER_WORD, n_ok, kw,
+                                           ahead, PER_WORD, GATED, EVEN_K)
         else:
             x = _load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, "").to(tl.float32)
         if NORM:
