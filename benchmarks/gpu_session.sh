@@ -7,7 +7,7 @@
 # Stages: tests (kernel tests on CUDA: bf16 and fp8 included), kernels (bf16 linear / ffn / attention),
 # qkernels (qlinear vs cuBLAS and torchao), fp8acc (fp8 accumulation: promotion interval vs speed and error), sweep (GEMV meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode8b, profile1b,
 # compileprof (where compile time goes), compilethreads (a first compile with a fresh tuning, ACCEL_COMPILE_THREADS=1
-# against $COMPILE_THREADS), hostprof (the host's time per decode step, under cProfile).
+# against $COMPILE_THREADS), graphdump (decode steps' CUDA graphs as DOT), hostprof (the host's time per decode step, under cProfile).
 # torchao comes from wheels carried in .whl (see ../shared/anchors/README.md).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -55,6 +55,8 @@ for s in "$@"; do
                       ACCEL_AUTOTUNE_CACHE=0 ACCEL_COMPILE_THREADS=$n stage compilethreads$n ${T_COMPILEPROF:-300} \
                         python3 benchmarks/profile_compile.py --config 1b --variants "${COMPILE_VARIANTS:-accel-int8-head}"
                     done ;;
+    graphdump) stage graphdump ${T_GRAPHDUMP:-300} python3 benchmarks/graph_dump.py \
+                 --variants "${GRAPH_VARIANTS:-accel-int8-head,accel-int4-head}" ;;
     hostprof) stage hostprof ${T_HOSTPROF:-200} python3 benchmarks/host_profile.py --config 1b \
                 --variants "${HOST_VARIANTS:-inductor,accel-int8-head}" --steps "${HOST_STEPS:-200}" ;;
     *) echo "unknown stage $s" ;;
