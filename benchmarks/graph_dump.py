@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_result  # noqa: E402
 from decode_model import build_model, make_step, prefilled_cache  # noqa: E402
-from profile_decode import HOST_GAP_US, _gpu_events  # noqa: E402
+from profile_decode import launch_gaps  # noqa: E402
 
 _EDGE = re.compile(r'"([^"]+)"\s*->\s*"([^"]+)"')
 _NODE = re.compile(r'^\s*"([^"]+)"\s*\[.*?label="\{?\s*([A-Z_]+)', re.M)
@@ -58,11 +58,7 @@ def capture(variant: str, model, cfg, out_dir: Path) -> dict:
         for _ in range(20):
             graph.replay()
         torch.cuda.synchronize()
-    gaps, prev_end = [], None
-    for start, end, _ in _gpu_events(prof):
-        if prev_end is not None and 0 <= start - prev_end < HOST_GAP_US:
-            gaps.append(start - prev_end)
-        prev_end = end if prev_end is None else max(prev_end, end)
+    gaps = [g for g, _, _ in launch_gaps(prof)]
     return {"variant": variant, "dot": path.name, **summarize_dot(path.read_text()),
             "median_gap_us": round(statistics.median(gaps), 3) if gaps else None}
 

@@ -27,7 +27,7 @@ import triton.language as tl
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_result  # noqa: E402
-from profile_decode import HOST_GAP_US, _gpu_events  # noqa: E402
+from profile_decode import launch_gaps  # noqa: E402
 
 KERNELS = 64  # per graph
 REPLAYS = 50
@@ -90,13 +90,9 @@ def measure(launches: list) -> dict:
         for _ in range(REPLAYS):
             graph.replay()
         torch.cuda.synchronize()
-    gaps, plain_gaps, prev = [], [], None
-    for ev_start, ev_end, name in _gpu_events(prof):
-        if prev is not None and 0 <= ev_start - prev[1] < HOST_GAP_US:
-            gaps.append(ev_start - prev[1])
-            if "_add_one" in name and "_add_one" in prev[2]:
-                plain_gaps.append(ev_start - prev[1])
-        prev = (ev_start, ev_end, name)
+    all_gaps = launch_gaps(prof)
+    gaps = [g for g, _, _ in all_gaps]
+    plain_gaps = [g for g, before, after in all_gaps if "_add_one" in before and "_add_one" in after]
     return {"median_gap_us": statistics.median(gaps) if gaps else None,
             "median_plain_gap_us": statistics.median(plain_gaps) if plain_gaps else None,
             "us_per_replay": start.elapsed_time(end) * 1e3 / REPLAYS, "kernels": len(launches)}

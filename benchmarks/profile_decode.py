@@ -102,6 +102,18 @@ def _gpu_events(prof) -> list[tuple[float, float, str]]:
                   if ev.device_type == torch.autograd.DeviceType.CUDA)
 
 
+def launch_gaps(prof, host_gap_us: float = HOST_GAP_US) -> list[tuple[float, str, str]]:
+    """(idle µs, kernel before, kernel after) for each gap between kernels shorter than ``host_gap_us``, measured from
+    the latest end so far (kernels that overlap, as with PDL, leave no gap)."""
+    gaps, prev_end, prev_name = [], None, ""
+    for start, end, name in _gpu_events(prof):
+        if prev_end is not None and 0 <= start - prev_end < host_gap_us:
+            gaps.append((start - prev_end, prev_name, name))
+        if prev_end is None or end >= prev_end:
+            prev_end, prev_name = end, name
+    return gaps
+
+
 def sequence(prof, first: int, last: int = 3, host_gap_us: float = HOST_GAP_US) -> None:
     """The step's kernels in launch order (steps split at the host's gaps, as in ``timeline``): for each of the
     first ``first`` and the last ``last`` positions, the mean time and the mean gap before it over the steps that

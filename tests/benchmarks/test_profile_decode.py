@@ -47,3 +47,11 @@ def test_sequence_averages_each_position_over_the_steps(capsys):
     assert "4 steps of 3 kernels" in lines[0] and len(lines) == 3  # position 0, then the last one
     assert lines[1].split() == ["0", "6.50", "us", "0.00", "us", "qkv"]  # 5 + 0..3 us, mean 6.5
     assert lines[2].split()[:5] == ["2", "51.50", "us", "-0.50", "us"] and lines[2].endswith("lm_head")
+
+
+def test_launch_gaps_skip_overlaps_and_the_hosts_gaps():
+    spans = [(0.0, 10.0, "gemv"), (5.0, 12.0, "gemv overlapping"), (12.5, 20.0, "attention"),
+             (60.0, 61.0, "next replay"), (61.25, 62.0, "rope")]
+    gaps = profile_decode.launch_gaps(_Profile(spans))
+    # the overlap leaves no gap, and 40 us before the next replay is the host's
+    assert gaps == [(0.5, "gemv overlapping", "attention"), (0.25, "next replay", "rope")]
