@@ -254,9 +254,10 @@ def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gate
                 gemv.insert(1, {**gemv[0], "SPLIT_K": 1})
             if gemv:
                 gemv.insert(1, {**gemv[0], "CHUNKS_FIRST": not CHUNKS_FIRST})
-            ahead = [{**c, "PREFETCH": True} for c in gemv if "SUB" in c and c["CHUNKS_FIRST"] == CHUNKS_FIRST
-                     and _steps_per_split(c, K) >= 2]
-            gemv += [c for c in ahead if keep_config(c, scheme, gated, x_elem)][:GEMV_PREFETCH_TWINS]
+            if GEMV_PREFETCH_TWINS:
+                ahead = [{**c, "PREFETCH": True} for c in gemv if "SUB" in c and c["CHUNKS_FIRST"] == CHUNKS_FIRST
+                         and _steps_per_split(c, K) >= 2]
+                gemv += [c for c in ahead if keep_config(c, scheme, gated, x_elem)][:GEMV_PREFETCH_TWINS]
         gemv_first = M <= GEMV_MAX_M["weight_only" if weight_only else "w8a8"]
         cands = gemv + skinny[:2] if gemv_first else skinny + gemv[:2]
         if weight_only:
