@@ -16,7 +16,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=$PYTHONPATH:/tmp/site
 fi
-mkdir -p .autotune && export ACCEL_AUTOTUNE_CACHE=$PWD/.autotune/h200.json
+mkdir -p .autotune && export ACCEL_AUTOTUNE_CACHE=$PWD/.autotune/h200.json; MAIN_CACHE=$ACCEL_AUTOTUNE_CACHE
 stage() {  # stage NAME SECONDS COMMAND...
   local name=$1 limit=$2; shift 2
   echo "=== $name ($(date -u +%T), limit ${limit}s)"
@@ -26,7 +26,7 @@ stage() {  # stage NAME SECONDS COMMAND...
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   echo "=== $name rc=$? in $((SECONDS - t0)) s"
   tail -n "${TAIL:-25}" "$OUT/$name.log"
-  cp -f "$ACCEL_AUTOTUNE_CACHE" "$OUT/autotune_h200.json" 2>/dev/null
+  cp -f "$MAIN_CACHE" "$OUT/autotune_h200.json" 2>/dev/null  # the carried cache, not a stage's own
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)"
@@ -51,8 +51,10 @@ for s in "$@"; do
     profile1b) stage profile1b ${T_PROFILE:-200} python3 benchmarks/profile_decode.py --config 1b --variants "${PROFILE_VARIANTS:-inductor,accel}" ${PROFILE_ARGS:-} ;;
     compileprof) stage compileprof ${T_COMPILEPROF:-300} python3 benchmarks/profile_compile.py --config "${COMPILE_CONFIG:-1b}" \
                    --variants "${COMPILE_VARIANTS:-inductor,accel}" ;;
-    compilethreads) for n in 1 ${COMPILE_THREADS:-8}; do
-                      ACCEL_AUTOTUNE_CACHE=0 ACCEL_COMPILE_THREADS=$n stage compilethreads$n ${T_COMPILEPROF:-300} \
+    compilethreads) for n in 1 ${COMPILE_THREADS:-8}; do  # each tunes into its own fresh cache, kept in $OUT
+                      rm -f "$OUT/autotune_threads$n.json"
+                      ACCEL_AUTOTUNE_CACHE=$OUT/autotune_threads$n.json ACCEL_COMPILE_THREADS=$n \
+                        stage compilethreads$n ${T_COMPILEPROF:-300} \
                         python3 benchmarks/profile_compile.py --config 1b --variants "${COMPILE_VARIANTS:-accel-int8-head}"
                     done ;;
     graphdump) stage graphdump ${T_GRAPHDUMP:-300} python3 benchmarks/graph_dump.py \
