@@ -179,7 +179,7 @@ def test_precompile_builds_every_candidate_on_worker_threads_without_launching(m
 
 
 def test_compile_only_launches_through_warmup_in_this_thread_only():
-    """Under ``compile_only`` the launchers' ``wrap_triton(kernel)[grid](...)`` becomes ``kernel.warmup(..., grid=)``;
+    """Under ``compile_only`` the launchers' ``wrap_triton(kernel)[grid](...)`` becomes a warmup with the grid;
     other threads, and this one afterwards, get torch's wrapper."""
     import threading
 
@@ -194,14 +194,84 @@ def test_compile_only_launches_through_warmup_in_this_thread_only():
 
     k = Kernel()
     with utils.compile_only():
-        utils.wrap_triton(k)[(3, 1)](1, "x", BLOCK=16, num_warps=4)
+        utils.wrap_triton(k)[(3, 1)](1, "x", BLOCK=16)
         seen = []
         t = threading.Thread(target=lambda: seen.append(getattr(utils._COMPILE_ONLY, "on", False)))
         t.start()
         t.join()
-    assert k.calls == [((1, "x"), (3, 1), {"BLOCK": 16, "num_warps": 4})]
+    assert k.calls == [((1, "x"), (3, 1), {"BLOCK": 16})]
     assert seen == [False]
     assert not isinstance(utils.wrap_triton(_probe_kernel), utils._CompileOnly)
+
+
+@triton.jit
+def _options_probe_kernel(x_ptr, n, BLOCK: tl.constexpr):
+    tl.store(x_ptr + tl.arange(0, BLOCK), n)
+
+
+def test_compile_only_hands_triton_the_options_a_launch_does(monkeypatch):
+    """Triton's cache key includes the launch options as the call spells them (``str(options)``): the compile-only
+    warmup must reach ``JITFunction.run`` with the same options, in the same order, as torch's wrap_triton launch
+    of the same call, or the launch compiles the kernel again (seen on an H100: num_ctas, which torch's one-config
+    autotuner adds)."""
+    from accel.runtime.kernels import utils
+
+    runs = []
+    names = _options_probe_kernel.arg_names
+
+    def record(self, *args, grid, warmup, **kwargs):
+        runs.append(([k for k in kwargs if k not in names], [kwargs[k] for k in kwargs], warmup))
+
+    # (a JITFunction, or the interpreter's stand-in under TRITON_INTERPRET=1)
+    monkeypatch.setattr(type(_options_probe_kernel), "run", record)
+    x = torch.zeros(16)
+    with utils.compile_only():
+        utils.wrap_triton(_options_probe_kernel)[(1,)](x, 3, BLOCK=16, num_warps=2, num_stages=1)
+    utils.wrap_triton(_options_probe_kernel)[(1,)](x, 3, BLOCK=16, num_warps=2, num_stages=1)
+    assert len(runs) == 2 and [w for *_, w in runs] == [True, False]
+    (warm_opts, warm_vals, _), (run_opts, run_vals, _) = runs
+    assert warm_opts == run_opts and "num_warps" in run_opts
+    assert [v for v in warm_vals if not isinstance(v, torch.Tensor)] == [v for v in run_vals
+                                                                         if not isinstance(v, torch.Tensor)]
+
+
+_OPTIONS_SCRIPT = """
+import torch, triton, triton.language as tl
+import triton.runtime.jit as jit
+from accel.runtime.kernels import utils
+
+@triton.jit
+def kernel(x_ptr, n, BLOCK: tl.constexpr):
+    tl.store(x_ptr + tl.arange(0, BLOCK), n)
+
+runs = []
+jit.JITFunction.run = lambda self, *a, grid, warmup, **kw: runs.append([k for k in kw if k not in self.arg_names])
+x = torch.zeros(16)
+with utils.compile_only():
+    utils.wrap_triton(kernel)[(1,)](x, 3, BLOCK=16, num_warps=2, num_stages=1)
+utils.wrap_triton(kernel)[(1,)](x, 3, BLOCK=16, num_warps=2, num_stages=1)
+print(runs)
+"""
+
+
+def test_compile_only_options_match_torchs_dispatch_of_a_compiled_kernel(tmp_path):
+    """The same check for a compiled (not interpreted) kernel, in a process without TRITON_INTERPRET: torch's
+    wrap_triton then dispatches through its one-config autotuner, which spells num_ctas out, and so must the
+    warmup. ``JITFunction.run`` is replaced by a recorder, so nothing compiles or needs a GPU."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "options.py"
+    script.write_text(_OPTIONS_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warm, launch = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert warm == launch == ["num_warps", "num_ctas", "num_stages"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Triton compiles for a GPU")

@@ -81,9 +81,23 @@ def pdl_launch_dependents(PDL: tl.constexpr):
 
 # Compile without launching. The autotuner builds its candidates on worker threads before timing any
 # (``autotune_cache._precompile``): in a thread under ``compile_only()``, a launcher's
-# ``wrap_triton(kernel)[grid](...)`` compiles the kernel for those arguments (``JITFunction.warmup``, the same cache
-# key as the launch) and launches nothing, so no candidate runs on the GPU (or touches a split-K counter) while
-# another does.
+# ``wrap_triton(kernel)[grid](...)`` compiles the kernel for those arguments (``JITFunction.warmup``) and launches
+# nothing, so no candidate runs on the GPU (or touches a split-K counter) while another does. The compiled kernel
+# is found again only under the same cache key, which includes the launch options as the call spells them: where
+# torch's wrap_triton dispatches through its higher-order op (a compiled kernel, the default), it moves num_warps /
+# num_stages into a one-config Triton autotuner, whose Config adds num_ctas, so the warmup goes through the same
+# kind of autotuner (a bare warmup compiled every candidate twice on an H100). Where torch calls the kernel
+# directly (the interpreter's kernels), so does the warmup.
+_LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas")
+
+
+def _through_autotuner(kernel) -> bool:
+    """Does ``torch.library.wrap_triton(kernel)[grid](...)`` reach the kernel through torch's one-config autotuner
+    (``triton_kernel_wrap``'s higher-order op) rather than call it directly?"""
+    from torch._library.triton import is_wrap_triton_enabled
+
+    # (torch's wrap_triton hands the interpreter's kernels back as they are)
+    return isinstance(kernel, triton.runtime.jit.JITFunction) and is_wrap_triton_enabled()
 _COMPILE_ONLY = threading.local()
 
 
@@ -105,7 +119,15 @@ class _CompileOnly:
         self.kernel = kernel
 
     def __getitem__(self, grid):
-        return lambda *args, **kwargs: self.kernel.warmup(*args, grid=grid, **kwargs)
+        def warmup(*args, **kwargs):
+            kernel = self.kernel
+            if _through_autotuner(kernel) and any(k in kwargs for k in _LAUNCH_OPTIONS):
+                # as torch's wrap_triton does (triton_kernel_wrap.call_triton_kernel)
+                options = {k: kwargs.pop(k) for k in _LAUNCH_OPTIONS if k in kwargs}
+                kernel = triton.runtime.autotuner.autotune(configs=[triton.Config({}, **options)], key=[])(kernel)
+            return kernel.warmup(*args, grid=grid, **kwargs)
+
+        return warmup
 
 
 def wrap_triton(kernel):
