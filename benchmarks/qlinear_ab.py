@@ -5,13 +5,19 @@ cuBLAS bf16.
     python benchmarks/qlinear_ab.py --flag PAIRS --scheme int4_weight_only --m 16,128
     python benchmarks/qlinear_ab.py --flag PRMT --m 1 --shapes 8b,1b
     python benchmarks/qlinear_ab.py --flag PREFETCH --scheme int8_weight_only --m 1 --shapes 8b,1b
+    python benchmarks/qlinear_ab.py --flag TILES --m 1 --shapes 1b --as-decoded
 
 Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
 and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
 permutes, ``qlinear_kernels._decode_nibbles``) over the GEMV candidates, whose outputs with the switch on and off
 must agree to within the rounding of the output (they differ only in the order of fp32 roundings); PREFETCH (each K
 step's words loaded one step ahead) over the word-GEMV candidates, bit-identical on and off: a candidate of one K
-step a program runs as it is in both columns, so "on" is the best the tuner could pick with the switch. Timing is the
+step a program runs as it is in both columns, so "on" is the best the tuner could pick with the switch; TILES over
+the word-GEMV candidates whose K is one step: "off" runs them with the K loop (TILES = 0), "on" without it
+(``_words_tiles``) with 1, 2 or 4 tiles of weight rows a program and x loaded once; "on" is the best of
+those and of the candidates it does not apply to. ``--as-decoded`` runs the
+1B shapes as the decode graph does: the gate with its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm
+prologue. Timing is the
 autotuner's (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off
 and on, and both against cuBLAS.
 """
@@ -40,7 +46,9 @@ SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 204
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH"))
+    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH", "TILES"))
+    ap.add_argument("--as-decoded", action="store_true",
+                    help="1B gate/up gated, qkv and gate/up with the RMSNorm prologue, as in the decode graph")
     ap.add_argument("--shapes", default="8b", help="8b (the issue's MLP shapes) and/or 1b (the 1B decode step's)")
     ap.add_argument("--scheme", default="int4_weight_only", choices=kq.WEIGHT_ONLY)
     ap.add_argument("--m", default="16,128")
@@ -52,25 +60,35 @@ def main() -> None:
     shapes = [sh for name in args.shapes.split(",") for sh in (QLINEAR_SHAPES if name == "8b" else SHAPES_1B)]
     for M in (int(m) for m in args.m.split(",")):
         for label, N, K in shapes:
+            gated = args.as_decoded and label == "1b gate"
+            norm = args.as_decoded and label in ("1b qkv", "1b gate")
+            act = "silu" if gated else "identity"
             x = torch.randn(M, K, dtype=torch.bfloat16, device=dev)
-            w = torch.randn(N, K, dtype=torch.bfloat16, device=dev) / math.sqrt(K)
+            w = torch.randn(2 * N if gated else N, K, dtype=torch.bfloat16, device=dev) / math.sqrt(K)
+            g = 1.0 + 0.1 * torch.randn(K, dtype=torch.bfloat16, device=dev)
             q, s, z = quant.quantize_weight(w, args.scheme, 128)
-            ref = torch.nn.functional.linear(x, w)
+            xn = torch.nn.functional.rms_norm(x.float(), (K,), g.float(), 1e-5).bfloat16() if norm else x
+            ref = torch.nn.functional.linear(xn, w)
+            ref = torch.nn.functional.silu(ref[:, :N]) * ref[:, N:] if gated else ref
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
             best = {}
-            kind = "gemv" if args.flag in ("PRMT", "PREFETCH") else "gemm"
-            for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, False, 2, sms):
-                if cfg["kernel"] != kind or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)
+            kind = "gemv" if args.flag in ("PRMT", "PREFETCH", "TILES") else "gemm"
+            for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, gated, 2, sms):
+                if cfg["kernel"] != kind or cfg.get("PREFETCH") or cfg.get("TILES", 0) > 1:  # (the tuner's twins)
+                    continue
+                if norm and not kq.fuses_norm(cfg, args.scheme, K):
                     continue
                 outs = {}
-                for on in (False, True):
-                    c = {**cfg, args.flag: on}
-                    if args.flag == "PREFETCH" and on and kq._steps_per_split(cfg, K) < 2:
-                        c = cfg
-                    run = lambda: kq.launch(c, x, q, s, z, None, args.scheme, 128, 0, False)  # noqa: E731,B023
-                    outs[on] = run().float()
-                    err = ((outs[on] - ref.float()).norm() / ref.float().norm()).item()
+                for on, c in _variants(cfg, args.flag, K):
+                    run = lambda: kq.qlinear(x, q, s, z, None, args.scheme, 128, act, gated,  # noqa: E731,B023
+                                             1e-5 if norm else None, g if norm else None, _config=c)  # noqa: B023
+                    out = run().float()
+                    outs.setdefault(on, out)
+                    err = ((out - ref.float()).norm() / ref.float().norm()).item()
                     assert err < 0.25, f"{c}: relative error {err}"  # int4 g128 on random weights: ~0.1
+                    if args.flag == "TILES":  # the K loop's sums (int4 byte permutes: maybe in another order)
+                        diff = ((out - outs[False]).abs().max() / outs[False].abs().max()).item()
+                        assert diff < 1e-4, f"{c}: TILES changed the output by {diff}"
                     us = autotune_cache.measure_us(run)
                     if us < best.get(on, (math.inf,))[0]:
                         best[on] = (us, autotune_cache.config_name(c))
@@ -79,7 +97,8 @@ def main() -> None:
                     assert diff < 8e-3, f"{cfg}: PRMT on and off differ by {diff} (relative to max |out|)"
                 if args.flag == "PREFETCH":
                     assert torch.equal(outs[True], outs[False]), f"{cfg}: PREFETCH changed the output"
-            row = {"shape": label, "M": M, "scheme": args.scheme, "flag": args.flag, "cublas_us": round(cublas, 2),
+            row = {"shape": label + (" (gated)" if gated else "") + (" + norm" if norm else ""), "M": M,
+                   "scheme": args.scheme, "flag": args.flag, "cublas_us": round(cublas, 2),
                    "off_us": round(best[False][0], 2), "on_us": round(best[True][0], 2),
                    "on_vs_off": round(best[False][0] / best[True][0], 3),
                    "off_x_cublas": round(cublas / best[False][0], 3), "on_x_cublas": round(cublas / best[True][0], 3),
@@ -90,6 +109,18 @@ def main() -> None:
                        "on_x_cublas"])
     path = write_result(f"qlinear_ab_{args.flag.lower()}", {"env": environment(), "rows": rows})
     print(f"wrote {path}")
+
+
+def _variants(cfg: dict, flag: str, K: int) -> list[tuple[bool, dict]]:
+    """(on, config) pairs to time for one candidate: the switch off, then on (where it does not apply, the
+    candidate as it is counts as "on" too, so that "on" is the best the tuner could pick with the switch)."""
+    if flag == "TILES":  # off: the K loop (TILES = 0, the default before); on: no loop, 1, 2 or 4 tiles a program
+        if not kq._one_step(cfg, K):
+            return [(False, cfg), (True, cfg)]
+        return [(False, {**cfg, "TILES": 0})] + [(True, {**cfg, "TILES": t}) for t in (1, 2, 4)]
+    if flag == "PREFETCH" and kq._steps_per_split(cfg, K) < 2:
+        return [(False, cfg), (True, cfg)]
+    return [(False, {**cfg, flag: False}), (True, {**cfg, flag: True})]
 
 
 if __name__ == "__main__":

@@ -86,6 +86,10 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
                     ahead = {**cands[0], "SPLIT_K": 1, "BLOCK_K": K // 2, "PREFETCH": True}
                     kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, _config=ahead)
                     kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, 1e-5, g, r, _config=ahead)
+                    # several tiles of weight rows a program, x loaded once (and its one-tile twin, to compare)
+                    one_step = {**cands[0], "SPLIT_K": 1, "BLOCK_K": K}
+                    for cfg in (one_step, {**one_step, "TILES": 2}):
+                        kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, 1e-5, g, r, _config=cfg)
         x = torch.randn(2, K, dtype=dt)
         for M in (2, 32):
             cfg = kq.candidate_configs(M, N // 2, K, scheme, 128, True, 2, 132)[0]
@@ -93,6 +97,9 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
             if cfg["kernel"] == "gemv" and scheme in kq.WEIGHT_ONLY:
                 ahead = {**cfg, "SPLIT_K": 1, "BLOCK_K": K // 2, "PREFETCH": True}
                 kq.qlinear(x[:1].expand(M, K), q, s, z, None, scheme, 128, "silu", True, _config=ahead)
+                one_step = {**cfg, "SPLIT_K": 1, "BLOCK_K": K}
+                for c in (one_step, {**one_step, "TILES": 2}):
+                    kq.qlinear(x[:1].expand(M, K), q, s, z, None, scheme, 128, "silu", True, _config=c)
             # gated, split-K reduced in the last program (a GEMV at M = 2, a skinny tl.dot tile at M = 32)
             kq.qlinear(x[:1].expand(M, K), q, s, z, None, scheme, 128, "silu", True, None, None, None,
                        torch.zeros(N, dtype=torch.int32), _config={**cfg, "SPLIT_K": 2})
@@ -170,12 +177,20 @@ def main() -> int:
     # A GEMV compiled for PDL does its first K step before the loop (one step's loads more): with whole steps
     # (EVEN_K) that step's weight loads must stay 16-byte vectors as the loop's are (linear._first_step_ok), so
     # the plain kernel's plus one step's: twice them, or 3/2 with PREFETCH (whose plain kernel loads a step before
-    # its loop and one in it). A mask per element had split them into 4-byte loads.
+    # its loop and one in it). A mask per element had split them into 4-byte loads. A TILES kernel loads its
+    # first tile before the loop either way: PDL adds none, and it has twice its one-tile twin's (the launch
+    # before it), the next tile's words loaded in the loop.
     for i, j in pdl_of.items():
         kernel, _, kwargs = launches[i]
+        if kwargs.get("TILES", 1) > 1 and i - 1 in compiled and i in compiled:
+            want, got = 2 * _vector_weight_loads(compiled[i - 1]), _vector_weight_loads(compiled[i])
+            if got != want or not want:
+                failed += 1
+                print(f"FAILED {kernel.__name__} (TILES): {got} 16-byte weight loads, {want} expected")
         if kwargs.get("EVEN_K") and i in compiled and j in compiled and kernel.__name__ != "_qgemv_bytes_kernel":
             plain = _vector_weight_loads(compiled[i])
-            want, got = plain + plain // (2 if kwargs.get("PREFETCH") else 1), _vector_weight_loads(compiled[j])
+            more = 0 if kwargs.get("TILES", 1) > 1 else plain // (2 if kwargs.get("PREFETCH") else 1)
+            want, got = plain + more, _vector_weight_loads(compiled[j])
             if got != want:
                 failed += 1
                 print(f"FAILED {kernel.__name__} (PDL): {got} 16-byte weight loads, {want} expected (one step more)")

@@ -530,6 +530,68 @@ def test_prefetch_gemv_with_norm_gives_the_same_bits(scheme, pdl, even_k, reques
     assert torch.equal(ahead, plain)
 
 
+# (scheme, M, N, K, group): N a multiple of no tile count below, K whole (EVEN_K) or masked (int8 136 and int4 96
+# under a BLOCK_K of 256)
+TILES_CASES = [("int8_weight_only", 1, 40, 256, 32), ("int8_weight_only", 3, 36, 136, 32),
+               ("int4_weight_only", 1, 40, 256, 32), ("int4_weight_only", 2, 36, 96, 32)]
+
+
+def _same_sums(got: torch.Tensor, want: torch.Tensor, scheme: str) -> None:
+    """Bit-identical, except int4 words decoded by byte permutes on CUDA: Triton may lay the decoded codes out
+    otherwise in another loop and round the fp32 chunk sums in another order (see the PDL tests); there within 1e-4
+    of O(1) outputs, where a tile summed twice, skipped or shifted is off by O(1)."""
+    if DEVICE == "cuda" and scheme == "int4_weight_only":
+        torch.testing.assert_close(got.double(), want.double(), rtol=1e-4, atol=1e-4)
+    else:
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("scheme,M,N,K,G", TILES_CASES)
+@pytest.mark.parametrize("tiles", [2, 3])
+@pytest.mark.parametrize("gated", [False, True])
+def test_tiles_gemv_gives_the_same_bits(scheme, M, N, K, G, tiles, gated):
+    """TILES: each program keeps its x for several tiles of weight rows, grid-strided, the last program's last
+    tiles past N (N/BLOCK_N = 5 or 9 tiles, 2 or 3 a program), with bias and a gated epilogue. The sums are the
+    one-tile kernel's."""
+    x, qw, scale, zero, b = make_inputs(scheme, M, 2 * N if gated else N, K, group_size=G, seed=21)
+    act = "silu" if gated else "identity"
+    cfg = {**CONFIGS["gemv-sub2"], "BLOCK_N": 8 if N == 40 else 4, "BLOCK_K": 256, "BLOCK_M": 4}
+    plain = run(x, qw, scale, zero, b, scheme, G, act, gated, config=cfg)
+    check(plain, x, qw, scale, zero, b, scheme, G, act, gated)
+    _same_sums(run(x, qw, scale, zero, b, scheme, G, act, gated, config={**cfg, "TILES": tiles}), plain, scheme)
+
+
+@pytest.mark.parametrize("scheme", ql.WEIGHT_ONLY)
+@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
+@pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])
+def test_tiles_gemv_with_norm_gives_the_same_bits(scheme, pdl, even_k, request):
+    """With the RMSNorm prologue (x², rsqrt and the norm's weight once a program) and the residual epilogue, and
+    compiled for PDL: the sums of the one-tile kernel."""
+    M, N, K, G = 3, 40, 256 if even_k else 224, 32
+    x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G, seed=22)
+    g = (1.0 + 0.5 * torch.randn(K, generator=torch.Generator().manual_seed(23))).to(DEVICE, x.dtype)
+    r = torch.randn(M, N, generator=torch.Generator().manual_seed(24)).to(DEVICE, x.dtype)
+    if pdl:
+        request.getfixturevalue("compiled_for_pdl")
+    cfg = {**CONFIGS["gemv-sub2"], "SPLIT_K": 1, "BLOCK_K": 256, "BLOCK_N": 8}
+    plain = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
+    ref = quant.qlinear_reference(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r)
+    rtol, atol = tolerance(scheme, x.dtype, K)
+    torch.testing.assert_close(plain.double(), ref.double(), rtol=rtol, atol=atol)
+    tiled = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r,
+                       _config={**cfg, "TILES": 2})
+    _same_sums(tiled, plain, scheme)
+
+
+def test_tiles_need_one_unsplit_step():
+    """A TILES config whose K takes two steps, or is split, is refused with a message naming the config."""
+    x, qw, scale, zero, b = make_inputs("int8_weight_only", 1, 24, 256, group_size=32, seed=25)
+    for bad in ({**CONFIGS["gemv-sub2"], "TILES": 2}, {**CONFIGS["gemv-sub2"], "BLOCK_K": 128, "SPLIT_K": 2,
+                                                         "TILES": 2}):
+        with pytest.raises(RuntimeError, match="needs K = 256 in one step"):
+            run(x, qw, scale, zero, b, "int8_weight_only", 32, config=bad)
+
+
 def test_prefetch_twins_only_for_multi_step_word_gemvs(monkeypatch):
     """With GEMV_PREFETCH_TWINS > 0 (none by default), the first that many word-GEMV candidates of two or more K steps
     a program get a PREFETCH twin, in this Triton version's axis order; a GEMV whose whole K is one step (the 1B

@@ -132,6 +132,8 @@ def keep_config(cfg: dict, scheme: str, gated: bool, x_elem: int) -> bool:
             regs = 2 * cfg["BLOCK_M"] * cfg["SUB"] * _per_word(scheme) + rows * (cfg["SUB"] + 2 * cfg["BLOCK_M"] + 3)
             if cfg.get("PREFETCH"):  # the next step's words and x (in x's dtype) in flight
                 regs += rows * cfg["SUB"] + cfg["BLOCK_M"] * cfg["SUB"] * _per_word(scheme) * x_elem // 4
+            if cfg.get("TILES", 1) > 1:  # the next tile's words in flight
+                regs += rows * cfg["SUB"]
         else:
             chunk = 16 // x_elem
             regs = cfg["BLOCK_M"] * chunk + rows * (chunk // 4 + 2 * cfg["BLOCK_M"] + 2)
@@ -364,7 +366,10 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     if cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
         block_m = _gemv_block_m(cfg, static_int(M))
-        grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, triton.cdiv(M, block_m))
+        tiles = cfg.get("TILES", 1 if _one_step(cfg, k) else 0)
+        if tiles:  # one load of x for TILES tiles of weight rows: needs all of K in one unsplit step
+            torch._check(_one_step(cfg, k), lambda: f"qlinear: {cfg} needs K = {K} in one step")
+        grid = (triton.cdiv(triton.cdiv(N, cfg["BLOCK_N"]), max(tiles, 1)), split, triton.cdiv(M, block_m))
         if _gemv_reads_words(scheme, static_int(qweight.shape[1])):
             w = qweight.view(torch.int32)  # [N_w, K / per_word]: whole words for _decode_words
             chunk = cfg.get("SUB", 1) * _per_word(scheme)
@@ -375,7 +380,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
                 HAS_NORM_W=norm_weight is not None, PRMT=_byte_permutes(cfg, int4),
-                PREFETCH=cfg.get("PREFETCH", False), **meta,
+                PREFETCH=cfg.get("PREFETCH", False), TILES=tiles, **meta,
             )
         else:
             chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
@@ -404,6 +409,13 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     if split > 1 and not reduce_last:
         kl._launch_epilogue(ws, bias, out, act, gated, split, residual)
     return out
+
+
+def _one_step(cfg: dict, K) -> bool:
+    """Is a word-GEMV config's whole (static) K one step of one program (no split, no PREFETCH)? Such a GEMV
+    runs without a K loop (``qlinear_kernels._words_tiles``, TILES ≥ 1)."""
+    return (cfg["kernel"] == "gemv" and "SUB" in cfg and cfg["SPLIT_K"] == 1 and not cfg.get("PREFETCH")
+            and isinstance(K, int) and K <= cfg["BLOCK_K"])
 
 
 def _byte_permutes(cfg: dict, int4: bool) -> bool:
@@ -444,14 +456,14 @@ def _tiles_fit(cfg: dict, M, N, counters: torch.Tensor) -> bool:
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
     return autotune_cache.source_hash(
-        qk._qgemv_words_kernel, qk._words_step, qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel,
-        qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
+        qk._qgemv_words_kernel, qk._words_step, qk._words_tiles, qk._row_ptrs, qk._norm_rstd, qk._qgemv_bytes_kernel,
+        qk._qgemm_kernel, qk._quantize_rows_kernel,        qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
         qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
-        _gemv_block_m)
+        _gemv_block_m, _one_step)
 
 
 def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, counters=None):

@@ -273,6 +273,79 @@ def _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, limit, PER_WORD: tl.constexpr, GATED
 
 
 @triton.jit
+def _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, w_start, kw, CHUNKS_FIRST: tl.constexpr):
+    """What a word GEMV needs of its weight rows offs_n: (n_ok, word pointers of the rows and of their up rows
+    (N rows on), int4 group-parameter row offsets of both [1, BLOCK_N, 1], n3_ok), in ``_chunks_first`` order."""
+    n_ok = _chunks_first(offs_n[None, :, None, None] < N, 3, CHUNKS_FIRST)
+    w_ptrs = w_ptr + _chunks_first(offs_n.to(tl.int64)[None, :, None, None], 3, CHUNKS_FIRST) * stride_wn
+    w_ptrs += w_start + kw
+    wu_ptrs = w_ptrs + tl.cast(N, tl.int64) * stride_wn
+    s_rows = _chunks_first(offs_n.to(tl.int64)[None, :, None], 2, CHUNKS_FIRST) * stride_sn
+    su_rows = s_rows + tl.cast(N, tl.int64) * stride_sn
+    n3_ok = _chunks_first((offs_n < N)[None, :, None], 2, CHUNKS_FIRST)
+    return n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok
+
+
+@triton.jit
+def _norm_rstd(squares, K, eps, CHUNKS_FIRST: tl.constexpr):
+    """RMSNorm's rsqrt(mean(x²) + eps) per row of x [BLOCK_M, 1] from the 5-D tile of x² sums."""
+    row_sq = tl.sum(tl.sum(tl.sum(squares, axis=4), axis=3), axis=2)  # [chunks, BLOCK_M] or [BLOCK_M, 1]
+    if CHUNKS_FIRST:
+        row_sq = tl.sum(row_sq, axis=0)
+    else:
+        row_sq = tl.sum(row_sq, axis=1)
+    return tl.rsqrt(row_sq / K + tl.cast(eps, tl.float32))[:, None]  # eps: fp64 under Inductor
+
+
+@triton.jit
+def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
+                 offs_m, offs_n, m_ok, kx, kw, c3, M, N, K, eps, stride_wn, stride_sn, stride_om, stride_rm,
+                 SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 ACT: tl.constexpr, GATED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 NUM_CHUNKS: tl.constexpr, PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr,
+                 EVEN_K: tl.constexpr, PDL: tl.constexpr, NORM: tl.constexpr, HAS_NORM_W: tl.constexpr,
+                 HAS_RES: tl.constexpr, PRMT: tl.constexpr, TILES: tl.constexpr):
+    """``_qgemv_words_kernel`` with TILES > 0: the whole K is one step and not split, so the program loads its
+    rows of x (normalized, times the norm's weight) once and keeps them for TILES tiles of BLOCK_N weight rows,
+    grid-strided (tile p, p + programs, ...). Each tile's words are loaded before the tile before is summed and
+    written. The sums are those of the one-tile kernel, in the same order."""
+    SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2
+    CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2
+    step_n = tl.num_programs(0) * BLOCK_N  # weight rows from one of the program's tiles to the next
+    n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw,
+                                                              CHUNKS_FIRST)
+    w, wu = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, K, PER_WORD, GATED, EVEN_K)  # before waiting, as with PDL
+    pdl_wait(PDL)
+    x_ok = _first_step_ok(kx, K, EVEN_K)
+    x = tl.load(x_ptrs, mask=m_ok & x_ok, other=0.0).to(tl.float32)
+    if NORM:
+        rstd = _norm_rstd(x * x, K, eps, CHUNKS_FIRST)
+        if HAS_NORM_W:
+            x *= tl.load(nw_ptrs, mask=x_ok, other=0.0).to(tl.float32)
+    for t in range(TILES):
+        _, _, _, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw, CHUNKS_FIRST)
+        # the next tile's words (none after the last: a limit of 0 reads nothing)
+        n_ok, w_ptrs, wu_ptrs, _, _, _ = _row_ptrs(w_ptr, offs_n + step_n, N, stride_wn, stride_sn, 0, kw,
+                                                   CHUNKS_FIRST)
+        w_next, wu_next = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, tl.where(t + 1 < TILES, K, 0), PER_WORD, GATED,
+                                       EVEN_K)
+        acc = _chunks_first(tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32), 2, CHUNKS_FIRST)
+        acc, acc_up = _words_step(x, w, wu, acc, acc, 0, K, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
+                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
+        acc_n = tl.sum(acc, axis=CHUNK_AXIS)
+        acc_up_n = tl.sum(acc_up, axis=CHUNK_AXIS)
+        if NORM:
+            acc_n *= rstd
+            acc_up_n *= rstd
+        _scale_and_write_back(acc_n, acc_up_n, tl.zeros((BLOCK_M, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
+                              0, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, SCHEME,
+                              HAS_BIAS, ACT, GATED, 1, HAS_RES, False)
+        w, wu = w_next, wu_next
+        offs_n += step_n
+    pdl_launch_dependents(PDL)
+
+
+@triton.jit
 def _qgemv_words_kernel(
     # Pointers (w: the weight as int32 words, 4 int8 or 8 int4 codes each)
     x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, nw_ptr, cnt_ptr,
@@ -287,6 +360,7 @@ def _qgemv_words_kernel(
     PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
     NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, HAS_RES: tl.constexpr = False,
     REDUCE_LAST: tl.constexpr = False, PRMT: tl.constexpr = False, PREFETCH: tl.constexpr = False,
+    TILES: tl.constexpr = 0,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
@@ -302,7 +376,10 @@ def _qgemv_words_kernel(
 
     PREFETCH loads each K step's x and words one step ahead (registers double-buffered): step i+1's loads are in
     flight while step i is decoded and summed, where the plain loop waits for each step's loads after the last
-    step's arithmetic. The sums are the same, in the same order."""
+    step's arithmetic. The sums are the same, in the same order.
+
+    TILES > 0 (one K step, SPLIT_K = 1): no K loop; each program does TILES tiles of weight rows with one load of
+    x (``_words_tiles``), and the launcher's grid has that many times fewer programs along axis 0."""
     CHUNK: tl.constexpr = SUB * PER_WORD
     BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
     SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2  # of the 5-D tiles
@@ -317,20 +394,22 @@ def _qgemv_words_kernel(
     kw = tl.arange(0, NUM_CHUNKS)[None, None, None, :] * SUB + tl.arange(0, SUB)[None, None, :, None]
     kw = _chunks_first(kw, 3, CHUNKS_FIRST)
     m_ok = _chunks_first(offs_m[:, None, None, None, None] < M, 3, CHUNKS_FIRST)
-    n_ok = _chunks_first(offs_n[None, :, None, None] < N, 3, CHUNKS_FIRST)
     x_ptrs = x_ptr + _chunks_first(offs_m.to(tl.int64)[:, None, None, None, None], 3, CHUNKS_FIRST) * stride_xm
     x_ptrs += k_start + kx
     # (k_start is a multiple of BLOCK_K; saying so keeps the word loads 16-byte vectors)
     w_start = tl.multiple_of(k_start // PER_WORD, SUB * NUM_CHUNKS)
-    w_ptrs = w_ptr + _chunks_first(offs_n.to(tl.int64)[None, :, None, None], 3, CHUNKS_FIRST) * stride_wn
-    w_ptrs += w_start + kw
-    wu_ptrs = w_ptrs + tl.cast(N, tl.int64) * stride_wn
     nw_ptrs = nw_ptr + k_start + kx  # the norm's weight, along K like x
     # int4 group parameters per chunk [1, BLOCK_N, NUM_CHUNKS]; the group index moves with k
-    s_rows = _chunks_first(offs_n.to(tl.int64)[None, :, None], 2, CHUNKS_FIRST) * stride_sn
-    su_rows = s_rows + tl.cast(N, tl.int64) * stride_sn
     c3 = _chunks_first(tl.arange(0, NUM_CHUNKS)[None, None, :] * CHUNK, 2, CHUNKS_FIRST)
-    n3_ok = _chunks_first((offs_n < N)[None, :, None], 2, CHUNKS_FIRST)
+    if TILES > 0:
+        tl.static_assert(SPLIT_K == 1)
+        _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
+                     offs_m, offs_n, m_ok, kx, kw, c3, M, N, K, eps, stride_wn, stride_sn, stride_om, stride_rm,
+                     SCHEME, GROUP_SIZE, HAS_ZERO, HAS_BIAS, ACT, GATED, BLOCK_M, BLOCK_N, NUM_CHUNKS, PER_WORD,
+                     CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES)
+        return
+    n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, w_start, kw,
+                                                              CHUNKS_FIRST)
     # -- iterate over this split's K range (K is a multiple of PER_WORD: masks per word)
     acc = _chunks_first(tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32), 2, CHUNKS_FIRST)
     acc_up = acc
@@ -390,12 +469,7 @@ def _qgemv_words_kernel(
     acc_n = tl.sum(acc, axis=CHUNK_AXIS)
     acc_up_n = tl.sum(acc_up, axis=CHUNK_AXIS)
     if NORM:
-        row_sq = tl.sum(tl.sum(tl.sum(squares, axis=4), axis=3), axis=2)  # [chunks, BLOCK_M] or [BLOCK_M, 1]
-        if CHUNKS_FIRST:
-            row_sq = tl.sum(row_sq, axis=0)
-        else:
-            row_sq = tl.sum(row_sq, axis=1)
-        rstd = tl.rsqrt(row_sq / K + tl.cast(eps, tl.float32))[:, None]  # eps: fp64 under Inductor
+        rstd = _norm_rstd(squares, K, eps, CHUNKS_FIRST)
         acc_n *= rstd
         acc_up_n *= rstd
     _scale_and_write_back(acc_n, acc_up_n, tl.zeros((BLOCK_M, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
