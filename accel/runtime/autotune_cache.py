@@ -144,6 +144,10 @@ def config_name(cfg: dict) -> str:
 
 _L2_FLUSH_BYTES = 128 << 20  # over twice the 50-60 MB L2 of an H100/H200
 _REPS = 8
+# A timing is the difference of two replays; where the one with the kernels comes out no longer than the flushes
+# alone (noise), it is taken again, up to this many times in all. Clamped to 0 instead, such a timing had won
+# tunings of 1B decode shapes (results/autotune_cache_s14run4_*: two int4 GEMVs at "0.0 µs").
+_TRIES = 3
 # The runoff: candidates whose first timing is within RUNOFF_MARGIN of the best are timed RUNOFF_ROUNDS more times,
 # in turn, and ranked by the median of their timings. One cold-L2 timing of a few-µs kernel is the difference of two
 # replays dominated by the flush (about 50 times longer), so it carries noise as large as the gaps between the best
@@ -181,10 +185,8 @@ def measure_us(run: Callable[[], Any]) -> float:
     L2-flushing memset, whose own time is measured separately and subtracted. Falls back to
     ``triton.testing.do_bench`` for a runner that cannot be captured.
     """
-    try:
-        from torch._library.triton import set_wrap_triton_enabled
-    except ImportError:  # older torch: wrap_triton launches directly outside tracing anyway
-        set_wrap_triton_enabled = lambda enabled: contextlib.nullcontext()  # noqa: E731
+    from accel.runtime.kernels.utils import direct_launches
+
     flush = torch.empty(_L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
 
     def flushed():
@@ -196,16 +198,21 @@ def measure_us(run: Callable[[], Any]) -> float:
         for _ in range(_REPS):
             flush.zero_()
 
-    with set_wrap_triton_enabled(False):
+    with direct_launches():
         run()  # compile (or fail) before capture
         try:
-            ms = _graph_ms(flushed) - _graph_ms(flush_only)
+            for _ in range(_TRIES):
+                ms = _graph_ms(flushed) - _graph_ms(flush_only)
+                if ms > 0:
+                    return ms / _REPS * 1e3
         except RuntimeError:
             import triton.testing
 
             torch.cuda.synchronize()
             return triton.testing.do_bench(run, warmup=5, rep=20, return_mode="median") * 1e3
-    return max(ms, 0.0) / _REPS * 1e3
+    # no replay with the kernels outlasted the flushes alone: this timing is noise, and a kernel must not win on it
+    log.info("accel: autotune: a candidate's timing stayed within the L2 flush's noise %d times", _TRIES)
+    return math.inf
 
 
 def _time_into(runs: dict[str, list[float]], key: str, cfg: dict, make_runner: Callable[[dict], Callable[[], Any]]):
@@ -223,15 +230,17 @@ def _time_into(runs: dict[str, list[float]], key: str, cfg: dict, make_runner: C
 def _precompile(candidates: Sequence[dict], make_runner: Callable[[dict], Callable[[], Any]], bar: Progress) -> None:
     """Compile every candidate before any is timed, on ``ACCEL_COMPILE_THREADS`` threads (none when 1): a
     candidate's first launch compiles its Triton kernels (0.4-0.6 s each on a CPU core), and Triton's compiler and
-    ptxas release the GIL (``benchmarks/compile_threads.py``: 1.9-2.1x on two threads). The runners are made here, on the tuning thread (a make_runner may make its shared inputs
-    on its first call), and run on the workers under ``compile_only``: they compile and launch no Triton kernel. A
-    candidate that fails here is left for the timing pass to report."""
+    ptxas release the GIL (``benchmarks/compile_threads.py``: 1.9-2.1x on two threads). The runners are made here,
+    on the tuning thread (a make_runner may make its shared inputs on its first call), and run on the workers under
+    ``compile_only`` and ``direct_launches`` (as :func:`measure_us` launches them, so that the timing finds each
+    kernel compiled): they compile and launch no Triton kernel. A candidate that fails here is left for the timing
+    pass to report."""
     workers = min(envs.ACCEL_COMPILE_THREADS(), len(candidates))
     if workers < 2:
         return
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    from accel.runtime.kernels.utils import compile_only
+    from accel.runtime.kernels.utils import compile_only, direct_launches
 
     device = torch.cuda.current_device()
     runners = []
@@ -243,7 +252,7 @@ def _precompile(candidates: Sequence[dict], make_runner: Callable[[dict], Callab
 
     def build(run: Callable[[], Any]) -> None:
         try:
-            with torch.cuda.device(device), compile_only():
+            with torch.cuda.device(device), direct_launches(), compile_only():  # as measure_us launches them
                 run()
         except Exception:  # noqa: BLE001 - reported by the timing pass
             pass
@@ -266,14 +275,17 @@ def tune(
     make_runner: Callable[[dict], Callable[[], Any]],
     *,
     default: dict | None = None,
+    refine: Callable[[list[dict]], list[dict]] | None = None,
 ) -> dict:
     """Return the fastest of ``candidates`` for ``key``, measuring on a miss.
 
     ``make_runner(cfg)`` is called inside :func:`real_mode` and returns a zero-argument callable that launches
     the candidate once on real inputs of the right shapes (:func:`measure_us` times it); a candidate whose
-    runner raises is skipped (and logged). The candidates within ``RUNOFF_MARGIN`` of the fastest are timed again
-    (``RUNOFF_ROUNDS`` rounds) and ranked by their median. With tuning disabled, or when no device is present,
-    ``default`` (else the first candidate) is returned unmeasured.
+    runner raises is skipped (and logged). ``refine(ranked)``, given the timed candidates fastest first, may
+    return more configs (variants of the leaders), which are timed in turn and compete with the rest. The
+    candidates within ``RUNOFF_MARGIN`` of the fastest are timed again (``RUNOFF_ROUNDS`` rounds) and ranked by
+    their median. With tuning disabled, or when no device is present, ``default`` (else the first candidate) is
+    returned unmeasured.
     """
     default = dict(default if default is not None else candidates[0])
     if len(candidates) == 1 or not envs.ACCEL_AUTOTUNE() or not torch.cuda.is_available():
@@ -284,11 +296,22 @@ def tune(
         return hit
     runs: dict[str, list[float]] = {}
     t0 = time.perf_counter()
+    candidates = list(candidates)
     with real_mode(), Progress(len(candidates), f"accel: tuning {_short(key)}") as bar:
         _precompile(candidates, make_runner, bar)
         for cfg in candidates:
             _time_into(runs, key, cfg, make_runner)
             bar.update()
+        if refine is not None:
+            ranked = sorted((c for c in candidates if config_name(c) in runs), key=lambda c: runs[config_name(c)][0])
+            more = [c for c in refine(ranked) if c not in candidates]
+            if more:
+                bar.total += len(more)
+                _precompile(more, make_runner, bar)
+                for cfg in more:
+                    _time_into(runs, key, cfg, make_runner)
+                    bar.update(note="refine")
+                candidates += more
         first = {name: ts[0] for name, ts in runs.items()}
         close = [c for c in candidates if first.get(config_name(c), math.inf) <= min(first.values(), default=0.0)
                  * (1.0 + RUNOFF_MARGIN)]

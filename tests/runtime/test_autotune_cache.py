@@ -135,6 +135,45 @@ def test_tuning_reports_progress(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_a_timing_within_the_flush_noise_is_retaken_and_never_wins(monkeypatch):
+    """measure_us is the replay with the kernels less the replay of the flushes alone: a difference of zero or less
+    is noise, timed again up to _TRIES times in all, and if it stays so the candidate gets +inf (clamped to 0 it
+    had won tunings)."""
+    import math
+
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: torch.zeros(1))  # (the flush buffer: never used here)
+    replays = []
+    monkeypatch.setattr(ac, "_graph_ms", lambda fn, replays_=7: replays.pop(0))
+    replays[:] = [1.0, 1.2, 1.0, 1.0, 1.4, 1.0]  # -0.2, 0, then 0.4 ms for _REPS launches
+    assert ac.measure_us(lambda: None) == pytest.approx(0.4 / ac._REPS * 1e3) and not replays
+    replays[:] = [1.0, 1.1] * ac._TRIES
+    assert ac.measure_us(lambda: None) == math.inf and not replays
+    replays[:] = [1.3, 1.0]
+    assert ac.measure_us(lambda: None) == pytest.approx(0.3 / ac._REPS * 1e3)
+
+
+def test_refine_times_variants_of_the_leaders_which_can_win(monkeypatch, tmp_path):
+    """``refine`` gets the timed candidates fastest first; what it returns (less what was already timed) is
+    timed after them, enters the runoff and can win; the stored timings include it."""
+    monkeypatch.setenv("ACCEL_AUTOTUNE_CACHE", str(tmp_path / "c.json"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    us = {"a": 3.0, "b": 2.0, "c": 5.0, "b2": 1.5, "a2": 9.0}
+    monkeypatch.setattr(ac, "measure_us", lambda run: us[run()])
+    given = []
+
+    def refine(ranked):
+        given.append([c["n"] for c in ranked])
+        return [{"n": c["n"] + "2"} for c in ranked[:2]] + [ranked[0]]  # (the leader itself: not timed again)
+
+    best = ac.tune("refine", [{"n": "a"}, {"n": "b"}, {"n": "c"}], lambda cfg: lambda: cfg["n"], refine=refine)
+    assert given == [["b", "a", "c"]] and best == {"n": "b2"}
+    stored = ac.get_cache().lookup("refine")
+    assert stored == {"n": "b2"}
+    assert ac.tune("refine", [{"n": "a"}, {"n": "c"}], lambda cfg: lambda: 1 / 0, refine=refine) == {"n": "b2"}  # hit
+    timings = json.loads((tmp_path / "c.json").read_text())[ac._TABLE]["refine"]["us"]
+    assert set(timings) == {"n=a", "n=b", "n=c", "n=b2", "n=a2"}
+
+
 def test_precompile_builds_every_candidate_on_worker_threads_without_launching(monkeypatch, tmp_path):
     """ACCEL_COMPILE_THREADS=4: the runners are made on the tuning thread, run once each on the workers under
     ``compile_only`` (a candidate that fails there is still timed, and reported, by the timing pass), then timed as
@@ -219,8 +258,8 @@ def test_compile_only_hands_triton_the_options_a_launch_does(monkeypatch):
     runs = []
     names = _options_probe_kernel.arg_names
 
-    def record(self, *args, grid, warmup, **kwargs):
-        runs.append(([k for k in kwargs if k not in names], [kwargs[k] for k in kwargs], warmup))
+    def record(self, *args, grid, warmup, **kwargs):  # the options: keyword arguments that are not parameters
+        runs.append(([k for k in kwargs if k not in names], [v for k, v in kwargs.items() if k not in names], warmup))
 
     # (a JITFunction, or the interpreter's stand-in under TRITON_INTERPRET=1)
     monkeypatch.setattr(type(_options_probe_kernel), "run", record)
@@ -230,12 +269,11 @@ def test_compile_only_hands_triton_the_options_a_launch_does(monkeypatch):
     utils.wrap_triton(_options_probe_kernel)[(1,)](x, 3, BLOCK=16, num_warps=2, num_stages=1)
     assert len(runs) == 2 and [w for *_, w in runs] == [True, False]
     (warm_opts, warm_vals, _), (run_opts, run_vals, _) = runs
-    assert warm_opts == run_opts and "num_warps" in run_opts
-    assert [v for v in warm_vals if not isinstance(v, torch.Tensor)] == [v for v in run_vals
-                                                                         if not isinstance(v, torch.Tensor)]
+    assert warm_opts == run_opts and "num_warps" in run_opts and warm_vals == run_vals
 
 
 _OPTIONS_SCRIPT = """
+import contextlib
 import torch, triton, triton.language as tl
 import triton.runtime.jit as jit
 from accel.runtime.kernels import utils
@@ -247,17 +285,23 @@ def kernel(x_ptr, n, BLOCK: tl.constexpr):
 runs = []
 jit.JITFunction.run = lambda self, *a, grid, warmup, **kw: runs.append([k for k in kw if k not in self.arg_names])
 x = torch.zeros(16)
-with utils.compile_only():
-    utils.wrap_triton(kernel)[(1,)](x, 3, BLOCK=16, num_warps=2, num_stages=1)
-utils.wrap_triton(kernel)[(1,)](x, 3, BLOCK=16, num_warps=2, num_stages=1)
-print(runs)
+seen = {}
+for mode, ctx in (("dispatched", contextlib.nullcontext), ("direct", utils.direct_launches)):
+    runs.clear()
+    with ctx():
+        with utils.compile_only():
+            utils.wrap_triton(kernel)[(1,)](x, 3, BLOCK=16, num_warps=2, num_stages=1)
+        utils.wrap_triton(kernel)[(1,)](x, 3, BLOCK=16, num_warps=2, num_stages=1)
+    seen[mode] = list(runs)
+print(seen)
 """
 
 
 def test_compile_only_options_match_torchs_dispatch_of_a_compiled_kernel(tmp_path):
-    """The same check for a compiled (not interpreted) kernel, in a process without TRITON_INTERPRET: torch's
-    wrap_triton then dispatches through its one-config autotuner, which spells num_ctas out, and so must the
-    warmup. ``JITFunction.run`` is replaced by a recorder, so nothing compiles or needs a GPU."""
+    """The same check for a compiled (not interpreted) kernel, in a process without TRITON_INTERPRET: by default
+    torch's wrap_triton dispatches through its one-config autotuner, which spells num_ctas out, and so must the
+    warmup; under ``direct_launches`` (the tuner's timing and precompile) both call the kernel directly.
+    ``JITFunction.run`` is replaced by a recorder, so nothing compiles or needs a GPU."""
     import ast
     import os
     import subprocess
@@ -270,8 +314,9 @@ def test_compile_only_options_match_torchs_dispatch_of_a_compiled_kernel(tmp_pat
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    warm, launch = ast.literal_eval(done.stdout.strip().splitlines()[-1])
-    assert warm == launch == ["num_warps", "num_ctas", "num_stages"]
+    seen = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert seen == {"dispatched": [["num_warps", "num_ctas", "num_stages"]] * 2,
+                    "direct": [["num_warps", "num_stages"]] * 2}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Triton compiles for a GPU")
@@ -286,11 +331,18 @@ def test_compile_only_compiles_and_does_not_launch_on_cuda():
     x = torch.randn(1, 256, device="cuda", dtype=torch.bfloat16)
     q, s, z = quant.quantize_weight(torch.randn(64, 256, device="cuda", dtype=torch.bfloat16), "int8_weight_only")
     cfg = {**kq.candidate_configs(1, 64, 256, "int8_weight_only", 128, False, 2, 132)[0], "BLOCK_N": 2}
-    cached = sum(len(c[0]) for c in qk._qgemv_words_kernel.device_caches.values())
-    with utils.compile_only():
-        out = kq.launch(cfg, x, q, s, z, None, "int8_weight_only", 128, 0, False)
-    torch.cuda.synchronize()
-    assert sum(len(c[0]) for c in qk._qgemv_words_kernel.device_caches.values()) == cached + 1
-    ref = kq.launch(cfg, x, q, s, z, None, "int8_weight_only", 128, 0, False)
-    assert sum(len(c[0]) for c in qk._qgemv_words_kernel.device_caches.values()) == cached + 1  # no recompile
-    assert not torch.equal(out, ref)  # the compile-only output was never written (an empty allocation)
+    def compiled():
+        return sum(len(c[0]) for c in qk._qgemv_words_kernel.device_caches.values())
+
+    # as the tuner launches (direct_launches: its timing and its precompile), then through torch's dispatch
+    for i, (mode, warps) in enumerate(((utils.direct_launches, 4), (contextlib.nullcontext, 2))):
+        c = {**cfg, "num_warps": warps}  # (a kernel not compiled yet)
+        cached = compiled()
+        with mode():
+            with utils.compile_only():
+                out = kq.launch(c, x, q, s, z, None, "int8_weight_only", 128, 0, False)
+            torch.cuda.synchronize()
+            assert compiled() == cached + 1, mode
+            ref = kq.launch(c, x, q, s, z, None, "int8_weight_only", 128, 0, False)
+        assert compiled() == cached + 1, mode  # no recompile
+        assert not torch.equal(out, ref)  # the compile-only output was never written (an empty allocation)

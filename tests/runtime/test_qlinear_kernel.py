@@ -508,34 +508,6 @@ def test_prefetch_gemv_gives_the_same_bits(scheme, M, N, K, G, path, gated):
     assert torch.equal(run(x, qw, scale, zero, b, scheme, G, act, gated, config={**cfg, "PREFETCH": True}), plain)
 
 
-@pytest.mark.parametrize("scheme", ql.WEIGHT_ONLY)
-@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
-@pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])
-def test_prefetch_gemv_with_norm_gives_the_same_bits(scheme, pdl, even_k, request):
-    """With the RMSNorm prologue (x² and the norm's weight per step) and the residual epilogue, and after the step
-    that PDL peels off the loop: bit-identical to the same config without PREFETCH."""
-    M, N, K, G = 3, 40, 256 if even_k else 224, 32
-    x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G, seed=12)
-    g = (1.0 + 0.5 * torch.randn(K, generator=torch.Generator().manual_seed(13))).to(DEVICE, x.dtype)
-    r = torch.randn(M, N, generator=torch.Generator().manual_seed(14)).to(DEVICE, x.dtype)
-    if pdl:
-        request.getfixturevalue("compiled_for_pdl")
-    cfg = {**CONFIGS["gemv-sub2"], "SPLIT_K": 1}
-    plain = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
-    ref = quant.qlinear_reference(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r)
-    rtol, atol = tolerance(scheme, x.dtype, K)
-    torch.testing.assert_close(plain.double(), ref.double(), rtol=rtol, atol=atol)
-    ahead = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r,
-                       _config={**cfg, "PREFETCH": True})
-    assert torch.equal(ahead, plain)
-
-
-# (scheme, M, N, K, group): N a multiple of no tile count below, K whole (EVEN_K) or masked (int8 136 and int4 96
-# under a BLOCK_K of 256)
-TILES_CASES = [("int8_weight_only", 1, 40, 256, 32), ("int8_weight_only", 3, 36, 136, 32),
-               ("int4_weight_only", 1, 40, 256, 32), ("int4_weight_only", 2, 36, 96, 32)]
-
-
 def _same_sums(got: torch.Tensor, want: torch.Tensor, scheme: str) -> None:
     """Bit-identical, except int4 words decoded by byte permutes on CUDA: Triton may lay the decoded codes out
     otherwise in another loop and round the fp32 chunk sums in another order (see the PDL tests); there within 1e-4
@@ -546,41 +518,58 @@ def _same_sums(got: torch.Tensor, want: torch.Tensor, scheme: str) -> None:
         assert torch.equal(got, want)
 
 
+# a switch of the word GEMV and the config it is tried on: PREFETCH over several K steps; TILES (no K loop, 2 tiles of
+# weight rows a program) over one step, 5 tiles of 8 rows
+NORM_SWITCHES = {"PREFETCH": ({**CONFIGS["gemv-sub2"], "SPLIT_K": 1}, True),
+                 "TILES": ({**CONFIGS["gemv-sub2"], "SPLIT_K": 1, "BLOCK_K": 256, "BLOCK_N": 8}, 2)}
+
+
+@pytest.mark.parametrize("scheme", ql.WEIGHT_ONLY)
+@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
+@pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])
+@pytest.mark.parametrize("switch", list(NORM_SWITCHES))
+def test_gemv_switches_with_norm_give_the_same_bits(scheme, pdl, even_k, switch, request):
+    """With the RMSNorm prologue (x² and the norm's weight per step, or once a program without the K loop) and the
+    residual epilogue, and compiled for PDL (the step it peels off the loop): PREFETCH and TILES give the plain
+    K loop's sums (``_same_sums``)."""
+    M, N, K, G = 3, 40, 256 if even_k else 224, 32
+    x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G, seed=12)
+    g = (1.0 + 0.5 * torch.randn(K, generator=torch.Generator().manual_seed(13))).to(DEVICE, x.dtype)
+    r = torch.randn(M, N, generator=torch.Generator().manual_seed(14)).to(DEVICE, x.dtype)
+    if pdl:
+        request.getfixturevalue("compiled_for_pdl")
+    cfg, value = NORM_SWITCHES[switch]
+    plain = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
+    ref = quant.qlinear_reference(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r)
+    rtol, atol = tolerance(scheme, x.dtype, K)
+    torch.testing.assert_close(plain.double(), ref.double(), rtol=rtol, atol=atol)
+    switched = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r,
+                          _config={**cfg, switch: value})
+    if switch == "PREFETCH":
+        assert torch.equal(switched, plain)
+    else:
+        _same_sums(switched, plain, scheme)
+
+
+# (scheme, M, N, K, group): N a multiple of no tile count below, K whole (EVEN_K) or masked (int8 136 and int4 96
+# under a BLOCK_K of 256)
+TILES_CASES = [("int8_weight_only", 1, 40, 256, 32), ("int8_weight_only", 3, 36, 136, 32),
+               ("int4_weight_only", 1, 40, 256, 32), ("int4_weight_only", 2, 36, 96, 32)]
+
+
 @pytest.mark.parametrize("scheme,M,N,K,G", TILES_CASES)
 @pytest.mark.parametrize("tiles", [2, 3])
 @pytest.mark.parametrize("gated", [False, True])
 def test_tiles_gemv_gives_the_same_bits(scheme, M, N, K, G, tiles, gated):
     """TILES: each program keeps its x for several tiles of weight rows, grid-strided, the last program's last
-    tiles past N (N/BLOCK_N = 5 or 9 tiles, 2 or 3 a program), with bias and a gated epilogue. The sums are the
-    one-tile kernel's."""
+    tiles past N (N/BLOCK_N = 5 or 9 tiles, 2 or 3 a program), with bias and a gated epilogue. The sums are the K
+    loop's."""
     x, qw, scale, zero, b = make_inputs(scheme, M, 2 * N if gated else N, K, group_size=G, seed=21)
     act = "silu" if gated else "identity"
     cfg = {**CONFIGS["gemv-sub2"], "BLOCK_N": 8 if N == 40 else 4, "BLOCK_K": 256, "BLOCK_M": 4}
     plain = run(x, qw, scale, zero, b, scheme, G, act, gated, config=cfg)
     check(plain, x, qw, scale, zero, b, scheme, G, act, gated)
     _same_sums(run(x, qw, scale, zero, b, scheme, G, act, gated, config={**cfg, "TILES": tiles}), plain, scheme)
-
-
-@pytest.mark.parametrize("scheme", ql.WEIGHT_ONLY)
-@pytest.mark.parametrize("pdl", [False, True], ids=["plain", "pdl"])
-@pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])
-def test_tiles_gemv_with_norm_gives_the_same_bits(scheme, pdl, even_k, request):
-    """With the RMSNorm prologue (x², rsqrt and the norm's weight once a program) and the residual epilogue, and
-    compiled for PDL: the sums of the one-tile kernel."""
-    M, N, K, G = 3, 40, 256 if even_k else 224, 32
-    x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G, seed=22)
-    g = (1.0 + 0.5 * torch.randn(K, generator=torch.Generator().manual_seed(23))).to(DEVICE, x.dtype)
-    r = torch.randn(M, N, generator=torch.Generator().manual_seed(24)).to(DEVICE, x.dtype)
-    if pdl:
-        request.getfixturevalue("compiled_for_pdl")
-    cfg = {**CONFIGS["gemv-sub2"], "SPLIT_K": 1, "BLOCK_K": 256, "BLOCK_N": 8}
-    plain = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
-    ref = quant.qlinear_reference(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r)
-    rtol, atol = tolerance(scheme, x.dtype, K)
-    torch.testing.assert_close(plain.double(), ref.double(), rtol=rtol, atol=atol)
-    tiled = ql.qlinear(3.0 * x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r,
-                       _config={**cfg, "TILES": 2})
-    _same_sums(tiled, plain, scheme)
 
 
 def test_tiles_need_one_unsplit_step():
@@ -590,6 +579,31 @@ def test_tiles_need_one_unsplit_step():
                                                          "TILES": 2}):
         with pytest.raises(RuntimeError, match="needs K = 256 in one step"):
             run(x, qw, scale, zero, b, "int8_weight_only", 32, config=bad)
+
+
+def test_tile_twins_of_the_fastest_one_step_word_gemvs_that_keep_a_wave(monkeypatch):
+    """The tuner's refine step: the GEMV_TILE_TWINS fastest word-GEMV candidates whose K is one unsplit step get a
+    twin per tile count, where the fewer programs still fill the SMs once; multi-step, split and reordered
+    candidates, and those already tiled, get none."""
+    monkeypatch.setattr(ql, "GEMV_TILE_COUNTS", (2, 4))
+    for scheme in ql.WEIGHT_ONLY:
+        for N, K, gated in [(3072, 2048, False), (8192, 2048, True), (2048, 8192, False), (14336, 4096, False)]:
+            ranked = ql.candidate_configs(1, N, K, scheme, 128, gated, 2, 132)[::-1]  # any order: the tuner's
+            twins = ql.tile_twins(ranked, 1, N, K, 132)
+            one_step = [c for c in ranked if ql._one_step(c, K) and c["CHUNKS_FIRST"] == ql.CHUNKS_FIRST]
+            assert len(twins) <= 2 * ql.GEMV_TILE_TWINS and bool(twins) <= bool(one_step)
+            if scheme == "int4_weight_only" and K == 2048:  # one step at 32 codes a thread and 2-4 warps
+                assert {(c["num_warps"], c["BLOCK_N"], c["SUB"]) for c in twins} == {
+                    (c["num_warps"], c["BLOCK_N"], c["SUB"]) for c in one_step[:ql.GEMV_TILE_TWINS]}
+            for t in twins:
+                assert ql._one_step(t, K) and t["TILES"] in (2, 4)
+                assert {k: v for k, v in t.items() if k != "TILES"} in one_step[:ql.GEMV_TILE_TWINS]
+                assert -(-(-(-N // t["BLOCK_N"])) // t["TILES"]) >= 132
+            assert ql.tile_twins(twins, 1, N, K, 132) == []
+    assert ql.tile_twins(ql.candidate_configs(1, 2048, 8192, "int8_weight_only", 128, False, 2, 132),
+                         1, 2048, 8192, 132) == []  # K = 8192 takes several steps in every tile
+    assert ql.tile_twins(ql.candidate_configs(1, 256, 2048, "int4_weight_only", 128, False, 2, 132),
+                         1, 256, 2048, 132) == []  # 64 programs or fewer: no wave left to halve
 
 
 def test_prefetch_twins_only_for_multi_step_word_gemvs(monkeypatch):

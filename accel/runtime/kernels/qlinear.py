@@ -78,6 +78,15 @@ GEMV_UNSPLIT_MAX_ROWS = 4
 # results/autotune_cache_s13run4_*): each twin is one more kernel to compile and time on the first compile for a gain
 # the two cards do not agree on. qlinear_ab.py --flag PREFETCH measures it.
 GEMV_PREFETCH_TWINS = 0
+# A word GEMV whose K is one unsplit step can run without its K loop, TILES tiles of weight rows a program
+# (qlinear_kernels._words_tiles): x and its norm loaded once for all of them, the next tile's words in flight while
+# one is summed. The tuner tries each of these tile counts on the GEMV_TILE_TWINS fastest such candidates (the
+# ``refine`` step of autotune_cache.tune), where the fewer programs still fill the SMs once. H100, 1B decode
+# shapes (results/qlinear_ab_tiles_*_s14*): TILES = 2 took the int4 gate/up with its norm from 15.1 to 12.7 µs and
+# the int8 o projection from 4.6 to 3.7 µs; elsewhere within ±1%. Without the loop and with one tile (TILES = 1) the
+# int4 qkv with its norm lost (4.5 → 5.4 µs), so the K loop stays the default.
+GEMV_TILE_COUNTS: tuple[int, ...] = (2,)
+GEMV_TILE_TWINS = 3
 # Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
 # (compiled for sm_90 and read back: otherwise every step converts the weight tile's layout through shared
 # memory). Versions in between are a guess; the other order is always a tuning candidate.
@@ -219,6 +228,15 @@ def general_config(scheme: str, group_size: int, N: int | None = None, K: int | 
 def _steps_per_split(cfg: dict, K: int) -> int:
     """K steps of one program of a GEMV or tl.dot config."""
     return triton.cdiv(triton.cdiv(K, cfg["SPLIT_K"]), cfg["BLOCK_K"])
+
+
+def tile_twins(ranked: list[dict], M: int, N: int, K: int, sms: int) -> list[dict]:
+    """The ``refine`` step of the qlinear tuning: the GEMV_TILE_TWINS fastest word-GEMV candidates whose K is one
+    unsplit step (in this Triton version's axis order), each with GEMV_TILE_COUNTS tiles a program, where the
+    programs left still fill the SMs once."""
+    one_step = [c for c in ranked if _one_step(c, K) and c["CHUNKS_FIRST"] == CHUNKS_FIRST and "TILES" not in c]
+    return [{**c, "TILES": t} for c in one_step[:GEMV_TILE_TWINS] for t in GEMV_TILE_COUNTS
+            if triton.cdiv(triton.cdiv(N, c["BLOCK_N"]), t) * triton.cdiv(M, c["BLOCK_M"]) >= sms]
 
 
 def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
@@ -366,7 +384,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     if cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
         block_m = _gemv_block_m(cfg, static_int(M))
-        tiles = cfg.get("TILES", 1 if _one_step(cfg, k) else 0)
+        tiles = cfg.get("TILES", 0)
         if tiles:  # one load of x for TILES tiles of weight rows: needs all of K in one unsplit step
             torch._check(_one_step(cfg, k), lambda: f"qlinear: {cfg} needs K = {K} in one step")
         grid = (triton.cdiv(triton.cdiv(N, cfg["BLOCK_N"]), max(tiles, 1)), split, triton.cdiv(M, block_m))
@@ -413,7 +431,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
 
 def _one_step(cfg: dict, K) -> bool:
     """Is a word-GEMV config's whole (static) K one step of one program (no split, no PREFETCH)? Such a GEMV
-    runs without a K loop (``qlinear_kernels._words_tiles``, TILES ≥ 1)."""
+    may run without its K loop (``qlinear_kernels._words_tiles``, TILES ≥ 1)."""
     return (cfg["kernel"] == "gemv" and "SUB" in cfg and cfg["SPLIT_K"] == 1 and not cfg.get("PREFETCH")
             and isinstance(K, int) and K <= cfg["BLOCK_K"])
 
@@ -463,7 +481,7 @@ def _sources() -> str:
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
-        _gemv_block_m, _one_step)
+        _gemv_block_m, _one_step, tile_twins)
 
 
 def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, counters=None):
@@ -501,7 +519,8 @@ def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, a
     N = None if n_rows is None else n_rows // 2 if gated else n_rows
     if M is None or N is None or K is None or min(M, N, K) == 0:
         return general_config(scheme, group_size, N, K)
-    cands = candidate_configs(M, N, K, scheme, group_size, gated, x.element_size(), kl._num_sms(x.device))
+    sms = kl._num_sms(x.device)
+    cands = candidate_configs(M, N, K, scheme, group_size, gated, x.element_size(), sms)
     if x.device.type != "cuda":
         return cands[0]
     name = (f"qlinear.{scheme}.act{act}.{'gated' if gated else 'plain'}{'.norm' if norm else ''}"
@@ -509,7 +528,8 @@ def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, a
     shape = (M, N, K, group_size, bias is not None, zero is not None)
     key = autotune_cache.make_key(name, _sources(), shape, x.dtype, x.device)
     make = _measurement_inputs(x, qweight, scale, zero, bias, scheme, group_size, counters)
-    return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated, norm), default=cands[0])
+    return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated, norm), default=cands[0],
+                               refine=lambda ranked: tile_twins(ranked, M, N, K, sms))
 
 
 def _check_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, gated: bool) -> None:

@@ -92,12 +92,28 @@ _LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas")
 
 
 def _through_autotuner(kernel) -> bool:
-    """Does ``torch.library.wrap_triton(kernel)[grid](...)`` reach the kernel through torch's one-config autotuner
-    (``triton_kernel_wrap``'s higher-order op) rather than call it directly?"""
-    from torch._library.triton import is_wrap_triton_enabled
-
+    """Does ``torch.library.wrap_triton(kernel)[grid](...)`` in this thread reach the kernel through torch's
+    one-config autotuner (``triton_kernel_wrap``'s higher-order op) rather than call it directly?"""
+    try:
+        from torch._library.triton import is_wrap_triton_enabled
+    except ImportError:  # older torch: wrap_triton launches directly outside tracing
+        return False
     # (torch's wrap_triton hands the interpreter's kernels back as they are)
     return isinstance(kernel, triton.runtime.jit.JITFunction) and is_wrap_triton_enabled()
+
+
+@contextlib.contextmanager
+def direct_launches() -> Iterator[None]:
+    """In this thread, kernels reached through torch's wrap_triton are called directly, not through its
+    higher-order op (whose dispatch costs about a millisecond a launch): for the tuner's timing and its precompile,
+    which must spell the launch options the same way (see above)."""
+    try:
+        from torch._library.triton import set_wrap_triton_enabled
+    except ImportError:  # older torch: wrap_triton launches directly outside tracing anyway
+        yield
+        return
+    with set_wrap_triton_enabled(False):
+        yield
 _COMPILE_ONLY = threading.local()
 
 
