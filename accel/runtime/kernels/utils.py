@@ -86,8 +86,8 @@ def pdl_launch_dependents(PDL: tl.constexpr):
 # is found again only under the same cache key, which includes the launch options as the call spells them: where
 # torch's wrap_triton dispatches through its higher-order op (a compiled kernel, the default), it moves num_warps /
 # num_stages into a one-config Triton autotuner, whose Config adds num_ctas, so the warmup goes through the same
-# kind of autotuner (a bare warmup compiled every candidate twice on an H100). Where torch calls the kernel
-# directly (the interpreter's kernels), so does the warmup.
+# kind of autotuner (a bare warmup's kernel was compiled again by such a launch on an H100). Where torch calls the
+# kernel directly (under ``direct_launches``, as the tuner times; the interpreter's kernels), so does the warmup.
 _LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas")
 
 
@@ -114,6 +114,8 @@ def direct_launches() -> Iterator[None]:
         return
     with set_wrap_triton_enabled(False):
         yield
+
+
 _COMPILE_ONLY = threading.local()
 
 
