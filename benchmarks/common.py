@@ -39,8 +39,39 @@ def environment() -> dict:
         "transformers": tf,
         "cuda": torch.version.cuda,
         "commit": commit,
+        **accel_identity(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def accel_identity() -> dict:
+    """Which accel ran: where it was imported from and the hash of its sources (the hash Inductor's cache keys
+    carry). The commit alone does not say: on the lent GPU machine the working tree travels as files over an older
+    checkout, and a baseline tree may be imported beside it (``use_accel_from``)."""
+    import accel
+    from accel.lowering.inductor import accel_source_hash
+
+    return {"accel_path": str(Path(accel.__file__).resolve().parent), "accel_source_hash": accel_source_hash()}
+
+
+def use_accel_from(tree: str | None) -> None:
+    """Import accel from ``tree`` (a folder holding an ``accel`` package, e.g. ``git archive <commit> accel``
+    unpacked) rather than this checkout, for an A/B of two trees in one GPU call; fails loudly if another accel is
+    already imported or would be. None: leave the import as it is."""
+    if tree is None:
+        return
+    import sys
+
+    root = Path(tree).resolve()
+    if not (root / "accel" / "__init__.py").is_file():
+        raise SystemExit(f"--accel-from {tree}: no accel package there")
+    if "accel" in sys.modules:
+        raise SystemExit("--accel-from: accel was imported before the option could take effect")
+    sys.path.insert(0, str(root))
+    import accel
+
+    if Path(accel.__file__).resolve().parent != root / "accel":
+        raise SystemExit(f"--accel-from {tree}: imported {accel.__file__} instead")
 
 
 def cuda_time_ms(fn, *, warmup: int = 10, iters: int = 50) -> float:

@@ -21,7 +21,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import copy_bandwidth_gbs, cuda_time_ms, environment, print_table, write_result  # noqa: E402
+from common import (copy_bandwidth_gbs, cuda_time_ms, environment, print_table, use_accel_from,  # noqa: E402
+                    write_result)
 from decode_model import (ACCEL_VARIANTS, CONFIGS, TORCHAO_VARIANTS, build_model, make_step,  # noqa: E402
                           torchao_quantize)
 
@@ -146,7 +147,11 @@ def main() -> None:
     ap.add_argument("--checks", default="all", choices=("all", "speed"),
                     help="speed: skip the second compile (whole-model forward) that the logits error and the prefill "
                          "latency need, so that one call on the lent GPU fits more variants")
+    ap.add_argument("--accel-from", default=None, metavar="DIR",
+                    help="import accel from DIR/accel (another tree, for an A/B in one call; the result's env records "
+                         "which accel ran)")
     args = ap.parse_args()
+    use_accel_from(args.accel_from)
     device = args.device
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     base, cfg = build_model(args.config, dtype, device)

@@ -4,10 +4,12 @@
 #
 #   bash benchmarks/gpu_session.sh tests qkernels decode1b-quant ...
 #
-# Stages: tests (kernel tests on CUDA: bf16 and fp8 included), kernels (bf16 linear / ffn / attention),
-# qkernels (qlinear vs cuBLAS and torchao), fp8acc (fp8 accumulation: promotion interval vs speed and error), sweep (GEMV meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode8b, profile1b,
-# compileprof (where compile time goes), compilethreads (a first compile with a fresh tuning, ACCEL_COMPILE_THREADS=1
-# against $COMPILE_THREADS), graphdump (decode steps' CUDA graphs as DOT), hostprof (the host's time per decode step, under cProfile).
+# Stages: tests (kernel tests on CUDA: bf16 and fp8 included), kernels (bf16 linear / ffn / attention), qkernels
+# (qlinear vs cuBLAS and torchao), fp8acc (fp8 accumulation: promotion interval vs speed and error), sweep (GEMV
+# meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode1b-ab (decode with $BASE_TREE's accel, then this
+# tree's), decode8b, profile1b, compileprof (where compile time goes), compilethreads (a first compile with a fresh
+# tuning, ACCEL_COMPILE_THREADS=1 against $COMPILE_THREADS), graphdump (decode steps' CUDA graphs as DOT), hostprof
+# (the host's time per decode step, under cProfile).
 # torchao comes from wheels carried in .whl (see ../shared/anchors/README.md).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -44,6 +46,15 @@ for s in "$@"; do
     decode1b-quant) stage decode1b-quant ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --prefill "${PREFILL:-2048}" \
                 --variants "${VARIANTS:-eager,inductor,accel-int8,accel-int4,torchao-int8wo,torchao-int4wo}" \
                 --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" --name decode_1b_quant ;;
+    decode1b-ab) for side in base this; do  # the same decode with another tree's accel, then this one's: an A/B of
+                  # two trees in one call (BASE_TREE holds an accel package: git archive <commit> accel | tar -x -C
+                  # .base, carried; each side compiles cold, its JSON records the accel path and source hash)
+                  from=(); [ "$side" = base ] && from=(--accel-from "${BASE_TREE:-.base}")
+                  stage decode1b-ab-$side ${T_DECODE:-280} python3 benchmarks/decode.py --config 1b \
+                    --prefill "${PREFILL:-2048}" --variants "${VARIANTS:-inductor,accel-int8-head,accel-int4-head}" \
+                    --runs "${RUNS:-3}" --pos "${POS:-device}" --checks "${CHECKS:-speed}" --name decode_1b_ab_$side \
+                    ${from[@]+"${from[@]}"}
+                done ;;
     decode8b) stage decode8b ${T_DECODE:-560} python3 benchmarks/decode.py --config 8b --pos both \
                 --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-2}" --checks "${CHECKS:-all}" ;;
     sweep) stage sweep ${T_SWEEP:-400} python3 benchmarks/gemv_sweep.py --shapes "${SWEEP_SHAPES:-1b,8b}" \

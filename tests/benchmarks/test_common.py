@@ -1,0 +1,65 @@
+"""``benchmarks/common.py``: the accel identity every result records, and ``use_accel_from`` (an A/B of two trees in
+one GPU call imports the other tree's accel, or stops)."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+import common  # noqa: E402
+
+
+def test_identity_names_the_imported_accel_and_its_source_hash():
+    import accel
+    from accel.lowering.inductor import accel_source_hash
+
+    ident = common.accel_identity()
+    assert ident == {"accel_path": os.path.dirname(os.path.realpath(accel.__file__)),
+                     "accel_source_hash": accel_source_hash()}
+    assert len(ident["accel_source_hash"]) == 16
+
+
+_SCRIPT = """
+import sys
+sys.path.insert(0, {benchmarks!r})
+import common
+common.use_accel_from({tree!r})
+print(common.accel_identity())
+"""
+
+
+def _run(tree: str) -> subprocess.CompletedProcess:
+    code = _SCRIPT.format(benchmarks=os.path.realpath(BENCHMARKS), tree=tree)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+
+
+def test_accel_from_imports_the_other_tree(tmp_path):
+    """A copy of accel with one source changed: imported from there, with its own source hash."""
+    import accel
+
+    shutil.copytree(os.path.dirname(accel.__file__), tmp_path / "accel",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "accel" / "envs.py").write_text((tmp_path / "accel" / "envs.py").read_text() + "\n# changed\n")
+    done = _run(str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    ident = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own dict's repr
+    assert ident["accel_path"] == str((tmp_path / "accel").resolve())
+    assert ident["accel_source_hash"] != common.accel_identity()["accel_source_hash"]
+
+
+def test_accel_from_a_folder_without_accel_stops(tmp_path):
+    done = _run(str(tmp_path))
+    assert done.returncode != 0 and "no accel package there" in done.stderr
+
+
+def test_accel_from_after_accel_was_imported_stops(tmp_path):
+    import accel  # noqa: F401  (imported in this process already)
+
+    (tmp_path / "accel").mkdir()
+    (tmp_path / "accel" / "__init__.py").write_text("")
+    with pytest.raises(SystemExit, match="imported before"):
+        common.use_accel_from(str(tmp_path))
+    common.use_accel_from(None)  # (nothing asked: nothing done)
