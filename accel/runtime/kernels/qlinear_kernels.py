@@ -308,12 +308,11 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
     """``_qgemv_words_kernel`` with TILES > 0: the whole K is one step and not split, so the program loads its
     rows of x (normalized, times the norm's weight) once and keeps them for TILES tiles of BLOCK_N weight rows,
     grid-strided (tile p, p + programs, ...). Each tile's words are loaded before the tile before is summed and
-    written. The sums are those of the one-tile kernel, in the same order."""
+    written. The sums are those of the K loop, in the same order."""
     SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2
     CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2
     step_n = tl.num_programs(0) * BLOCK_N  # weight rows from one of the program's tiles to the next
-    n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw,
-                                                              CHUNKS_FIRST)
+    n_ok, w_ptrs, wu_ptrs, _, _, _ = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw, CHUNKS_FIRST)
     w, wu = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, K, PER_WORD, GATED, EVEN_K)  # before waiting, as with PDL
     pdl_wait(PDL)
     x_ok = _first_step_ok(kx, K, EVEN_K)
