@@ -14,12 +14,11 @@ must agree to within the rounding of the output (they differ only in the order o
 step's words loaded one step ahead) over the word-GEMV candidates, bit-identical on and off: a candidate of one K
 step a program runs as it is in both columns, so "on" is the best the tuner could pick with the switch; TILES over
 the word-GEMV candidates whose K is one step: "off" runs them with the K loop (TILES = 0), "on" without it
-(``_words_tiles``) with 1, 2 or 4 tiles of weight rows a program and x loaded once; "on" is the best of
-those and of the candidates it does not apply to. ``--as-decoded`` runs the
-1B shapes as the decode graph does: the gate with its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm
-prologue. Timing is the
-autotuner's (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off
-and on, and both against cuBLAS.
+(``_words_tiles``) with 1, 2 or 4 tiles of weight rows a program and x loaded once; "on" is the best of those and
+of the candidates it does not apply to. ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with
+its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is the autotuner's
+(``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and
+both against cuBLAS.
 """
 from __future__ import annotations
 
@@ -74,7 +73,7 @@ def main() -> None:
             best = {}
             kind = "gemv" if args.flag in ("PRMT", "PREFETCH", "TILES") else "gemm"
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, gated, 2, sms):
-                if cfg["kernel"] != kind or cfg.get("PREFETCH") or cfg.get("TILES", 0) > 1:  # (the tuner's twins)
+                if cfg["kernel"] != kind or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)
                     continue
                 if norm and not kq.fuses_norm(cfg, args.scheme, K):
                     continue
@@ -115,7 +114,7 @@ def main() -> None:
 def _variants(cfg: dict, flag: str, K: int) -> list[tuple[bool, dict]]:
     """(on, config) pairs to time for one candidate: the switch off, then on (where it does not apply, the
     candidate as it is counts as "on" too, so that "on" is the best the tuner could pick with the switch)."""
-    if flag == "TILES":  # off: the K loop (TILES = 0, the default before); on: no loop, 1, 2 or 4 tiles a program
+    if flag == "TILES":  # off: the K loop (TILES = 0, the default); on: no loop, 1, 2 or 4 tiles a program
         if not kq._one_step(cfg, K):
             return [(False, cfg), (True, cfg)]
         return [(False, {**cfg, "TILES": 0})] + [(True, {**cfg, "TILES": t}) for t in (1, 2, 4)]
