@@ -474,9 +474,9 @@ def _tiles_fit(cfg: dict, M, N, counters: torch.Tensor) -> bool:
 def _sources() -> str:
     # everything that changes what a stored config means or how fast it runs
     return autotune_cache.source_hash(
-        qk._qgemv_words_kernel, qk._words_step, qk._words_tiles, qk._row_ptrs, qk._norm_rstd, qk._qgemv_bytes_kernel,
-        qk._qgemm_kernel, qk._quantize_rows_kernel, qk._dequantize_kernel, qk._codes_to_f32, qk._unpack_int4,
-        qk._decode_words, qk._abs_max, qk._token_scale,
+        qk._qgemv_words_kernel, qk._words_step, qk._words_tiles, qk._words_then_x, qk._row_ptrs, qk._norm_rstd,
+        qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel, qk._dequantize_kernel, qk._codes_to_f32,
+        qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
         qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,

@@ -273,6 +273,18 @@ def _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, limit, PER_WORD: tl.constexpr, GATED
 
 
 @triton.jit
+def _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, limit, PER_WORD: tl.constexpr, GATED: tl.constexpr,
+                  EVEN_K: tl.constexpr, PDL: tl.constexpr):
+    """A word GEMV's first step loaded outside the K loop (the step PDL peels off, or the whole K without the loop):
+    its words first, then (with PDL, once the kernel before has finished) its x in fp32; also x's K mask."""
+    w, wu = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, limit, PER_WORD, GATED, EVEN_K)
+    pdl_wait(PDL)
+    x_ok = _first_step_ok(kx, limit, EVEN_K)
+    x = tl.load(x_ptrs, mask=m_ok & x_ok, other=0.0).to(tl.float32)
+    return w, wu, x, x_ok
+
+
+@triton.jit
 def _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, w_start, kw, CHUNKS_FIRST: tl.constexpr):
     """What a word GEMV needs of its weight rows offs_n: (n_ok, word pointers of the rows and of their up rows
     (N rows on), int4 group-parameter row offsets of both [1, BLOCK_N, 1], n3_ok), in ``_chunks_first`` order."""
@@ -313,10 +325,7 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
     CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2
     step_n = tl.num_programs(0) * BLOCK_N  # weight rows from one of the program's tiles to the next
     n_ok, w_ptrs, wu_ptrs, _, _, _ = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw, CHUNKS_FIRST)
-    w, wu = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, K, PER_WORD, GATED, EVEN_K)  # before waiting, as with PDL
-    pdl_wait(PDL)
-    x_ok = _first_step_ok(kx, K, EVEN_K)
-    x = tl.load(x_ptrs, mask=m_ok & x_ok, other=0.0).to(tl.float32)
+    w, wu, x, x_ok = _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, K, PER_WORD, GATED, EVEN_K, PDL)
     if NORM:
         rstd = _norm_rstd(x * x, K, eps, CHUNKS_FIRST)
         if HAS_NORM_W:
@@ -417,10 +426,8 @@ def _qgemv_words_kernel(
     if PDL:
         # the first step's words are loaded before waiting for x from the kernels before (see linear._gemv_kernel)
         limit = k_end - k_start  # this split may be empty
-        x_ok = _first_step_ok(kx, limit, EVEN_K)
-        w, wu = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, limit, PER_WORD, GATED, EVEN_K)
-        pdl_wait(PDL)
-        x = tl.load(x_ptrs, mask=m_ok & x_ok, other=0.0).to(tl.float32)
+        w, wu, x, x_ok = _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, limit, PER_WORD, GATED, EVEN_K,
+                                       PDL)
         if NORM:
             squares += x * x
             if HAS_NORM_W:
