@@ -40,16 +40,17 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def compiled_for_pdl(monkeypatch):
-    """The linear and qlinear launchers compile their GEMVs with PDL=True (as inside an accel compile on Hopper).
+    """The linear, qlinear, attention and rope launchers compile their kernels with PDL=True (as inside an accel
+    compile on Hopper with every PDL family on).
     The interpreter cannot run griddepcontrol, so on CPU its two instructions become no-ops and a test covers the
     PDL path's loads and summation order; on a GPU they are the real instructions (no-ops without the launch
     attribute)."""
     import triton.language as tl
 
-    from accel.runtime.kernels import linear, qlinear
+    from accel.runtime.kernels import attention, linear, qlinear, rope
 
-    for module in (linear, qlinear):
-        monkeypatch.setattr(module, "use_pdl", lambda device: True)
+    for module in (linear, qlinear, attention, rope):
+        monkeypatch.setattr(module, "use_pdl", lambda device, family="gemv": True)
     if not HAS_CUDA:
         monkeypatch.setattr(tl.extra.cuda, "gdc_wait", lambda *args, **kwargs: None)
         monkeypatch.setattr(tl.extra.cuda, "gdc_launch_dependents", lambda *args, **kwargs: None)

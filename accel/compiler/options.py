@@ -109,6 +109,13 @@ class AccelOptions:
     shape on an H200), but it can lengthen the host's time to launch each step (0.33 → 0.65 ms in one H100 run,
     0.50 → 0.48 ms in another): turn it on when the GPU bounds the step (positions advanced on the device)."""
 
+    pdl_attention: bool = True
+    """With ``pdl``: also launch the decode attention's kernels (the split-KV kernel and the reduction of its
+    splits) and the rotary / KV-cache kernel before them with PDL. Each lets the next kernel launch first thing and
+    then waits for the kernel before it, so the chain from the rotary kernel to the output projection launches at
+    once and the projection loads its first weights while attention runs. Results are bit-identical. Off leaves PDL
+    to the GEMVs alone (an ablation, for same-run comparisons)."""
+
     reduce_splits_in_kernel: bool = DEFAULT_REDUCE_SPLITS_IN_KERNEL
     """Quantized linears split along K (decode GEMVs of long rows, skinny GEMMs) add up their partial sums in the
     last program of each output tile instead of a second kernel launch; the graph keeps a small buffer of int32

@@ -33,6 +33,25 @@ def test_the_switch_is_off_outside_a_compile_and_for_cpu_tensors():
             assert use_pdl(torch.device("cuda")) == (torch.cuda.get_device_capability()[0] >= 9)
 
 
+
+def test_the_kernel_families_are_switched_on_by_name(monkeypatch):
+    from accel.runtime.kernels import utils
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(utils, "_supports_pdl", lambda index: True)
+    cuda = torch.device("cuda", 0)
+    with launching_with_pdl(True):
+        assert use_pdl(cuda) and use_pdl(cuda, utils.ATTENTION)
+    with launching_with_pdl([utils.GEMV]):
+        assert use_pdl(cuda) and not use_pdl(cuda, utils.ATTENTION)
+    with launching_with_pdl(False):
+        assert not use_pdl(cuda) and not use_pdl(cuda, utils.ATTENTION)
+    with pytest.raises(ValueError, match="unknown PDL kernel families"), launching_with_pdl(["gemm"]):
+        pass
+    for attention in (True, False):
+        with pdl.pdl_launches(True, attention=attention):
+            assert use_pdl(cuda) and use_pdl(cuda, utils.ATTENTION) == attention
+
 def test_the_generated_meta_gets_the_launch_option_once():
     patched = pdl.with_launch_pdl(GENERATED)
     assert patched.count("'launch_pdl': True") == 1 and patched.replace("'launch_pdl': True, ", "") == GENERATED
@@ -119,6 +138,11 @@ def test_the_option_is_validated_and_hashed():
     assert AccelOptions.from_dict({"pdl": True}).compute_hash() != AccelOptions().compute_hash()
     with pytest.raises(AccelOptionsError, match="pdl"):
         AccelOptions.from_dict({"pdl": "yes"})
+    assert AccelOptions().pdl_attention is True
+    assert (AccelOptions.from_dict({"pdl": True, "pdl_attention": False}).compute_hash()
+            != AccelOptions.from_dict({"pdl": True}).compute_hash())
+    with pytest.raises(AccelOptionsError, match="pdl_attention"):
+        AccelOptions.from_dict({"pdl_attention": 1})
 
 
 needs_sm90 = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 9,
@@ -155,3 +179,66 @@ def test_a_decoder_launches_its_gemvs_with_pdl_and_matches_the_compile_without()
     code = "".join(open(path).read() for path in reports[True].output_code)
     assert "'launch_pdl': True" in code and "gdc_wait" in code
     assert torch.equal(outs[True], outs[False])
+
+
+def _launch_pdl_by_kernel(code: str) -> dict[str, bool]:
+    """For each kernel defined in generated code: whether its triton_meta asks for launch_pdl."""
+    import re
+
+    chunks = code.split("async_compile.triton(")[1:]
+    return {re.match(r"\s*'(\w+)'", c).group(1): "'launch_pdl': True" in c.split("@triton.jit")[0] for c in chunks}
+
+
+@needs_sm90
+def test_a_static_cache_decode_launches_its_attention_chain_with_pdl_and_matches_without(monkeypatch):
+    """A decode step over transformers' StaticCache under CUDA graphs: with ``pdl`` the rotary / KV-cache kernel and
+    both decode attention kernels are launched with the attribute too (not with ``pdl_attention=False``), and the
+    logits and the caches are bit-identical to the compile without PDL over three steps. Untuned, so that the decode
+    attention takes its split-KV kernel and the reduction (256 cached positions: 4 splits)."""
+    from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
+
+    from torch._functorch import config as functorch_config
+    from torch._inductor import config as inductor_config
+    from torch._inductor.utils import run_and_get_code
+
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=512, max_position_embeddings=512)
+    monkeypatch.setenv("ACCEL_AUTOTUNE", "0")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).cuda().to(torch.bfloat16).eval()
+    prompt = torch.randint(0, 512, (1, 8), device="cuda")
+
+    def step(model, cache, tok, pos):
+        return model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True).logits
+
+    def decode(options):
+        torch._dynamo.reset()
+        compiled = torch.compile(step, backend="accel", options={"cudagraphs": True, **options}, fullgraph=True)
+        cache = StaticCache(config=cfg, max_cache_len=256)
+        logits = []
+        model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(8, device="cuda"))
+        tok = prompt[:, -1:]
+        for i in range(3):  # warm-up, capture, replay
+            torch.compiler.cudagraph_mark_step_begin()
+            out = compiled(model, cache, tok, torch.tensor([8 + i], device="cuda")).clone()
+            logits.append(out)
+            tok = out[:, -1:].argmax(-1)
+        return torch.cat(logits), [t.clone() for layer in cache.layers for t in (layer.keys, layer.values)]
+
+    runs = {}
+    with torch.no_grad(), inductor_config.patch(fx_graph_cache=False), \
+            functorch_config.patch(enable_autograd_cache=False):
+        for name, options in (("off", {}), ("on", {"pdl": True}), ("gemv", {"pdl": True, "pdl_attention": False})):
+            result, codes = run_and_get_code(decode, options)
+            runs[name] = (result, _launch_pdl_by_kernel("\n".join(codes)))
+    chain = ("_rope_kv_append_kernel", "_attn_decode_kernel", "_attn_decode_reduce_kernel")
+    for name, attention in (("on", True), ("gemv", False), ("off", False)):
+        pdl_of = runs[name][1]
+        for kernel in chain:
+            assert any(k.startswith(kernel) and v == attention for k, v in pdl_of.items()), (name, kernel, pdl_of)
+        assert any(k.startswith("_qgemv") or k.startswith("_gemv") for k in pdl_of), pdl_of
+        assert all(not v for k, v in pdl_of.items() if k.startswith("_attn") or k.startswith("_rope")) != attention
+    (logits, caches), _ = runs["off"]
+    for name in ("on", "gemv"):
+        assert torch.equal(runs[name][0][0], logits)
+        assert all(torch.equal(a, b) for a, b in zip(runs[name][0][1], caches))

@@ -59,6 +59,19 @@ def _vector_weight_loads(compiled) -> int:
                if "ld.global" in line and "evict_first" in line)
 
 
+def _pdl_order(compiled) -> list[str]:
+    """The griddepcontrol instructions and global memory accesses of a compiled kernel's PTX, in program order
+    (each access named ld.global / st.global)."""
+    order = []
+    for line in compiled.asm["ptx"].splitlines():
+        op = line.strip().split(" ")[0].rstrip(";")
+        if op.startswith("griddepcontrol."):
+            order.append(op)
+        elif op.startswith(("ld.global", "st.global")) or (op.startswith("@") and "global" in line):
+            order.append("ld.global" if "ld.global" in line else "st.global")
+    return order
+
+
 def _quantized_linear_launches(kq, quant, dt) -> None:
     """Each scheme through its GEMV (M=1, + split-K, + the other axis order), skinny (M=48) and tiled (M=256)
     configs, a gated SiLU epilogue, the activation-quantization and dequantization (cuBLAS candidate) kernels."""
@@ -162,6 +175,10 @@ def main() -> int:
                       qkv[..., 512:640].reshape(1, 1, 2, 64).transpose(1, 2),
                       qkv[..., 640:].reshape(1, 1, 2, 64).transpose(1, 2), cs, cs,
                       torch.zeros(1, 2, 16, 64, dtype=dt), torch.zeros(1, 2, 16, 64, dtype=dt), torch.tensor([3]))
+    kr.rope_kv_append(qkv[..., :512].reshape(1, 1, 8, 64).transpose(1, 2),
+                      qkv[..., 512:640].reshape(1, 1, 2, 64).transpose(1, 2),
+                      qkv[..., 640:].reshape(1, 1, 2, 64).transpose(1, 2), cs, cs,
+                      torch.zeros(1, 2, 16, 64, dtype=dt), torch.zeros(1, 2, 16, 64, dtype=dt), torch.tensor(3))
     # every kernel that can be compiled for programmatic dependent launch, also with its griddepcontrol instructions
     plain = [i for i, (_, _, kwargs) in enumerate(launches) if kwargs.get("PDL") is False]
     launches.extend([(launches[i][0], launches[i][1], {**launches[i][2], "PDL": True}) for i in plain])
@@ -194,6 +211,13 @@ def main() -> int:
             if got != want:
                 failed += 1
                 print(f"FAILED {kernel.__name__} (PDL): {got} 16-byte weight loads, {want} expected (one step more)")
+        # the attention chain's kernels (launched with PDL, they trigger and wait first thing): both instructions
+        # come before the first global load or store, so no program reads what the kernel before is still writing
+        if kernel.__name__.startswith(("_attn_decode", "_rope_kv")) and j in compiled:
+            order = _pdl_order(compiled[j])
+            if order[:2] != ["griddepcontrol.launch_dependents", "griddepcontrol.wait"]:
+                failed += 1
+                print(f"FAILED {kernel.__name__} (PDL): instructions in this order: {order[:4]}")
     print(f"{len(launches)} launches, {failed} failed")
     return 1 if failed or not launches else 0
 

@@ -119,6 +119,19 @@ def test_decode_matches_reference(poisoned, dtype, is_causal, b, hq, hkv, sq, sk
     assert_matches(out, q, k, v, is_causal=is_causal)
 
 
+
+@pytest.mark.parametrize("splits", [None, 1, 8], ids=["splits", "direct", "empty-splits"])
+def test_decode_with_pdl_gives_the_same_bits(splits, request):
+    """Compiled for PDL, both decode kernels let the next kernel launch and wait for the previous one before any
+    load or store; nothing else changes (on CPU the interpreter makes the two instructions no-ops, on a GPU they
+    are real and, launched without the attribute, return at once)."""
+    q, k, v = make_qkv(1, 4, 2, 1, 17, 16, torch.float16)
+    mask = torch.arange(17, device=DEVICE) < 13  # a KV-cache mask: the last keys not yet written
+    plain = run_kernel("decode", q, k, v, mask, splits=splits)
+    request.getfixturevalue("compiled_for_pdl")
+    assert ka.use_pdl(q.device, "attention")
+    assert torch.equal(run_kernel("decode", q, k, v, mask, splits=splits), plain)
+
 @pytest.mark.parametrize("kernel", ["prefill", "decode"])
 @pytest.mark.parametrize("d", [1, 40, 256])
 def test_head_dims_are_padded_and_masked(kernel, d):

@@ -72,6 +72,23 @@ def test_append_kernel_matches_reference_and_advances_the_counter(dtype, B, HQ, 
     assert torch.equal(kc[:, :, untouched], kc_ref[:, :, untouched])
 
 
+
+@pytest.mark.parametrize("append", [False, True], ids=["positions", "append"])
+def test_kernels_with_pdl_give_the_same_bits(append, request):
+    """Compiled for PDL (let the next kernel launch, then wait for the previous one, before anything else), both
+    kernels write exactly what they write without it, and the append kernel still advances the counter once."""
+    outs = []
+    for pdl in (False, True):
+        if pdl:
+            request.getfixturevalue("compiled_for_pdl")
+        q, k, v, cos, sin, (kc, vc) = make(1, 4, 2, 1, 32, 16, torch.float16)
+        where = torch.tensor(9, device=DEVICE) if append else torch.tensor([9], device=DEVICE)
+        out = (kr.rope_kv_append if append else kr.rope_kv_update)(q, k, v, cos, sin, kc, vc, where)
+        outs.append((out, kc, vc, where))
+    for plain, pdl in zip(*outs):
+        assert torch.equal(plain, pdl)
+    assert outs[1][3].item() == (10 if append else 9)
+
 def test_rope_reference_is_rotate_half():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 5, 8, dtype=torch.float64, generator=g)

@@ -25,7 +25,8 @@ import triton
 import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
-from accel.runtime.kernels.utils import next_pow2, static_int, wrap_triton
+from accel.runtime.kernels.utils import (ATTENTION, next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl,
+                                         wrap_triton)
 
 LOG2E = 1.4426950408889634  # 1/ln(2): exp(x) = exp2(x·log2(e))
 MAX_HEAD_DIM = 256
@@ -261,13 +262,15 @@ def _attn_decode_kernel(
     # Meta-parameters
     GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr,
     MASK_KIND: tl.constexpr, SKIP: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr,
 ):
     """Unnormalized attention of the GROUP·SQ query rows of KV head (b, kvh) over one contiguous key chunk.
 
     Row r is query r % SQ of head kvh·GROUP + r // SQ, so one K/V read serves the whole GQA group. DIRECT (one
     split, the whole key range) normalizes and writes Out itself; no reduction kernel follows.
     """
+    pdl_launch_dependents(PDL)  # few programs: the next kernel may launch and wait now (utils.pdl_launch_dependents)
+    pdl_wait(PDL)  # q, the caches and the mask come from earlier kernels
     sm_scale, qk_scale = tl.cast(sm_scale, tl.float32), tl.cast(qk_scale, tl.float32)  # fp64 under Inductor (see above)
     # -- map pid to block
     bk = tl.program_id(0)
@@ -326,9 +329,11 @@ def _attn_decode_reduce_kernel(
     stride_ob, stride_oh, stride_om, stride_od,
     # Meta-parameters
     GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, NATURAL: tl.constexpr,
-    BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr,
 ):
     """out = Σ_s w_s acc_s / Σ_s w_s l_s with w_s = exp(m_s - max_s m_s), for one query row (bk, r)."""
+    pdl_launch_dependents(PDL)
+    pdl_wait(PDL)
     bk = tl.program_id(0)
     r = tl.program_id(1)
     b = (bk // Hkv).to(tl.int64)
@@ -457,6 +462,7 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.T
     out = _empty_out(q)
     mask_t, mask_strides, mask_kind = _mask_args(mask, q, k)
     block_d = _block_d(d)
+    pdl = use_pdl(q.device, ATTENTION)
 
     wrap_triton(_attn_decode_kernel)[(b * hkv, splits)](
         q, k, v, mask_t, part_acc, part_max, part_sum, out,
@@ -465,7 +471,7 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.T
         scale, scale * LOG2E,
         GROUP=group, SQ=sq, HEAD_DIM=d, IS_CAUSAL=is_causal, MASK_KIND=mask_kind,
         SKIP=cfg["SKIP"] if mask_kind else 0, IEEE=_ieee(q), DIRECT=direct,
-        BLOCK_R=max(16, next_pow2(rows)), BLOCK_N=cfg["BLOCK_N"], BLOCK_D=block_d,
+        BLOCK_R=max(16, next_pow2(rows)), BLOCK_N=cfg["BLOCK_N"], BLOCK_D=block_d, PDL=pdl,
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if direct:
@@ -475,7 +481,7 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.T
         hkv, splits,
         *out.stride(),
         GROUP=group, SQ=sq, HEAD_DIM=d, NATURAL=mask_kind == 2,
-        BLOCK_S=next_pow2(splits), BLOCK_D=block_d,
+        BLOCK_S=next_pow2(splits), BLOCK_D=block_d, PDL=pdl,
         num_warps=4 if splits * block_d >= 2048 else 1,
     )
     return out

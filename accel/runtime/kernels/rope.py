@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from accel.runtime.kernels.utils import next_pow2, wrap_triton
+from accel.runtime.kernels.utils import ATTENTION, next_pow2, pdl_launch_dependents, pdl_wait, use_pdl, wrap_triton
 
 
 @triton.jit
@@ -31,8 +31,10 @@ def _rope_kv_kernel(
     S, HQ, HALF,
     # Strides: q, k, v, cos, sin, q_out, k_cache, v_cache as (batch, head, seq) — the last dim is contiguous
     sqb, sqh, sqs, skb, skh, sks, svb, svh, svs, scb, scs, ssb, sss, sob, soh, sos, skcb, skch, skcl, svcb, svch, svcl,
-    BLOCK: tl.constexpr,
+    BLOCK: tl.constexpr, PDL: tl.constexpr,
 ):
+    pdl_launch_dependents(PDL)  # the attention after it may launch now (utils.pdl_launch_dependents)
+    pdl_wait(PDL)
     bs = tl.program_id(0)
     h = tl.program_id(1)
     b = bs // S
@@ -80,10 +82,12 @@ def _rope_kv_append_kernel(
     B, S, HQ, HKV, HALF,
     # Strides, as for _rope_kv_kernel
     sqb, sqh, sqs, skb, skh, sks, svb, svh, svs, scb, scs, ssb, sss, sob, soh, sos, skcb, skch, skcl, svcb, svch, svcl,
-    BLOCK_HQ: tl.constexpr, BLOCK_HKV: tl.constexpr, BLOCK: tl.constexpr,
+    BLOCK_HQ: tl.constexpr, BLOCK_HKV: tl.constexpr, BLOCK: tl.constexpr, PDL: tl.constexpr,
 ):
     """One program: for each (batch, position), all q heads as one [BLOCK_HQ, BLOCK] tile and all KV heads as
     another, written to rows length + s of the caches."""
+    pdl_launch_dependents(PDL)
+    pdl_wait(PDL)
     offs = tl.arange(0, BLOCK)[None, :]
     ok = offs < HALF
     hq = tl.arange(0, BLOCK_HQ)[:, None]
@@ -135,7 +139,7 @@ def rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions) -> torch.Tens
     wrap_triton(_rope_kv_kernel)[(B * S, HQ + k.shape[1])](
         q, k, v, cos4, sin4, positions, q_out, k_cache, v_cache,
         S, HQ, D // 2, *strides,
-        BLOCK=max(16, next_pow2(D // 2)), num_warps=1,
+        BLOCK=max(16, next_pow2(D // 2)), PDL=use_pdl(q.device, ATTENTION), num_warps=1,
     )
     return q_out
 
@@ -148,6 +152,7 @@ def rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length) -> torch.Tensor:
     wrap_triton(_rope_kv_append_kernel)[(1,)](
         q, k, v, cos4, sin4, length, q_out, k_cache, v_cache,
         B, S, HQ, HKV, D // 2, *strides,
-        BLOCK_HQ=next_pow2(HQ), BLOCK_HKV=next_pow2(HKV), BLOCK=max(16, next_pow2(D // 2)), num_warps=4,
+        BLOCK_HQ=next_pow2(HQ), BLOCK_HKV=next_pow2(HKV), BLOCK=max(16, next_pow2(D // 2)),
+        PDL=use_pdl(q.device, ATTENTION), num_warps=4,
     )
     return q_out

@@ -6,7 +6,7 @@ import contextlib
 import contextvars
 import functools
 import threading
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 import triton
@@ -32,17 +32,25 @@ def next_pow2(n: int) -> int:
 
 
 # Programmatic dependent launch (PDL, Hopper and newer). While accel's lowering compiles a graph with the ``pdl``
-# option, the launchers give their GEMVs PDL=True: such a kernel loads its first weight tile, waits
-# (griddepcontrol.wait) for the previous kernel before it reads an activation, and lets the next kernel launch after
-# its main loop; the lowering asks Inductor to launch it with the PDL attribute (accel.lowering.pdl). Anywhere else
-# (eager calls, tests, the interpreter) the flag is off and the kernels compile without those instructions.
-_PDL = contextvars.ContextVar("accel_pdl", default=False)
+# option, the launchers of the kernel families it names compile their kernels with PDL=True: a GEMV (family
+# ``GEMV``) loads its first weight tile, waits (griddepcontrol.wait) for the previous kernel before it reads an
+# activation, and lets the next kernel launch after its main loop; the decode attention's kernels and the rotary /
+# KV-cache kernel in front of them (family ``ATTENTION``) let the next kernel launch at once and then wait. The
+# lowering asks Inductor to launch them with the PDL attribute (accel.lowering.pdl). Anywhere else (eager calls,
+# tests, the interpreter) no family is on and the kernels compile without those instructions.
+GEMV, ATTENTION = "gemv", "attention"
+PDL_FAMILIES = frozenset((GEMV, ATTENTION))
+_PDL: contextvars.ContextVar[frozenset] = contextvars.ContextVar("accel_pdl", default=frozenset())
 
 
 @contextlib.contextmanager
-def launching_with_pdl(enabled: bool) -> Iterator[None]:
-    """Within the block, ``use_pdl`` answers for ``enabled`` (and the device)."""
-    token = _PDL.set(bool(enabled))
+def launching_with_pdl(families: bool | Iterable[str]) -> Iterator[None]:
+    """Within the block, ``use_pdl`` answers for the kernel ``families`` named (True: all of them)."""
+    chosen = PDL_FAMILIES if families is True else frozenset(families or ())
+    unknown = chosen - PDL_FAMILIES
+    if unknown:
+        raise ValueError(f"unknown PDL kernel families {sorted(unknown)}; known: {sorted(PDL_FAMILIES)}")
+    token = _PDL.set(chosen)
     try:
         yield
     finally:
@@ -54,9 +62,10 @@ def _supports_pdl(device_index: int) -> bool:
     return torch.cuda.get_device_capability(device_index)[0] >= 9
 
 
-def use_pdl(device: torch.device) -> bool:
-    """Whether a kernel launched now on ``device`` should be compiled for programmatic dependent launch."""
-    if not _PDL.get() or device.type != "cuda" or not torch.cuda.is_available():
+def use_pdl(device: torch.device, family: str = GEMV) -> bool:
+    """Whether a kernel of ``family`` launched now on ``device`` should be compiled for programmatic dependent
+    launch."""
+    if family not in _PDL.get() or device.type != "cuda" or not torch.cuda.is_available():
         return False
     return _supports_pdl(device.index if device.index is not None else torch.cuda.current_device())
 
@@ -73,8 +82,10 @@ def pdl_wait(PDL: tl.constexpr):
 @triton.jit
 def pdl_launch_dependents(PDL: tl.constexpr):
     """With PDL: let the next kernel launch (once every program of this one has got here or exited), so that its
-    set-up and first weight loads overlap this kernel's tail. Call it after the main loop: triggering at the start
-    lets a chain of kernels launch ahead and wait on the GPU's resources."""
+    set-up and first weight loads overlap this kernel's tail. A GEMV calls it after its main loop: triggering at the
+    start lets a chain of kernels launch ahead and wait on the GPU's resources. The decode attention's small
+    kernels (a few dozen programs) call it first thing, so that the chain up to the next GEMV launches at once and
+    that GEMV loads its first weights while they run; the chain ends there."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
 
