@@ -64,6 +64,11 @@ ACCEL_VARIANTS = {
     "accel-pdl": {"pdl": True},
     "accel-int4-head-pdl": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True, "pdl": True},
     "accel-int8-head-pdl": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": True},
+    # without PDL (on by default since session 15), for an A/B
+    "accel-nopdl": {"pdl": False},
+    "accel-int8-head-nopdl": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": False},
+    "accel-int4-head-nopdl": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
+                              "pdl": False},
     # PDL for the GEMVs alone, not the attention chain (pdl_attention off: the PDL of sessions 6-14), for an A/B
     "accel-pdl-gemv": {"pdl": True, "pdl_attention": False},
     "accel-int8-head-pdl-gemv": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": True,

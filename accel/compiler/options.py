@@ -29,11 +29,11 @@ INDUCTOR_DEFAULTS = {"combo_kernels": True}
 DEFAULT_CUDAGRAPHS = False
 # Programmatic dependent launch: measured on an H200 (benchmarks/results/decode_*_s6run*): +2.4% and +3.4% decode
 # tok/s on the 8B shape; on the 1B shape on an H100, once its first step kept 16-byte loads (session 12,
-# profile_decode_1b*_s12run9/11_*), 5-6% less GPU time a step; 1B int8 + head decode at device position 1269.6 ->
-# 1368.4 tok/s (decode_1b_quant_s13run4_*). The host's time a step grew 0.33 -> 0.65 ms in one run (s12run8) and
-# not in another (0.50 -> 0.48 ms, s13run4); the bf16 default path's decode rate with it is not yet measured, so it
-# is opt-in.
-DEFAULT_PDL = False
+# profile_decode_1b*_s12run9/11_*), 5-6% less GPU time a step. On by default since session 15, once it also covered
+# the decode attention chain: one H200 process (decode_1b_pdl_default_s15run3_*), 1B decode against pdl=False at
+# device position int8 + head +9.5%, int4 + head +16.6%, bf16 -0.7%; with the host in the loop +6.8%, +6.6%, +4.6%;
+# the host's time a token no longer (0.27-0.33 ms against 0.30-0.69 without).
+DEFAULT_PDL = True
 # Split-K quantized linears reduced in their last program (one launch, not two): measured on an H100
 # (benchmarks/results/decode_1b_quant_s10run6_*), 1B int8 + head decode 1223.3 vs 1176.2 tok/s in the same run.
 DEFAULT_REDUCE_SPLITS_IN_KERNEL = True
@@ -103,11 +103,11 @@ class AccelOptions:
     pdl: bool = DEFAULT_PDL
     """Programmatic dependent launch (Hopper and newer GPUs, ignored elsewhere): Inductor launches accel's decode
     GEMVs with CUDA's PDL attribute; each loads its first weight tile, then waits for the kernel before it, and
-    lets the next one launch after its main loop, so launches and first loads overlap the previous kernel's tail.
-    Results are bit-identical. It cuts the GPU's time per decode step by 5–6% on the 1B Llama shape on an H100
-    (bf16, int8 and int4 weight-only; int8 + head decode 2.30× → 2.48× Inductor there; 2–3% decode speed on the 8B
-    shape on an H200), but it can lengthen the host's time to launch each step (0.33 → 0.65 ms in one H100 run,
-    0.50 → 0.48 ms in another): turn it on when the GPU bounds the step (positions advanced on the device)."""
+    lets the next one launch after its main loop, so launches and first loads overlap the previous kernel's tail
+    (with ``pdl_attention``, the decode attention chain too). Results are bit-identical, except int4 GEMVs with a
+    fused RMSNorm, whose first step outside the loop rounds its fp32 sums in another order (within 1e-4 of the
+    kernel without PDL). On an H200 (session 15), 1B Llama decode against ``pdl=False``: int8 + head +9.5%, int4 +
+    head +16.6%, bf16 -0.7% with the positions on the device; +4.6–6.8% with the host in the loop."""
 
     pdl_attention: bool = True
     """With ``pdl``: also launch the decode attention's kernels (the split-KV kernel and the reduction of its

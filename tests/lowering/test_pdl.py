@@ -134,8 +134,8 @@ def test_the_access_analysis_sees_a_pdl_launch_as_the_plain_launch():
 def test_the_option_is_validated_and_hashed():
     from accel.compiler.options import AccelOptions, AccelOptionsError
 
-    assert AccelOptions().pdl is False
-    assert AccelOptions.from_dict({"pdl": True}).compute_hash() != AccelOptions().compute_hash()
+    assert AccelOptions().pdl is True
+    assert AccelOptions.from_dict({"pdl": False}).compute_hash() != AccelOptions().compute_hash()
     with pytest.raises(AccelOptionsError, match="pdl"):
         AccelOptions.from_dict({"pdl": "yes"})
     assert AccelOptions().pdl_attention is True
@@ -191,10 +191,11 @@ def _launch_pdl_by_kernel(code: str) -> dict[str, bool]:
 
 @needs_sm90
 def test_a_static_cache_decode_launches_its_attention_chain_with_pdl_and_matches_without(monkeypatch):
-    """A decode step over transformers' StaticCache under CUDA graphs: with ``pdl`` the rotary / KV-cache kernel and
-    both decode attention kernels are launched with the attribute too (not with ``pdl_attention=False``), and the
-    logits and the caches are bit-identical to the compile without PDL over three steps. Untuned, so that the decode
-    attention takes its split-KV kernel and the reduction (256 cached positions: 4 splits)."""
+    """A decode step over transformers' StaticCache under CUDA graphs: with ``pdl`` (the default) the rotary /
+    KV-cache kernel and both decode attention kernels are launched with the attribute too (not with
+    ``pdl_attention=False``), and the logits and the caches are bit-identical to the compile without PDL over three
+    steps. Untuned, so that the decode attention takes its split-KV kernel and the reduction (256 cached positions:
+    4 splits)."""
     from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
 
     from torch._functorch import config as functorch_config
@@ -228,7 +229,7 @@ def test_a_static_cache_decode_launches_its_attention_chain_with_pdl_and_matches
     runs = {}
     with torch.no_grad(), inductor_config.patch(fx_graph_cache=False), \
             functorch_config.patch(enable_autograd_cache=False):
-        for name, options in (("off", {}), ("on", {"pdl": True}), ("gemv", {"pdl": True, "pdl_attention": False})):
+        for name, options in (("off", {"pdl": False}), ("on", {}), ("gemv", {"pdl_attention": False})):
             result, codes = run_and_get_code(decode, options)
             runs[name] = (result, _launch_pdl_by_kernel("\n".join(codes)))
     chain = ("_rope_kv_append_kernel", "_attn_decode_kernel", "_attn_decode_reduce_kernel")
