@@ -77,6 +77,10 @@ ACCEL_VARIANTS = {
                                  "pdl": True, "pdl_attention": False},
     # Inductor's own kernels launched with PDL too (its triton.enable_pdl, off by default)
     "accel-pdl-all": {"pdl": True, "inductor_config": {"triton.enable_pdl": True}},
+    "accel-int8-head-pdl-all": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": True,
+                                "inductor_config": {"triton.enable_pdl": True}},
+    "accel-int4-head-pdl-all": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
+                                "pdl": True, "inductor_config": {"triton.enable_pdl": True}},
 }
 # torchao baselines: the model quantized by torchao's quantize_, then Inductor (reduce-overhead)
 TORCHAO_VARIANTS = ("torchao-int8wo", "torchao-int4wo", "torchao-fp8")
