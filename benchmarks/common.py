@@ -6,7 +6,9 @@ benchmarks/results/ (or $OUT when set, as on the lent GPU machine), tagged with 
 from __future__ import annotations
 
 import datetime
+import gc
 import json
+import time
 import os
 import platform
 import subprocess
@@ -72,6 +74,48 @@ def use_accel_from(tree: str | None) -> None:
 
     if Path(accel.__file__).resolve().parent != root / "accel":
         raise SystemExit(f"--accel-from {tree}: imported {accel.__file__} instead")
+
+
+class GcPauses:
+    """Python's garbage collections while the block runs: how many of each generation, and the seconds they took.
+
+    Decode rates at device position are bounded by the host when issuing a step takes as long as running it; the
+    host's time a step has moved 0.35 -> 0.77 ms between variants of one process (session 15). A collection of
+    the old generations walks every object the compiles left behind, so this records them for each timed block.
+    ``freeze``: collect, then move every object to the permanent generation (``gc.freeze``) for the block, so
+    that collections during it walk only what the block allocates; undone on exit (unless objects were frozen
+    before the block: ``gc.unfreeze`` cannot tell them apart)."""
+
+    def __init__(self, freeze: bool = False):
+        self.freeze = freeze
+        self.counts = [0, 0, 0]
+        self.seconds = 0.0
+        self._start = None
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        elif self._start is not None:
+            self.counts[info["generation"]] += 1
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+    def __enter__(self) -> "GcPauses":
+        self._unfreeze = self.freeze and gc.get_freeze_count() == 0
+        if self.freeze:
+            gc.collect()
+            gc.freeze()
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
+        if self._unfreeze:
+            gc.unfreeze()
+
+    def record(self) -> dict:
+        """The row fields: collections by generation and their total milliseconds."""
+        return {"gc_collections": list(self.counts), "gc_ms": round(self.seconds * 1e3, 2)}
 
 
 def cuda_time_ms(fn, *, warmup: int = 10, iters: int = 50) -> float:

@@ -21,7 +21,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (copy_bandwidth_gbs, cuda_time_ms, environment, print_table, use_accel_from,  # noqa: E402
+from common import (GcPauses, copy_bandwidth_gbs, cuda_time_ms, environment, print_table, use_accel_from,  # noqa: E402
                     write_result)
 from decode_model import (ACCEL_VARIANTS, CONFIGS, TORCHAO_VARIANTS, build_model, make_step,  # noqa: E402
                           torchao_quantize)
@@ -150,6 +150,9 @@ def main() -> None:
     ap.add_argument("--accel-from", default=None, metavar="DIR",
                     help="import accel from DIR/accel (another tree, for an A/B in one call; the result's env records "
                          "which accel ran)")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="collect and freeze Python's heap (gc.freeze) for each variant's timed runs, so that garbage "
+                         "collections during them walk only what the steps allocate (see common.GcPauses)")
     args = ap.parse_args()
     use_accel_from(args.accel_from)
     device = args.device
@@ -192,8 +195,10 @@ def main() -> None:
             print(f"{variant}: compiled and warm in {row['compile_s']} s", flush=True)
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
             issued: list = []
-            sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, issued)[0]
-                          for _ in range(runs)])
+            with GcPauses(freeze=args.gc_freeze) as pauses:
+                sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, issued)[0]
+                              for _ in range(runs)])
+            row.update(pauses.record())  # the garbage collections during the timed runs (all of them)
             _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
@@ -250,7 +255,7 @@ def main() -> None:
     print_table(rows, ["variant", "tok_s", "ms_per_tok", "weight_gbs", "pct_of_copy_bw", "compile_s", "token_match",
                        "teacher_forced_match", "generate_match", "logits_rel_err_vs_fp32", "prefill_ms",
                        "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "host_bound", "speedup_device_pos",
-                       "error"])
+                       "gc_collections", "gc_ms", "error"])
     path = write_result(args.name or f"decode_{args.config}", payload)
     print(f"wrote {path}")
 

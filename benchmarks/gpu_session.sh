@@ -45,7 +45,7 @@ for s in "$@"; do
                 --generate "${GENERATE:-0}" ;;
     decode1b-quant) stage decode1b-quant ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --prefill "${PREFILL:-2048}" \
                 --variants "${VARIANTS:-eager,inductor,accel-int8,accel-int4,torchao-int8wo,torchao-int4wo}" \
-                --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" --name decode_1b_quant ;;
+                --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" --name decode_1b_quant ${DECODE_ARGS:-} ;;
     decode1b-ab) for side in base this; do  # the same decode with another tree's accel, then this one's: an A/B of
                   # two trees in one call (BASE_TREE holds an accel package: git archive <commit> accel | tar -x -C
                   # .base, carried; each side compiles cold, its JSON records the accel path and source hash)

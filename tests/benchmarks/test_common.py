@@ -63,3 +63,20 @@ def test_accel_from_after_accel_was_imported_stops(tmp_path):
     with pytest.raises(SystemExit, match="imported before"):
         common.use_accel_from(str(tmp_path))
     common.use_accel_from(None)  # (nothing asked: nothing done)
+
+
+def test_gc_pauses_counts_the_collections_in_the_block_and_freezes_only_there():
+    import gc
+
+    frozen = gc.get_freeze_count()
+    with common.GcPauses() as pauses:
+        gc.collect()
+        gc.collect(0)
+    assert pauses.counts[2] == 1 and pauses.counts[0] == 1 and pauses.seconds > 0
+    assert pauses._callback not in gc.callbacks
+    gc.collect()  # outside the block: not counted
+    assert pauses.record() == {"gc_collections": [1, 0, 1], "gc_ms": round(pauses.seconds * 1e3, 2)}
+    junk = [[i] for i in range(1000)]
+    with common.GcPauses(freeze=True) as pauses:
+        assert gc.get_freeze_count() >= frozen + len(junk)
+    assert gc.get_freeze_count() == frozen and pauses.counts == [0, 0, 0]
