@@ -32,7 +32,7 @@ DEFAULT_CUDAGRAPHS = False
 # profile_decode_1b*_s12run9/11_*), 5-6% less GPU time a step. On by default since session 15, once it also covered
 # the decode attention chain: one H200 process (decode_1b_pdl_default_s15run3_*), 1B decode against pdl=False at
 # device position int8 + head +9.5%, int4 + head +16.6%, bf16 -0.7%; with the host in the loop +6.8%, +6.6%, +4.6%;
-# the host's time a token no longer (0.27-0.33 ms against 0.30-0.69 without).
+# the host's time a token was not longer with it (0.27-0.33 ms against 0.30-0.69 without).
 DEFAULT_PDL = True
 # Split-K quantized linears reduced in their last program (one launch, not two): measured on an H100
 # (benchmarks/results/decode_1b_quant_s10run6_*), 1B int8 + head decode 1223.3 vs 1176.2 tok/s in the same run.
