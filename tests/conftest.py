@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def compiled_for_pdl(monkeypatch):
     """The linear, qlinear, attention and rope launchers compile their kernels with PDL=True (as inside an accel
-    compile on Hopper with every PDL family on).
+    compile on Hopper with the default PDL families).
     The interpreter cannot run griddepcontrol, so on CPU its two instructions become no-ops and a test covers the
     PDL path's loads and summation order; on a GPU they are the real instructions (no-ops without the launch
     attribute)."""
@@ -49,8 +49,17 @@ def compiled_for_pdl(monkeypatch):
 
     from accel.runtime.kernels import attention, linear, qlinear, rope
 
-    for module in (linear, qlinear, attention, rope):
-        monkeypatch.setattr(module, "use_pdl", lambda device, family="gemv": True)
+    for module in (linear, qlinear, attention, rope):  # the default families: not the GEMVs' early trigger
+        monkeypatch.setattr(module, "use_pdl", lambda device, family="gemv": family != "gemv_early")
     if not HAS_CUDA:
         monkeypatch.setattr(tl.extra.cuda, "gdc_wait", lambda *args, **kwargs: None)
         monkeypatch.setattr(tl.extra.cuda, "gdc_launch_dependents", lambda *args, **kwargs: None)
+
+
+@pytest.fixture
+def compiled_for_early_pdl(compiled_for_pdl, monkeypatch):
+    """As ``compiled_for_pdl``, with the GEMVs' early trigger too (option ``pdl_early_trigger``)."""
+    from accel.runtime.kernels import linear, qlinear
+
+    for module in (linear, qlinear):
+        monkeypatch.setattr(module, "use_pdl", lambda device, family="gemv": True)

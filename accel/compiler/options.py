@@ -116,6 +116,11 @@ class AccelOptions:
     once and the projection loads its first weights while attention runs. Results are bit-identical. Off leaves PDL
     to the GEMVs alone (an ablation, for same-run comparisons)."""
 
+    pdl_early_trigger: bool = False
+    """With ``pdl``, an experiment (off): the GEMVs let the next kernel launch first thing instead of after their
+    main loop, so that the next GEMV's programs can take the SMs this one frees and load their first weights while
+    it still streams. Results are bit-identical. For same-run comparisons; not yet measured."""
+
     reduce_splits_in_kernel: bool = DEFAULT_REDUCE_SPLITS_IN_KERNEL
     """Quantized linears split along K (decode GEMVs of long rows, skinny GEMMs) add up their partial sums in the
     last program of each output tile instead of a second kernel launch; the graph keeps a small buffer of int32

@@ -86,7 +86,9 @@ def compile_with_inductor(
     if with_accel_pass:
         patches["post_grad_custom_post_pass"] = RecordAccelKernels(options, report)
     before = len(PyCodeCache.modules)
-    with cached_kernel_access() as memo, pdl_launches(options.pdl and with_accel_pass, options.pdl_attention) as pdl:
+    pdl_on = options.pdl and with_accel_pass
+    with cached_kernel_access() as memo, \
+            pdl_launches(pdl_on, options.pdl_attention, options.pdl_early_trigger) as pdl:
         compiled = compile_fx(gm, list(example_inputs), config_patches=patches)
     if report is not None:
         report.output_code = _new_output_modules(before)

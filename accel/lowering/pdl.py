@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from accel.lowering.kernel_access_cache import is_accel_kernel
-from accel.runtime.kernels.utils import ATTENTION, GEMV, launching_with_pdl
+from accel.runtime.kernels.utils import ATTENTION, GEMV, GEMV_EARLY, launching_with_pdl
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,11 @@ def wants_pdl(kernel: Any, kwargs: dict) -> bool:
 
 
 @contextlib.contextmanager
-def pdl_launches(enabled: bool, attention: bool = True) -> Iterator[PdlRecord]:
+def pdl_launches(enabled: bool, attention: bool = True, early: bool = False) -> Iterator[PdlRecord]:
     """Within the block (one accel compile): launchers compile for PDL where the GPU has it (the GEMVs, and with
-    ``attention`` the decode attention's kernels and the rotary / KV-cache kernel before them), and Inductor
-    launches those kernels with the attribute. Yields the record."""
+    ``attention`` the decode attention's kernels and the rotary / KV-cache kernel before them; with ``early`` the
+    GEMVs let the next kernel launch first thing), and Inductor launches those kernels with the attribute. Yields
+    the record."""
     record = PdlRecord()
     if not enabled:
         yield record
@@ -86,7 +87,7 @@ def pdl_launches(enabled: bool, attention: bool = True) -> Iterator[PdlRecord]:
 
     PythonWrapperCodegen.define_user_defined_triton_kernel = define_user_defined_triton_kernel
     try:
-        with launching_with_pdl((GEMV, ATTENTION) if attention else (GEMV,)):
+        with launching_with_pdl((GEMV,) + (ATTENTION,) * attention + (GEMV_EARLY,) * early):
             yield record
     finally:
         PythonWrapperCodegen.define_user_defined_triton_kernel = original

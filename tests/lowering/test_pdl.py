@@ -43,7 +43,7 @@ def test_the_kernel_families_are_switched_on_by_name(monkeypatch):
     with launching_with_pdl(True):
         assert use_pdl(cuda) and use_pdl(cuda, utils.ATTENTION)
     with launching_with_pdl([utils.GEMV]):
-        assert use_pdl(cuda) and not use_pdl(cuda, utils.ATTENTION)
+        assert use_pdl(cuda) and not use_pdl(cuda, utils.ATTENTION) and not use_pdl(cuda, utils.GEMV_EARLY)
     with launching_with_pdl(False):
         assert not use_pdl(cuda) and not use_pdl(cuda, utils.ATTENTION)
     with pytest.raises(ValueError, match="unknown PDL kernel families"), launching_with_pdl(["gemm"]):
@@ -51,6 +51,9 @@ def test_the_kernel_families_are_switched_on_by_name(monkeypatch):
     for attention in (True, False):
         with pdl.pdl_launches(True, attention=attention):
             assert use_pdl(cuda) and use_pdl(cuda, utils.ATTENTION) == attention
+            assert not use_pdl(cuda, utils.GEMV_EARLY)
+    with pdl.pdl_launches(True, early=True):
+        assert use_pdl(cuda, utils.GEMV_EARLY) and use_pdl(cuda, utils.ATTENTION)
 
 def test_the_generated_meta_gets_the_launch_option_once():
     patched = pdl.with_launch_pdl(GENERATED)
@@ -143,6 +146,8 @@ def test_the_option_is_validated_and_hashed():
             != AccelOptions.from_dict({"pdl": True}).compute_hash())
     with pytest.raises(AccelOptionsError, match="pdl_attention"):
         AccelOptions.from_dict({"pdl_attention": 1})
+    assert AccelOptions().pdl_early_trigger is False
+    assert AccelOptions.from_dict({"pdl_early_trigger": True}).compute_hash() != AccelOptions().compute_hash()
 
 
 needs_sm90 = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 9,
@@ -194,7 +199,7 @@ def test_a_static_cache_decode_launches_its_attention_chain_with_pdl_and_matches
     """A decode step over transformers' StaticCache under CUDA graphs: with ``pdl`` (the default) the rotary /
     KV-cache kernel and both decode attention kernels are launched with the attribute too (not with
     ``pdl_attention=False``), and the logits and the caches are bit-identical to the compile without PDL over three
-    steps. Untuned, so that the decode attention takes its split-KV kernel and the reduction (256 cached positions:
+    steps, also with the GEMVs' early trigger (``pdl_early_trigger``). Untuned, so that the decode attention takes its split-KV kernel and the reduction (256 cached positions:
     4 splits)."""
     from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
 
@@ -229,17 +234,18 @@ def test_a_static_cache_decode_launches_its_attention_chain_with_pdl_and_matches
     runs = {}
     with torch.no_grad(), inductor_config.patch(fx_graph_cache=False), \
             functorch_config.patch(enable_autograd_cache=False):
-        for name, options in (("off", {"pdl": False}), ("on", {}), ("gemv", {"pdl_attention": False})):
+        for name, options in (("off", {"pdl": False}), ("on", {}), ("gemv", {"pdl_attention": False}),
+                              ("early", {"pdl_early_trigger": True})):
             result, codes = run_and_get_code(decode, options)
             runs[name] = (result, _launch_pdl_by_kernel("\n".join(codes)))
     chain = ("_rope_kv_append_kernel", "_attn_decode_kernel", "_attn_decode_reduce_kernel")
-    for name, attention in (("on", True), ("gemv", False), ("off", False)):
+    for name, attention in (("on", True), ("gemv", False), ("off", False), ("early", True)):
         pdl_of = runs[name][1]
         for kernel in chain:
             assert any(k.startswith(kernel) and v == attention for k, v in pdl_of.items()), (name, kernel, pdl_of)
         assert any(k.startswith("_qgemv") or k.startswith("_gemv") for k in pdl_of), pdl_of
         assert all(not v for k, v in pdl_of.items() if k.startswith("_attn") or k.startswith("_rope")) != attention
     (logits, caches), _ = runs["off"]
-    for name in ("on", "gemv"):
+    for name in ("on", "gemv", "early"):
         assert torch.equal(runs[name][0][0], logits)
         assert all(torch.equal(a, b) for a, b in zip(runs[name][0][1], caches))

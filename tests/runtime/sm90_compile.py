@@ -183,11 +183,17 @@ def main() -> int:
     plain = [i for i, (_, _, kwargs) in enumerate(launches) if kwargs.get("PDL") is False]
     launches.extend([(launches[i][0], launches[i][1], {**launches[i][2], "PDL": True}) for i in plain])
     pdl_of = dict(zip(plain, range(len(launches) - len(plain), len(launches))))
+    # and the GEMVs with the pdl_early_trigger experiment: launch_dependents on their first line
+    early = [i for i in plain if "PDL_EARLY" in launches[i][0].arg_names]
+    launches.extend([(launches[i][0], launches[i][1], {**launches[i][2], "PDL": True, "PDL_EARLY": True})
+                     for i in early])
+    early_of = dict(zip(early, range(len(launches) - len(early), len(launches))))
     failed, compiled = 0, {}
     for i, (kernel, args, kwargs) in enumerate(launches):
         try:
             compiled[i] = compile_launch(kernel, args, kwargs)
-            print(f"ok     {kernel.__name__}{' (PDL)' if kwargs.get('PDL') else ''}")
+            pdl = " (PDL, early)" if kwargs.get("PDL_EARLY") else " (PDL)" if kwargs.get("PDL") else ""
+            print(f"ok     {kernel.__name__}{pdl}")
         except Exception as e:  # report every failing launch, not just the first
             failed += 1
             print(f"FAILED {kernel.__name__}: {type(e).__name__}: {str(e).splitlines()[-1][:300]}")
@@ -218,6 +224,17 @@ def main() -> int:
             if order[:2] != ["griddepcontrol.launch_dependents", "griddepcontrol.wait"]:
                 failed += 1
                 print(f"FAILED {kernel.__name__} (PDL): instructions in this order: {order[:4]}")
+    # a GEMV triggers once: after its first loads (the usual trigger, after the main loop), or before any access
+    # with the early trigger
+    for i, j in early_of.items():
+        kernel = launches[i][0]
+        if i not in pdl_of or pdl_of[i] not in compiled or j not in compiled:
+            continue
+        usual, first = _pdl_order(compiled[pdl_of[i]]), _pdl_order(compiled[j])
+        trigger = "griddepcontrol.launch_dependents"
+        if usual.count(trigger) != 1 or usual.index(trigger) == 0 or first.count(trigger) != 1 or first[0] != trigger:
+            failed += 1
+            print(f"FAILED {kernel.__name__} (PDL early): usual {usual[:3]}..., early {first[:3]}...")
     print(f"{len(launches)} launches, {failed} failed")
     return 1 if failed or not launches else 0
 

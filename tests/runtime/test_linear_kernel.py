@@ -278,3 +278,18 @@ def test_pdl_gemv_gives_the_same_bits(name, M, N, K, gated, request):
     expected = kl.launch(kl.CUBLAS, reference.rms_norm(x, eps) if eps else x, w, b, 1 if gated else 0, gated,
                          None, res)
     torch.testing.assert_close(plain, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gemv", "gemv-splitk3"])
+def test_pdl_early_trigger_gives_the_same_bits(name, request):
+    """The ``pdl_early_trigger`` experiment moves launch_dependents to the GEMV's first line: the same bits as PDL's
+    usual trigger after the loop (masked K, with the norm where the split allows it, gated, a residual)."""
+    cfg = CONFIGS[name]
+    x, w, b = make_inputs(1, 80, 130, torch.float32, seed=3)
+    res = torch.randn(1, 40, generator=torch.Generator().manual_seed(4)).to(DEVICE)
+    eps = 1e-6 if cfg["SPLIT_K"] == 1 else None
+    request.getfixturevalue("compiled_for_pdl")
+    usual = kl.launch(cfg, x, w, b, 1, True, eps, res)
+    request.getfixturevalue("compiled_for_early_pdl")
+    assert kl.use_pdl(x.device, "gemv_early")
+    assert torch.equal(kl.launch(cfg, x, w, b, 1, True, eps, res), usual)

@@ -462,6 +462,22 @@ def test_pdl_gemv_gives_the_same_bits(scheme, M, N, K, G, path, gated, request):
     assert torch.equal(run(x, qw, scale, zero, b, scheme, G, act, gated, config=CONFIGS[path]), plain)
 
 
+@pytest.mark.parametrize("scheme,M,N,K,G", PDL_CASES)
+@pytest.mark.parametrize("tiles", [0, 2], ids=["loop", "tiles"])
+def test_pdl_early_trigger_gives_the_same_bits(scheme, M, N, K, G, tiles, request):
+    """The ``pdl_early_trigger`` experiment moves launch_dependents to the GEMV's first line (from after its K loop,
+    or after its last tile with TILES); nothing else moves, so the bits are those of PDL's usual trigger."""
+    if tiles and (scheme not in ql.WEIGHT_ONLY or K % 4):
+        pytest.skip("TILES is a word-GEMV switch")
+    cfg = {**CONFIGS["gemv-sub2"], "BLOCK_K": K, "TILES": tiles} if tiles else CONFIGS["gemv"]
+    x, qw, scale, zero, b = make_inputs(scheme, M, 2 * N, K, group_size=G, seed=6)
+    request.getfixturevalue("compiled_for_pdl")
+    usual = run(x, qw, scale, zero, b, scheme, G, "silu", True, config=cfg)
+    check(usual, x, qw, scale, zero, b, scheme, G, "silu", True)
+    request.getfixturevalue("compiled_for_early_pdl")
+    assert ql.use_pdl(x.device, "gemv_early")
+    assert torch.equal(run(x, qw, scale, zero, b, scheme, G, "silu", True, config=cfg), usual)
+
 @pytest.mark.parametrize("scheme", ql.WEIGHT_ONLY)
 @pytest.mark.parametrize("path", ["gemv", "gemv-reordered"])
 @pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])

@@ -30,7 +30,8 @@ import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl, wrap_triton
+from accel.runtime.kernels.utils import (GEMV_EARLY, next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl,
+                                         wrap_triton)
 
 # ---------------------------------------------------------------------------------------------------------
 # Configs: {"kernel": "gemv" | "gemm" | "cublas", meta-parameters..., "num_warps", "num_stages"}
@@ -239,6 +240,7 @@ def _gemv_kernel(
     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     NORM: tl.constexpr, HAS_RES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
+    PDL_EARLY: tl.constexpr = False,
 ):
     """out[m, n] = epilogue(Σ_k x[m, k] · w[n, k]) [+ res[m, n]] on CUDA cores: no tensor-core minimum of 16
     rows, so at M = 1 no lane multiplies padding. acc[m, n, k] collects the products of the K positions k ≡ k'
@@ -247,6 +249,8 @@ def _gemv_kernel(
     NORM (SPLIT_K = 1 only) projects x · rsqrt(mean(x²) + eps) without writing it (the norm's weight is folded
     into w's columns at compile time): the loop accumulates x² beside the products, and the row's rsqrt scales
     the sums after the loop (it is constant along K) — no separate norm kernel, no extra load in the loop."""
+    if PDL_EARLY:  # the pdl_early_trigger experiment: the next kernel may launch now
+        pdl_launch_dependents(PDL)
     # -- map program ids to output columns, rows of x and a slice of K
     offs_m, offs_n, pid_k, k_start, k_end = _gemv_slice(K, K_PER_SPLIT, BLOCK_M, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
@@ -291,7 +295,8 @@ def _gemv_kernel(
         acc, acc_up, squares = _gemv_step(x, w, wu, acc, acc_up, squares, NORM, GATED)
         x_ptrs += BLOCK_K * stride_xk
         w_ptrs += BLOCK_K * stride_wk
-    pdl_launch_dependents(PDL)  # the next kernel may set up and load its weights during this tail
+    if not PDL_EARLY:
+        pdl_launch_dependents(PDL)  # the next kernel may set up and load its weights during this tail
     # -- normalize and write back
     acc_n = tl.sum(acc, axis=2)
     acc_up_n = tl.sum(acc_up, axis=2)
@@ -530,7 +535,8 @@ def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: b
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, triton.cdiv(M, block_m))
         wrap_triton(_gemv_kernel)[grid](x, w, b_arg, out, ws, res_arg,
                                         M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0, *strides,
-                                        NORM=norm_eps is not None, BLOCK_M=block_m, PDL=use_pdl(x.device), **meta)
+                                        NORM=norm_eps is not None, BLOCK_M=block_m, PDL=use_pdl(x.device),
+                                        PDL_EARLY=use_pdl(x.device, GEMV_EARLY), **meta)
     else:
         fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)

@@ -34,7 +34,7 @@ from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear_kernels as qk
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import next_pow2, static_int, use_pdl, wrap_triton
+from accel.runtime.kernels.utils import GEMV_EARLY, next_pow2, static_int, use_pdl, wrap_triton
 
 SCHEME_IDS = {name: i for i, name in enumerate(quant.SCHEMES)}  # the kernels' SCHEME codes
 WEIGHT_ONLY = ("int8_weight_only", "int4_weight_only")
@@ -383,6 +383,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
+        meta["PDL_EARLY"] = use_pdl(x.device, GEMV_EARLY)
         block_m = _gemv_block_m(cfg, static_int(M))
         tiles = cfg.get("TILES", 0)
         if tiles:  # one load of x for TILES tiles of weight rows: needs all of K in one unsplit step

@@ -316,7 +316,7 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
                  ACT: tl.constexpr, GATED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  NUM_CHUNKS: tl.constexpr, PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr,
                  EVEN_K: tl.constexpr, PDL: tl.constexpr, NORM: tl.constexpr, HAS_NORM_W: tl.constexpr,
-                 HAS_RES: tl.constexpr, PRMT: tl.constexpr, TILES: tl.constexpr):
+                 HAS_RES: tl.constexpr, PRMT: tl.constexpr, TILES: tl.constexpr, PDL_EARLY: tl.constexpr):
     """``_qgemv_words_kernel`` with TILES > 0: the whole K is one step and not split, so the program loads its
     rows of x (normalized, times the norm's weight) once and keeps them for TILES tiles of BLOCK_N weight rows,
     grid-strided (tile p, p + programs, ...). Each tile's words are loaded before the tile before is summed and
@@ -350,7 +350,8 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
                               HAS_BIAS, ACT, GATED, 1, HAS_RES, False)
         w, wu = w_next, wu_next
         offs_n += step_n
-    pdl_launch_dependents(PDL)
+    if not PDL_EARLY:
+        pdl_launch_dependents(PDL)
 
 
 @triton.jit
@@ -368,7 +369,7 @@ def _qgemv_words_kernel(
     PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
     NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, HAS_RES: tl.constexpr = False,
     REDUCE_LAST: tl.constexpr = False, PRMT: tl.constexpr = False, PREFETCH: tl.constexpr = False,
-    TILES: tl.constexpr = 0,
+    TILES: tl.constexpr = 0, PDL_EARLY: tl.constexpr = False,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
@@ -387,7 +388,11 @@ def _qgemv_words_kernel(
     step's arithmetic. The sums are the same, in the same order.
 
     TILES > 0 (one K step, SPLIT_K = 1): no K loop; each program does TILES tiles of weight rows with one load of
-    x (``_words_tiles``), and the launcher's grid has that many times fewer programs along axis 0."""
+    x (``_words_tiles``), and the launcher's grid has that many times fewer programs along axis 0.
+
+    PDL_EARLY (the ``pdl_early_trigger`` experiment) lets the next kernel launch first thing, not after the loop."""
+    if PDL_EARLY:
+        pdl_launch_dependents(PDL)
     CHUNK: tl.constexpr = SUB * PER_WORD
     BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
     SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2  # of the 5-D tiles
@@ -414,7 +419,7 @@ def _qgemv_words_kernel(
         _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
                      offs_m, offs_n, m_ok, kx, kw, c3, M, N, K, eps, stride_wn, stride_sn, stride_om, stride_rm,
                      SCHEME, GROUP_SIZE, HAS_ZERO, HAS_BIAS, ACT, GATED, BLOCK_M, BLOCK_N, NUM_CHUNKS, PER_WORD,
-                     CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES)
+                     CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES, PDL_EARLY)
         return
     n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, w_start, kw,
                                                               CHUNKS_FIRST)
@@ -470,7 +475,8 @@ def _qgemv_words_kernel(
                                   SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
-    pdl_launch_dependents(PDL)  # the next kernel may set up and load its weights during this tail
+    if not PDL_EARLY:
+        pdl_launch_dependents(PDL)  # the next kernel may set up and load its weights during this tail
     # -- normalize, scale and write back (no activation scale)
     acc_n = tl.sum(acc, axis=CHUNK_AXIS)
     acc_up_n = tl.sum(acc_up, axis=CHUNK_AXIS)
@@ -495,13 +501,15 @@ def _qgemv_bytes_kernel(
     SCHEME: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, NUM_CHUNKS: tl.constexpr,
     CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr, HAS_RES: tl.constexpr = False,
-    REDUCE_LAST: tl.constexpr = False,
+    REDUCE_LAST: tl.constexpr = False, PDL_EARLY: tl.constexpr = False,
 ):
     """out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores for one-byte weights (W8A8, and int8
     when K is not a multiple of 4), for small M. Tiles are 4-D, [rows of x, weight rows, chunks, CHUNK],
     CHUNK = 16 bytes of x, so the x tile and the weight tile get the same layout. W8A8 programs first scan
     their rows of x for max|x| (over all of K, whatever the split) and quantize each x tile as they load it,
-    so decode needs no separate quantization launch. CHUNKS_FIRST as in ``_qgemv_words_kernel``."""
+    so decode needs no separate quantization launch. CHUNKS_FIRST and PDL_EARLY as in ``_qgemv_words_kernel``."""
+    if PDL_EARLY:
+        pdl_launch_dependents(PDL)
     BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
     CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2  # of the 3-D chunk sums
     # -- map program ids to output columns, rows of x and a slice of K
@@ -539,7 +547,8 @@ def _qgemv_bytes_kernel(
             wu_ptrs += BLOCK_K
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
-    pdl_launch_dependents(PDL)
+    if not PDL_EARLY:
+        pdl_launch_dependents(PDL)
     # -- scale and write back
     _scale_and_write_back(tl.sum(acc, axis=CHUNK_AXIS), tl.sum(acc_up, axis=CHUNK_AXIS), x_scale, scale_ptr,
                           offs_m, offs_n, pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr,

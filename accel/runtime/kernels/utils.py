@@ -37,9 +37,10 @@ def next_pow2(n: int) -> int:
 # activation, and lets the next kernel launch after its main loop; the decode attention's kernels and the rotary /
 # KV-cache kernel in front of them (family ``ATTENTION``) let the next kernel launch at once and then wait. The
 # lowering asks Inductor to launch them with the PDL attribute (accel.lowering.pdl). Anywhere else (eager calls,
-# tests, the interpreter) no family is on and the kernels compile without those instructions.
-GEMV, ATTENTION = "gemv", "attention"
-PDL_FAMILIES = frozenset((GEMV, ATTENTION))
+# tests, the interpreter) no family is on and the kernels compile without those instructions. ``GEMV_EARLY`` (an
+# experiment, off by default) moves the GEMVs' launch_dependents from after their main loop to their first line.
+GEMV, ATTENTION, GEMV_EARLY = "gemv", "attention", "gemv_early"
+PDL_FAMILIES = frozenset((GEMV, ATTENTION, GEMV_EARLY))
 _PDL: contextvars.ContextVar[frozenset] = contextvars.ContextVar("accel_pdl", default=frozenset())
 
 
