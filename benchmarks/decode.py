@@ -40,14 +40,14 @@ def weight_bytes(model) -> int:
 
 
 def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int, device_pos: bool = False,
-               host_times: list | None = None):
+               host_times: list | None = None, step_marks: list | None = None):
     """(seconds for ``new`` tokens, generated token ids) with transformers' StaticCache of ``cache_len``
     (one length for every run: a new length is a new static shape, and would recompile).
 
     The position is made on the host each step (``torch.tensor(..., device=)``, as the anchors do: the copy
     waits for the GPU, so host work and GPU work add up) or, with ``device_pos``, advanced on the device as
     gpt-fast does (the host can run ahead; the step costs the larger of the two). ``host_times`` receives the
-    seconds until the last step was issued."""
+    seconds until the last step was issued, ``step_marks`` a list of the seconds at which each step was issued."""
     from transformers import StaticCache
 
     cache = StaticCache(config=cfg, max_cache_len=cache_len)
@@ -59,6 +59,7 @@ def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int, 
         toks = [tok]
         pos = torch.tensor([prompt.shape[1]], device=device)
         sync()
+        marks: list[float] = []
         t0 = time.perf_counter()
         for i in range(new):
             if device_pos:
@@ -69,10 +70,26 @@ def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int, 
                 torch.compiler.cudagraph_mark_step_begin()
             tok = step(model, cache, tok, pos).clone()
             toks.append(tok)
+            if step_marks is not None:
+                marks.append(time.perf_counter() - t0)
+        if step_marks is not None:
+            step_marks.append(marks)
         if host_times is not None:
             host_times.append(time.perf_counter() - t0)
         sync()
         return time.perf_counter() - t0, torch.cat(toks, 1)
+
+
+def issue_pace(marks: list[list[float]], n: int = 32) -> dict:
+    """The host's time a step over the first and the last ``n`` steps of the timed runs (median over runs), from
+    the times each step was issued. A host that is slow by itself issues every step slowly; a host held back by
+    the GPU (its launch queue full) issues the first steps at its own pace and the last at the GPU's."""
+    def pace(times: list[float], first: bool) -> float:
+        span = times[:n + 1] if first else times[-n - 1:]
+        return (span[-1] - span[0]) / (len(span) - 1) if len(span) > 1 else float("nan")
+
+    return {f"host_ms_first{n}": round(median([pace(t, True) for t in marks]) * 1e3, 3),
+            f"host_ms_last{n}": round(median([pace(t, False) for t in marks]) * 1e3, 3)}
 
 
 def median(values: list[float]) -> float:
@@ -195,9 +212,10 @@ def main() -> None:
             print(f"{variant}: compiled and warm in {row['compile_s']} s", flush=True)
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
             issued: list = []
+            marks: list = []
             with GcPauses(freeze=args.gc_freeze) as pauses:
-                sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, issued)[0]
-                              for _ in range(runs)])
+                sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, issued,
+                                         marks)[0] for _ in range(runs)])
             row.update(pauses.record())  # the garbage collections during the timed runs (all of them)
             _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
@@ -207,6 +225,7 @@ def main() -> None:
                 # as running them, the host set the rate and the row says nothing about the GPU's step (session 12
                 # saw one variant's rate 25-35% under its profile that way)
                 row["host_ms_per_tok"] = round(median(issued) / args.new * 1e3, 3)
+                row.update(issue_pace(marks))
                 row["host_bound"] = row["host_ms_per_tok"] >= 0.9 * row["ms_per_tok"]
                 if row["host_bound"]:
                     print(f"{variant}: host-bound (issuing took {row['host_ms_per_tok']} of {row['ms_per_tok']} "
@@ -255,7 +274,7 @@ def main() -> None:
     print_table(rows, ["variant", "tok_s", "ms_per_tok", "weight_gbs", "pct_of_copy_bw", "compile_s", "token_match",
                        "teacher_forced_match", "generate_match", "logits_rel_err_vs_fp32", "prefill_ms",
                        "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "host_bound", "speedup_device_pos",
-                       "gc_collections", "gc_ms", "error"])
+                       "host_ms_first32", "host_ms_last32", "gc_collections", "gc_ms", "error"])
     path = write_result(args.name or f"decode_{args.config}", payload)
     print(f"wrote {path}")
 
