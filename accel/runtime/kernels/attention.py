@@ -25,8 +25,7 @@ import triton
 import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
-from accel.runtime.kernels.utils import (ATTENTION, next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl,
-                                         wrap_triton)
+from accel.runtime.kernels.utils import ATTENTION, next_pow2, pdl_launch_then_wait, static_int, use_pdl, wrap_triton
 
 LOG2E = 1.4426950408889634  # 1/ln(2): exp(x) = exp2(x·log2(e))
 MAX_HEAD_DIM = 256
@@ -269,8 +268,7 @@ def _attn_decode_kernel(
     Row r is query r % SQ of head kvh·GROUP + r // SQ, so one K/V read serves the whole GQA group. DIRECT (one
     split, the whole key range) normalizes and writes Out itself; no reduction kernel follows.
     """
-    pdl_launch_dependents(PDL)  # few programs: the next kernel may launch and wait now (utils.pdl_launch_dependents)
-    pdl_wait(PDL)  # q, the caches and the mask come from earlier kernels
+    pdl_launch_then_wait(PDL)  # few programs; q, the caches and the mask come from earlier kernels
     sm_scale, qk_scale = tl.cast(sm_scale, tl.float32), tl.cast(qk_scale, tl.float32)  # fp64 under Inductor (see above)
     # -- map pid to block
     bk = tl.program_id(0)
@@ -332,8 +330,7 @@ def _attn_decode_reduce_kernel(
     BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr,
 ):
     """out = Σ_s w_s acc_s / Σ_s w_s l_s with w_s = exp(m_s - max_s m_s), for one query row (bk, r)."""
-    pdl_launch_dependents(PDL)
-    pdl_wait(PDL)
+    pdl_launch_then_wait(PDL)
     bk = tl.program_id(0)
     r = tl.program_id(1)
     b = (bk // Hkv).to(tl.int64)

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from accel.runtime.kernels.utils import ATTENTION, next_pow2, pdl_launch_dependents, pdl_wait, use_pdl, wrap_triton
+from accel.runtime.kernels.utils import ATTENTION, next_pow2, pdl_launch_then_wait, use_pdl, wrap_triton
 
 
 @triton.jit
@@ -33,8 +33,7 @@ def _rope_kv_kernel(
     sqb, sqh, sqs, skb, skh, sks, svb, svh, svs, scb, scs, ssb, sss, sob, soh, sos, skcb, skch, skcl, svcb, svch, svcl,
     BLOCK: tl.constexpr, PDL: tl.constexpr,
 ):
-    pdl_launch_dependents(PDL)  # the attention after it may launch now (utils.pdl_launch_dependents)
-    pdl_wait(PDL)
+    pdl_launch_then_wait(PDL)  # the attention after it may launch now
     bs = tl.program_id(0)
     h = tl.program_id(1)
     b = bs // S
@@ -86,8 +85,7 @@ def _rope_kv_append_kernel(
 ):
     """One program: for each (batch, position), all q heads as one [BLOCK_HQ, BLOCK] tile and all KV heads as
     another, written to rows length + s of the caches."""
-    pdl_launch_dependents(PDL)
-    pdl_wait(PDL)
+    pdl_launch_then_wait(PDL)
     offs = tl.arange(0, BLOCK)[None, :]
     ok = offs < HALF
     hq = tl.arange(0, BLOCK_HQ)[:, None]

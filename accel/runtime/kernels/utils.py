@@ -91,6 +91,14 @@ def pdl_launch_dependents(PDL: tl.constexpr):
         tl.extra.cuda.gdc_launch_dependents()
 
 
+@triton.jit
+def pdl_launch_then_wait(PDL: tl.constexpr):
+    """The first line of a kernel of the ``ATTENTION`` family: let the next kernel launch, then wait for the kernel
+    before, before any global load or store (``tests/runtime/sm90_compile.py`` checks this order in the PTX)."""
+    pdl_launch_dependents(PDL)
+    pdl_wait(PDL)
+
+
 # Compile without launching. The autotuner builds its candidates on worker threads before timing any
 # (``autotune_cache._precompile``): in a thread under ``compile_only()``, a launcher's
 # ``wrap_triton(kernel)[grid](...)`` compiles the kernel for those arguments (``JITFunction.warmup``) and launches
