@@ -118,6 +118,56 @@ class GcPauses:
         return {"gc_collections": list(self.counts), "gc_ms": round(self.seconds * 1e3, 2)}
 
 
+def _busy_jiffies() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all CPUs since boot from /proc/stat; None where there is none (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class HostUsage:
+    """Where the host's wall time went while the block ran: the CPU time of this thread and of the whole process,
+    the context switches of this process and how busy the machine's CPUs were.
+
+    Session 16 saw the host's pace a decode step at either about 0.35 or about 0.69 ms, the same over the first
+    and the last steps of a run and with no garbage collection. These fields tell the causes apart:
+    ``host_thread_cpu_share`` is the part of the wall this thread spent on a CPU (low: it waited, for the GIL, a
+    lock or a CPU); ``host_other_threads_cpu_ms`` is the CPU time of this process's other threads (high: one of
+    them competes for the GIL); ``host_ctx_switches`` are this process's (voluntary, involuntary) switches (many
+    involuntary: the scheduler preempted it); ``host_busy_cpus`` is the machine's busy CPUs on average (other
+    processes)."""
+
+    def __enter__(self) -> "HostUsage":
+        import resource
+
+        self._res = resource
+        self._t = (time.perf_counter(), time.thread_time(), time.process_time(),
+                   resource.getrusage(resource.RUSAGE_SELF), _busy_jiffies())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall0, thread0, proc0, ru0, jif0 = self._t
+        ru1, jif1 = self._res.getrusage(self._res.RUSAGE_SELF), _busy_jiffies()
+        self.wall = time.perf_counter() - wall0
+        self.thread = time.thread_time() - thread0
+        self.process = time.process_time() - proc0
+        self.switches = (ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_nivcsw - ru0.ru_nivcsw)
+        self.busy_cpus = None
+        if jif0 and jif1 and jif1[1] > jif0[1]:
+            self.busy_cpus = (jif1[0] - jif0[0]) / (jif1[1] - jif0[1]) * (os.cpu_count() or 1)
+
+    def record(self) -> dict:
+        """The row fields (CPU shares and milliseconds over the whole block)."""
+        return {"host_thread_cpu_share": round(self.thread / self.wall, 3) if self.wall > 0 else None,
+                "host_other_threads_cpu_ms": round(max(0.0, self.process - self.thread) * 1e3, 1),
+                "host_ctx_switches": list(self.switches),
+                "host_busy_cpus": None if self.busy_cpus is None else round(self.busy_cpus, 2)}
+
+
 def cuda_time_ms(fn, *, warmup: int = 10, iters: int = 50) -> float:
     """Median milliseconds of ``fn()`` timed with CUDA events (one event pair per call)."""
     for _ in range(warmup):

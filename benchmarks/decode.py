@@ -21,8 +21,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (GcPauses, copy_bandwidth_gbs, cuda_time_ms, environment, print_table, use_accel_from,  # noqa: E402
-                    write_result)
+from common import (GcPauses, HostUsage, copy_bandwidth_gbs, cuda_time_ms, environment, print_table,  # noqa: E402
+                    use_accel_from, write_result)
 from decode_model import (ACCEL_VARIANTS, CONFIGS, TORCHAO_VARIANTS, build_model, make_step,  # noqa: E402
                           torchao_quantize)
 
@@ -213,10 +213,11 @@ def main() -> None:
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
             issued: list = []
             marks: list = []
-            with GcPauses(freeze=args.gc_freeze) as pauses:
+            with GcPauses(freeze=args.gc_freeze) as pauses, HostUsage() as usage:
                 sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, issued,
                                          marks)[0] for _ in range(runs)])
             row.update(pauses.record())  # the garbage collections during the timed runs (all of them)
+            row.update(usage.record())  # where the host's time went during them
             _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
@@ -274,7 +275,8 @@ def main() -> None:
     print_table(rows, ["variant", "tok_s", "ms_per_tok", "weight_gbs", "pct_of_copy_bw", "compile_s", "token_match",
                        "teacher_forced_match", "generate_match", "logits_rel_err_vs_fp32", "prefill_ms",
                        "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "host_bound", "speedup_device_pos",
-                       "host_ms_first32", "host_ms_last32", "gc_collections", "gc_ms", "error"])
+                       "host_ms_first32", "host_ms_last32", "gc_collections", "gc_ms", "host_thread_cpu_share",
+                       "host_other_threads_cpu_ms", "host_ctx_switches", "host_busy_cpus", "error"])
     path = write_result(args.name or f"decode_{args.config}", payload)
     print(f"wrote {path}")
 

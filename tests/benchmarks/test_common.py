@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -80,3 +81,28 @@ def test_gc_pauses_counts_the_collections_in_the_block_and_freezes_only_there():
     with common.GcPauses(freeze=True) as pauses:
         assert gc.get_freeze_count() >= frozen + len(junk)
     assert gc.get_freeze_count() == frozen and pauses.counts == [0, 0, 0]
+
+
+def test_host_usage_tells_a_waiting_thread_from_a_busy_neighbour():
+    import threading
+
+    def spin(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    with common.HostUsage() as idle:  # this thread sleeps: little of the wall on a CPU, no other thread busy
+        time.sleep(0.2)
+    rec = idle.record()
+    assert rec["host_thread_cpu_share"] < 0.2 and rec["host_other_threads_cpu_ms"] < 50
+    assert len(rec["host_ctx_switches"]) == 2 and rec["host_ctx_switches"][0] >= 1  # the sleep gave the CPU up
+    with common.HostUsage() as busy:  # another thread spins while this one waits for it
+        t = threading.Thread(target=spin, args=(0.3,))
+        t.start()
+        t.join()
+    rec = busy.record()
+    assert rec["host_other_threads_cpu_ms"] >= 150 and rec["host_thread_cpu_share"] < 0.3
+    assert rec["host_busy_cpus"] is None or rec["host_busy_cpus"] >= 0.5  # the spinning thread kept a CPU busy
+    with common.HostUsage() as own:  # this thread spins: nearly all of the wall on a CPU
+        spin(0.2)
+    assert own.record()["host_thread_cpu_share"] > 0.5
