@@ -75,6 +75,12 @@ ACCEL_VARIANTS = {
     "accel-int8-head-early": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl_early_trigger": True},
     "accel-int4-head-early": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
                               "pdl_early_trigger": True},
+    # the early trigger only in GEMV launches that fit in half of the GPU's warp slots (pdl_early_trigger="small")
+    "accel-early-small": {"pdl_early_trigger": "small"},
+    "accel-int8-head-early-small": {"quantize": "int8_weight_only", "quantize_lm_head": True,
+                                    "pdl_early_trigger": "small"},
+    "accel-int4-head-early-small": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
+                                    "pdl_early_trigger": "small"},
     # PDL for the GEMVs alone, not the attention chain (pdl_attention off: the PDL of sessions 6-14), for an A/B
     "accel-pdl-gemv": {"pdl": True, "pdl_attention": False},
     "accel-int8-head-pdl-gemv": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": True,

@@ -50,7 +50,9 @@ def compiled_for_pdl(monkeypatch):
     from accel.runtime.kernels import attention, linear, qlinear, rope
 
     for module in (linear, qlinear, attention, rope):  # the default families: not the GEMVs' early trigger
-        monkeypatch.setattr(module, "use_pdl", lambda device, family="gemv": family != "gemv_early")
+        monkeypatch.setattr(module, "use_pdl", lambda device, family="gemv": not family.startswith("gemv_early"))
+    for module in (linear, qlinear):
+        monkeypatch.setattr(module, "early_trigger", lambda device, grid, num_warps, sms: False)
     if not HAS_CUDA:
         monkeypatch.setattr(tl.extra.cuda, "gdc_wait", lambda *args, **kwargs: None)
         monkeypatch.setattr(tl.extra.cuda, "gdc_launch_dependents", lambda *args, **kwargs: None)
@@ -63,3 +65,4 @@ def compiled_for_early_pdl(compiled_for_pdl, monkeypatch):
 
     for module in (linear, qlinear):
         monkeypatch.setattr(module, "use_pdl", lambda device, family="gemv": True)
+        monkeypatch.setattr(module, "early_trigger", lambda device, grid, num_warps, sms: True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from accel.lowering.kernel_access_cache import is_accel_kernel
-from accel.runtime.kernels.utils import ATTENTION, GEMV, GEMV_EARLY, launching_with_pdl
+from accel.runtime.kernels.utils import ATTENTION, GEMV, GEMV_EARLY, GEMV_EARLY_SMALL, launching_with_pdl
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,11 @@ def wants_pdl(kernel: Any, kwargs: dict) -> bool:
 
 
 @contextlib.contextmanager
-def pdl_launches(enabled: bool, attention: bool = True, early: bool = False) -> Iterator[PdlRecord]:
+def pdl_launches(enabled: bool, attention: bool = True, early: bool | str = False) -> Iterator[PdlRecord]:
     """Within the block (one accel compile): launchers compile for PDL where the GPU has it (the GEMVs, and with
     ``attention`` the decode attention's kernels and the rotary / KV-cache kernel before them; with ``early`` the
-    GEMVs let the next kernel launch first thing), and Inductor launches those kernels with the attribute. Yields
-    the record."""
+    GEMVs let the next kernel launch first thing, with ``early="small"`` only those whose launch fits in half of
+    the GPU's warp slots), and Inductor launches those kernels with the attribute. Yields the record."""
     record = PdlRecord()
     if not enabled:
         yield record
@@ -87,7 +87,8 @@ def pdl_launches(enabled: bool, attention: bool = True, early: bool = False) -> 
 
     PythonWrapperCodegen.define_user_defined_triton_kernel = define_user_defined_triton_kernel
     try:
-        with launching_with_pdl((GEMV,) + (ATTENTION,) * attention + (GEMV_EARLY,) * early):
+        early_family = {True: (GEMV_EARLY,), "small": (GEMV_EARLY_SMALL,)}.get(early, ())
+        with launching_with_pdl((GEMV,) + (ATTENTION,) * attention + early_family):
             yield record
     finally:
         PythonWrapperCodegen.define_user_defined_triton_kernel = original

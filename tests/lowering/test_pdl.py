@@ -54,6 +54,32 @@ def test_the_kernel_families_are_switched_on_by_name(monkeypatch):
             assert not use_pdl(cuda, utils.GEMV_EARLY)
     with pdl.pdl_launches(True, early=True):
         assert use_pdl(cuda, utils.GEMV_EARLY) and use_pdl(cuda, utils.ATTENTION)
+    with pdl.pdl_launches(True, early="small"):
+        assert use_pdl(cuda, utils.GEMV_EARLY_SMALL) and not use_pdl(cuda, utils.GEMV_EARLY)
+
+
+def test_the_small_early_trigger_takes_launches_that_fit_half_the_warp_slots(monkeypatch):
+    """``pdl_early_trigger="small"``: a GEMV triggers first thing only when its programs' warps fit in half of the
+    GPU's warp slots (132 SMs x 64 warps / 2 = 4224); True triggers early in every launch, False in none, and a
+    grid of unknown size never takes it."""
+    from accel.runtime.kernels import utils
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(utils, "_supports_pdl", lambda index: True)
+    cuda, sms = torch.device("cuda", 0), 132
+    with pdl.pdl_launches(True, early="small"):
+        assert utils.early_trigger(cuda, (1056, 1, 1), 4, sms)  # 4224 warps: just fits
+        assert not utils.early_trigger(cuda, (1057, 1, 1), 4, sms)
+        assert not utils.early_trigger(cuda, (4096, 1, 1), 2, sms)  # the int8 gate/up GEMV's grid
+        assert utils.early_trigger(cuda, (512, 1, 1), 8, sms)  # a down projection's
+        from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+        assert not utils.early_trigger(cuda, (ShapeEnv().create_unbacked_symint(), 1, 1), 1, sms)
+        assert not utils.early_trigger(torch.device("cpu"), (1, 1, 1), 1, sms)
+    with pdl.pdl_launches(True, early=True):
+        assert utils.early_trigger(cuda, (4096, 1, 1), 2, sms)
+    with pdl.pdl_launches(True):
+        assert not utils.early_trigger(cuda, (1, 1, 1), 1, sms)
 
 def test_the_generated_meta_gets_the_launch_option_once():
     patched = pdl.with_launch_pdl(GENERATED)
@@ -148,6 +174,12 @@ def test_the_option_is_validated_and_hashed():
         AccelOptions.from_dict({"pdl_attention": 1})
     assert AccelOptions().pdl_early_trigger is False
     assert AccelOptions.from_dict({"pdl_early_trigger": True}).compute_hash() != AccelOptions().compute_hash()
+    small = AccelOptions.from_dict({"pdl_early_trigger": "small"})
+    assert small.compute_hash() not in (AccelOptions().compute_hash(),
+                                        AccelOptions.from_dict({"pdl_early_trigger": True}).compute_hash())
+    for bad in (1, "yes", None):
+        with pytest.raises(AccelOptionsError, match="pdl_early_trigger"):
+            AccelOptions.from_dict({"pdl_early_trigger": bad})
 
 
 needs_sm90 = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 9,
@@ -199,8 +231,8 @@ def test_a_static_cache_decode_launches_its_attention_chain_with_pdl_and_matches
     """A decode step over transformers' StaticCache under CUDA graphs: with ``pdl`` (the default) the rotary /
     KV-cache kernel and both decode attention kernels are launched with the attribute too (not with
     ``pdl_attention=False``), and the logits and the caches are bit-identical to the compile without PDL over three
-    steps, also with the GEMVs' early trigger (``pdl_early_trigger``). Untuned, so that the decode attention takes its split-KV kernel and the reduction (256 cached positions:
-    4 splits)."""
+    steps, also with the GEMVs' early trigger (``pdl_early_trigger`` True and "small"). Untuned, so that the decode
+    attention takes its split-KV kernel and the reduction (256 cached positions: 4 splits)."""
     from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
 
     from torch._functorch import config as functorch_config
@@ -235,17 +267,17 @@ def test_a_static_cache_decode_launches_its_attention_chain_with_pdl_and_matches
     with torch.no_grad(), inductor_config.patch(fx_graph_cache=False), \
             functorch_config.patch(enable_autograd_cache=False):
         for name, options in (("off", {"pdl": False}), ("on", {}), ("gemv", {"pdl_attention": False}),
-                              ("early", {"pdl_early_trigger": True})):
+                              ("early", {"pdl_early_trigger": True}), ("small", {"pdl_early_trigger": "small"})):
             result, codes = run_and_get_code(decode, options)
             runs[name] = (result, _launch_pdl_by_kernel("\n".join(codes)))
     chain = ("_rope_kv_append_kernel", "_attn_decode_kernel", "_attn_decode_reduce_kernel")
-    for name, attention in (("on", True), ("gemv", False), ("off", False), ("early", True)):
+    for name, attention in (("on", True), ("gemv", False), ("off", False), ("early", True), ("small", True)):
         pdl_of = runs[name][1]
         for kernel in chain:
             assert any(k.startswith(kernel) and v == attention for k, v in pdl_of.items()), (name, kernel, pdl_of)
         assert any(k.startswith("_qgemv") or k.startswith("_gemv") for k in pdl_of), pdl_of
         assert all(not v for k, v in pdl_of.items() if k.startswith("_attn") or k.startswith("_rope")) != attention
     (logits, caches), _ = runs["off"]
-    for name in ("on", "gemv", "early"):
+    for name in ("on", "gemv", "early", "small"):
         assert torch.equal(runs[name][0][0], logits)
         assert all(torch.equal(a, b) for a, b in zip(runs[name][0][1], caches))

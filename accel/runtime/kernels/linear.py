@@ -30,7 +30,7 @@ import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import (GEMV_EARLY, next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl,
+from accel.runtime.kernels.utils import (early_trigger, next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl,
                                          wrap_triton)
 
 # ---------------------------------------------------------------------------------------------------------
@@ -536,7 +536,8 @@ def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: b
         wrap_triton(_gemv_kernel)[grid](x, w, b_arg, out, ws, res_arg,
                                         M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0, *strides,
                                         NORM=norm_eps is not None, BLOCK_M=block_m, PDL=use_pdl(x.device),
-                                        PDL_EARLY=use_pdl(x.device, GEMV_EARLY), **meta)
+                                        PDL_EARLY=early_trigger(x.device, grid, cfg["num_warps"], _num_sms(x.device)),
+                                        **meta)
     else:
         fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
         grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]), split)

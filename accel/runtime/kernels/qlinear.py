@@ -34,7 +34,7 @@ from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear_kernels as qk
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import GEMV_EARLY, next_pow2, static_int, use_pdl, wrap_triton
+from accel.runtime.kernels.utils import early_trigger, next_pow2, static_int, use_pdl, wrap_triton
 
 SCHEME_IDS = {name: i for i, name in enumerate(quant.SCHEMES)}  # the kernels' SCHEME codes
 WEIGHT_ONLY = ("int8_weight_only", "int4_weight_only")
@@ -383,12 +383,12 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
-        meta["PDL_EARLY"] = use_pdl(x.device, GEMV_EARLY)
         block_m = _gemv_block_m(cfg, static_int(M))
         tiles = cfg.get("TILES", 0)
         if tiles:  # one load of x for TILES tiles of weight rows: needs all of K in one unsplit step
             torch._check(_one_step(cfg, k), lambda: f"qlinear: {cfg} needs K = {K} in one step")
         grid = (triton.cdiv(triton.cdiv(N, cfg["BLOCK_N"]), max(tiles, 1)), split, triton.cdiv(M, block_m))
+        meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], kl._num_sms(x.device))
         if _gemv_reads_words(scheme, static_int(qweight.shape[1])):
             w = qweight.view(torch.int32)  # [N_w, K / per_word]: whole words for _decode_words
             chunk = cfg.get("SUB", 1) * _per_word(scheme)
