@@ -69,8 +69,8 @@ ACCEL_VARIANTS = {
     "accel-int8-head-nopdl": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": False},
     "accel-int4-head-nopdl": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
                               "pdl": False},
-    # the GEMVs' launch_dependents on their first line instead of after their main loop (pdl_early_trigger, an
-    # experiment), for an A/B against the defaults
+    # the GEMVs' launch_dependents on their first line instead of after their main loop (pdl_early_trigger; by
+    # default "small" for int4 weight-only, off otherwise), for an A/B against the defaults
     "accel-early": {"pdl_early_trigger": True},
     "accel-int8-head-early": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl_early_trigger": True},
     "accel-int4-head-early": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
@@ -81,6 +81,9 @@ ACCEL_VARIANTS = {
                                     "pdl_early_trigger": "small"},
     "accel-int4-head-early-small": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
                                     "pdl_early_trigger": "small"},
+    # int4 with every GEMV triggering after its main loop (the int4 default before session 16)
+    "accel-int4-head-late": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
+                             "pdl_early_trigger": False},
     # PDL for the GEMVs alone, not the attention chain (pdl_attention off: the PDL of sessions 6-14), for an A/B
     "accel-pdl-gemv": {"pdl": True, "pdl_attention": False},
     "accel-int8-head-pdl-gemv": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": True,

@@ -116,13 +116,14 @@ class AccelOptions:
     once and the projection loads its first weights while attention runs. Results are bit-identical. Off leaves PDL
     to the GEMVs alone (an ablation, for same-run comparisons)."""
 
-    pdl_early_trigger: bool | str = False
-    """With ``pdl``, an experiment (off): the GEMVs let the next kernel launch first thing instead of after their
-    main loop, so that the next GEMV's programs can take the SMs this one frees and load their first weights while
-    it still streams. ``"small"``: only GEMV launches whose warps fit in half of the GPU's warp slots (the next
-    kernel's early programs wait resident, and would take slots a larger launch's later programs need). Results
-    are bit-identical. Session 16 (H200, profiled int4 + head step): True 546 → 523 µs, but the int8 + head step
-    664 → 709 µs."""
+    pdl_early_trigger: bool | str | None = None
+    """With ``pdl``: the GEMVs let the next kernel launch first thing instead of after their main loop, so that the
+    next GEMV's programs can take the SMs this one frees and load their first weights while it still streams.
+    ``"small"``: only GEMV launches whose warps fit in half of the GPU's warp slots (the next kernel's early
+    programs wait resident, and would take slots a larger launch's later programs need). ``None`` (default):
+    ``"small"`` with ``quantize="int4_weight_only"``, else off. Results are bit-identical. Profiled 1B decode steps
+    (session 16, same process each): int4 + head 575 → 530 µs with ``"small"`` (H100) and 546 → 523 µs with True
+    (H200); int8 + head 698 → 708 µs (H100) and 664 → 709 µs (H200), hence off for the other schemes."""
 
     reduce_splits_in_kernel: bool = DEFAULT_REDUCE_SPLITS_IN_KERNEL
     """Quantized linears split along K (decode GEMVs of long rows, skinny GEMMs) add up their partial sums in the
@@ -197,8 +198,9 @@ class AccelOptions:
             value = getattr(self, f.name)
             if f.type == "bool" and not isinstance(value, bool):
                 raise AccelOptionsError(f"option {f.name!r} must be True or False, got {value!r}")
-        if not isinstance(self.pdl_early_trigger, bool) and self.pdl_early_trigger != "small":
-            raise AccelOptionsError(f"option 'pdl_early_trigger' must be True, False or 'small', "
+        if self.pdl_early_trigger is not None and not isinstance(self.pdl_early_trigger, bool) \
+                and self.pdl_early_trigger != "small":
+            raise AccelOptionsError(f"option 'pdl_early_trigger' must be True, False, 'small' or None, "
                                     f"got {self.pdl_early_trigger!r}")
         if self.quantize is not None and self.quantize not in QUANTIZE_SCHEMES:
             raise AccelOptionsError(f"option 'quantize' must be one of {', '.join(QUANTIZE_SCHEMES)} or None, "
@@ -239,6 +241,12 @@ class AccelOptions:
             bad = [k for k in self.inductor_config if not hasattr(inductor_config, k.split(".")[0])]
             if bad:
                 raise AccelOptionsError(f"inductor_config has unknown torch._inductor.config keys: {bad}")
+
+    def early_trigger(self) -> bool | str:
+        """``pdl_early_trigger`` with its default resolved: ``"small"`` for int4 weight-only, else off."""
+        if self.pdl_early_trigger is not None:
+            return self.pdl_early_trigger
+        return "small" if self.quantize == "int4_weight_only" else False
 
     @classmethod
     def field_names(cls) -> list[str]:

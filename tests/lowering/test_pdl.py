@@ -172,12 +172,17 @@ def test_the_option_is_validated_and_hashed():
             != AccelOptions.from_dict({"pdl": True}).compute_hash())
     with pytest.raises(AccelOptionsError, match="pdl_attention"):
         AccelOptions.from_dict({"pdl_attention": 1})
-    assert AccelOptions().pdl_early_trigger is False
+    # the default: the small early trigger for int4 weight-only (where it was measured faster), off otherwise
+    assert AccelOptions().pdl_early_trigger is None and AccelOptions().early_trigger() is False
+    assert AccelOptions.from_dict({"quantize": "int4_weight_only"}).early_trigger() == "small"
+    assert AccelOptions.from_dict({"quantize": "int8_weight_only"}).early_trigger() is False
+    assert AccelOptions.from_dict({"quantize": "int4_weight_only", "pdl_early_trigger": False}).early_trigger() is False
+    assert AccelOptions.from_dict({"pdl_early_trigger": True}).early_trigger() is True
     assert AccelOptions.from_dict({"pdl_early_trigger": True}).compute_hash() != AccelOptions().compute_hash()
     small = AccelOptions.from_dict({"pdl_early_trigger": "small"})
     assert small.compute_hash() not in (AccelOptions().compute_hash(),
                                         AccelOptions.from_dict({"pdl_early_trigger": True}).compute_hash())
-    for bad in (1, "yes", None):
+    for bad in (1, "yes", 0.0):
         with pytest.raises(AccelOptionsError, match="pdl_early_trigger"):
             AccelOptions.from_dict({"pdl_early_trigger": bad})
 
