@@ -249,7 +249,7 @@ def _gemv_kernel(
     NORM (SPLIT_K = 1 only) projects x · rsqrt(mean(x²) + eps) without writing it (the norm's weight is folded
     into w's columns at compile time): the loop accumulates x² beside the products, and the row's rsqrt scales
     the sums after the loop (it is constant along K) — no separate norm kernel, no extra load in the loop."""
-    if PDL_EARLY:  # option pdl_early_trigger: the next kernel may launch now
+    if PDL_EARLY:  # the pdl_early_trigger experiment: the next kernel may launch now
         pdl_launch_dependents(PDL)
     # -- map program ids to output columns, rows of x and a slice of K
     offs_m, offs_n, pid_k, k_start, k_end = _gemv_slice(K, K_PER_SPLIT, BLOCK_M, BLOCK_N)
