@@ -118,15 +118,18 @@ class GcPauses:
         return {"gc_collections": list(self.counts), "gc_ms": round(self.seconds * 1e3, 2)}
 
 
-def _busy_jiffies() -> tuple[int, int] | None:
-    """(busy, total) clock ticks of all CPUs since boot from /proc/stat; None where there is none (not Linux)."""
+def _cpu_jiffies(path: str = "/proc/stat") -> tuple[int, int, int] | None:
+    """(busy, stolen, total) clock ticks of all CPUs since boot from /proc/stat's first line; None where there is
+    none (not Linux). Stolen: time a virtual machine's CPUs were ready but the hypervisor ran something else; a
+    thread then looks busy to the guest while it makes no progress."""
     try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
+        with open(path) as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
     except (OSError, ValueError):
         return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    fields += [0] * (8 - len(fields))
+    total = sum(fields)
+    return total - fields[3] - fields[4] - fields[7], fields[7], total
 
 
 class HostUsage:
@@ -139,33 +142,36 @@ class HostUsage:
     lock or a CPU); ``host_other_threads_cpu_ms`` is the CPU time of this process's other threads (high: one of
     them competes for the GIL); ``host_ctx_switches`` are this process's (voluntary, involuntary) switches (many
     involuntary: the scheduler preempted it); ``host_busy_cpus`` is the machine's busy CPUs on average (other
-    processes)."""
+    processes); ``host_steal_cpus`` the CPUs' time taken by the hypervisor, on average (a virtual machine's CPU
+    shared with another guest runs the same instructions slower while it looks busy)."""
 
     def __enter__(self) -> "HostUsage":
         import resource
 
         self._res = resource
         self._t = (time.perf_counter(), time.thread_time(), time.process_time(),
-                   resource.getrusage(resource.RUSAGE_SELF), _busy_jiffies())
+                   resource.getrusage(resource.RUSAGE_SELF), _cpu_jiffies())
         return self
 
     def __exit__(self, *exc) -> None:
         wall0, thread0, proc0, ru0, jif0 = self._t
-        ru1, jif1 = self._res.getrusage(self._res.RUSAGE_SELF), _busy_jiffies()
+        ru1, jif1 = self._res.getrusage(self._res.RUSAGE_SELF), _cpu_jiffies()
         self.wall = time.perf_counter() - wall0
         self.thread = time.thread_time() - thread0
         self.process = time.process_time() - proc0
         self.switches = (ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_nivcsw - ru0.ru_nivcsw)
-        self.busy_cpus = None
-        if jif0 and jif1 and jif1[1] > jif0[1]:
-            self.busy_cpus = (jif1[0] - jif0[0]) / (jif1[1] - jif0[1]) * (os.cpu_count() or 1)
+        self.busy_cpus = self.steal_cpus = None
+        if jif0 and jif1 and jif1[2] > jif0[2]:
+            cpus = (os.cpu_count() or 1) / (jif1[2] - jif0[2])
+            self.busy_cpus, self.steal_cpus = (jif1[0] - jif0[0]) * cpus, (jif1[1] - jif0[1]) * cpus
 
     def record(self) -> dict:
         """The row fields (CPU shares and milliseconds over the whole block)."""
         return {"host_thread_cpu_share": round(self.thread / self.wall, 3) if self.wall > 0 else None,
                 "host_other_threads_cpu_ms": round(max(0.0, self.process - self.thread) * 1e3, 1),
                 "host_ctx_switches": list(self.switches),
-                "host_busy_cpus": None if self.busy_cpus is None else round(self.busy_cpus, 2)}
+                "host_busy_cpus": None if self.busy_cpus is None else round(self.busy_cpus, 2),
+                "host_steal_cpus": None if self.steal_cpus is None else round(self.steal_cpus, 3)}
 
 
 def cuda_time_ms(fn, *, warmup: int = 10, iters: int = 50) -> float:

@@ -276,7 +276,8 @@ def main() -> None:
                        "teacher_forced_match", "generate_match", "logits_rel_err_vs_fp32", "prefill_ms",
                        "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "host_bound", "speedup_device_pos",
                        "host_ms_first32", "host_ms_last32", "gc_collections", "gc_ms", "host_thread_cpu_share",
-                       "host_other_threads_cpu_ms", "host_ctx_switches", "host_busy_cpus", "error"])
+                       "host_other_threads_cpu_ms", "host_ctx_switches", "host_busy_cpus", "host_steal_cpus",
+                       "error"])
     path = write_result(args.name or f"decode_{args.config}", payload)
     print(f"wrote {path}")
 

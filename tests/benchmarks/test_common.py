@@ -103,6 +103,17 @@ def test_host_usage_tells_a_waiting_thread_from_a_busy_neighbour():
     rec = busy.record()
     assert rec["host_other_threads_cpu_ms"] >= 150 and rec["host_thread_cpu_share"] < 0.3
     assert rec["host_busy_cpus"] is None or rec["host_busy_cpus"] >= 0.5  # the spinning thread kept a CPU busy
+    assert rec["host_steal_cpus"] is None or 0.0 <= rec["host_steal_cpus"] <= os.cpu_count()
     with common.HostUsage() as own:  # this thread spins: nearly all of the wall on a CPU
         spin(0.2)
     assert own.record()["host_thread_cpu_share"] > 0.5
+
+
+def test_cpu_jiffies_split_busy_stolen_and_idle_time(tmp_path):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice (guest time is already in user)
+    stat.write_text("cpu  100 0 50 800 10 0 5 35 7 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    assert common._cpu_jiffies(str(stat)) == (155, 35, 1000)
+    stat.write_text("cpu  100 0 50 800\n")  # an old kernel's four fields: nothing stolen
+    assert common._cpu_jiffies(str(stat)) == (150, 0, 950)
+    assert common._cpu_jiffies(str(tmp_path / "missing")) is None
