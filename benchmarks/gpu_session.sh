@@ -6,7 +6,7 @@
 #
 # Stages: tests (kernel tests on CUDA: bf16 and fp8 included), kernels (bf16 linear / ffn / attention), qkernels
 # (qlinear vs cuBLAS and torchao), fp8acc (fp8 accumulation: promotion interval vs speed and error), sweep (GEMV
-# meta-parameter grid), gpucheck, decode1b, decode1b-quant, decode1b-ab (decode with $BASE_TREE's accel, then this
+# meta-parameter grid), gpucheck, decode1b, decode1b-quant (REPEAT=n: n processes), decode1b-ab (decode with $BASE_TREE's accel, then this
 # tree's), decode8b, profile1b, compileprof (where compile time goes), compilethreads (a first compile with a fresh
 # tuning, ACCEL_COMPILE_THREADS=1 against $COMPILE_THREADS), graphdump (decode steps' CUDA graphs as DOT), hostprof
 # (the host's time per decode step, under cProfile).
@@ -43,9 +43,15 @@ for s in "$@"; do
     decode1b) stage decode1b ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --pos both \
                 --variants "${VARIANTS:-eager,inductor,accel}" --runs "${RUNS:-3}" --checks "${CHECKS:-all}" \
                 --generate "${GENERATE:-0}" ;;
-    decode1b-quant) stage decode1b-quant ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b --prefill "${PREFILL:-2048}" \
-                --variants "${VARIANTS:-eager,inductor,accel-int8,accel-int4,torchao-int8wo,torchao-int4wo}" \
-                --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" --name decode_1b_quant ${DECODE_ARGS:-} ;;
+    decode1b-quant) for r in $(seq "${REPEAT:-1}"); do  # REPEAT > 1: the same decode again in a new process each
+                  # time (the host's pace a step has moved 0.34-1.15 ms between processes and variants; session 16)
+                  sfx=; [ "${REPEAT:-1}" -gt 1 ] && sfx=_r$r
+                  stage decode1b-quant$sfx ${T_DECODE:-560} python3 benchmarks/decode.py --config 1b \
+                    --prefill "${PREFILL:-2048}" \
+                    --variants "${VARIANTS:-eager,inductor,accel-int8,accel-int4,torchao-int8wo,torchao-int4wo}" \
+                    --runs "${RUNS:-3}" --pos "${POS:-host}" --checks "${CHECKS:-all}" --name decode_1b_quant$sfx \
+                    ${DECODE_ARGS:-}
+                done ;;
     decode1b-ab) for side in base this; do  # the same decode with another tree's accel, then this one's: an A/B of
                   # two trees in one call (BASE_TREE holds an accel package: git archive <commit> accel | tar -x -C
                   # .base, carried; each side compiles cold, its JSON records the accel path and source hash)
