@@ -24,8 +24,16 @@ into the weight changes what gets quantized (per-channel int8 on SmolLM2-135M: +
 +0.1% unfolded), so ``ctx.norm_folds`` records each fold and the quantized op gets the unfolded weight and g, which
 the weight-only GEMV multiplies x by in its prologue. With SmoothQuant or AWQ the norms stay (their 1/s multiplies
 the normalized x in the graph); residual adds are fused either way.
+
+A decoder's final norm reaches the LM head through a slice of rows (``lm_head(hidden[:, slice_indices, :])``). A
+row-wise norm commutes with taking rows, so the head can take ``x[rows]`` and the norm in its prologue: done when the
+head is quantized (``quantize`` and ``quantize_lm_head``), whose GEMV takes the norm's weight unfolded. An unquantized
+head would need a folded copy of the vocabulary matrix (often tied to the embedding) for one small kernel less, so
+that norm stays, with a reported reason.
 """
 from __future__ import annotations
+
+import operator
 
 import torch
 import torch.fx as fx
@@ -91,10 +99,23 @@ class FuseNormPass(AccelPass):
         if m is None:
             return 0
         users = list(m.out.users)
-        fusable = [u for u in users if u.op == "call_function" and u.target in _PROJECTIONS
-                   and u.args and u.args[0] is m.out and fu.schema_args(u)["norm_eps"] is None
-                   and m.out not in u.args[1:] and _weight_k(ctx, u) == fu.tensor_meta(m.x).shape[-1]]
-        if not fusable:  # not in front of a projection (the final norm before a slice and the LM head)
+        k = fu.tensor_meta(m.x).shape[-1]
+        # each user as (projection, the row slice between, if any): a decoder's final norm reaches the LM head
+        # through hidden[:, slice_indices, :], and a row-wise norm commutes with taking rows
+        reads = {u: _projection_reading(u, m.out) for u in users}
+        fusable = [u for u, (p, _) in reads.items() if p is not None and fu.schema_args(p)["norm_eps"] is None
+                   and m.out not in p.args[1:] and _weight_k(ctx, p) == k]
+        if not fusable:  # not in front of a projection
+            return 0
+        o = ctx.options
+        if any(reads[u][1] is not None for u in fusable) and not (o.quantize and o.quantize_lm_head):
+            # The fold would copy the head's weight, where the layers' folds replace merged copies: for an
+            # unquantized head that is a second copy of the vocabulary matrix (525 MB at the 1B shape, often tied
+            # to the embedding) for one small kernel less. A quantized head takes the norm's weight in the GEMV's
+            # prologue instead, and no folded copy is made.
+            ctx.fallback("norm", m.out, "the norm reaches the projection through a slice of rows: fused only with "
+                                        "quantize and quantize_lm_head (an unquantized head would need a folded "
+                                        "copy of its weight): left to Inductor")
             return 0
         if len(fusable) != len(users):
             others = sorted({str(u.target) for u in users if u not in fusable})
@@ -103,8 +124,9 @@ class FuseNormPass(AccelPass):
             return 0
         g = ctx.weight_value(m.weight)
         for u in users:
-            name = "weight" if u.target is LINEAR else "w1"
-            w = fu.schema_args(u)[name]
+            proj, rows = reads[u]
+            name = "weight" if proj.target is LINEAR else "w1"
+            w = fu.schema_args(proj)[name]
             sources = ctx.derived_sources.get(w) or (w,)
             # when quantizing, the folded weight is made only if a layer stays unquantized (the guard, exclusions):
             # quantize_weights quantizes the unfolded one (ctx.norm_folds)
@@ -112,14 +134,45 @@ class FuseNormPass(AccelPass):
             folded = ctx.add_derived("norm_folded_w", lambda value=value: _fold(value, g), sources=sources,
                                      lazy_like=value if ctx.options.quantize else None)
             ctx.norm_folds[folded] = (w, m.weight)
-            new = _replace(ctx, u, u, x=m.x, norm_eps=m.eps, **{name: folded})
-            u.replace_all_uses_with(new)
-            u.graph.erase_node(u)
+            x = m.x if rows is None else ctx.call(operator.getitem, (m.x, rows.args[1]), like=proj, provenance=rows)
+            new = _replace(ctx, proj, proj, x=x, norm_eps=m.eps, **{name: folded})
+            proj.replace_all_uses_with(new)
+            proj.graph.erase_node(proj)
+            if rows is not None:
+                rows.graph.erase_node(rows)
         for n in [m.out, *reversed(m.nodes)]:  # the chain is pure (``mean`` is not in fx_utils' op vocabulary)
             if not n.users:
                 n.graph.erase_node(n)
         ctx.matched("norm", "rms_norm", new, f"into {len(users)} projection(s), weight folded, eps={m.eps:g}")
         return len(users)
+
+
+def _projection_reading(user: fx.Node, out: fx.Node) -> tuple[fx.Node | None, fx.Node | None]:
+    """(projection, None) when ``user`` is an accel projection reading ``out`` as its input; (projection, user) when
+    ``user`` takes rows of ``out`` (``_row_slice``) and its only user is such a projection of them; else (None, None)."""
+    def reads(p: fx.Node | None, x: fx.Node) -> bool:
+        return p is not None and p.op == "call_function" and p.target in _PROJECTIONS and bool(p.args) \
+            and p.args[0] is x
+    if reads(user, out):
+        return user, None
+    if _row_slice(user, out) and reads(fu.only_user(user), user):
+        return fu.only_user(user), user
+    return None, None
+
+
+def _row_slice(node: fx.Node, out: fx.Node) -> bool:
+    """``node`` is ``out[i0, i1, ...]`` with constant slices along the leading dims and the last dim whole: rows of
+    ``out`` and nothing else (no Ellipsis, None, int or tensor index)."""
+    if node.op != "call_function" or node.target is not operator.getitem or len(node.args) != 2 \
+            or node.args[0] is not out or node.kwargs:
+        return False
+    index, ndim = node.args[1], fu.rank(out)
+    index = index if isinstance(index, tuple) else (index,)
+    if ndim is None or not index or len(index) > ndim or not all(isinstance(i, slice) for i in index):
+        return False
+    if not all(isinstance(v, (int, type(None))) for i in index for v in (i.start, i.stop, i.step)):
+        return False
+    return len(index) < ndim or index[-1] == slice(None)
 
 
 def _weight_k(ctx: CompileContext, node: fx.Node) -> int | None:

@@ -148,6 +148,68 @@ def test_norm_with_another_user_is_not_fused_and_says_why():
     assert any(f.family == "norm" and "left to Inductor" in f.reason for f in report.fallbacks), report.fallbacks
 
 
+class FinalNormHead(torch.nn.Module):
+    """A decoder's end: the final norm, then rows of it (``index``), then the LM head."""
+
+    def __init__(self, index, h=16, vocab=40):
+        super().__init__()
+        self.norm, self.head, self.index = RMSNorm(h), torch.nn.Linear(h, vocab, bias=False), index
+
+    def forward(self, x):
+        return self.head(self.norm(x)[self.index])
+
+
+ROWS = {"all rows": (slice(None), slice(0, None), slice(None)), "last row": (slice(None), slice(-1, None)),
+        "every other row": (slice(None), slice(0, None, 2), slice(None))}
+NOT_ROWS = {"part of the last dim": (Ellipsis, slice(0, 8)), "an int index": (slice(None), -1),
+            "a new axis": (slice(None), None)}
+
+
+QUANTIZED_HEAD = {"quantize": "int8_weight_only", "quantize_lm_head": True}
+
+
+@pytest.mark.parametrize("rows", sorted(ROWS))
+def test_final_norm_is_fused_into_a_quantized_head_through_a_row_slice(rows):
+    """HF decoders apply the LM head to ``hidden[:, slice_indices, :]``: a row-wise norm commutes with taking rows,
+    so a quantized head takes the rows of the norm's input and the norm (eps and its weight, unfolded) in its
+    GEMV's prologue. int8 per-channel weights: within 1e-2 of eager."""
+    torch.manual_seed(0)
+    m = FinalNormHead(ROWS[rows]).eval()
+    x = torch.randn(2, 5, 16)
+    ops, targets, report = rewritten_ops(m, x, options=QUANTIZED_HEAD)
+    assert torch.rsqrt not in targets and len(ops) == 1
+    node, args = ops[0]
+    assert node.target is QLINEAR and args["norm_eps"] == 1e-6 and args["norm_weight"] is not None
+    assert args["x"].args[0].op == "placeholder"  # rows of the norm's input
+    out, _ = rewrite_only(m, x, options=QUANTIZED_HEAD)
+    assert out.shape == m(x).shape and rel_l2(out, m(x)) <= 1e-2
+    assert [mm.module for mm in report.matches if mm.pattern == "rms_norm"] == ["head"]
+
+
+@pytest.mark.parametrize("options", [{}, {"quantize": "int8_weight_only"}], ids=["unquantized", "without-quantize_lm_head"])
+def test_final_norm_stays_before_an_unquantized_head_and_says_why(options):
+    """Folding the norm into an unquantized head would copy the vocabulary matrix; the norm stays."""
+    torch.manual_seed(0)
+    m = FinalNormHead(ROWS["last row"]).eval()
+    x = torch.randn(2, 5, 16)
+    out, report = rewrite_only(m, x, options=options)
+    assert rel_l2(out, m(x)) <= (1e-2 if options else TOL_FP32)  # (a module named "head" is quantized)
+    assert report.counts["norm"] == 0
+    assert any(f.family == "norm" and "quantize_lm_head" in f.reason for f in report.fallbacks), report.fallbacks
+
+
+@pytest.mark.parametrize("index", sorted(NOT_ROWS))
+def test_final_norm_before_other_indexing_is_left_to_inductor(index):
+    torch.manual_seed(0)
+    m = FinalNormHead(NOT_ROWS[index]).eval()
+    if index == "part of the last dim":
+        m.head = torch.nn.Linear(8, 12, bias=False)
+    x = torch.randn(2, 5, 16)
+    out, report = rewrite_only(m, x, options=QUANTIZED_HEAD)
+    assert rel_l2(out, m(x)) <= 1e-2
+    assert report.counts["norm"] == 0
+
+
 class BroadcastResidual(torch.nn.Module):
     def __init__(self, h=16):
         super().__init__()
@@ -206,8 +268,21 @@ def test_hf_decoder_layers_all_fused(arch):
     assert rel_l2(out, model(input_ids=ids).logits) <= TOL_FP32
     patterns = [mm.pattern for mm in report.matches if mm.family == "norm"]
     # per layer: two residual adds and the norms in front of projections; the final norm feeds a slice before the
-    # LM head (not fused)
+    # unquantized LM head (not fused: test_hf_decoder_final_norm_goes_into_a_quantized_head)
     assert patterns.count("residual_add") == 4 and patterns.count("rms_norm") == 2 * norms, report
+
+
+def test_hf_decoder_final_norm_goes_into_a_quantized_head():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                   head_dim=8, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(1, 128, (1, 7))
+    out, report = rewrite_only(lambda i: model(input_ids=i).logits, ids, options=QUANTIZED_HEAD)
+    assert rel_l2(out, model(input_ids=ids).logits) <= 2e-2
+    assert [mm.module for mm in report.matches if mm.pattern == "rms_norm"][-1] == "lm_head"
 
 
 def test_quantized_block_keeps_only_the_quantized_copies():
