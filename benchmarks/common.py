@@ -136,8 +136,8 @@ class HostUsage:
     """Where the host's wall time went while the block ran: the CPU time of this thread and of the whole process,
     the context switches of this process and how busy the machine's CPUs were.
 
-    Session 16 saw the host's pace a decode step at either about 0.35 or about 0.69 ms, the same over the first
-    and the last steps of a run and with no garbage collection. These fields tell the causes apart:
+    Session 16 saw the host's pace a decode step anywhere from 0.34 to 1.15 ms between variants and processes,
+    mostly the same over the first and the last steps of a run, and with no garbage collection. These fields tell the causes apart:
     ``host_thread_cpu_share`` is the part of the wall this thread spent on a CPU (low: it waited, for the GIL, a
     lock or a CPU); ``host_other_threads_cpu_ms`` is the CPU time of this process's other threads (high: one of
     them competes for the GIL); ``host_ctx_switches`` are this process's (voluntary, involuntary) switches (many

@@ -38,12 +38,13 @@ def next_pow2(n: int) -> int:
 # activation, and lets the next kernel launch after its main loop; the decode attention's kernels and the rotary /
 # KV-cache kernel in front of them (family ``ATTENTION``) let the next kernel launch at once and then wait. The
 # lowering asks Inductor to launch them with the PDL attribute (accel.lowering.pdl). Anywhere else (eager calls,
-# tests, the interpreter) no family is on and the kernels compile without those instructions. ``GEMV_EARLY`` (an
-# experiment, off by default) moves the GEMVs' launch_dependents from after their main loop to their first line.
-# ``GEMV_EARLY_SMALL`` moves it only in launches that take at most half of the GPU's warp slots (``early_trigger``).
+# tests, the interpreter) no family is on and the kernels compile without those instructions. ``GEMV_EARLY`` (option
+# ``pdl_early_trigger=True``) moves the GEMVs' launch_dependents from after their main loop to their first line;
+# ``GEMV_EARLY_SMALL`` ("small", the int4 default) only in launches that take at most half of the GPU's warp slots
+# (``early_trigger``).
 GEMV, ATTENTION, GEMV_EARLY, GEMV_EARLY_SMALL = "gemv", "attention", "gemv_early", "gemv_early_small"
 PDL_FAMILIES = frozenset((GEMV, ATTENTION, GEMV_EARLY, GEMV_EARLY_SMALL))
-WARPS_PER_SM = 64  # resident warps an SM holds, sm_80 to sm_90
+WARPS_PER_SM = 64  # resident warps an SM holds on sm_90 (PDL needs sm_90 or newer)
 _PDL: contextvars.ContextVar[frozenset] = contextvars.ContextVar("accel_pdl", default=frozenset())
 
 
@@ -80,7 +81,7 @@ def early_trigger(device: torch.device, grid: tuple, num_warps: int, sms: int) -
     slots (static grid sizes only). The next kernel's programs, launched early, stay resident while they wait; in
     a launch with more programs than that they would hold slots that this launch's own later programs need
     (session 16, H200: the early trigger made the int4 decode step 4% faster, and the int8 one, whose gate/up
-    GEMV fills every warp slot, 7% slower)."""
+    GEMV fills nearly every warp slot, 7% slower)."""
     if use_pdl(device, GEMV_EARLY):
         return True
     sizes = [static_int(n) for n in grid]
