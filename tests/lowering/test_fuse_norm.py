@@ -183,6 +183,9 @@ def test_final_norm_is_fused_into_a_quantized_head_through_a_row_slice(rows):
     assert args["x"].args[0].op == "placeholder"  # rows of the norm's input
     out, _ = rewrite_only(m, x, options=QUANTIZED_HEAD)
     assert out.shape == m(x).shape and rel_l2(out, m(x)) <= 1e-2
+    # the same codes with the norm left in the graph: the fusion itself loses nothing in fp32
+    unfused, _ = rewrite_only(m, x, options={**QUANTIZED_HEAD, "fuse_norm": False})
+    assert rel_l2(out, unfused) <= TOL_FP32
     assert [mm.module for mm in report.matches if mm.pattern == "rms_norm"] == ["head"]
 
 
