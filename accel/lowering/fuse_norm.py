@@ -29,7 +29,7 @@ A decoder's final norm reaches the LM head through a slice of rows (``lm_head(hi
 row-wise norm commutes with taking rows, so the head can take ``x[rows]`` and the norm in its prologue: done when the
 head is quantized (``quantize`` and ``quantize_lm_head``), whose GEMV takes the norm's weight unfolded. An unquantized
 head would need a folded copy of the vocabulary matrix (often tied to the embedding) for one small kernel less, so
-that norm stays, with a reported reason.
+that norm stays.
 """
 from __future__ import annotations
 
@@ -112,10 +112,8 @@ class FuseNormPass(AccelPass):
             # The fold would copy the head's weight, where the layers' folds replace merged copies: for an
             # unquantized head that is a second copy of the vocabulary matrix (525 MB at the 1B shape, often tied
             # to the embedding) for one small kernel less. A quantized head takes the norm's weight in the GEMV's
-            # prologue instead, and no folded copy is made.
-            ctx.fallback("norm", m.out, "the norm reaches the projection through a slice of rows: fused only with "
-                                        "quantize and quantize_lm_head (an unquantized head would need a folded "
-                                        "copy of its weight): left to Inductor")
+            # prologue instead, and no folded copy is made. Not a fallback: the norm is left by design, as in
+            # every unquantized decoder.
             return 0
         if len(fusable) != len(users):
             others = sorted({str(u.target) for u in users if u not in fusable})

@@ -190,15 +190,15 @@ def test_final_norm_is_fused_into_a_quantized_head_through_a_row_slice(rows):
 
 
 @pytest.mark.parametrize("options", [{}, {"quantize": "int8_weight_only"}], ids=["unquantized", "without-quantize_lm_head"])
-def test_final_norm_stays_before_an_unquantized_head_and_says_why(options):
-    """Folding the norm into an unquantized head would copy the vocabulary matrix; the norm stays."""
+def test_final_norm_stays_before_an_unquantized_head(options):
+    """Folding the norm into an unquantized head would copy the vocabulary matrix; the norm stays, by design (no
+    fallback is reported: every unquantized decoder has this norm)."""
     torch.manual_seed(0)
     m = FinalNormHead(ROWS["last row"]).eval()
     x = torch.randn(2, 5, 16)
     out, report = rewrite_only(m, x, options=options)
     assert rel_l2(out, m(x)) <= (1e-2 if options else TOL_FP32)  # (a module named "head" is quantized)
-    assert report.counts["norm"] == 0
-    assert any(f.family == "norm" and "quantize_lm_head" in f.reason for f in report.fallbacks), report.fallbacks
+    assert report.counts["norm"] == 0 and not report.fallbacks, report.fallbacks
 
 
 @pytest.mark.parametrize("index", sorted(NOT_ROWS))
