@@ -103,8 +103,9 @@ class AccelOptions:
     pdl: bool = DEFAULT_PDL
     """Programmatic dependent launch (Hopper and newer GPUs, ignored elsewhere): Inductor launches accel's decode
     GEMVs with CUDA's PDL attribute; each loads its first weight tile, then waits for the kernel before it, and
-    lets the next one launch after its main loop, so launches and first loads overlap the previous kernel's tail
-    (with ``pdl_attention``, the decode attention chain too). Results are bit-identical, except int4 GEMVs with a
+    lets the next one launch after its main loop (int4 weight-only ones, by default, on their first line:
+    ``pdl_early_trigger``), so launches and first loads overlap the previous kernel's tail (with
+    ``pdl_attention``, the decode attention chain too). Results are bit-identical, except int4 GEMVs with a
     fused RMSNorm, whose first step outside the loop rounds its fp32 sums in another order (within 1e-4 of the
     kernel without PDL). On an H200 (session 15), 1B Llama decode against ``pdl=False``: int8 + head +9.5%, int4 +
     head +16.6%, bf16 -0.7% with the positions on the device; +4.6–6.8% with the host in the loop."""
