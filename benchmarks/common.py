@@ -11,6 +11,7 @@ import json
 import time
 import os
 import platform
+import resource
 import subprocess
 from pathlib import Path
 
@@ -146,16 +147,13 @@ class HostUsage:
     shared with another guest runs the same instructions slower while it looks busy)."""
 
     def __enter__(self) -> "HostUsage":
-        import resource
-
-        self._res = resource
         self._t = (time.perf_counter(), time.thread_time(), time.process_time(),
                    resource.getrusage(resource.RUSAGE_SELF), _cpu_jiffies())
         return self
 
     def __exit__(self, *exc) -> None:
         wall0, thread0, proc0, ru0, jif0 = self._t
-        ru1, jif1 = self._res.getrusage(self._res.RUSAGE_SELF), _cpu_jiffies()
+        ru1, jif1 = resource.getrusage(resource.RUSAGE_SELF), _cpu_jiffies()
         self.wall = time.perf_counter() - wall0
         self.thread = time.thread_time() - thread0
         self.process = time.process_time() - proc0
