@@ -40,14 +40,14 @@ def weight_bytes(model) -> int:
 
 
 def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int, device_pos: bool = False,
-               host_times: list | None = None, step_marks: list | None = None):
+               step_marks: list | None = None):
     """(seconds for ``new`` tokens, generated token ids) with transformers' StaticCache of ``cache_len``
     (one length for every run: a new length is a new static shape, and would recompile).
 
     The position is made on the host each step (``torch.tensor(..., device=)``, as the anchors do: the copy
     waits for the GPU, so host work and GPU work add up) or, with ``device_pos``, advanced on the device as
-    gpt-fast does (the host can run ahead; the step costs the larger of the two). ``host_times`` receives the
-    seconds until the last step was issued, ``step_marks`` a list of the seconds at which each step was issued."""
+    gpt-fast does (the host can run ahead; the step costs the larger of the two). ``step_marks`` receives a list
+    of the seconds at which each step was issued (its last: the host's time for the run)."""
     from transformers import StaticCache
 
     cache = StaticCache(config=cfg, max_cache_len=cache_len)
@@ -74,8 +74,6 @@ def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int, 
                 marks.append(time.perf_counter() - t0)
         if step_marks is not None:
             step_marks.append(marks)
-        if host_times is not None:
-            host_times.append(time.perf_counter() - t0)
         sync()
         return time.perf_counter() - t0, torch.cat(toks, 1)
 
@@ -211,11 +209,10 @@ def main() -> None:
             row["compile_s"] = round(time.perf_counter() - t0, 1)
             print(f"{variant}: compiled and warm in {row['compile_s']} s", flush=True)
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
-            issued: list = []
             marks: list = []
             with GcPauses(freeze=args.gc_freeze) as pauses, HostUsage() as usage:
-                sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, issued,
-                                         marks)[0] for _ in range(runs)])
+                sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, marks)[0]
+                              for _ in range(runs)])
             row.update(pauses.record())  # the garbage collections during the timed runs (all of them)
             row.update(usage.record())  # where the host's time went during them
             _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)
@@ -225,7 +222,7 @@ def main() -> None:
                 # with the position on the device the host may run ahead; when issuing the steps took about as long
                 # as running them, the host set the rate and the row says nothing about the GPU's step (session 12
                 # saw one variant's rate 25-35% under its profile that way)
-                row["host_ms_per_tok"] = round(median(issued) / args.new * 1e3, 3)
+                row["host_ms_per_tok"] = round(median([m[-1] for m in marks]) / args.new * 1e3, 3)
                 row.update(issue_pace(marks))
                 row["host_bound"] = row["host_ms_per_tok"] >= 0.9 * row["ms_per_tok"]
                 if row["host_bound"]:
@@ -239,7 +236,7 @@ def main() -> None:
                 dev_sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, True, host)[0]
                                   for _ in range(runs)])
                 row.update(tok_s_device_pos=round(args.new / dev_sec, 1),
-                           host_ms_per_tok=round(median(host) / args.new * 1e3, 3))
+                           host_ms_per_tok=round(median([m[-1] for m in host]) / args.new * 1e3, 3))
             if bw:
                 row["pct_of_copy_bw"] = round(100 * row["weight_gbs"] / bw, 1)
             row["token_match"] = round(float((toks == eager_toks).float().mean()), 4)
