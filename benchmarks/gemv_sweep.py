@@ -34,6 +34,7 @@ from accel.runtime import autotune_cache, quant  # noqa: E402
 from accel.runtime.activations import ACTIVATION_IDS  # noqa: E402
 from accel.runtime.kernels import linear as kl  # noqa: E402
 from accel.runtime.kernels import qlinear as kq  # noqa: E402
+from accel.runtime.kernels.utils import num_sms  # noqa: E402
 
 SHAPES = {  # (label, N, K, gated); weight [N·(2 if gated), K]
     "1b": [("qkv", 3072, 2048, False), ("o", 2048, 2048, False), ("gate_up", 8192, 2048, True),
@@ -153,7 +154,7 @@ def main() -> None:
     result_name = "gemv_sweep" if M == 1 else f"gemv_sweep_m{M}"
     torch.manual_seed(0)
     dev = torch.device("cuda")
-    sms = kl._num_sms(dev)
+    sms = num_sms(dev)
     rows_out = []
     for kind in args.kinds.split(","):
         t_kind = time.perf_counter()

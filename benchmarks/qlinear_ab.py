@@ -35,8 +35,8 @@ from common import environment, print_table, write_result  # noqa: E402
 from kernels import QLINEAR_SHAPES  # noqa: E402
 
 from accel.runtime import autotune_cache, quant  # noqa: E402
-from accel.runtime.kernels import linear as kl  # noqa: E402
 from accel.runtime.kernels import qlinear as kq  # noqa: E402
+from accel.runtime.kernels.utils import num_sms  # noqa: E402
 
 # the 1B decode step's projections: qkv, o, gate (and up), down, LM head
 SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 2048), ("1b down", 2048, 8192),
@@ -54,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     dev = torch.device("cuda")
-    sms = kl._num_sms(dev)
+    sms = num_sms(dev)
     rows = []
     shapes = [sh for name in args.shapes.split(",") for sh in (QLINEAR_SHAPES if name == "8b" else SHAPES_1B)]
     for M in (int(m) for m in args.m.split(",")):

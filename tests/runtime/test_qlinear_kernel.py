@@ -622,6 +622,22 @@ def test_tile_twins_of_the_fastest_one_step_word_gemvs_that_keep_a_wave(monkeypa
                          1, 256, 2048, 132) == []  # 64 programs or fewer: no wave left to halve
 
 
+def test_the_tuning_key_changes_with_the_candidate_lists(monkeypatch):
+    """A stored winner is only the best of the candidates measured: a cache tuned with other tile counts or GEMV
+    tiles must not be read as this version's choice, so those lists are part of the key's source hash."""
+    base = ql._sources()
+    try:
+        for name, value in [("GEMV_TILE_COUNTS", (2,)), ("GEMV_TILES", ql.GEMV_TILES[:-1])]:
+            with monkeypatch.context() as m:
+                m.setattr(ql, name, value)
+                ql._sources.cache_clear()
+                assert ql._sources() != base, name
+        ql._sources.cache_clear()
+        assert ql._sources() == base  # and only those: the same lists give the same hash
+    finally:
+        ql._sources.cache_clear()
+
+
 def test_prefetch_twins_only_for_multi_step_word_gemvs(monkeypatch):
     """With GEMV_PREFETCH_TWINS > 0 (none by default), the first that many word-GEMV candidates of two or more K steps
     a program get a PREFETCH twin, in this Triton version's axis order; a GEMV whose whole K is one step (the 1B

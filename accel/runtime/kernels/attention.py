@@ -25,13 +25,13 @@ import triton
 import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
-from accel.runtime.kernels.utils import ATTENTION, next_pow2, pdl_launch_then_wait, static_int, use_pdl, wrap_triton
+from accel.runtime.kernels.utils import (H100_SMS, ATTENTION, next_pow2, num_sms, pdl_launch_then_wait, static_int,
+                                         use_pdl, wrap_triton)
 
 LOG2E = 1.4426950408889634  # 1/ln(2): exp(x) = exp2(x·log2(e))
 MAX_HEAD_DIM = 256
 DECODE_MAX_ROWS = 64  # GQA group × queries per KV group that the decode tile takes (see _use_decode)
 MAX_SPLITS = 64  # the reduce kernel holds every split of a row in one tile
-H100_SMS = 132  # SM count assumed when no CUDA device can be queried (interpreter, CPU tests)
 
 # ---------------------------------------------------------------------------------------------------------
 # Configs. Each list starts with the heuristic default; the rest are measured by autotune_cache.tune. The
@@ -484,18 +484,11 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.T
     return out
 
 
-@functools.cache
-def _sm_count(device: torch.device) -> int:
-    if device.type != "cuda":
-        return H100_SMS
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def _num_splits(b, hkv, kv_len, block_n: int, waves: int, device) -> int:
     """KV splits per group: about ``waves`` programs per SM, at least one key block per split, from static
     sizes only (a symbolic batch counts as 1, a symbolic length as long: empty splits cost only a store)."""
     groups = (static_int(b) or 1) * static_int(hkv)
-    splits = min(MAX_SPLITS, max(1, triton.cdiv(waves * _sm_count(device), groups)))
+    splits = min(MAX_SPLITS, max(1, triton.cdiv(waves * num_sms(device), groups)))
     kv_len = static_int(kv_len)
     if kv_len is None:
         return splits

@@ -30,8 +30,8 @@ import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import (early_trigger, next_pow2, pdl_launch_dependents, pdl_wait, static_int, use_pdl,
-                                         wrap_triton)
+from accel.runtime.kernels.utils import (early_trigger, next_pow2, num_sms, pdl_launch_dependents, pdl_wait,
+                                         static_int, use_pdl, wrap_triton)
 
 # ---------------------------------------------------------------------------------------------------------
 # Configs: {"kernel": "gemv" | "gemm" | "cublas", meta-parameters..., "num_warps", "num_stages"}
@@ -249,7 +249,7 @@ def _gemv_kernel(
     NORM (SPLIT_K = 1 only) projects x · rsqrt(mean(x²) + eps) without writing it (the norm's weight is folded
     into w's columns at compile time): the loop accumulates x² beside the products, and the row's rsqrt scales
     the sums after the loop (it is constant along K) — no separate norm kernel, no extra load in the loop."""
-    if PDL_EARLY:  # the pdl_early_trigger experiment: the next kernel may launch now
+    if PDL_EARLY:  # pdl_early_trigger: the next kernel may launch now (else after the loop, below)
         pdl_launch_dependents(PDL)
     # -- map program ids to output columns, rows of x and a slice of K
     offs_m, offs_n, pid_k, k_start, k_end = _gemv_slice(K, K_PER_SPLIT, BLOCK_M, BLOCK_N)
@@ -536,7 +536,7 @@ def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: b
         wrap_triton(_gemv_kernel)[grid](x, w, b_arg, out, ws, res_arg,
                                         M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0, *strides,
                                         NORM=norm_eps is not None, BLOCK_M=block_m, PDL=use_pdl(x.device),
-                                        PDL_EARLY=early_trigger(x.device, grid, cfg["num_warps"], _num_sms(x.device)),
+                                        PDL_EARLY=early_trigger(x.device, grid, cfg["num_warps"], num_sms(x.device)),
                                         **meta)
     else:
         fp32_ieee = x.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
@@ -551,13 +551,6 @@ def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: b
 # ---------------------------------------------------------------------------------------------------------
 # Dispatch
 # ---------------------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _num_sms(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 132  # the interpreter: plan as for an H100 so that CPU tests take the GPU's decisions
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 @functools.cache
@@ -598,7 +591,7 @@ def select_config(name: str, x: torch.Tensor, w: torch.Tensor, bias, act: int, g
         return CUBLAS
     N = n_rows // 2 if gated else n_rows
     k_major = static_int(w.stride(1)) == 1
-    cands = candidate_configs(M, N, K, gated, x.element_size(), _num_sms(x.device), k_major)
+    cands = candidate_configs(M, N, K, gated, x.element_size(), num_sms(x.device), k_major)
     if norm:
         cands = [c for c in cands if c["kernel"] != "gemv" or fuses_norm(c)] or cands
         name += ".norm"

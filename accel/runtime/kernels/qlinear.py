@@ -34,7 +34,7 @@ from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear_kernels as qk
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import early_trigger, next_pow2, static_int, use_pdl, wrap_triton
+from accel.runtime.kernels.utils import early_trigger, next_pow2, num_sms, static_int, use_pdl, wrap_triton
 
 SCHEME_IDS = {name: i for i, name in enumerate(quant.SCHEMES)}  # the kernels' SCHEME codes
 WEIGHT_ONLY = ("int8_weight_only", "int4_weight_only")
@@ -84,8 +84,10 @@ GEMV_PREFETCH_TWINS = 0
 # ``refine`` step of autotune_cache.tune), where the fewer programs still fill the SMs once. H100, 1B decode
 # shapes (results/qlinear_ab_tiles_*_s14*): TILES = 2 took the int4 gate/up with its norm from 15.1 to 12.7 µs and
 # the int8 o projection from 4.6 to 3.7 µs; elsewhere within ±1%. Without the loop and with one tile (TILES = 1) the
-# int4 qkv with its norm lost (4.5 → 5.4 µs), so the K loop stays the default.
-GEMV_TILE_COUNTS: tuple[int, ...] = (2,)
+# int4 qkv with its norm lost (4.5 → 5.4 µs), so the K loop stays the default. TILES = 4 (session 17, H100): the int4
+# LM head with the final norm 61.5 → 60.2 µs in the tuner, the 1B int4 + head step 534 → 524 µs (same machine,
+# results/profile_decode_1b_tiles_s17run2_*); TILES = 8 was tried there too and never won.
+GEMV_TILE_COUNTS: tuple[int, ...] = (2, 4)
 GEMV_TILE_TWINS = 3
 # Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
 # (compiled for sm_90 and read back: otherwise every step converts the weight tile's layout through shared
@@ -388,7 +390,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
         if tiles:  # one load of x for TILES tiles of weight rows: needs all of K in one unsplit step
             torch._check(_one_step(cfg, k), lambda: f"qlinear: {cfg} needs K = {K} in one step")
         grid = (triton.cdiv(triton.cdiv(N, cfg["BLOCK_N"]), max(tiles, 1)), split, triton.cdiv(M, block_m))
-        meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], kl._num_sms(x.device))
+        meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], num_sms(x.device))
         if _gemv_reads_words(scheme, static_int(qweight.shape[1])):
             w = qweight.view(torch.int32)  # [N_w, K / per_word]: whole words for _decode_words
             chunk = cfg.get("SUB", 1) * _per_word(scheme)
@@ -483,7 +485,10 @@ def _sources() -> str:
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
-        _gemv_block_m, _one_step, tile_twins)
+        _gemv_block_m, _one_step, tile_twins,
+        # the candidate lists: a stored winner was only the best of those measured
+        GEMV_TILES, GEMV_TILE_COUNTS, GEMV_TILE_TWINS, GEMV_PREFETCH_TWINS, GEMV_UNSPLIT_MAX_ROWS, SKINNY_TILES,
+        TILED_TILES, INT4_SWAP_TILE)
 
 
 def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, counters=None):
@@ -521,7 +526,7 @@ def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, a
     N = None if n_rows is None else n_rows // 2 if gated else n_rows
     if M is None or N is None or K is None or min(M, N, K) == 0:
         return general_config(scheme, group_size, N, K)
-    sms = kl._num_sms(x.device)
+    sms = num_sms(x.device)
     cands = candidate_configs(M, N, K, scheme, group_size, gated, x.element_size(), sms)
     if x.device.type != "cuda":
         return cands[0]

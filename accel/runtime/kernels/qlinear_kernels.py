@@ -390,7 +390,8 @@ def _qgemv_words_kernel(
     TILES > 0 (one K step, SPLIT_K = 1): no K loop; each program does TILES tiles of weight rows with one load of
     x (``_words_tiles``), and the launcher's grid has that many times fewer programs along axis 0.
 
-    PDL_EARLY (the ``pdl_early_trigger`` experiment) lets the next kernel launch first thing, not after the loop."""
+    PDL_EARLY (``pdl_early_trigger``, ``utils.early_trigger``) lets the next kernel launch first thing, not after
+    the loop."""
     if PDL_EARLY:
         pdl_launch_dependents(PDL)
     CHUNK: tl.constexpr = SUB * PER_WORD

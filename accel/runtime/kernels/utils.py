@@ -75,6 +75,18 @@ def use_pdl(device: torch.device, family: str = GEMV) -> bool:
     return _supports_pdl(device.index if device.index is not None else torch.cuda.current_device())
 
 
+H100_SMS = 132  # SM count assumed when no CUDA device can be queried (interpreter, CPU tests)
+
+
+@functools.cache
+def num_sms(device: torch.device) -> int:
+    """The GPU's SM count; off CUDA (the interpreter, CPU tests) an H100's, so that the launch plans made there are
+    those the GPU would make."""
+    if device.type != "cuda":
+        return H100_SMS
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def early_trigger(device: torch.device, grid: tuple, num_warps: int, sms: int) -> bool:
     """PDL_EARLY for a GEMV launch of ``grid`` with programs of ``num_warps`` warps on a GPU of ``sms`` SMs: always
     under ``GEMV_EARLY``; under ``GEMV_EARLY_SMALL`` only when the launch's warps fit in half of the GPU's warp
