@@ -96,6 +96,14 @@ ACCEL_VARIANTS = {
                                 "inductor_config": {"triton.enable_pdl": True}},
     "accel-int4-head-pdl-all": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
                                 "pdl": True, "inductor_config": {"triton.enable_pdl": True}},
+    # Inductor's combo kernels allowed to mix sizes (combo_kernel_allow_mixed_sizes=2: the step's small prologue
+    # kernels of different lengths in one launch), alone and with Inductor's PDL
+    "accel-int4-head-combo-mixed": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
+                                    "inductor_config": {"combo_kernels": True, "combo_kernel_allow_mixed_sizes": 2}},
+    "accel-int4-head-pdl-all-combo-mixed": {"quantize": "int4_weight_only", "group_size": 128,
+                                            "quantize_lm_head": True, "inductor_config": {
+                                                "triton.enable_pdl": True, "combo_kernels": True,
+                                                "combo_kernel_allow_mixed_sizes": 2}},
 }
 # torchao baselines: the model quantized by torchao's quantize_, then Inductor (reduce-overhead)
 TORCHAO_VARIANTS = ("torchao-int8wo", "torchao-int4wo", "torchao-fp8")
