@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from accel.runtime import reference
 from accel.runtime.kernels import attention as ka
+from accel.runtime.kernels.utils import H100_SMS
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -351,7 +352,7 @@ def test_num_splits_fill_the_gpu_without_empty_splits(b, hkv, kv_len):
     chunk = -(-blocks // splits)
     assert 1 <= splits <= min(ka.MAX_SPLITS, blocks)
     assert (splits - 1) * chunk < blocks  # the last split holds at least one block
-    assert b * hkv * splits <= max(2 * ka.H100_SMS, b * hkv)
+    assert b * hkv * splits <= max(2 * H100_SMS, b * hkv)
 
 
 def test_candidates_include_sdpa_only_when_it_computes_the_same():

@@ -622,20 +622,24 @@ def test_tile_twins_of_the_fastest_one_step_word_gemvs_that_keep_a_wave(monkeypa
                          1, 256, 2048, 132) == []  # 64 programs or fewer: no wave left to halve
 
 
-def test_the_tuning_key_changes_with_the_candidate_lists(monkeypatch):
-    """A stored winner is only the best of the candidates measured: a cache tuned with other tile counts or GEMV
-    tiles must not be read as this version's choice, so those lists are part of the key's source hash."""
-    base = ql._sources()
+@pytest.mark.parametrize("module,changes", [
+    (ql, [("GEMV_TILE_COUNTS", (2,)), ("GEMV_TILES", ql.GEMV_TILES[:-1]), ("GEMV_REGS", ql.GEMV_REGS + 8)]),
+    (kl, [("GEMV_TILES", kl.GEMV_TILES[:-1]), ("SKINNY_TILES", kl.SKINNY_TILES[1:])])], ids=["qlinear", "linear"])
+def test_the_tuning_key_changes_with_the_candidate_lists(monkeypatch, module, changes):
+    """A stored winner is only the best of the candidates measured: a cache tuned with other tile lists, tile
+    counts or pruning limits must not be read as this version's choice, so they are part of the key's source hash
+    (qlinear and linear alike)."""
+    base = module._sources()
     try:
-        for name, value in [("GEMV_TILE_COUNTS", (2,)), ("GEMV_TILES", ql.GEMV_TILES[:-1])]:
+        for name, value in changes:
             with monkeypatch.context() as m:
-                m.setattr(ql, name, value)
-                ql._sources.cache_clear()
-                assert ql._sources() != base, name
-        ql._sources.cache_clear()
-        assert ql._sources() == base  # and only those: the same lists give the same hash
+                m.setattr(module, name, value)
+                module._sources.cache_clear()
+                assert module._sources() != base, name
+        module._sources.cache_clear()
+        assert module._sources() == base  # the same lists give the same hash
     finally:
-        ql._sources.cache_clear()
+        module._sources.cache_clear()
 
 
 def test_prefetch_twins_only_for_multi_step_word_gemvs(monkeypatch):

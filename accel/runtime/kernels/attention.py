@@ -25,8 +25,8 @@ import triton
 import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
-from accel.runtime.kernels.utils import (H100_SMS, ATTENTION, next_pow2, num_sms, pdl_launch_then_wait, static_int,
-                                         use_pdl, wrap_triton)
+from accel.runtime.kernels.utils import (ATTENTION, next_pow2, num_sms, pdl_launch_then_wait, static_int, use_pdl,
+                                         wrap_triton)
 
 LOG2E = 1.4426950408889634  # 1/ln(2): exp(x) = exp2(x·log2(e))
 MAX_HEAD_DIM = 256

@@ -559,7 +559,10 @@ def _sources() -> str:
     return autotune_cache.source_hash(_gemv_kernel, _gemv_step, _first_step_ok, _gemm_kernel, _grouped_tile,
                                       _gemv_slice, _dot_slice, _epilogue_kernel, _sum_splits, _write_back,
                                       _add_residual, _epilogue, _load_tile, _dot, apply_activation, candidate_configs,
-                                      _gemv_config, _gemm_config, _split_k, launch, fuses_norm, reference.rms_norm)
+                                      _gemv_config, _gemm_config, _split_k, launch, fuses_norm, reference.rms_norm,
+                                      # the candidate lists and the limits that prune them (as in qlinear._sources)
+                                      GEMV_MAX_M, SKINNY_MAX_M, GEMV_TILES, GEMV_TILE_WIDE, SKINNY_TILES, TILED_TILES,
+                                      ACC_REGS_PER_THREAD, SMEM_BYTES, MAX_SPLIT_K)
 
 
 def _measurement_inputs(x, w, bias, norm: bool = False):

@@ -486,9 +486,10 @@ def _sources() -> str:
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
         _gemv_block_m, _one_step, tile_twins,
-        # the candidate lists: a stored winner was only the best of those measured
+        # the candidate lists and the limits that prune them: a stored winner was only the best of those measured
         GEMV_TILES, GEMV_TILE_COUNTS, GEMV_TILE_TWINS, GEMV_PREFETCH_TWINS, GEMV_UNSPLIT_MAX_ROWS, SKINNY_TILES,
-        TILED_TILES, INT4_SWAP_TILE)
+        TILED_TILES, INT4_SWAP_TILE, GEMV_MAX_M, GEMV_CANDIDATE_MAX_M, SKINNY_MAX_M, CUBLAS_FIRST_M, GEMV_REGS,
+        SMEM_BYTES, kl.MAX_SPLIT_K)
 
 
 def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, counters=None):
