@@ -172,6 +172,70 @@ class HostUsage:
                 "host_steal_cpus": None if self.steal_cpus is None else round(self.steal_cpus, 3)}
 
 
+class GraphTreeCalls:
+    """What Inductor's CUDA-graph tree did with the calls made while the block ran, and how long the host spent in
+    it: replays of a recorded graph, warm-up runs (the compiled code launched kernel by kernel, before a recording),
+    recordings, and calls it ran without a graph at all (``cg_other``: a function past its re-recording limit, or
+    one that mutates inputs the tree does not manage). A row whose host is slow because the tree fell back to
+    launching every kernel shows it here (session 17: int4 + head issued 0.31-0.35 ms a step in some processes and
+    0.55-0.86 ms in others, with no other cause found). ``manager`` is the class to count (tests pass a stand-in)."""
+
+    METHODS = {"execute_node": "replays", "run_eager": "warmups", "record_function": "recordings"}
+
+    def __init__(self, manager: type | None = None):
+        if manager is None:
+            from torch._inductor.cudagraph_trees import CUDAGraphTreeManager as manager
+        self.manager = manager
+        self.counts = dict.fromkeys(["calls", *self.METHODS.values()], 0)
+        self.seconds = 0.0
+        self._saved: dict = {}
+        self._depth = 0  # the tree's run calls itself again in some paths: count the outer call only
+
+    def _counting(self, name: str, key: str):
+        original = self._saved[name]
+
+        def wrapper(manager_self, *args, **kwargs):
+            self.counts[key] += 1
+            return original(manager_self, *args, **kwargs)
+        return wrapper
+
+    def _timing(self):
+        original = self._saved["run"]
+
+        def run(manager_self, *args, **kwargs):
+            if self._depth:
+                return original(manager_self, *args, **kwargs)
+            self.counts["calls"] += 1
+            self._depth += 1
+            t0 = time.perf_counter()
+            try:
+                return original(manager_self, *args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+                self._depth -= 1
+        return run
+
+    def __enter__(self) -> "GraphTreeCalls":
+        for name in ("run", *self.METHODS):
+            self._saved[name] = self.manager.__dict__[name]
+        self.manager.run = self._timing()
+        for name, key in self.METHODS.items():
+            setattr(self.manager, name, self._counting(name, key))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, original in self._saved.items():
+            setattr(self.manager, name, original)
+
+    def record(self, steps: int) -> dict:
+        """The row fields: counts over the block and the host's milliseconds in the tree a step (``steps`` of them)."""
+        c = self.counts
+        other = c["calls"] - c["replays"] - c["warmups"] - c["recordings"]
+        return {"cg_calls": c["calls"], "cg_replays": c["replays"], "cg_warmups": c["warmups"],
+                "cg_recordings": c["recordings"], "cg_other": max(other, 0),
+                "cg_host_ms_per_step": round(self.seconds / steps * 1e3, 3) if steps else None}
+
+
 def cuda_time_ms(fn, *, warmup: int = 10, iters: int = 50) -> float:
     """Median milliseconds of ``fn()`` timed with CUDA events (one event pair per call)."""
     for _ in range(warmup):

@@ -13,6 +13,7 @@ variant whose first tokens disagree with eager everywhere is reported, not timed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import sys
@@ -21,8 +22,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (GcPauses, HostUsage, copy_bandwidth_gbs, cuda_time_ms, environment, print_table,  # noqa: E402
-                    use_accel_from, write_result)
+from common import (GcPauses, GraphTreeCalls, HostUsage, copy_bandwidth_gbs, cuda_time_ms, environment,  # noqa: E402
+                    print_table, use_accel_from, write_result)
 from decode_model import (ACCEL_VARIANTS, CONFIGS, TORCHAO_VARIANTS, build_model, make_step,  # noqa: E402
                           torchao_quantize)
 
@@ -210,11 +211,14 @@ def main() -> None:
             print(f"{variant}: compiled and warm in {row['compile_s']} s", flush=True)
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
             marks: list = []
-            with GcPauses(freeze=args.gc_freeze) as pauses, HostUsage() as usage:
+            tree = GraphTreeCalls() if device == "cuda" else contextlib.nullcontext()
+            with GcPauses(freeze=args.gc_freeze) as pauses, HostUsage() as usage, tree:
                 sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, marks)[0]
                               for _ in range(runs)])
             row.update(pauses.record())  # the garbage collections during the timed runs (all of them)
             row.update(usage.record())  # where the host's time went during them
+            if device == "cuda":  # what the CUDA-graph tree did with those steps
+                row.update(tree.record(runs * args.new))
             _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
@@ -274,6 +278,7 @@ def main() -> None:
                        "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "host_bound", "speedup_device_pos",
                        "host_ms_first32", "host_ms_last32", "gc_collections", "gc_ms", "host_thread_cpu_share",
                        "host_other_threads_cpu_ms", "host_ctx_switches", "host_busy_cpus", "host_steal_cpus",
+                       "cg_calls", "cg_replays", "cg_warmups", "cg_recordings", "cg_other", "cg_host_ms_per_step",
                        "error"])
     path = write_result(args.name or f"decode_{args.config}", payload)
     print(f"wrote {path}")

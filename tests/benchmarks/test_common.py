@@ -117,3 +117,56 @@ def test_cpu_jiffies_split_busy_stolen_and_idle_time(tmp_path):
     stat.write_text("cpu  100 0 50 800\n")  # an old kernel's four fields: nothing stolen
     assert common._cpu_jiffies(str(stat)) == (150, 0, 950)
     assert common._cpu_jiffies(str(tmp_path / "missing")) is None
+
+
+class _FakeTree:
+    """A stand-in for Inductor's CUDAGraphTreeManager with the methods GraphTreeCalls counts: ``run`` dispatches on
+    the call's kind the way the tree does (a recording may run again through ``run``, as the tree's does)."""
+
+    def run(self, kind):
+        return self._run(kind)
+
+    def _run(self, kind):
+        if kind == "replay":
+            return self.execute_node(kind)
+        if kind == "warmup":
+            return self.run_eager(kind)
+        if kind == "record":
+            return self.record_function(kind)
+        if kind == "again":
+            return self.run("replay")  # the tree's own re-entry: one call, one replay
+        return "eager"  # no graph at all
+
+    def execute_node(self, kind):
+        return "replayed"
+
+    def run_eager(self, kind):
+        return "warmed up"
+
+    def record_function(self, kind):
+        return "recorded"
+
+
+def test_graph_tree_calls_count_what_the_tree_did_and_restore_it():
+    tree = _FakeTree()
+    originals = {name: _FakeTree.__dict__[name] for name in ("run", "execute_node", "run_eager", "record_function")}
+    with common.GraphTreeCalls(_FakeTree) as calls:
+        results = [tree.run(k) for k in ["warmup", "record", "replay", "replay", "again", "eager", "replay"]]
+    assert results == ["warmed up", "recorded", "replayed", "replayed", "replayed", "eager", "replayed"]
+    rec = calls.record(steps=7)
+    assert (rec["cg_calls"], rec["cg_replays"], rec["cg_warmups"], rec["cg_recordings"], rec["cg_other"]) == \
+        (7, 4, 1, 1, 1)
+    assert rec["cg_host_ms_per_step"] is not None and rec["cg_host_ms_per_step"] >= 0
+    assert {name: _FakeTree.__dict__[name] for name in originals} == originals  # patched back
+    tree.run("replay")  # and nothing counts after the block
+    assert calls.record(steps=7)["cg_calls"] == 7
+
+
+def test_graph_tree_calls_find_inductors_tree_manager():
+    """The default target is Inductor's own class, and the methods it wraps exist in this torch."""
+    from torch._inductor.cudagraph_trees import CUDAGraphTreeManager
+
+    calls = common.GraphTreeCalls()
+    assert calls.manager is CUDAGraphTreeManager
+    for name in ("run", *common.GraphTreeCalls.METHODS):
+        assert name in CUDAGraphTreeManager.__dict__
