@@ -152,10 +152,11 @@ def test_graph_tree_calls_count_what_the_tree_did_and_restore_it():
     originals = {name: _FakeTree.__dict__[name] for name in ("run", "execute_node", "run_eager", "record_function")}
     with common.GraphTreeCalls(_FakeTree) as calls:
         results = [tree.run(k) for k in ["warmup", "record", "replay", "replay", "again", "eager", "replay"]]
+        tree.record_function("record")  # a recording outside run (the tree's setup path)
     assert results == ["warmed up", "recorded", "replayed", "replayed", "replayed", "eager", "replayed"]
     rec = calls.record(steps=7)
     assert (rec["cg_calls"], rec["cg_replays"], rec["cg_warmups"], rec["cg_recordings"], rec["cg_other"]) == \
-        (7, 4, 1, 1, 1)
+        (7, 4, 1, 2, 1)
     assert rec["cg_host_ms_per_step"] is not None and rec["cg_host_ms_per_step"] >= 0
     assert {name: _FakeTree.__dict__[name] for name in originals} == originals  # patched back
     tree.run("replay")  # and nothing counts after the block
