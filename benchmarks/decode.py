@@ -41,17 +41,24 @@ def weight_bytes(model) -> int:
 
 
 def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int, device_pos: bool = False,
-               step_marks: list | None = None):
+               step_marks: list | None = None, cache=None):
     """(seconds for ``new`` tokens, generated token ids) with transformers' StaticCache of ``cache_len``
     (one length for every run: a new length is a new static shape, and would recompile).
 
     The position is made on the host each step (``torch.tensor(..., device=)``, as the anchors do: the copy
     waits for the GPU, so host work and GPU work add up) or, with ``device_pos``, advanced on the device as
     gpt-fast does (the host can run ahead; the step costs the larger of the two). ``step_marks`` receives a list
-    of the seconds at which each step was issued (its last: the host's time for the run)."""
+    of the seconds at which each step was issued (its last: the host's time for the run). ``cache``, when given,
+    is reset (zeroed in place) and reused, so its tensors keep their addresses: the CUDA-graph tree, which takes
+    the cache's tensors as static inputs, then records once per variant instead of again whenever a new cache
+    lands elsewhere in memory (run 8 of session 17: Inductor recorded 3 times in 3 timed runs, each with a new
+    cache); else a new one."""
     from transformers import StaticCache
 
-    cache = StaticCache(config=cfg, max_cache_len=cache_len)
+    if cache is None:
+        cache = StaticCache(config=cfg, max_cache_len=cache_len)
+    else:
+        cache.reset()
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with torch.no_grad():
         out = model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(prompt.shape[1], device=device),
@@ -166,6 +173,10 @@ def main() -> None:
     ap.add_argument("--accel-from", default=None, metavar="DIR",
                     help="import accel from DIR/accel (another tree, for an A/B in one call; the result's env records "
                          "which accel ran)")
+    ap.add_argument("--fresh-cache", action="store_true",
+                    help="a new StaticCache for every run, as before session 17 (each can land at other addresses "
+                         "and make the CUDA-graph tree record again inside a timed run); by default each variant "
+                         "resets and reuses one")
     ap.add_argument("--gc-freeze", action="store_true",
                     help="collect and freeze Python's heap (gc.freeze) for each variant's timed runs, so that garbage "
                          "collections during them walk only what the steps allocate (see common.GcPauses)")
@@ -186,6 +197,8 @@ def main() -> None:
     with torch.no_grad():
         ref_logits = copy.deepcopy(base).float()(input_ids=prompt, use_cache=False).logits.float()
 
+    from transformers import StaticCache
+
     rows: list[dict] = []
     payload = {"args": vars(args), "copy_bw_gbs": bw, "weight_bytes": nbytes, "rows": rows}
     # the reference tokens: one eager greedy decode (its own rerun below shows eager's run-to-run agreement)
@@ -204,22 +217,24 @@ def main() -> None:
                 torchao_quantize(model, variant)
             step = make_step(variant, cudagraphs=device == "cuda")
             device_pos = args.pos == "device"
+            # one cache for all of the variant's runs (reset by each), unless --fresh-cache
+            cache = None if args.fresh_cache else StaticCache(config=cfg, max_cache_len=cache_len)
             t0 = time.perf_counter()
-            run_decode(model, cfg, step, prompt, 4, device, cache_len, device_pos)
-            run_decode(model, cfg, step, prompt, 4, device, cache_len, device_pos)
+            run_decode(model, cfg, step, prompt, 4, device, cache_len, device_pos, cache=cache)
+            run_decode(model, cfg, step, prompt, 4, device, cache_len, device_pos, cache=cache)
             row["compile_s"] = round(time.perf_counter() - t0, 1)
             print(f"{variant}: compiled and warm in {row['compile_s']} s", flush=True)
             runs = 1 if variant == "eager" else args.runs  # eager is slow and only the reference
             marks: list = []
             tree = GraphTreeCalls() if device == "cuda" else contextlib.nullcontext()
             with GcPauses(freeze=args.gc_freeze) as pauses, HostUsage() as usage, tree:
-                sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, marks)[0]
-                              for _ in range(runs)])
+                sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, marks,
+                                         cache=cache)[0] for _ in range(runs)])
             row.update(pauses.record())  # the garbage collections during the timed runs (all of them)
             row.update(usage.record())  # where the host's time went during them
             if device == "cuda":  # what the CUDA-graph tree did with those steps
                 row.update(tree.record(runs * args.new))
-            _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos)
+            _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, cache=cache)
             row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
             if device_pos and variant != "eager":
@@ -235,10 +250,10 @@ def main() -> None:
             if args.pos == "both" and variant != "eager":
                 # warm the device-position loop too: its first run can pay a one-off cost (Inductor's 1B rate fell
                 # to half when an untimed run was missing and the upper median of 2 runs took it; notes/perf.md)
-                run_decode(model, cfg, step, prompt, 4, device, cache_len, True)
+                run_decode(model, cfg, step, prompt, 4, device, cache_len, True, cache=cache)
                 host: list = []
-                dev_sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, True, host)[0]
-                                  for _ in range(runs)])
+                dev_sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, True, host,
+                                             cache=cache)[0] for _ in range(runs)])
                 row.update(tok_s_device_pos=round(args.new / dev_sec, 1),
                            host_ms_per_tok=round(median([m[-1] for m in host]) / args.new * 1e3, 3))
             if bw:

@@ -15,3 +15,27 @@ def test_issue_pace_tells_a_host_held_back_from_a_slow_one():
     assert decode.issue_pace([slow]) == {"host_ms_first32": 0.7, "host_ms_last32": 0.7}
     pace = decode.issue_pace([held[:1]])  # too few steps: no pace
     assert math.isnan(pace["host_ms_first32"]) and math.isnan(pace["host_ms_last32"])
+
+
+def test_a_reused_cache_decodes_as_a_fresh_one_and_keeps_its_addresses():
+    """run_decode with ``cache``: the cache is reset in place, so a second decode gives the tokens a fresh cache
+    gives, and the cache's tensors (the CUDA-graph tree's static inputs) stay where they were."""
+    import torch
+    from transformers import StaticCache
+
+    from decode_model import build_model, make_step
+
+    model, cfg = build_model("tiny", torch.float32, "cpu")
+    step = make_step("eager")
+    prompt = torch.randint(0, cfg.vocab_size, (1, 8), generator=torch.Generator().manual_seed(3))
+    _, fresh = decode.run_decode(model, cfg, step, prompt, 6, "cpu", 32)
+    cache = StaticCache(config=cfg, max_cache_len=32)
+    _, first = decode.run_decode(model, cfg, step, prompt, 6, "cpu", 32, cache=cache)
+    ptrs = [(layer.keys.data_ptr(), layer.values.data_ptr(), layer.cumulative_length.data_ptr())
+            for layer in cache.layers]
+    lengths = [int(layer.cumulative_length) for layer in cache.layers]
+    _, again = decode.run_decode(model, cfg, step, prompt, 6, "cpu", 32, cache=cache)
+    assert torch.equal(first, fresh) and torch.equal(again, fresh)
+    assert [int(layer.cumulative_length) for layer in cache.layers] == lengths  # reset: counted from 0 again
+    assert [(layer.keys.data_ptr(), layer.values.data_ptr(), layer.cumulative_length.data_ptr())
+            for layer in cache.layers] == ptrs
