@@ -6,7 +6,6 @@ cuBLAS bf16.
     python benchmarks/qlinear_ab.py --flag PRMT --m 1 --shapes 8b,1b
     python benchmarks/qlinear_ab.py --flag PREFETCH --scheme int8_weight_only --m 1 --shapes 8b,1b
     python benchmarks/qlinear_ab.py --flag TILES --m 1 --shapes 1b --as-decoded
-    python benchmarks/qlinear_ab.py --flag CHAIN --m 1 --shapes 8b,1b --as-decoded
 
 Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
 and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
@@ -16,8 +15,7 @@ step's words loaded one step ahead) over the word-GEMV candidates, bit-identical
 step a program runs as it is in both columns, so "on" is the best the tuner could pick with the switch; TILES over
 the word-GEMV candidates whose K is one step: "off" runs them with the K loop (TILES = 0), "on" without it
 (``_words_tiles``) with 1, 2 or 4 tiles of weight rows a program and x loaded once; "on" is the best of those and
-of the candidates it does not apply to; CHAIN (each weight word's products summed in one chain of FMAs, not a
-``tl.sum`` tree) over the word-GEMV candidates, same sums in another order. ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with
+of the candidates it does not apply to. ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with
 its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is the autotuner's
 (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and
 both against cuBLAS.
@@ -47,7 +45,7 @@ SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 204
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH", "TILES", "CHAIN"))
+    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH", "TILES"))
     ap.add_argument("--as-decoded", action="store_true",
                     help="1B gate/up gated, qkv and gate/up with the RMSNorm prologue, as in the decode graph")
     ap.add_argument("--shapes", default="8b", help="8b (the issue's MLP shapes) and/or 1b (the 1B decode step's)")
@@ -73,7 +71,7 @@ def main() -> None:
             ref = torch.nn.functional.silu(ref[:, :N]) * ref[:, N:] if gated else ref
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
             best = {}
-            kind = "gemv" if args.flag in ("PRMT", "PREFETCH", "TILES", "CHAIN") else "gemm"
+            kind = "gemv" if args.flag in ("PRMT", "PREFETCH", "TILES") else "gemm"
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, gated, 2, sms):
                 if cfg["kernel"] != kind or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)
                     continue
@@ -94,9 +92,9 @@ def main() -> None:
                     us = autotune_cache.measure_us(run)
                     if us < best.get(on, (math.inf,))[0]:
                         best[on] = (us, autotune_cache.config_name(c))
-                if args.flag in ("PRMT", "CHAIN"):  # same sums, other roundings: a few bf16 ulps at most
+                if args.flag == "PRMT":  # same sums, other roundings: a few bf16 ulps at most
                     diff = ((outs[True] - outs[False]).abs().max() / outs[False].abs().max()).item()
-                    assert diff < 8e-3, f"{cfg}: {args.flag} on and off differ by {diff} (relative to max |out|)"
+                    assert diff < 8e-3, f"{cfg}: PRMT on and off differ by {diff} (relative to max |out|)"
                 if args.flag == "PREFETCH":
                     assert torch.equal(outs[True], outs[False]), f"{cfg}: PREFETCH changed the output"
             row = {"shape": label + (" (gated)" if gated else "") + (" + norm" if norm else ""), "M": M,

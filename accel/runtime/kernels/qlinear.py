@@ -401,7 +401,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
                 HAS_NORM_W=norm_weight is not None, PRMT=_byte_permutes(cfg, int4),
-                PREFETCH=cfg.get("PREFETCH", False), TILES=tiles, CHAIN=cfg.get("CHAIN", True), **meta,
+                PREFETCH=cfg.get("PREFETCH", False), TILES=tiles, **meta,
             )
         else:
             chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step

@@ -134,96 +134,33 @@ NIBBLES_ASM = tl.constexpr(" ".join(_NIBBLES_ASM.split()))  # one line: see _INT
 
 
 @triton.jit
-def _nibble_parts(words):
-    """int32 words [..., SUB, C] of 8 int4 codes u (the first in the low bits) → the 8 codes' fp32 1 + u/128, each
-    [..., SUB, C], exactly, by byte permutes (compiled only: inline PTX)."""
-    return tl.inline_asm_elementwise(NIBBLES_ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r", [words], dtype=(tl.float32,) * 8,
-                                     is_pure=True, pack=1)
-
-
-@triton.jit
 def _decode_nibbles(words):
-    """``_nibble_parts`` as one tensor [..., SUB, C, 8]. The joins put code v at index v."""
-    f0, f1, f2, f3, f4, f5, f6, f7 = _nibble_parts(words)
+    """int32 words [..., SUB, C] of 8 int4 codes u (the first in the low bits) → fp32 1 + u/128 [..., SUB, C, 8]
+    exactly, by byte permutes (compiled only: inline PTX). The joins put code v at index v."""
+    f0, f1, f2, f3, f4, f5, f6, f7 = tl.inline_asm_elementwise(
+        NIBBLES_ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r", [words], dtype=(tl.float32,) * 8, is_pure=True, pack=1)
     # join(a, b)[..., i] is a for i = 0: the last join's axis varies fastest, so index 4·b0 + 2·b1 + b2 = v
     f = tl.join(tl.join(tl.join(f0, f4), tl.join(f2, f6)), tl.join(tl.join(f1, f5), tl.join(f3, f7)))
     return tl.reshape(f, f.shape[:-3] + (8,))
 
 
 @triton.jit
-def _parts4(t):
-    """[..., 4] → its 4 slices along the last axis, in index order (a thread owns the axis: no data moves)."""
-    e, o = tl.split(tl.reshape(t, t.shape[:-1] + (2, 2)))  # index 2a + b: b = 0 (even), b = 1 (odd)
-    t0, t2 = tl.split(e)
-    t1, t3 = tl.split(o)
-    return t0, t1, t2, t3
-
-
-@triton.jit
-def _parts8(t):
-    """[..., 8] → its 8 slices along the last axis, in index order."""
-    e, o = tl.split(tl.reshape(t, t.shape[:-1] + (4, 2)))  # the even and the odd indices, [..., 4] each
-    t0, t2, t4, t6 = _parts4(e)
-    t1, t3, t5, t7 = _parts4(o)
-    return t0, t1, t2, t3, t4, t5, t6, t7
-
-
-@triton.jit
-def _chain4(x, f0, f1, f2, f3):
-    """Σ_v x[..., v]·f_v for x [..., 4] as one chain of FMAs in v's order (``tl.sum`` of the products reduces in a
-    tree: a multiply and an add for half of them)."""
-    x0, x1, x2, x3 = _parts4(x)
-    return x3 * f3 + (x2 * f2 + (x1 * f1 + x0 * f0))
-
-
-@triton.jit
-def _chain8(x, f0, f1, f2, f3, f4, f5, f6, f7):
-    """``_chain4`` for x [..., 8]."""
-    x0, x1, x2, x3, x4, x5, x6, x7 = _parts8(x)
-    t = x3 * f3 + (x2 * f2 + (x1 * f1 + x0 * f0))
-    return x7 * f7 + (x6 * f6 + (x5 * f5 + (x4 * f4 + t)))
-
-
-@triton.jit
-def _word_products(x, w, PER_WORD: tl.constexpr, PRMT: tl.constexpr, CHAIN: tl.constexpr):
-    """Σ over each word of x[..., v]·f[..., v] for x [BLOCK_M, 1, SUB, C, PER_WORD] and the int32 weight words w
-    [1, BLOCK_N, SUB, C] decoded to f = 1 + u/D (int8 words with their sign bits flipped first):
-    [BLOCK_M, BLOCK_N, SUB, C]. CHAIN sums each word's products in one chain of FMAs (PER_WORD FMAs a word),
-    else ``tl.sum`` does (a tree: about 1.4 instructions a product)."""
-    if PRMT:
-        if CHAIN:
-            f0, f1, f2, f3, f4, f5, f6, f7 = _nibble_parts(w)
-            t = _chain8(x, f0, f1, f2, f3, f4, f5, f6, f7)
-        else:
-            t = tl.sum(x * _decode_nibbles(w), axis=4)
-    else:
-        f = _decode_words(w, PER_WORD)
-        if CHAIN and PER_WORD == 8:
-            f0, f1, f2, f3, f4, f5, f6, f7 = _parts8(f)
-            t = _chain8(x, f0, f1, f2, f3, f4, f5, f6, f7)
-        elif CHAIN:
-            f0, f1, f2, f3 = _parts4(f)
-            t = _chain4(x, f0, f1, f2, f3)
-        else:
-            t = tl.sum(x * f, axis=4)
-    return t
-
-
-@triton.jit
 def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr,
-                     PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
-                     CHAIN: tl.constexpr = False):
+                     PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False):
     """Weight-only Σ over each chunk of x[m, k]·q[n, k] - without int8's row scale - for x [BLOCK_M, 1, SUB, C,
     PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words w [1, BLOCK_N, SUB, C]: [BLOCK_M,
     BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = 1 + u/D with
     u = q + 128 (int8) or the int4 code, so that Σ x·(u - z) = D·(Σ x·f - (1 + z/D)·Σ x), z = 128 (int8),
     8 (symmetric int4) or the group's zero point; D = 2^b (``_decode_words``), or 128 for int4 words decoded by
     byte permutes (PRMT, ``_decode_nibbles``). A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
-    whose scale applies once per chunk. CHAIN: see ``_word_products``."""
+    whose scale applies once per chunk."""
     if SCHEME == INT4_WO:
         # f = 1 + u/D: D = 16 from _decode_words, 128 from _decode_nibbles (PRMT)
         D: tl.constexpr = 128.0 if PRMT else 16.0
-        t = tl.sum(_word_products(x, w, PER_WORD, PRMT, CHAIN), axis=SUB_AXIS)
+        if PRMT:
+            t = tl.sum(tl.sum(x * _decode_nibbles(w), axis=4), axis=SUB_AXIS)
+        else:
+            t = tl.sum(tl.sum(x * _decode_words(w, PER_WORD), axis=4), axis=SUB_AXIS)
         s = tl.load(s_ptrs, mask=s_ok, other=0.0).to(tl.float32)
         if HAS_ZERO:
             c = 1.0 + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32) * (1.0 / D)
@@ -232,7 +169,7 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HA
         t = (t - c * x_sum) * (D * s)
     else:
         # flipping each byte's sign bit turns int8 q into u = q + 128 (0x80808080 as int32)
-        t = tl.sum(_word_products(x, w ^ -2139062144, PER_WORD, False, CHAIN), axis=SUB_AXIS)
+        t = tl.sum(tl.sum(x * _decode_words(w ^ -2139062144, PER_WORD), axis=4), axis=SUB_AXIS)
         t = (t - 1.5 * x_sum) * 256.0  # 1 + 128/256
     return t
 
@@ -240,18 +177,17 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HA
 @triton.jit
 def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
                 SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, GATED: tl.constexpr,
-                PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
-                CHAIN: tl.constexpr = False):
+                PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False):
     """One K step of ``_qgemv_words_kernel`` at k: x (fp32) times the word tiles w (and wu, the up rows, when
     GATED) into the chunk accumulators; chunks at or past ``limit`` (relative to k) read no group parameters."""
     x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
     grp = (k + c3) // GROUP_SIZE
     s_ok = n3_ok & (c3 < limit)
     acc += _word_chunk_sums(x, x_sum, w, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, SCHEME, HAS_ZERO,
-                            PER_WORD, SUB_AXIS, PRMT, CHAIN)
+                            PER_WORD, SUB_AXIS, PRMT)
     if GATED:
         acc_up += _word_chunk_sums(x, x_sum, wu, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp, s_ok, SCHEME,
-                                   HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, CHAIN)
+                                   HAS_ZERO, PER_WORD, SUB_AXIS, PRMT)
     return acc, acc_up
 
 
@@ -380,8 +316,7 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
                  ACT: tl.constexpr, GATED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  NUM_CHUNKS: tl.constexpr, PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr,
                  EVEN_K: tl.constexpr, PDL: tl.constexpr, NORM: tl.constexpr, HAS_NORM_W: tl.constexpr,
-                 HAS_RES: tl.constexpr, PRMT: tl.constexpr, TILES: tl.constexpr, PDL_EARLY: tl.constexpr,
-                 CHAIN: tl.constexpr):
+                 HAS_RES: tl.constexpr, PRMT: tl.constexpr, TILES: tl.constexpr, PDL_EARLY: tl.constexpr):
     """``_qgemv_words_kernel`` with TILES > 0: the whole K is one step and not split, so the program loads its
     rows of x (normalized, times the norm's weight) once and keeps them for TILES tiles of BLOCK_N weight rows,
     grid-strided (tile p, p + programs, ...). Each tile's words are loaded before the tile before is summed and
@@ -404,7 +339,7 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
                                        EVEN_K)
         acc = _chunks_first(tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32), 2, CHUNKS_FIRST)
         acc, acc_up = _words_step(x, w, wu, acc, acc, 0, K, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
-                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, CHAIN)
+                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
         acc_n = tl.sum(acc, axis=CHUNK_AXIS)
         acc_up_n = tl.sum(acc_up, axis=CHUNK_AXIS)
         if NORM:
@@ -434,7 +369,7 @@ def _qgemv_words_kernel(
     PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
     NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, HAS_RES: tl.constexpr = False,
     REDUCE_LAST: tl.constexpr = False, PRMT: tl.constexpr = False, PREFETCH: tl.constexpr = False,
-    TILES: tl.constexpr = 0, PDL_EARLY: tl.constexpr = False, CHAIN: tl.constexpr = False,
+    TILES: tl.constexpr = 0, PDL_EARLY: tl.constexpr = False,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
@@ -456,7 +391,7 @@ def _qgemv_words_kernel(
     x (``_words_tiles``), and the launcher's grid has that many times fewer programs along axis 0.
 
     PDL_EARLY (``pdl_early_trigger``, ``utils.early_trigger``) lets the next kernel launch first thing, not after
-    the loop. CHAIN (the config's, default on) sums each word's products in a chain of FMAs (``_word_products``)."""
+    the loop."""
     if PDL_EARLY:
         pdl_launch_dependents(PDL)
     CHUNK: tl.constexpr = SUB * PER_WORD
@@ -485,7 +420,7 @@ def _qgemv_words_kernel(
         _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
                      offs_m, offs_n, m_ok, kx, kw, c3, M, N, K, eps, stride_wn, stride_sn, stride_om, stride_rm,
                      SCHEME, GROUP_SIZE, HAS_ZERO, HAS_BIAS, ACT, GATED, BLOCK_M, BLOCK_N, NUM_CHUNKS, PER_WORD,
-                     CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES, PDL_EARLY, CHAIN)
+                     CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES, PDL_EARLY)
         return
     n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, w_start, kw,
                                                               CHUNKS_FIRST)
@@ -504,7 +439,7 @@ def _qgemv_words_kernel(
             if HAS_NORM_W:
                 x *= tl.load(nw_ptrs, mask=x_ok, other=0.0).to(tl.float32)
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr,
-                                  zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, CHAIN)
+                                  zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
         wu_ptrs += BLOCK_K // PER_WORD
@@ -538,7 +473,7 @@ def _qgemv_words_kernel(
                 wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
         wu_ptrs += BLOCK_K // PER_WORD
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k, K - k, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
-                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, CHAIN)
+                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
     if not PDL_EARLY:
