@@ -484,7 +484,7 @@ def test_pdl_early_trigger_gives_the_same_bits(scheme, M, N, K, G, tiles, reques
 def test_pdl_gemv_with_norm_gives_the_same_bits(scheme, path, even_k, request):
     """The PDL step before the loop also accumulates x² and multiplies x by the norm's weight (its own masked load):
     bit-identical to the plain kernel with the RMSNorm prologue and the residual epilogue. int4 words decoded by
-    byte permutes, and int8 ones, (CUDA) sum the peeled step's products in another fp32 order (H100, Triton 3.6): there the two
+    byte permutes (CUDA) sum the peeled step's products in another fp32 order (H100, Triton 3.6): there the two
     must agree to 1e-4 of O(1) outputs, where a lost or doubled step is off by O(1)."""
     M, N, K, G = 3, 40, 128 if even_k else 96, 32
     x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G, seed=7)
@@ -498,7 +498,7 @@ def test_pdl_gemv_with_norm_gives_the_same_bits(scheme, path, even_k, request):
     torch.testing.assert_close(plain.double(), ref.double(), rtol=rtol, atol=atol)
     request.getfixturevalue("compiled_for_pdl")
     pdl = ql.qlinear(x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
-    if scheme in ql.WEIGHT_ONLY and ql._byte_permutes(cfg):
+    if scheme == "int4_weight_only" and ql._byte_permutes(cfg, True):
         torch.testing.assert_close(pdl, plain, rtol=1e-4, atol=1e-4)
     else:
         assert torch.equal(pdl, plain)
@@ -686,7 +686,7 @@ def test_int4_words_byte_permutes_match_shift_decoding(path, symmetric, dtype):
     """int4 GEMV words decoded by byte permutes (``_decode_nibbles``, the default on CUDA) against shifts and masks:
     both give every code exactly (1 + u/128 against 1 + u/16), so the two differ only in fp32 roundings of the
     chunk sums, far inside the output's rounding. A code read from the wrong nibble is O(s) per weight."""
-    assert ql._byte_permutes(CONFIGS[path])
+    assert ql._byte_permutes(CONFIGS[path], True)
     x, qw, scale, zero, b = make_inputs("int4_weight_only", 3, 40, 256, dtype, 64, symmetric)
     prmt = run(x, qw, scale, zero, b, "int4_weight_only", 64, config=CONFIGS[path])
     shifts = run(x, qw, scale, zero, b, "int4_weight_only", 64, config={**CONFIGS[path], "PRMT": False})
@@ -696,29 +696,14 @@ def test_int4_words_byte_permutes_match_shift_decoding(path, symmetric, dtype):
     torch.testing.assert_close(prmt.double(), shifts.double(), rtol=tol, atol=tol)
 
 
-@pytest.mark.skipif(DEVICE != "cuda", reason="byte-permute decoding is inline PTX (no interpreter)")
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
-@pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3"])
-def test_int8_words_byte_permutes_match_shift_decoding(path, dtype):
-    """int8 GEMV words decoded by byte permutes (``_decode_bytes``, the default on CUDA: q exactly, products exact)
-    against shifts and masks (1 + u/256 and Σ x to remove the offset): the two differ only in fp32 roundings of the
-    chunk sums. A code read from the wrong byte or with its sign lost is O(s·|x|) per weight."""
-    assert ql._byte_permutes(CONFIGS[path])
-    x, qw, scale, zero, b = make_inputs("int8_weight_only", 3, 40, 256, dtype)
-    prmt = run(x, qw, scale, zero, b, "int8_weight_only", config=CONFIGS[path])
-    shifts = run(x, qw, scale, zero, b, "int8_weight_only", config={**CONFIGS[path], "PRMT": False})
-    check(prmt, x, qw, scale, zero, b, "int8_weight_only")
-    tol = 1e-2 if dtype != torch.float32 else 1e-4
-    torch.testing.assert_close(prmt.double(), shifts.double(), rtol=tol, atol=tol)
-
-
-def test_byte_permutes_only_for_compiled_words_in_this_versions_axis_order(monkeypatch):
+def test_byte_permutes_only_for_compiled_int4_words_in_this_versions_axis_order(monkeypatch):
     monkeypatch.setattr(ql, "_INTERPRET", False)
-    assert ql._byte_permutes(CONFIGS["gemv"])
-    assert not ql._byte_permutes(CONFIGS["gemv-reordered"])
-    assert not ql._byte_permutes({**CONFIGS["gemv"], "PRMT": False})
+    assert ql._byte_permutes(CONFIGS["gemv"], True)
+    assert not ql._byte_permutes(CONFIGS["gemv"], False)  # int8 words keep the shift decoding
+    assert not ql._byte_permutes(CONFIGS["gemv-reordered"], True)
+    assert not ql._byte_permutes({**CONFIGS["gemv"], "PRMT": False}, True)
     monkeypatch.setattr(ql, "_INTERPRET", True)  # the interpreter runs no PTX
-    assert not ql._byte_permutes(CONFIGS["gemv"])
+    assert not ql._byte_permutes(CONFIGS["gemv"], True)
 
 
 def test_only_int4_tiled_candidates_swap_operands():

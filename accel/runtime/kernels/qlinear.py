@@ -400,7 +400,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 x.stride(0), w.stride(0), stride_sn, out.stride(0), stride_rm,
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
-                HAS_NORM_W=norm_weight is not None, PRMT=_byte_permutes(cfg),
+                HAS_NORM_W=norm_weight is not None, PRMT=_byte_permutes(cfg, int4),
                 PREFETCH=cfg.get("PREFETCH", False), TILES=tiles, **meta,
             )
         else:
@@ -439,13 +439,13 @@ def _one_step(cfg: dict, K) -> bool:
             and isinstance(K, int) and K <= cfg["BLOCK_K"])
 
 
-def _byte_permutes(cfg: dict) -> bool:
-    """Whether a word GEMV (int4 or int8 weight-only) decodes its codes by byte permutes (inline PTX: compiled only;
-    ``qlinear_kernels._decode_nibbles`` and ``_decode_bytes``), unless the config says {"PRMT": False}. Only in this
-    Triton version's axis order (``CHUNKS_FIRST``): in the other, Triton lays the decoded codes out differently in
-    the step that programmatic dependent launch peels off the loop, so its sums round in another order than the
-    plain kernel's."""
-    return cfg.get("PRMT", True) and cfg.get("CHUNKS_FIRST", CHUNKS_FIRST) == CHUNKS_FIRST and not _INTERPRET
+def _byte_permutes(cfg: dict, int4: bool) -> bool:
+    """Whether an int4 word GEMV decodes its codes by byte permutes (``qlinear_kernels._decode_nibbles``, inline
+    PTX: compiled only), unless the config says {"PRMT": False}. Only in this Triton version's axis order
+    (``CHUNKS_FIRST``): in the other, Triton lays the decoded codes out differently in the step that programmatic
+    dependent launch peels off the loop, so its sums round in another order than the plain kernel's."""
+    return (int4 and cfg.get("PRMT", True) and cfg.get("CHUNKS_FIRST", CHUNKS_FIRST) == CHUNKS_FIRST
+            and not _INTERPRET)
 
 
 def _gemv_block_m(cfg: dict, m: int | None) -> int:
@@ -480,8 +480,7 @@ def _sources() -> str:
         qk._qgemv_words_kernel, qk._words_step, qk._words_tiles, qk._words_then_x, qk._row_ptrs, qk._norm_rstd,
         qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel, qk._dequantize_kernel, qk._codes_to_f32,
         qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
-        qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._decode_bytes, qk.NIBBLES_ASM, qk.BYTES_ASM,
-        _byte_permutes, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
+        qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
