@@ -9,7 +9,7 @@ the ``nvdisasm`` Triton ships and counts the SASS of the kernel's main loop by t
 Why: session 18 (``notes/perf.md``) found the word GEMVs bound by the integer pipe, not by the bytes they stream:
 summing the products in FMA chains took 9% of the int4 loop's instructions off the FMA pipe and changed nothing
 (H200), while decoding int8 codes by byte permutes (one PRMT a code instead of a shift, an AND and an OR) took a
-third off the integer pipe and made the 1B GEMVs 1-11% faster (H100). On sm_90 the integer pipe (LOP3, PRMT,
+fifth to a third off the integer pipe and made the 1B GEMVs 1-11% faster (H100). On sm_90 the integer pipe (LOP3, PRMT,
 SHF, IADD3, ...) issues a warp instruction every other cycle, the FMA pipe (FFMA, FADD, FMUL, IMAD, HFMA2) every
 cycle, so the column to watch is ``int/code``. The pipe of each opcode is an approximation from NVIDIA's
 throughput tables; the counts themselves are exact for the compiled kernel (this Triton, this ptxas).
@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(_HERE), "tests", "runtime"))
 INT_PIPE = {"LOP3", "PRMT", "SHF", "IADD3", "VIADD", "ISETP", "SEL", "LEA", "IABS", "IMNMX", "FLO", "POPC", "BMSK",
             "FSEL", "FSETP", "FMNMX", "P2R", "R2P", "PLOP3"}
 FMA_PIPE = {"FFMA", "FADD", "FMUL", "IMAD", "HFMA2", "HADD2", "HMUL2", "FMNMX2"}
-LOADS = {"LDG", "LDS", "LDSM", "LDGSTS", "LDC", "LD", "ULDC"}
+LOADS = {"LDG", "LDS", "LDSM", "LDGSTS", "LD"}  # global and shared memory (not the constant bank's LDC)
 _INSTR = re.compile(r"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
 _LABEL = re.compile(r"^\s*(\.L_x_\d+):")
 _BRANCH = re.compile(r"BRA\s+`?\(?(\.L_x_\d+)\)?")
