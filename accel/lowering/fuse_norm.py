@@ -153,8 +153,9 @@ def _projection_reading(user: fx.Node, out: fx.Node) -> tuple[fx.Node | None, fx
             and p.args[0] is x
     if reads(user, out):
         return user, None
-    if _row_slice(user, out) and reads(fu.only_user(user), user):
-        return fu.only_user(user), user
+    proj = fu.only_user(user) if _row_slice(user, out) else None
+    if reads(proj, user):
+        return proj, user
     return None, None
 
 
