@@ -86,6 +86,12 @@ def run_decode(model, cfg, step, prompt, new: int, device: str, cache_len: int, 
         return time.perf_counter() - t0, torch.cat(toks, 1)
 
 
+def host_ms_per_tok(marks: list[list[float]], new: int) -> float:
+    """The host's milliseconds a token over timed runs (median), from ``run_decode``'s ``step_marks``: each run's
+    last mark is when its last step was issued."""
+    return round(median([m[-1] for m in marks]) / new * 1e3, 3)
+
+
 def issue_pace(marks: list[list[float]], n: int = 32) -> dict:
     """The host's time a step over the first and the last ``n`` steps of the timed runs (median over runs), from
     the times each step was issued. A host that is slow by itself issues every step slowly; a host held back by
@@ -241,7 +247,7 @@ def main() -> None:
                 # with the position on the device the host may run ahead; when issuing the steps took about as long
                 # as running them, the host set the rate and the row says nothing about the GPU's step (session 12
                 # saw one variant's rate 25-35% under its profile that way)
-                row["host_ms_per_tok"] = round(median([m[-1] for m in marks]) / args.new * 1e3, 3)
+                row["host_ms_per_tok"] = host_ms_per_tok(marks, args.new)
                 row.update(issue_pace(marks))
                 row["host_bound"] = row["host_ms_per_tok"] >= 0.9 * row["ms_per_tok"]
                 if row["host_bound"]:
@@ -255,7 +261,7 @@ def main() -> None:
                 dev_sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, True, host,
                                              cache=cache)[0] for _ in range(runs)])
                 row.update(tok_s_device_pos=round(args.new / dev_sec, 1),
-                           host_ms_per_tok=round(median([m[-1] for m in host]) / args.new * 1e3, 3))
+                           host_ms_per_tok=host_ms_per_tok(host, args.new))
             if bw:
                 row["pct_of_copy_bw"] = round(100 * row["weight_gbs"] / bw, 1)
             row["token_match"] = round(float((toks == eager_toks).float().mean()), 4)
