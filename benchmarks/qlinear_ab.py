@@ -6,6 +6,7 @@ cuBLAS bf16.
     python benchmarks/qlinear_ab.py --flag PRMT --m 1 --shapes 8b,1b
     python benchmarks/qlinear_ab.py --flag PREFETCH --scheme int8_weight_only --m 1 --shapes 8b,1b
     python benchmarks/qlinear_ab.py --flag TILES --m 1 --shapes 1b --as-decoded
+    python benchmarks/qlinear_ab.py --flag MMA --m 1,8 --shapes 8b,1b --as-decoded
 
 Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
 and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
@@ -15,7 +16,10 @@ step's words loaded one step ahead) over the word-GEMV candidates, bit-identical
 step a program runs as it is in both columns, so "on" is the best the tuner could pick with the switch; TILES over
 the word-GEMV candidates whose K is one step: "off" runs them with the K loop (TILES = 0), "on" without it
 (``_words_tiles``) with 1, 2 or 4 tiles of weight rows a program and x loaded once; "on" is the best of those and
-of the candidates it does not apply to. ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with
+of the candidates it does not apply to. MMA (int4): "off" is the best of the other Triton candidates (word GEMVs,
+tl.dot tiles), "on" the best of those and of the tensor-core GEMVs (``qlinear_mma``; where the row has a norm, these
+normalize x with torch ops first), each of which must agree with the first other candidate's output to within a few
+bf16 roundings; the row lists every MMA candidate's time. ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with
 its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is the autotuner's
 (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and
 both against cuBLAS.
@@ -45,7 +49,7 @@ SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 204
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH", "TILES"))
+    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH", "TILES", "MMA"))
     ap.add_argument("--as-decoded", action="store_true",
                     help="1B gate/up gated, qkv and gate/up with the RMSNorm prologue, as in the decode graph")
     ap.add_argument("--shapes", default="8b", help="8b (the issue's MLP shapes) and/or 1b (the 1B decode step's)")
@@ -71,11 +75,13 @@ def main() -> None:
             ref = torch.nn.functional.silu(ref[:, :N]) * ref[:, N:] if gated else ref
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
             best = {}
-            kind = "gemv" if args.flag in ("PRMT", "PREFETCH", "TILES") else "gemm"
+            kinds = ("gemv", "gemm", "mma") if args.flag == "MMA" else ("gemv",) if args.flag in ("PRMT", "PREFETCH", "TILES") \
+                else ("gemm",)
+            mma_us, word_out = {}, None
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, gated, 2, sms):
-                if cfg["kernel"] != kind or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)
+                if cfg["kernel"] not in kinds or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)
                     continue
-                if norm and not kq.fuses_norm(cfg, args.scheme, K):
+                if norm and cfg["kernel"] != "mma" and not kq.fuses_norm(cfg, args.scheme, K):
                     continue
                 outs = {}
                 for on, c in _variants(cfg, args.flag, K):
@@ -85,11 +91,18 @@ def main() -> None:
                     outs.setdefault(on, out)
                     err = ((out - ref.float()).norm() / ref.float().norm()).item()
                     assert err < 0.25, f"{c}: relative error {err}"  # int4 g128 on random weights: ~0.1
+                    if args.flag == "MMA" and c["kernel"] != "mma" and word_out is None:
+                        word_out = out
+                    elif args.flag == "MMA" and c["kernel"] == "mma":  # other sums and roundings: a few bf16 ulps
+                        diff = ((out - word_out).abs().max() / word_out.abs().max()).item()
+                        assert diff < 8e-3, f"{c}: the MMA GEMV differs from the other kernels by {diff}"
                     if args.flag == "TILES":  # the K loop's sums; int4 byte permutes may round them in another
                         # order, which can flip a bf16 output by an ulp (seen: 1.1e-3 of max |out|, H100)
                         diff = ((out - outs[False]).abs().max() / outs[False].abs().max()).item()
                         assert diff < 8e-3, f"{c}: TILES changed the output by {diff}"
                     us = autotune_cache.measure_us(run)
+                    if c["kernel"] == "mma":
+                        mma_us[autotune_cache.config_name(c)] = round(us, 2)
                     if us < best.get(on, (math.inf,))[0]:
                         best[on] = (us, autotune_cache.config_name(c))
                 if args.flag == "PRMT":  # same sums, other roundings: a few bf16 ulps at most
@@ -102,7 +115,7 @@ def main() -> None:
                    "off_us": round(best[False][0], 2), "on_us": round(best[True][0], 2),
                    "on_vs_off": round(best[False][0] / best[True][0], 3),
                    "off_x_cublas": round(cublas / best[False][0], 3), "on_x_cublas": round(cublas / best[True][0], 3),
-                   "off_config": best[False][1], "on_config": best[True][1]}
+                   "off_config": best[False][1], "on_config": best[True][1], **({"mma_us": mma_us} if mma_us else {})}
             rows.append(row)
             print(row, flush=True)
     print_table(rows, ["shape", "M", "scheme", "flag", "cublas_us", "off_us", "on_us", "on_vs_off", "off_x_cublas",
@@ -118,6 +131,8 @@ def _variants(cfg: dict, flag: str, K: int) -> list[tuple[bool, dict]]:
         if not kq._one_step(cfg, K):
             return [(False, cfg), (True, cfg)]
         return [(False, {**cfg, "TILES": 0})] + [(True, {**cfg, "TILES": t}) for t in (1, 2, 4)]
+    if flag == "MMA":  # off: the other Triton kernels; on: those and the MMA GEMVs
+        return [(True, cfg)] if cfg["kernel"] == "mma" else [(False, cfg), (True, cfg)]
     if flag == "PREFETCH" and kq._steps_per_split(cfg, K) < 2:
         return [(False, cfg), (True, cfg)]
     return [(False, {**cfg, flag: False}), (True, {**cfg, flag: True})]

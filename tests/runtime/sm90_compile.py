@@ -4,6 +4,7 @@ Run as a script (no TRITON_INTERPRET, so kernels are real JITFunctions): launche
 ``wrap_triton`` replaced by a recorder, and each recorded launch is compiled with Triton's NVIDIA backend for an
 H100/H200 target, Python floats typed fp64 as Inductor types them for user kernels. Prints one line per launch.
 """
+import re
 import sys
 
 import torch
@@ -118,6 +119,7 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
                        torch.zeros(N, dtype=torch.int32), _config={**cfg, "SPLIT_K": 2})
         if scheme in kq.WEIGHT_ONLY:
             kq.qlinear(x, q, s, z, b, scheme, 128, "gelu_tanh", True, _config=kq.CUBLAS)
+    _mma_gemv_launches(kq, quant, dt)
     # int8 weight-only with K % 4 != 0: the byte GEMV instead of int32 words
     q, s, _ = quant.quantize_weight(torch.randn(N, K - 2, dtype=dt), "int8_weight_only")
     x = torch.randn(1, K - 2, dtype=dt)
@@ -128,6 +130,43 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
     for M in (1, 32):
         cfg = kq.candidate_configs(M, N, K, "int4_weight_only", 32, False, 4, 132)[0]
         kq.qlinear(torch.randn(M, K), q, s, z, None, "int4_weight_only", 32, "identity", False, _config=cfg)
+
+
+def _mma_gemv_launches(kq, quant, dt) -> None:
+    """The int4 tensor-core GEMV: every tile at M = 2, 8 and 16 (two token tiles), unsplit and split with the residual
+    reduced in the last program; gated (M = 2 and 16), symmetric, fp16 x."""
+    N, K = 512, 1024
+    q, s, z = quant.quantize_weight(torch.randn(N, K, dtype=dt), "int4_weight_only", 128)
+    b = torch.randn(N, dtype=dt)
+    for M in (2, 8, 16):
+        x = torch.randn(M, K, dtype=dt)
+        for cfg in [c for c in kq._mma_configs(M, N, K, "int4_weight_only", 128, False, 2, 132) if c["SPLIT_K"] == 1]:
+            kq.qlinear(x, q, s, z, b, "int4_weight_only", 128, "identity", False, _config=cfg)
+        kq.qlinear(x, q, s, z, None, "int4_weight_only", 128, "identity", False, None, None,
+                   torch.randn(M, N, dtype=dt), torch.zeros(N, dtype=torch.int32), _config={**cfg, "SPLIT_K": 2})
+    gated = kq._mma_configs(2, N // 2, K, "int4_weight_only", 128, True, 2, 132)[0]
+    kq.qlinear(torch.randn(2, K, dtype=dt), q, s, z, None, "int4_weight_only", 128, "silu", True, _config=gated)
+    # two token tiles (9-16 rows of x), gated
+    kq.qlinear(torch.randn(16, K, dtype=dt), q, s, z, None, "int4_weight_only", 128, "silu", True,
+               _config=kq._mma_configs(16, N // 2, K, "int4_weight_only", 128, True, 2, 132)[0])
+    q, s, _ = quant.quantize_weight(torch.randn(N, K, dtype=torch.float16), "int4_weight_only", 128, symmetric=True)
+    kq.qlinear(torch.randn(3, K, dtype=torch.float16), q, s, None, None, "int4_weight_only", 128, "identity", False,
+               _config=gated)
+
+
+def _mma_lanes_ok(compiled, warps: int) -> bool:
+    """Every tensor the tensor-core GEMV hands to inline PTX (the MMAs, the decoding, x's repacking) is 1-D over the
+    program's threads with element t in thread t: the lane mapping the PTX fragments assume."""
+    ttgir = compiled.asm["ttgir"]
+    layouts = dict(re.findall(r"^(#\w+) = (#ttg\.blocked<.*>)$", ttgir, re.M))
+    want = f"sizePerThread = [1], threadsPerWarp = [32], warpsPerCTA = [{warps}], order = [0]"
+    used = set()
+    for line in ttgir.splitlines():
+        if "tt.elementwise_inline_asm" in line:
+            used |= set(re.findall(rf"tensor<{32 * warps}x(?:i32|f32), (#\w+)>", line.split('"')[-1]))
+            if re.search(r"tensor<(?!" + str(32 * warps) + r"x)", line.split('"')[-1]):
+                return False
+    return bool(used) and all(want in layouts.get(name, "") for name in used)
 
 
 def main() -> int:
@@ -235,6 +274,14 @@ def main() -> int:
         if usual.count(trigger) != 1 or usual.index(trigger) == 0 or first.count(trigger) != 1 or first[0] != trigger:
             failed += 1
             print(f"FAILED {kernel.__name__} (PDL early): usual {usual[:3]}..., early {first[:3]}...")
+    mma = [i for i, (kernel, _, _) in enumerate(launches) if kernel.__name__ == "_qgemv_mma_kernel" and i in compiled]
+    for i in mma:
+        if not _mma_lanes_ok(compiled[i], launches[i][2]["num_warps"]):
+            failed += 1
+            print(f"FAILED _qgemv_mma_kernel: inline PTX on tensors not laid out one element a thread")
+    if not mma:
+        failed += 1
+        print("FAILED _qgemv_mma_kernel: no launch compiled")
     print(f"{len(launches)} launches, {failed} failed")
     return 1 if failed or not launches else 0
 

@@ -369,8 +369,9 @@ LLAMA_SHAPES = [(3072, 2048), (2048, 8192), (128256, 2048), (6144, 4096), (28672
 def test_candidates_for_llama_shapes(scheme, M, N, K):
     cands = ql.candidate_configs(M, N, K, scheme, 128, False, 2, sms=132)
     # each is measured once per shape (then cached): keep the first compile short. The most: 18, for an int8 GEMV
-    # with K = 8192, whose narrow tiles are also tried unsplit (session 12)
-    assert 2 <= len(cands) <= 18
+    # with K = 8192, whose narrow tiles are also tried unsplit (session 12); int4 adds up to 6 tensor-core GEMVs at
+    # 2 ≤ M ≤ 16 (compiled runs only)
+    assert 2 <= len(cands) <= 18 + len(ql._mma_configs(M, N, K, scheme, 128, False, 2, 132))
     assert (ql.CUBLAS in cands) == (scheme in ql.WEIGHT_ONLY)
     gemv_max = ql.GEMV_MAX_M["weight_only" if scheme in ql.WEIGHT_ONLY else "w8a8"]
     first = "gemv" if M <= gemv_max else "gemm" if M <= ql.CUBLAS_FIRST_M or scheme in W8A8 else "cublas"
@@ -381,7 +382,7 @@ def test_candidates_for_llama_shapes(scheme, M, N, K):
             continue
         assert c["BLOCK_K"] % 32 == 0 or scheme in ql.WEIGHT_ONLY
         if scheme == "int4_weight_only":  # an int4 step (tl.dot) or thread chunk (GEMV) lies in one group
-            assert 128 % (c["BLOCK_K"] if c["kernel"] == "gemm" else 8 * c["SUB"]) == 0
+            assert 128 % (c["BLOCK_K"] if c["kernel"] in ("gemm", "mma") else 8 * c["SUB"]) == 0
         if c["SPLIT_K"] > 1:
             # at least one BLOCK_K step per split; split only as far as needed to fill the SMs
             assert K >= c["SPLIT_K"] * c["BLOCK_K"]
@@ -623,7 +624,8 @@ def test_tile_twins_of_the_fastest_one_step_word_gemvs_that_keep_a_wave(monkeypa
 
 
 @pytest.mark.parametrize("module,changes", [
-    (ql, [("GEMV_TILE_COUNTS", (2,)), ("GEMV_TILES", ql.GEMV_TILES[:-1]), ("GEMV_REGS", ql.GEMV_REGS + 8)]),
+    (ql, [("GEMV_TILE_COUNTS", (2,)), ("GEMV_TILES", ql.GEMV_TILES[:-1]), ("GEMV_REGS", ql.GEMV_REGS + 8),
+          ("MMA_GEMV_TILES", ql.MMA_GEMV_TILES[:-1]), ("MMA_GEMV_MIN_M", 1)]),
     (kl, [("GEMV_TILES", kl.GEMV_TILES[:-1]), ("SKINNY_TILES", kl.SKINNY_TILES[1:])])], ids=["qlinear", "linear"])
 def test_the_tuning_key_changes_with_the_candidate_lists(monkeypatch, module, changes):
     """A stored winner is only the best of the candidates measured: a cache tuned with other tile lists, tile

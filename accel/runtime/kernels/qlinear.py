@@ -33,6 +33,7 @@ from accel.runtime import autotune_cache, quant, reference
 from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear_kernels as qk
+from accel.runtime.kernels import qlinear_mma as qm
 from accel.runtime.kernels.activations import apply_activation
 from accel.runtime.kernels.utils import early_trigger, next_pow2, num_sms, static_int, use_pdl, wrap_triton
 
@@ -43,7 +44,7 @@ WEIGHT_DTYPES = {"int8_weight_only": torch.int8, "int4_weight_only": torch.uint8
 ACTIVATION_DTYPES = {"w8a8_int8": torch.int8, "w8a8_fp8": torch.float8_e4m3fn}
 
 # ---------------------------------------------------------------------------------------------------------
-# Configs: {"kernel": "gemv" | "gemm" | "cublas", meta-parameters..., "num_warps", "num_stages"}; BLOCK_K counts
+# Configs: {"kernel": "gemv" | "mma" | "gemm" | "cublas", meta-parameters..., "num_warps", "num_stages"}; BLOCK_K counts
 # K positions (int4: two per byte)
 # ---------------------------------------------------------------------------------------------------------
 
@@ -105,6 +106,14 @@ TILED_TILES = {"weight_only": [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 
 # from registers; otherwise the dequantized tile feeds mma.sync): H100, M = 128, up shape 57.4 µs against 66.1 for
 # the best unswapped tile (benchmarks/results/gemv_sweep_m128_s8_h100_*). int8 and M ≤ 64 measured no gain.
 INT4_SWAP_TILE = (128, 128, 128, 8, 3)
+# int4 GEMV on mma.sync (qlinear_mma._qgemv_mma_kernel) for 2 ≤ M ≤ MMA_GEMV_MAX_M tokens (the MMA's 8 columns, or
+# two MMAs a k slice past 8), groups of 128 and 16-bit x, as (warps along the rows, warps along K, row tiles of 16 a
+# warp); each tried unsplit and split to a wave (``_split_to_wave``). Compiled only: never under the interpreter.
+# H100, 8B MLP shapes (results/qlinear_ab_mma_*_s19run*): these three tiles won every shape at M = 8 and 16 among
+# six; at M = 1 none beat the word GEMV (8B up 17.8 against 16.4 µs, 1B o 5.7 against 3.8), so M = 1 leaves them out.
+MMA_GEMV_TILES = [(1, 4, 1), (1, 4, 2), (2, 2, 1)]
+MMA_GEMV_MIN_M = 2
+MMA_GEMV_MAX_M = 16
 SMEM_BYTES = kl.SMEM_BYTES
 # fp8 tl.dot accumulation (qlinear_kernels._qdot): None keeps the sums in the MMA's own ~14-bit accumulator
 # (fast, like cuBLAS's fast-accumulation mode), else they go into fp32 every FP8_PROMOTE_K products (whole
@@ -135,6 +144,8 @@ def keep_config(cfg: dict, scheme: str, gated: bool, x_elem: int) -> bool:
     n_w = 2 if gated else 1
     if cfg["kernel"] == "cublas":
         return scheme in WEIGHT_ONLY
+    if cfg["kernel"] == "mma":
+        return scheme == "int4_weight_only" and x_elem == 2 and not (gated and cfg["ROW_TILES"] > 1)
     if cfg["kernel"] == "gemv":
         # the fp32 x chunk of every row of x (and as many decoded codes), then per weight row: its words in
         # flight, the sums and the pointers
@@ -176,6 +187,25 @@ def _gemv_config(M: int, N: int, K: int, scheme: str, gated: bool, x_elem: int, 
     cfg = {"kernel": "gemv", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "SPLIT_K": split,
            "CHUNKS_FIRST": CHUNKS_FIRST, "num_warps": warps, "num_stages": 1}
     return {**cfg, "SUB": sub} if words else cfg
+
+
+def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
+                 sms: int) -> list[dict]:
+    """The tensor-core GEMV candidates (``MMA_GEMV_TILES``), where they apply: int4 groups of 128, 2 ≤ M ≤ 16,
+    16-bit x, compiled (not interpreted)."""
+    if (scheme != "int4_weight_only" or group_size != 128 or not MMA_GEMV_MIN_M <= M <= MMA_GEMV_MAX_M
+            or x_elem != 2 or K % 128 or _INTERPRET):
+        return []
+    out = []
+    for row_warps, k_warps, row_tiles in MMA_GEMV_TILES:
+        token_tiles = triton.cdiv(M, 8)
+        if row_tiles > 1 and gated:
+            continue
+        cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles, "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": 128,
+               "SPLIT_K": 1, "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles,
+               "num_warps": row_warps * k_warps, "num_stages": 1}
+        out += [cfg] + [c for c in [_split_to_wave(cfg, M, N, K, sms)] if c["SPLIT_K"] > 1]
+    return out
 
 
 def _gemm_config(M: int | None, N: int | None, K: int | None, scheme: str, group_size: int, tile: tuple,
@@ -280,8 +310,9 @@ def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gate
                 ahead = [{**c, "PREFETCH": True} for c in gemv if "SUB" in c and c["CHUNKS_FIRST"] == CHUNKS_FIRST
                          and _steps_per_split(c, K) >= 2]
                 gemv += [c for c in ahead if keep_config(c, scheme, gated, x_elem)][:GEMV_PREFETCH_TWINS]
+        mma = _mma_configs(M, N, K, scheme, group_size, gated, x_elem, sms)
         gemv_first = M <= GEMV_MAX_M["weight_only" if weight_only else "w8a8"]
-        cands = gemv + skinny[:2] if gemv_first else skinny + gemv[:2]
+        cands = gemv + mma + skinny[:2] if gemv_first else skinny + gemv[:2] + mma
         if weight_only:
             cands.append(CUBLAS)
     kept = []
@@ -361,8 +392,8 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     if static_int(x.stride(1)) != 1:
         x = x.contiguous()  # the kernels assume unit stride along K (vector loads)
     split, block_k = cfg["SPLIT_K"], cfg["BLOCK_K"]
-    if int4:  # a tl.dot step, or a GEMV thread's chunk of 8·SUB codes, must lie in one group
-        step = block_k if cfg["kernel"] == "gemm" else 8 * cfg.get("SUB", 1)
+    if int4:  # a tl.dot step (or an MMA GEMV's), or a GEMV thread's chunk of 8·SUB codes, must lie in one group
+        step = block_k if cfg["kernel"] in ("gemm", "mma") else 8 * cfg.get("SUB", 1)
         torch._check(group_size % step == 0, lambda: f"qlinear: {cfg} does not fit int4 groups of {group_size}")
     out = kl._alloc((M, N), x.dtype, x.device)
     # each split covers whole BLOCK_K steps; only a K that is not a multiple of BLOCK_K needs masks
@@ -383,7 +414,28 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 HAS_BIAS=bias is not None, ACT=act, GATED=gated, SPLIT_K=split, BLOCK_N=cfg["BLOCK_N"],
                 EVEN_K=even_k, HAS_RES=res_in_kernel is not None, REDUCE_LAST=reduce_last,
                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    if cfg["kernel"] == "gemv":
+    if cfg["kernel"] == "mma":
+        torch._check(int4 and group_size == 128 and x.dtype in (torch.float16, torch.bfloat16),
+                     lambda: f"qlinear: {cfg} needs int4 groups of 128 and fp16 / bf16 x")
+        torch._check(M <= 8 * cfg.get("TOKEN_TILES", 1), lambda: f"qlinear: {cfg} takes at most "
+                     f"{8 * cfg.get('TOKEN_TILES', 1)} rows of x")
+        stride, offset = static_int(x.stride(0)), static_int(x.storage_offset())
+        if stride is None or offset is None or stride % 2 or offset % 2:
+            x = x.clone(memory_format=torch.contiguous_format)  # read as int32 pairs
+        meta["PDL"] = use_pdl(x.device)
+        grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, 1)
+        meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], num_sms(x.device))
+        for key in ("BLOCK_N", "EVEN_K"):
+            meta.pop(key)
+        w = qweight.view(torch.int32)
+        wrap_triton(qm._qgemv_mma_kernel)[grid](
+            x.view(torch.int32), w, scale, zero_arg, bias_arg, out, ws, res_arg, cnt_arg, M, N, K, k_per_split,
+            x.stride(0) // 2, w.stride(0), stride_sn, out.stride(0), stride_rm,
+            ROW_WARPS=cfg["ROW_WARPS"], K_WARPS=cfg["K_WARPS"], ROW_TILES=cfg["ROW_TILES"],
+            TOKEN_TILES=cfg.get("TOKEN_TILES", 1), FP16=x.dtype == torch.float16,
+            **{k: v for k, v in meta.items() if k != "SCHEME"},
+        )
+    elif cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
         block_m = _gemv_block_m(cfg, static_int(M))
         tiles = cfg.get("TILES", 0)
@@ -460,6 +512,8 @@ def _tiles(cfg: dict, M, N) -> int | None:
         return None
     if cfg["kernel"] == "gemv":
         return triton.cdiv(n, cfg["BLOCK_N"]) * triton.cdiv(m, _gemv_block_m(cfg, m))
+    if cfg["kernel"] == "mma":
+        return triton.cdiv(n, cfg["BLOCK_N"])
     return triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"])
 
 
@@ -482,6 +536,9 @@ def _sources() -> str:
         qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
         qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
+        qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
+        qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._x_fragments, qm._as_tile, qm._split4, _mma_configs,
+        MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,

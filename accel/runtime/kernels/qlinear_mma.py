@@ -1,0 +1,339 @@
+"""int4 weight-only GEMV on the tensor cores (``mma.sync.m16n8k16``) for M ≤ 8 tokens and groups of 128.
+
+Why: the word GEMV (``qlinear_kernels._qgemv_words_kernel``) turns each int4 code into an fp32 and multiplies it on
+the CUDA cores, about 4 instructions a code, half of them on sm_90's half-rate integer pipe
+(``benchmarks/sass_stats.py``). Here a code costs under one integer instruction and no FMA: the dequantized weight
+tile is the MMA's first operand and x its second, so the tensor cores do the products and the sums.
+
+Lanes and fragments (PTX ISA, ``mma.m16n8k16`` with .bf16 / .f16 operands). A warp owns 16 weight rows a tile. Lane
+l = 4·r + c (r = l / 4, c = l % 4) loads 16 bytes (4 words, 32 codes) of rows r and r + 8 per group: word j of lane
+c holds the group's k = 32c + 8j + i in nibble i. One LOP3 per register puts two nibbles, i and i + 4, under a magic
+exponent: bf16 0x4300 | u = 128 + u (fp16 0x6400 | u = 1024 + u), exact. The four registers of word j (nibble pairs
+(0, 4), (1, 5), (2, 6), (3, 7)) of rows r and r + 8 are the A fragments of two MMAs: A's columns 2c, 2c + 1 and
+2c + 8, 2c + 9 are any four k the B fragment agrees on, so B holds x at the same k, four PRMTs a word repacking
+x's pairs (x[2i], x[2i + 1]). B's column n is token n: lane l holds x of token r, and D's lane l holds tokens 2c,
+2c + 1 of rows r and r + 8.
+
+The offset: D = Σ (OFF + u)·x, so the group's sum is s·(D - (OFF + z)·Σx) with the group's scale s and zero point z
+(8 when symmetric). Σx per token comes from one more MMA per k slice with A = ones, shared by the warp's tiles. The
+products are exact and the MMA sums them in fp32; the subtraction loses what fp32 loses on a value OFF / |u - z|
+times larger, below 2^-16 relative at bf16 (OFF = 128).
+
+The lane mapping holds because every tensor the inline PTX sees is 1-D over the program's 32·num_warps threads,
+element t in thread t (Triton's blocked layout for such a shape; tests/runtime/test_qlinear_mma.py reads it back
+from the compiled kernel). Compiled only: the Triton interpreter runs no PTX.
+"""
+import triton
+import triton.language as tl
+
+from accel.runtime.kernels.qlinear_kernels import INT4_WO, _scale_and_write_back
+from accel.runtime.kernels.utils import pdl_launch_dependents, pdl_wait
+
+# One line each: Inductor copies these globals by repr into the kernel source it generates (see _INT4_PAIRS_ASM).
+_DECODE_ASM = ("{ .reg .b32 t; lop3.b32 $0, $4, 0x000F000F, MAGIC, 0xEA; shr.u32 t, $4, 4; "
+               "lop3.b32 $1, t, 0x000F000F, MAGIC, 0xEA; shr.u32 t, $4, 8; lop3.b32 $2, t, 0x000F000F, MAGIC, 0xEA; "
+               "shr.u32 t, $4, 12; lop3.b32 $3, t, 0x000F000F, MAGIC, 0xEA; }")
+MMA_DECODE_BF16 = tl.constexpr(_DECODE_ASM.replace("MAGIC", "0x43004300"))
+MMA_DECODE_F16 = tl.constexpr(_DECODE_ASM.replace("MAGIC", "0x64006400"))
+_MMA_ASM = "mma.sync.aligned.m16n8k16.row.col.f32.TYPE.TYPE.f32 {$0,$1,$2,$3}, {$4,$5,$6,$7}, {$8,$9}, {$10,$11,$12,$13};"
+MMA_BF16 = tl.constexpr(_MMA_ASM.replace("TYPE", "bf16"))
+MMA_F16 = tl.constexpr(_MMA_ASM.replace("TYPE", "f16"))
+# x's pair words (x0, x1), (x2, x3), (x4, x5), (x6, x7) of a word's 8 k → (x0, x4), (x1, x5), (x2, x6), (x3, x7)
+MMA_REPACK = tl.constexpr("{ prmt.b32 $0, $4, $6, 0x5410; prmt.b32 $1, $4, $6, 0x7632; "
+                          "prmt.b32 $2, $5, $7, 0x5410; prmt.b32 $3, $5, $7, 0x7632; }")
+ONES_BF16 = tl.constexpr(0x3F803F80)  # two 1.0s
+ONES_F16 = tl.constexpr(0x3C003C00)
+
+
+@triton.jit
+def _split4(t):
+    """[T, 4] → four [T] (column 0 first)."""
+    a, b = tl.split(tl.reshape(t, (t.shape[0], 2, 2)))
+    a0, a1 = tl.split(a)
+    b0, b1 = tl.split(b)
+    return a0, b0, a1, b1
+
+
+@triton.jit
+def _mma(a0, a1, a2, a3, b0, b1, d0, d1, d2, d3, FP16: tl.constexpr):
+    """D += A·B for one m16n8k16 (fragments as int32 pairs, D fp32), per warp."""
+    args = [a0, a1, a2, a3, b0, b1, d0, d1, d2, d3]
+    if FP16:
+        return tl.inline_asm_elementwise(MMA_F16, "=f,=f,=f,=f,r,r,r,r,r,r,f,f,f,f", args, dtype=(tl.float32,) * 4,
+                                         is_pure=True, pack=1)
+    return tl.inline_asm_elementwise(MMA_BF16, "=f,=f,=f,=f,r,r,r,r,r,r,f,f,f,f", args, dtype=(tl.float32,) * 4,
+                                     is_pure=True, pack=1)
+
+
+@triton.jit
+def _decode(w, FP16: tl.constexpr):
+    """A word's 8 codes u → four registers of two OFF + u each: nibble pairs (0, 4), (1, 5), (2, 6), (3, 7)."""
+    if FP16:
+        return tl.inline_asm_elementwise(MMA_DECODE_F16, "=r,=r,=r,=r,r", [w], dtype=(tl.int32,) * 4, is_pure=True,
+                                         pack=1)
+    return tl.inline_asm_elementwise(MMA_DECODE_BF16, "=r,=r,=r,=r,r", [w], dtype=(tl.int32,) * 4, is_pure=True,
+                                     pack=1)
+
+
+@triton.jit
+def _x_fragments(xw):
+    """x's 4 pair words [T, 4] of word j's 8 k → the B fragments of word j's two MMAs, (b0, b1) and (b2, b3)."""
+    x0, x1, x2, x3 = _split4(xw)
+    return tl.inline_asm_elementwise(MMA_REPACK, "=r,=r,=r,=r,r,r,r,r", [x0, x1, x2, x3], dtype=(tl.int32,) * 4,
+                                     is_pure=True, pack=1)
+
+
+@triton.jit
+def _word_mmas(w, v, b0, b1, b2, b3, d0, d1, d2, d3, FP16: tl.constexpr):
+    """Word j of rows r (w) and r + 8 (v) times its B fragments: two MMAs into D."""
+    p0, p1, p2, p3 = _decode(w, FP16)
+    q0, q1, q2, q3 = _decode(v, FP16)
+    d0, d1, d2, d3 = _mma(p0, q0, p1, q1, b0, b1, d0, d1, d2, d3, FP16)
+    return _mma(p2, q2, p3, q3, b2, b3, d0, d1, d2, d3, FP16)
+
+
+@triton.jit
+def _tile_loads(w_ptrs, s_ptrs, z_ptrs, ok, ok8, stride_wn, stride_sn, HAS_ZERO: tl.constexpr):
+    """A tile's group: the 4 words [T, 4] of rows r and r + 8, their scales and zero points (fp32; 8 when
+    symmetric). ``ok`` / ``ok8``: rows r / r + 8 exist and the group is in this split."""
+    w = tl.load(w_ptrs, mask=ok[:, None], other=0, eviction_policy="evict_first")
+    v = tl.load(w_ptrs + 8 * stride_wn, mask=ok8[:, None], other=0, eviction_policy="evict_first")
+    s = tl.load(s_ptrs, mask=ok, other=0.0).to(tl.float32)
+    s8 = tl.load(s_ptrs + 8 * stride_sn, mask=ok8, other=0.0).to(tl.float32)
+    if HAS_ZERO:
+        z = tl.load(z_ptrs, mask=ok, other=0.0).to(tl.float32)
+        z8 = tl.load(z_ptrs + 8 * stride_sn, mask=ok8, other=0.0).to(tl.float32)
+    else:
+        z = tl.full(s.shape, 8.0, tl.float32)
+        z8 = z
+    return w, v, s, s8, z, z8
+
+
+@triton.jit
+def _tile_group(w, v, s, s8, z, z8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7,
+                o0, o1, o2, o3, OFF: tl.constexpr, FP16: tl.constexpr):
+    """One group of one tile into its accumulators: D over the 4 words (8 MMAs; B fragments f*, g*), then
+    o += s·(D - (OFF + z)·Σx) for rows r (o0, o1: tokens 2c, 2c + 1) and r + 8 (o2, o3)."""
+    w0, w1, w2, w3 = _split4(w)
+    v0, v1, v2, v3 = _split4(v)
+    zero = tl.zeros(o0.shape, tl.float32)
+    d0, d1, d2, d3 = _word_mmas(w0, v0, f0, f1, g0, g1, zero, zero, zero, zero, FP16)
+    d0, d1, d2, d3 = _word_mmas(w1, v1, f2, f3, g2, g3, d0, d1, d2, d3, FP16)
+    d0, d1, d2, d3 = _word_mmas(w2, v2, f4, f5, g4, g5, d0, d1, d2, d3, FP16)
+    d0, d1, d2, d3 = _word_mmas(w3, v3, f6, f7, g6, g7, d0, d1, d2, d3, FP16)
+    c = OFF + z
+    c8 = OFF + z8
+    o0 += s * (d0 - c * e0)
+    o1 += s * (d1 - c * e1)
+    o2 += s8 * (d2 - c8 * e0)
+    o3 += s8 * (d3 - c8 * e1)
+    return o0, o1, o2, o3
+
+
+@triton.jit
+def _as_tile(o0, o1, o2, o3, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr):
+    """The accumulators of the warp tiles (thread t = 32·(ROW_WARPS·kw + rw) + 4·r + c; rows r, r + 8; tokens 2c,
+    2c + 1), summed over the K_WARPS warps of a row tile, as the logical tile [8 tokens, 16·ROW_WARPS rows]: token
+    2c + j, row 16·rw + 8·h + r."""
+    t = tl.join(tl.join(o0, o1), tl.join(o2, o3))  # [T, j, h] (join adds the last axis)
+    t = tl.sum(tl.reshape(t, (K_WARPS, ROW_WARPS, 8, 4, 2, 2)), axis=0)  # [rw, r, c, j, h]
+    t = tl.permute(t, (2, 3, 0, 4, 1))  # [c, j, rw, h, r]
+    return tl.reshape(t, (8, 16 * ROW_WARPS))
+
+
+@triton.jit
+def _stack_tokens(a, b):
+    """[8, BLOCK_N] tiles of tokens 0-7 and 8-15 → [16, BLOCK_N]."""
+    return tl.reshape(tl.permute(tl.join(a, b), (2, 0, 1)), (2 * a.shape[0], a.shape[1]))
+
+
+@triton.jit
+def _x_loads(x_ptrs, ok, k2):
+    """x's pair words [T, 4] of a group at pair offsets k2 [T]: the four 16-byte chunks of the lane's 32 k."""
+    ok = ok[:, None]
+    k2 = k2[:, None]
+    return (tl.load(x_ptrs + k2, mask=ok, other=0), tl.load(x_ptrs + k2 + 4, mask=ok, other=0),
+            tl.load(x_ptrs + k2 + 8, mask=ok, other=0), tl.load(x_ptrs + k2 + 12, mask=ok, other=0))
+
+
+@triton.jit
+def _x_fragments4(xa, xb, xc, xd):
+    """The B fragments of a group's four words j from x's pair words: (f_2j, f_2j+1) and (g_2j, g_2j+1) each."""
+    f0, f1, g0, g1 = _x_fragments(xa)
+    f2, f3, g2, g3 = _x_fragments(xb)
+    f4, f5, g4, g5 = _x_fragments(xc)
+    f6, f7, g6, g7 = _x_fragments(xd)
+    return f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7
+
+
+@triton.jit
+def _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16: tl.constexpr):
+    """Σx of the group per token, in D's layout (tokens 2c, 2c + 1): MMAs with A = ones over the 8 k slices."""
+    if FP16:
+        one = tl.full(f0.shape, ONES_F16, tl.int32)
+    else:
+        one = tl.full(f0.shape, ONES_BF16, tl.int32)
+    e0 = tl.zeros(f0.shape, tl.float32)
+    e1 = e0
+    e2 = e0
+    e3 = e0
+    e0, e1, e2, e3 = _mma(one, one, one, one, f0, f1, e0, e1, e2, e3, FP16)
+    e0, e1, e2, e3 = _mma(one, one, one, one, g0, g1, e0, e1, e2, e3, FP16)
+    e0, e1, e2, e3 = _mma(one, one, one, one, f2, f3, e0, e1, e2, e3, FP16)
+    e0, e1, e2, e3 = _mma(one, one, one, one, g2, g3, e0, e1, e2, e3, FP16)
+    e0, e1, e2, e3 = _mma(one, one, one, one, f4, f5, e0, e1, e2, e3, FP16)
+    e0, e1, e2, e3 = _mma(one, one, one, one, g4, g5, e0, e1, e2, e3, FP16)
+    e0, e1, e2, e3 = _mma(one, one, one, one, f6, f7, e0, e1, e2, e3, FP16)
+    e0, e1, e2, e3 = _mma(one, one, one, one, g6, g7, e0, e1, e2, e3, FP16)
+    return e0, e1
+
+
+@triton.jit
+def _qgemv_mma_kernel(
+    # Pointers (x and the weight as int32 words: x's pairs, 8 int4 codes a word)
+    x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
+    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED), K a multiple of the split's groups
+    M, N, K, K_PER_SPLIT,
+    # Strides (x and w in words; scales in elements)
+    stride_xm, stride_wn, stride_sn, stride_om, stride_rm,
+    # Meta-parameters (num_warps = ROW_WARPS·K_WARPS)
+    GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
+    GATED: tl.constexpr, SPLIT_K: tl.constexpr, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr,
+    ROW_TILES: tl.constexpr, FP16: tl.constexpr, PDL: tl.constexpr, TOKEN_TILES: tl.constexpr = 1,
+    HAS_RES: tl.constexpr = False, REDUCE_LAST: tl.constexpr = False, PDL_EARLY: tl.constexpr = False,
+):
+    """Weight-only int4 out[m, n] = epilogue(Σ_g s·Σ_k x[m, k] (q[n, k] - z)) for m < M ≤ 8 on mma.sync (see the
+    module docstring). A program's ROW_WARPS·K_WARPS warps split its rows in ROW_WARPS and its K in K_WARPS: the
+    warps of a row tile take its groups in turn (warp kw the groups kw, kw + K_WARPS, ...: together they read
+    adjacent groups), and their sums are added once, after the loop. Each warp owns ROW_TILES tiles of 16 weight rows
+    (2 when GATED: the gate rows and their up rows): BLOCK_N = 16·ROW_WARPS·ROW_TILES output columns
+    (16·ROW_WARPS when GATED). TOKEN_TILES = 2 (M ≤ 16) runs each decoded A fragment through a second
+    MMA with tokens 8-15 as B (lane r holds x of tokens r and r + 8). Each warp's next group (words, scales, zero
+    points and x) is loaded while it sums one.
+    The tail is the other quantized kernels' (``_scale_and_write_back``: bias, activation, gate·up, residual,
+    split-K workspace)."""
+    tl.static_assert(GROUP_SIZE == 128)
+    tl.static_assert(ROW_TILES == 1 or (ROW_TILES == 2 and not GATED))
+    tl.static_assert(TOKEN_TILES == 1 or TOKEN_TILES == 2)
+    if PDL_EARLY:
+        pdl_launch_dependents(PDL)
+    OFF: tl.constexpr = 1024.0 if FP16 else 128.0
+    TWO: tl.constexpr = GATED or ROW_TILES == 2
+    T: tl.constexpr = 32 * ROW_WARPS * K_WARPS
+    STEP: tl.constexpr = GROUP_SIZE * K_WARPS
+    BLOCK_N: tl.constexpr = 16 * ROW_WARPS * (1 if GATED else ROW_TILES)
+    t = tl.arange(0, T)
+    r = (t % 32) // 4
+    c = t % 4
+    kg = (t // 32 // ROW_WARPS) * GROUP_SIZE  # this warp's group within a step
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    k_start = pid_k * K_PER_SPLIT
+    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
+    # tile A: rows n (and n + 8); tile B: the up rows N + n (GATED) or the next 16·ROW_WARPS rows
+    n = pid_n * BLOCK_N + (t // 32 % ROW_WARPS) * 16 + r
+    if GATED:
+        n_b = n + N
+        lim_b = 2 * N
+    else:
+        n_b = n + 16 * ROW_WARPS
+        lim_b = N
+    w_a = w_ptr + n.to(tl.int64)[:, None] * stride_wn + (c * 4)[:, None] + tl.arange(0, 4)[None, :]
+    w_b = w_ptr + n_b.to(tl.int64)[:, None] * stride_wn + (c * 4)[:, None] + tl.arange(0, 4)[None, :]
+    s_a = scale_ptr + n.to(tl.int64) * stride_sn
+    s_b = scale_ptr + n_b.to(tl.int64) * stride_sn
+    z_a = zero_ptr + n.to(tl.int64) * stride_sn
+    z_b = zero_ptr + n_b.to(tl.int64) * stride_sn
+    x_ptrs = x_ptr + r.to(tl.int64)[:, None] * stride_xm + (c * 16)[:, None] + tl.arange(0, 4)[None, :]
+    x_ok = r < M
+    x_ok2 = r + 8 < M
+    rows_ok = n < N
+    rows8_ok = n + 8 < N
+    rows_b_ok = n_b < lim_b
+    rows8_b_ok = n_b + 8 < lim_b
+    o0 = tl.zeros((T,), tl.float32)
+    o1 = o0
+    o2 = o0
+    o3 = o0
+    u0 = o0
+    u1 = o0
+    u2 = o0
+    u3 = o0
+    p0 = o0
+    p1 = o0
+    p2 = o0
+    p3 = o0
+    q0 = o0
+    q1 = o0
+    q2 = o0
+    q3 = o0
+    # the first step's weights before waiting for the kernel that writes x (PDL)
+    k = k_start + kg
+    live = k < k_end
+    wa, va, sa, sa8, za, za8 = _tile_loads(w_a + (k // 8)[:, None], s_a + k // GROUP_SIZE, z_a + k // GROUP_SIZE,
+                                           rows_ok & live, rows8_ok & live, stride_wn, stride_sn, HAS_ZERO)
+    wb, vb, sb, sb8, zb, zb8 = wa, va, sa, sa8, za, za8
+    if TWO:
+        wb, vb, sb, sb8, zb, zb8 = _tile_loads(w_b + (k // 8)[:, None], s_b + k // GROUP_SIZE,
+                                               z_b + k // GROUP_SIZE, rows_b_ok & live, rows8_b_ok & live,
+                                               stride_wn, stride_sn, HAS_ZERO)
+    pdl_wait(PDL)
+    xa, xb, xc, xd = _x_loads(x_ptrs, x_ok & live, k // 2)
+    ya, yb, yc, yd = xa, xb, xc, xd
+    if TOKEN_TILES == 2:
+        ya, yb, yc, yd = _x_loads(x_ptrs + 8 * stride_xm, x_ok2 & live, k // 2)
+    for step in range(k_start, k_end, STEP):
+        # the next step's group in flight while this one is summed
+        k = step + STEP + kg
+        more = k < k_end
+        wa_n, va_n, sa_n, sa8_n, za_n, za8_n = _tile_loads(w_a + (k // 8)[:, None], s_a + k // GROUP_SIZE,
+                                                           z_a + k // GROUP_SIZE, rows_ok & more, rows8_ok & more,
+                                                           stride_wn, stride_sn, HAS_ZERO)
+        wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n = wa_n, va_n, sa_n, sa8_n, za_n, za8_n
+        if TWO:
+            wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n = _tile_loads(w_b + (k // 8)[:, None], s_b + k // GROUP_SIZE,
+                                                               z_b + k // GROUP_SIZE, rows_b_ok & more,
+                                                               rows8_b_ok & more, stride_wn, stride_sn, HAS_ZERO)
+        xa_n, xb_n, xc_n, xd_n = _x_loads(x_ptrs, x_ok & more, k // 2)
+        ya_n, yb_n, yc_n, yd_n = xa_n, xb_n, xc_n, xd_n
+        if TOKEN_TILES == 2:
+            ya_n, yb_n, yc_n, yd_n = _x_loads(x_ptrs + 8 * stride_xm, x_ok2 & more, k // 2)
+        f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7 = _x_fragments4(xa, xb, xc, xd)
+        e0, e1 = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16)
+        o0, o1, o2, o3 = _tile_group(wa, va, sa, sa8, za, za8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
+                                     g0, g1, g2, g3, g4, g5, g6, g7, o0, o1, o2, o3, OFF, FP16)
+        if TWO:
+            u0, u1, u2, u3 = _tile_group(wb, vb, sb, sb8, zb, zb8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
+                                         g0, g1, g2, g3, g4, g5, g6, g7, u0, u1, u2, u3, OFF, FP16)
+        if TOKEN_TILES == 2:  # the same A fragments (the decoding is pure: compiled once) times tokens 8-15
+            f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7 = _x_fragments4(ya, yb, yc, yd)
+            e0, e1 = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16)
+            p0, p1, p2, p3 = _tile_group(wa, va, sa, sa8, za, za8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
+                                         g0, g1, g2, g3, g4, g5, g6, g7, p0, p1, p2, p3, OFF, FP16)
+            if TWO:
+                q0, q1, q2, q3 = _tile_group(wb, vb, sb, sb8, zb, zb8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
+                                             g0, g1, g2, g3, g4, g5, g6, g7, q0, q1, q2, q3, OFF, FP16)
+        wa, va, sa, sa8, za, za8 = wa_n, va_n, sa_n, sa8_n, za_n, za8_n
+        wb, vb, sb, sb8, zb, zb8 = wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n
+        xa, xb, xc, xd = xa_n, xb_n, xc_n, xd_n
+        ya, yb, yc, yd = ya_n, yb_n, yc_n, yd_n
+    if not PDL_EARLY:
+        pdl_launch_dependents(PDL)
+    acc = _as_tile(o0, o1, o2, o3, ROW_WARPS, K_WARPS)
+    if TOKEN_TILES == 2:  # tokens 8-15 below tokens 0-7
+        acc = _stack_tokens(acc, _as_tile(p0, p1, p2, p3, ROW_WARPS, K_WARPS))
+    acc_up = acc
+    if TWO:
+        tile_b = _as_tile(u0, u1, u2, u3, ROW_WARPS, K_WARPS)
+        if TOKEN_TILES == 2:
+            tile_b = _stack_tokens(tile_b, _as_tile(q0, q1, q2, q3, ROW_WARPS, K_WARPS))
+        if GATED:
+            acc_up = tile_b
+        else:  # tile B's rows follow tile A's
+            acc = tl.reshape(tl.permute(tl.join(acc, tile_b), (0, 2, 1)), (8 * TOKEN_TILES, BLOCK_N))
+            acc_up = acc
+    offs_m = tl.arange(0, 8 * TOKEN_TILES)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    _scale_and_write_back(acc, acc_up, tl.zeros((8 * TOKEN_TILES, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n, pid_k, M, N,
+                          b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, INT4_WO, HAS_BIAS, ACT,
+                          GATED, SPLIT_K, HAS_RES, REDUCE_LAST)

@@ -1,0 +1,162 @@
+"""``qlinear_mma``: the int4 GEMV on mma.sync. Its numerics run only on a GPU (inline PTX; the interpreter runs none):
+each tile, split-K, gating, the residual and the zero points against ``quant.qlinear_reference`` in fp64, tight
+enough that a code, an x value or an output written to the wrong lane is an O(1) error. On the CPU: where the
+candidates apply; tests/runtime/sm90_compile.py compiles every tile for sm_90 and checks the lane layout the PTX
+assumes."""
+import math
+
+import pytest
+import torch
+
+from accel.runtime import quant
+from accel.runtime.kernels import qlinear as ql
+from tests.runtime.poison import poison_allocations
+
+CUDA = torch.cuda.is_available()
+needs_gpu = pytest.mark.skipif(not CUDA, reason="mma.sync through inline PTX: compiled only")
+INT4 = "int4_weight_only"
+
+
+def mma_config(row_warps: int, k_warps: int, row_tiles: int, split: int = 1, token_tiles: int = 1) -> dict:
+    return {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": 128,
+            "SPLIT_K": split, "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles,
+            "TOKEN_TILES": token_tiles, "num_warps": row_warps * k_warps, "num_stages": 1}
+
+
+def inputs(M, N, K, dtype, symmetric=False, bias=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.randn(N, K, generator=g) / math.sqrt(K)).to("cuda", dtype)
+    q, s, z = quant.quantize_weight(w, INT4, 128, symmetric)
+    x = torch.randn(M, K, generator=g).to("cuda", dtype)
+    b = torch.randn(N, generator=g).to("cuda", dtype) if bias else None
+    return x, q, s, z, b
+
+
+def check(out, x, q, s, z, b, activation="identity", gated=False, residual=None):
+    """Against the reference on the same codes, both rounded once to x's dtype: the kernel's sums are fp32 of exact
+    products, so they differ by an output rounding (2^-8 bf16, 2^-11 fp16, relative) and fp32 sums of K terms."""
+    ref = quant.qlinear_reference(x, q, s, z, b, INT4, 128, activation, gated, residual=residual)
+    tol = (8e-3 if x.dtype == torch.bfloat16 else 2e-3) + 1e-6 * x.shape[1]
+    assert out.dtype == x.dtype and out.shape == ref.shape
+    torch.testing.assert_close(out.double(), ref.double(), rtol=tol, atol=tol)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("tile", ql.MMA_GEMV_TILES, ids=str)
+@pytest.mark.parametrize("M,N,K", [(1, 24, 128), (3, 200, 384), (8, 512, 1024), (5, 4096, 256), (2, 64, 1152)])
+def test_each_tile_against_the_reference(M, N, K, tile, dtype):
+    x, q, s, z, b = inputs(M, N, K, dtype, bias=True)
+    out = ql.qlinear(x, q, s, z, b, INT4, 128, "identity", False, _config=mma_config(*tile))
+    check(out, x, q, s, z, b)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("warps", [(1, 4), (2, 2), (4, 1)], ids=str)
+@pytest.mark.parametrize("M,N,K", [(9, 24, 128), (16, 200, 640), (12, 512, 1024)])
+def test_two_token_tiles(M, N, K, warps, dtype):
+    x, q, s, z, b = inputs(M, N, K, dtype, bias=True)
+    for row_tiles in (1, 2):
+        out = ql.qlinear(x, q, s, z, b, INT4, 128, "identity", False,
+                         _config=mma_config(*warps, row_tiles, token_tiles=2))
+        check(out, x, q, s, z, b)
+    x, q, s, z, b = inputs(M, 2 * N, K, dtype, symmetric=True)
+    r = torch.randn(M, N, device="cuda", dtype=dtype)
+    counters = torch.zeros(64, dtype=torch.int32, device="cuda")
+    gated = ql.qlinear(x, q, s, z, None, INT4, 128, "silu", True, None, None, r, counters,
+                       _config=mma_config(*warps, 1, 2, token_tiles=2))
+    check(gated, x, q, s, z, None, "silu", gated=True, residual=r)
+
+
+@needs_gpu
+@pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
+@pytest.mark.parametrize("split", [2, 3])
+def test_split_k_with_residual_both_reductions(split, symmetric, monkeypatch):
+    # every buffer the launcher allocates starts as NaN; K = 640 is 5 groups: with 3 splits of 256 the last split
+    # has one group, so one of its two K warps has none
+    allocs = poison_allocations(monkeypatch)
+    x, q, s, z, _ = inputs(4, 200, 640, torch.bfloat16, symmetric)
+    r = torch.randn(4, 200, device="cuda", dtype=torch.bfloat16)
+    cfg = mma_config(2, 2, 1, split)
+    for counters in (None, torch.zeros(64, dtype=torch.int32, device="cuda")):  # epilogue kernel, last program
+        out = ql.qlinear(x, q, s, z, None, INT4, 128, "identity", False, None, None, r, counters, _config=cfg)
+        check(out, x, q, s, z, None, residual=r)
+        if counters is not None:
+            assert not counters.any()  # left zero for the next call
+    assert (split, 4, 200) in allocs
+
+
+@needs_gpu
+@pytest.mark.parametrize("activation", ["silu", "gelu_tanh"])
+@pytest.mark.parametrize("warps", [(1, 4), (2, 2), (4, 1)], ids=str)
+def test_gated_gate_and_up_tiles(warps, activation):
+    x, q, s, z, b = inputs(2, 2 * 96, 640, torch.bfloat16, bias=True)
+    out = ql.qlinear(x, q, s, z, b, INT4, 128, activation, True, _config=mma_config(*warps, 1))
+    assert out.shape == (2, 96)
+    check(out, x, q, s, z, b, activation, gated=True)
+
+
+@needs_gpu
+def test_strided_x_and_norm_before_the_kernel():
+    x, q, s, z, _ = inputs(3, 64, 256, torch.bfloat16)
+    wide = torch.randn(3, 257, device="cuda", dtype=torch.bfloat16)
+    odd = wide[:, 1:]  # an odd element offset: not readable as int32 pairs, so copied
+    out = ql.qlinear(odd, q, s, z, None, INT4, 128, "identity", False, _config=mma_config(1, 4, 1))
+    check(out, odd, q, s, z, None)
+    g = 1.0 + 0.1 * torch.randn(256, device="cuda", dtype=torch.bfloat16)
+    normed = ql.qlinear(x, q, s, z, None, INT4, 128, "identity", False, 1e-5, g, _config=mma_config(1, 4, 1))
+    xn = torch.nn.functional.rms_norm(x, (256,), g, 1e-5)
+    check(normed, xn, q, s, z, None)
+
+
+@needs_gpu
+def test_agrees_with_the_word_gemv():
+    x, q, s, z, _ = inputs(1, 4096, 4096, torch.bfloat16, seed=3)
+    words = ql.candidate_configs(1, 4096, 4096, INT4, 128, False, 2, 132)[0]
+    assert words["kernel"] == "gemv"
+    a = ql.qlinear(x, q, s, z, None, INT4, 128, "identity", False, _config=words).float()
+    b = ql.qlinear(x, q, s, z, None, INT4, 128, "identity", False, _config=mma_config(1, 4, 2, 4)).float()
+    assert ((a - b).abs().max() / a.abs().max()).item() < 8e-3
+
+
+def test_rejects_what_the_mma_gemv_cannot_do():
+    cfg = mma_config(1, 4, 1)
+    q, s, z = quant.quantize_weight(torch.randn(32, 256), INT4, 128)
+    two = mma_config(1, 4, 1, token_tiles=2)
+    for x, c, why in ((torch.randn(9, 256, dtype=torch.bfloat16), cfg, "at most 8 rows"),
+                      (torch.randn(17, 256, dtype=torch.bfloat16), two, "at most 16 rows"),
+                      (torch.randn(1, 256), cfg, "fp16 / bf16 x")):
+        with pytest.raises(RuntimeError, match=why):
+            ql.qlinear(x, q, s, z, None, INT4, 128, "identity", False, _config=c)
+    q, s, z = quant.quantize_weight(torch.randn(32, 256), INT4, 64)
+    with pytest.raises(RuntimeError, match="int4 groups"):
+        ql.qlinear(torch.randn(1, 256, dtype=torch.bfloat16), q, s, z, None, INT4, 64, "identity", False, _config=cfg)
+
+
+def test_candidates_only_where_the_kernel_applies(monkeypatch):
+    monkeypatch.setattr(ql, "_INTERPRET", False)
+    assert not ql._mma_configs(1, 14336, 4096, INT4, 128, False, 2, 132)  # the word GEMV wins M = 1
+    mma = ql._mma_configs(2, 14336, 4096, INT4, 128, False, 2, 132)
+    assert {(c["ROW_WARPS"], c["K_WARPS"], c["ROW_TILES"]) for c in mma} == set(ql.MMA_GEMV_TILES)
+    assert all(c["BLOCK_N"] == 16 * c["ROW_WARPS"] * c["ROW_TILES"] and c["BLOCK_K"] == 128
+               and c["num_warps"] == c["ROW_WARPS"] * c["K_WARPS"] for c in mma)
+    assert all(c["SPLIT_K"] == 1 for c in mma)  # ≥ 448 programs: a wave without splitting
+    down = ql._mma_configs(2, 4096, 14336, INT4, 128, False, 2, 132)  # 128-256 programs: also split to a wave
+    assert {c["SPLIT_K"] for c in down} == {1, 2, 4}
+    assert all(c["ROW_TILES"] == 1 for c in ql._mma_configs(2, 8192, 2048, INT4, 128, True, 2, 132))
+    assert {c["TOKEN_TILES"] for c in mma} == {1}
+    two = ql._mma_configs(9, 14336, 4096, INT4, 128, False, 2, 132)
+    assert two and all(c["TOKEN_TILES"] == 2 and c["BLOCK_M"] == 16 for c in two)
+    for args in ((17, 4096, 4096, INT4, 128), (2, 4096, 4096, INT4, 64), (2, 4096, 4096, "int8_weight_only", 128),
+                 (2, 4096, 4160, INT4, 128)):
+        assert not ql._mma_configs(*args, False, 2, 132)
+    assert not ql._mma_configs(2, 4096, 4096, INT4, 128, False, 4, 132)  # fp32 x
+    # in the tuner's lists after the word GEMVs (M ≤ 4), or after the skinny tiles and two word GEMVs (M > 4)
+    for M in (2, 8, 16):
+        kinds = [c["kernel"] for c in ql.candidate_configs(M, 4096, 4096, INT4, 128, False, 2, 132)]
+        first = "gemv" if M == 2 else "gemm"
+        assert kinds[0] == first and "mma" in kinds
+        assert kinds.index("mma") > max(i for i, k in enumerate(kinds) if k == first)
+    monkeypatch.setattr(ql, "_INTERPRET", True)
+    assert not ql._mma_configs(2, 14336, 4096, INT4, 128, False, 2, 132)
