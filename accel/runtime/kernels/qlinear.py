@@ -12,6 +12,8 @@ Kernels (``qlinear_kernels.py``), by M:
   dot products with the weight decoded in registers; each weight byte is read once. W8A8 programs find their
   rows' max|x| themselves and quantize x as they load it, so decode needs no extra launch; w8a8_int8
   multiplies integers.
+- ``qlinear_mma._qgemv_mma_kernel`` (int4 groups of 128, 16-bit x, 2 ≤ M ≤ 16): the GEMV on mma.sync, the codes
+  decoded in registers as the MMA's A operand and x as its B; a tuning candidate beside the GEMVs and tiles.
 - ``_qgemm_kernel`` (tl.dot): skinny (BLOCK_M 16–64, split-K) for 4 < M ≤ 64, tiled with grouped ordering
   above. Weight-only tiles are dequantized to x's dtype before the MMA; W8A8 runs int8 (→ int32) or fp8 (→ fp32)
   MMAs on x quantized by ``_quantize_rows_kernel``.
