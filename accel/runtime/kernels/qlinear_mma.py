@@ -189,6 +189,43 @@ def _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16
 
 
 @triton.jit
+def _step_weights(w_a, w_b, s_a, s_b, z_a, z_b, k, ok_a, ok8_a, ok_b, ok8_b, stride_wn, stride_sn,
+                  GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, TWO: tl.constexpr):
+    """``_tile_loads`` of tile A and (when TWO) tile B for each warp's group at k [T]; tile B repeats A without TWO."""
+    wa, va, sa, sa8, za, za8 = _tile_loads(w_a + (k // 8)[:, None], s_a + k // GROUP_SIZE, z_a + k // GROUP_SIZE,
+                                           ok_a, ok8_a, stride_wn, stride_sn, HAS_ZERO)
+    wb, vb, sb, sb8, zb, zb8 = wa, va, sa, sa8, za, za8
+    if TWO:
+        wb, vb, sb, sb8, zb, zb8 = _tile_loads(w_b + (k // 8)[:, None], s_b + k // GROUP_SIZE,
+                                               z_b + k // GROUP_SIZE, ok_b, ok8_b, stride_wn, stride_sn, HAS_ZERO)
+    return wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8
+
+
+@triton.jit
+def _step_x(x_ptrs, stride_xm, k, ok, ok2, TOKEN_TILES: tl.constexpr):
+    """x's pair words of each warp's group at k [T] for tokens r (ok) and, with two token tiles, r + 8 (ok2)."""
+    xa, xb, xc, xd = _x_loads(x_ptrs, ok, k // 2)
+    ya, yb, yc, yd = xa, xb, xc, xd
+    if TOKEN_TILES == 2:
+        ya, yb, yc, yd = _x_loads(x_ptrs + 8 * stride_xm, ok2, k // 2)
+    return xa, xb, xc, xd, ya, yb, yc, yd
+
+
+@triton.jit
+def _token_tile(xa, xb, xc, xd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8, o0, o1, o2, o3, u0, u1, u2, u3,
+                TWO: tl.constexpr, OFF: tl.constexpr, FP16: tl.constexpr):
+    """One group of one token tile (x's pair words xa..xd): its Σx, then tile A into o and (TWO) tile B into u."""
+    f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7 = _x_fragments4(xa, xb, xc, xd)
+    e0, e1 = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16)
+    o0, o1, o2, o3 = _tile_group(wa, va, sa, sa8, za, za8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
+                                 g0, g1, g2, g3, g4, g5, g6, g7, o0, o1, o2, o3, OFF, FP16)
+    if TWO:
+        u0, u1, u2, u3 = _tile_group(wb, vb, sb, sb8, zb, zb8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
+                                     g0, g1, g2, g3, g4, g5, g6, g7, u0, u1, u2, u3, OFF, FP16)
+    return o0, o1, o2, o3, u0, u1, u2, u3
+
+
+@triton.jit
 def _qgemv_mma_kernel(
     # Pointers (x and the weight as int32 words: x's pairs, 8 int4 codes a word)
     x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
@@ -270,53 +307,28 @@ def _qgemv_mma_kernel(
     # the first step's weights before waiting for the kernel that writes x (PDL)
     k = k_start + kg
     live = k < k_end
-    wa, va, sa, sa8, za, za8 = _tile_loads(w_a + (k // 8)[:, None], s_a + k // GROUP_SIZE, z_a + k // GROUP_SIZE,
-                                           rows_ok & live, rows8_ok & live, stride_wn, stride_sn, HAS_ZERO)
-    wb, vb, sb, sb8, zb, zb8 = wa, va, sa, sa8, za, za8
-    if TWO:
-        wb, vb, sb, sb8, zb, zb8 = _tile_loads(w_b + (k // 8)[:, None], s_b + k // GROUP_SIZE,
-                                               z_b + k // GROUP_SIZE, rows_b_ok & live, rows8_b_ok & live,
-                                               stride_wn, stride_sn, HAS_ZERO)
+    wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8 = _step_weights(
+        w_a, w_b, s_a, s_b, z_a, z_b, k, rows_ok & live, rows8_ok & live, rows_b_ok & live, rows8_b_ok & live,
+        stride_wn, stride_sn, GROUP_SIZE, HAS_ZERO, TWO)
     pdl_wait(PDL)
-    xa, xb, xc, xd = _x_loads(x_ptrs, x_ok & live, k // 2)
-    ya, yb, yc, yd = xa, xb, xc, xd
-    if TOKEN_TILES == 2:
-        ya, yb, yc, yd = _x_loads(x_ptrs + 8 * stride_xm, x_ok2 & live, k // 2)
+    xa, xb, xc, xd, ya, yb, yc, yd = _step_x(x_ptrs, stride_xm, k, x_ok & live, x_ok2 & live, TOKEN_TILES)
     for step in range(k_start, k_end, STEP):
         # the next step's group in flight while this one is summed
         k = step + STEP + kg
         more = k < k_end
-        wa_n, va_n, sa_n, sa8_n, za_n, za8_n = _tile_loads(w_a + (k // 8)[:, None], s_a + k // GROUP_SIZE,
-                                                           z_a + k // GROUP_SIZE, rows_ok & more, rows8_ok & more,
-                                                           stride_wn, stride_sn, HAS_ZERO)
-        wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n = wa_n, va_n, sa_n, sa8_n, za_n, za8_n
-        if TWO:
-            wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n = _tile_loads(w_b + (k // 8)[:, None], s_b + k // GROUP_SIZE,
-                                                               z_b + k // GROUP_SIZE, rows_b_ok & more,
-                                                               rows8_b_ok & more, stride_wn, stride_sn, HAS_ZERO)
-        xa_n, xb_n, xc_n, xd_n = _x_loads(x_ptrs, x_ok & more, k // 2)
-        ya_n, yb_n, yc_n, yd_n = xa_n, xb_n, xc_n, xd_n
-        if TOKEN_TILES == 2:
-            ya_n, yb_n, yc_n, yd_n = _x_loads(x_ptrs + 8 * stride_xm, x_ok2 & more, k // 2)
-        f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7 = _x_fragments4(xa, xb, xc, xd)
-        e0, e1 = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16)
-        o0, o1, o2, o3 = _tile_group(wa, va, sa, sa8, za, za8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
-                                     g0, g1, g2, g3, g4, g5, g6, g7, o0, o1, o2, o3, OFF, FP16)
-        if TWO:
-            u0, u1, u2, u3 = _tile_group(wb, vb, sb, sb8, zb, zb8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
-                                         g0, g1, g2, g3, g4, g5, g6, g7, u0, u1, u2, u3, OFF, FP16)
+        wa_n, va_n, sa_n, sa8_n, za_n, za8_n, wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n = _step_weights(
+            w_a, w_b, s_a, s_b, z_a, z_b, k, rows_ok & more, rows8_ok & more, rows_b_ok & more, rows8_b_ok & more,
+            stride_wn, stride_sn, GROUP_SIZE, HAS_ZERO, TWO)
+        xa_n, xb_n, xc_n, xd_n, ya_n, yb_n, yc_n, yd_n = _step_x(x_ptrs, stride_xm, k, x_ok & more, x_ok2 & more,
+                                                                 TOKEN_TILES)
+        o0, o1, o2, o3, u0, u1, u2, u3 = _token_tile(xa, xb, xc, xd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb,
+                                                     zb8, o0, o1, o2, o3, u0, u1, u2, u3, TWO, OFF, FP16)
         if TOKEN_TILES == 2:  # the same A fragments (the decoding is pure: compiled once) times tokens 8-15
-            f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7 = _x_fragments4(ya, yb, yc, yd)
-            e0, e1 = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16)
-            p0, p1, p2, p3 = _tile_group(wa, va, sa, sa8, za, za8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
-                                         g0, g1, g2, g3, g4, g5, g6, g7, p0, p1, p2, p3, OFF, FP16)
-            if TWO:
-                q0, q1, q2, q3 = _tile_group(wb, vb, sb, sb8, zb, zb8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
-                                             g0, g1, g2, g3, g4, g5, g6, g7, q0, q1, q2, q3, OFF, FP16)
+            p0, p1, p2, p3, q0, q1, q2, q3 = _token_tile(ya, yb, yc, yd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8,
+                                                         zb, zb8, p0, p1, p2, p3, q0, q1, q2, q3, TWO, OFF, FP16)
         wa, va, sa, sa8, za, za8 = wa_n, va_n, sa_n, sa8_n, za_n, za8_n
         wb, vb, sb, sb8, zb, zb8 = wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n
-        xa, xb, xc, xd = xa_n, xb_n, xc_n, xd_n
-        ya, yb, yc, yd = ya_n, yb_n, yc_n, yd_n
+        xa, xb, xc, xd, ya, yb, yc, yd = xa_n, xb_n, xc_n, xd_n, ya_n, yb_n, yc_n, yd_n
     if not PDL_EARLY:
         pdl_launch_dependents(PDL)
     acc = _as_tile(o0, o1, o2, o3, ROW_WARPS, K_WARPS)
