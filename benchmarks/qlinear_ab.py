@@ -19,8 +19,7 @@ the word-GEMV candidates whose K is one step: "off" runs them with the K loop (T
 of the candidates it does not apply to. MMA (int4): "off" is the best of the other Triton candidates (word GEMVs,
 tl.dot tiles), "on" the best of those and of the tensor-core GEMVs (``qlinear_mma``; where the row has a norm, these
 normalize x with torch ops first), each of which must agree with the first other candidate's output to within a few
-bf16 roundings; the row lists every MMA candidate's time. SUM_ROW (int4, M ≥ 2): the MMA GEMVs' Σx from 8 MMAs
-with ones a group (off) or from the MMA's row 15 (on). ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with
+bf16 roundings; the row lists every MMA candidate's time. ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with
 its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is the autotuner's
 (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and
 both against cuBLAS.
@@ -50,7 +49,7 @@ SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 204
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH", "TILES", "MMA", "SUM_ROW"))
+    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH", "TILES", "MMA"))
     ap.add_argument("--as-decoded", action="store_true",
                     help="1B gate/up gated, qkv and gate/up with the RMSNorm prologue, as in the decode graph")
     ap.add_argument("--shapes", default="8b", help="8b (the issue's MLP shapes) and/or 1b (the 1B decode step's)")
@@ -76,8 +75,8 @@ def main() -> None:
             ref = torch.nn.functional.silu(ref[:, :N]) * ref[:, N:] if gated else ref
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
             best = {}
-            kinds = {"MMA": ("gemv", "gemm", "mma"), "SUM_ROW": ("mma",), "PRMT": ("gemv",), "PREFETCH": ("gemv",),
-                     "TILES": ("gemv",)}.get(args.flag, ("gemm",))
+            kinds = ("gemv", "gemm", "mma") if args.flag == "MMA" else ("gemv",) if args.flag in ("PRMT", "PREFETCH", "TILES") \
+                else ("gemm",)
             mma_us, word_out = {}, None
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, gated, 2, sms):
                 if cfg["kernel"] not in kinds or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)
@@ -106,9 +105,9 @@ def main() -> None:
                         mma_us[autotune_cache.config_name(c)] = round(us, 2)
                     if us < best.get(on, (math.inf,))[0]:
                         best[on] = (us, autotune_cache.config_name(c))
-                if args.flag in ("PRMT", "SUM_ROW"):  # same sums, other roundings: a few bf16 ulps at most
+                if args.flag == "PRMT":  # same sums, other roundings: a few bf16 ulps at most
                     diff = ((outs[True] - outs[False]).abs().max() / outs[False].abs().max()).item()
-                    assert diff < 8e-3, f"{cfg}: {args.flag} on and off differ by {diff} (relative to max |out|)"
+                    assert diff < 8e-3, f"{cfg}: PRMT on and off differ by {diff} (relative to max |out|)"
                 if args.flag == "PREFETCH":
                     assert torch.equal(outs[True], outs[False]), f"{cfg}: PREFETCH changed the output"
             row = {"shape": label + (" (gated)" if gated else "") + (" + norm" if norm else ""), "M": M,
@@ -132,8 +131,6 @@ def _variants(cfg: dict, flag: str, K: int) -> list[tuple[bool, dict]]:
         if not kq._one_step(cfg, K):
             return [(False, cfg), (True, cfg)]
         return [(False, {**cfg, "TILES": 0})] + [(True, {**cfg, "TILES": t}) for t in (1, 2, 4)]
-    if flag == "SUM_ROW":  # the MMA GEMV's Σx from 8 MMAs with ones (off) or from its row 15 (on; 15 rows a tile)
-        return [(on, {**cfg, "SUM_ROW": on, "BLOCK_N": kq.mma_block_n({**cfg, "SUM_ROW": on})}) for on in (False, True)]
     if flag == "MMA":  # off: the other Triton kernels; on: those and the MMA GEMVs
         return [(True, cfg)] if cfg["kernel"] == "mma" else [(False, cfg), (True, cfg)]
     if flag == "PREFETCH" and kq._steps_per_split(cfg, K) < 2:

@@ -142,8 +142,6 @@ def _mma_gemv_launches(kq, quant, dt) -> None:
         x = torch.randn(M, K, dtype=dt)
         for cfg in [c for c in kq._mma_configs(M, N, K, "int4_weight_only", 128, False, 2, 132) if c["SPLIT_K"] == 1]:
             kq.qlinear(x, q, s, z, b, "int4_weight_only", 128, "identity", False, _config=cfg)
-            flipped = {**cfg, "SUM_ROW": not cfg["SUM_ROW"]}  # Σx from the MMA's row 15, or from MMAs with ones
-            kq.qlinear(x, q, s, z, b, "int4_weight_only", 128, "identity", False, _config=flipped)
         kq.qlinear(x, q, s, z, None, "int4_weight_only", 128, "identity", False, None, None,
                    torch.randn(M, N, dtype=dt), torch.zeros(N, dtype=torch.int32), _config={**cfg, "SPLIT_K": 2})
     gated = kq._mma_configs(2, N // 2, K, "int4_weight_only", 128, True, 2, 132)[0]

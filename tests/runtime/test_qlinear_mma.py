@@ -17,12 +17,10 @@ needs_gpu = pytest.mark.skipif(not CUDA, reason="mma.sync through inline PTX: co
 INT4 = "int4_weight_only"
 
 
-def mma_config(row_warps: int, k_warps: int, row_tiles: int, split: int = 1, token_tiles: int = 1,
-               sum_row: bool = False) -> dict:
-    cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "BLOCK_K": 128, "SPLIT_K": split, "ROW_WARPS": row_warps,
-           "K_WARPS": k_warps, "ROW_TILES": row_tiles, "TOKEN_TILES": token_tiles, "SUM_ROW": sum_row,
-           "num_warps": row_warps * k_warps, "num_stages": 1}
-    return {**cfg, "BLOCK_N": ql.mma_block_n(cfg)}
+def mma_config(row_warps: int, k_warps: int, row_tiles: int, split: int = 1, token_tiles: int = 1) -> dict:
+    return {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": 128,
+            "SPLIT_K": split, "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles,
+            "TOKEN_TILES": token_tiles, "num_warps": row_warps * k_warps, "num_stages": 1}
 
 
 def inputs(M, N, K, dtype, symmetric=False, bias=False, seed=0):
@@ -45,12 +43,11 @@ def check(out, x, q, s, z, b, activation="identity", gated=False, residual=None)
 
 @needs_gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("sum_row", [False, True], ids=["ones", "sum_row"])
 @pytest.mark.parametrize("tile", ql.MMA_GEMV_TILES, ids=str)
 @pytest.mark.parametrize("M,N,K", [(1, 24, 128), (3, 200, 384), (8, 512, 1024), (5, 4096, 256), (2, 64, 1152)])
-def test_each_tile_against_the_reference(M, N, K, tile, dtype, sum_row):
+def test_each_tile_against_the_reference(M, N, K, tile, dtype):
     x, q, s, z, b = inputs(M, N, K, dtype, bias=True)
-    out = ql.qlinear(x, q, s, z, b, INT4, 128, "identity", False, _config=mma_config(*tile, sum_row=sum_row))
+    out = ql.qlinear(x, q, s, z, b, INT4, 128, "identity", False, _config=mma_config(*tile))
     check(out, x, q, s, z, b)
 
 
@@ -61,30 +58,27 @@ def test_each_tile_against_the_reference(M, N, K, tile, dtype, sum_row):
 def test_two_token_tiles(M, N, K, warps, dtype):
     x, q, s, z, b = inputs(M, N, K, dtype, bias=True)
     for row_tiles in (1, 2):
-        for sum_row in (False, True):
-            out = ql.qlinear(x, q, s, z, b, INT4, 128, "identity", False,
-                             _config=mma_config(*warps, row_tiles, token_tiles=2, sum_row=sum_row))
-            check(out, x, q, s, z, b)
+        out = ql.qlinear(x, q, s, z, b, INT4, 128, "identity", False,
+                         _config=mma_config(*warps, row_tiles, token_tiles=2))
+        check(out, x, q, s, z, b)
     x, q, s, z, b = inputs(M, 2 * N, K, dtype, symmetric=True)
     r = torch.randn(M, N, device="cuda", dtype=dtype)
     counters = torch.zeros(64, dtype=torch.int32, device="cuda")
-    for sum_row in (False, True):
-        gated = ql.qlinear(x, q, s, z, None, INT4, 128, "silu", True, None, None, r, counters,
-                           _config=mma_config(*warps, 1, 2, token_tiles=2, sum_row=sum_row))
-        check(gated, x, q, s, z, None, "silu", gated=True, residual=r)
+    gated = ql.qlinear(x, q, s, z, None, INT4, 128, "silu", True, None, None, r, counters,
+                       _config=mma_config(*warps, 1, 2, token_tiles=2))
+    check(gated, x, q, s, z, None, "silu", gated=True, residual=r)
 
 
 @needs_gpu
-@pytest.mark.parametrize("sum_row", [False, True], ids=["ones", "sum_row"])
 @pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
 @pytest.mark.parametrize("split", [2, 3])
-def test_split_k_with_residual_both_reductions(split, symmetric, sum_row, monkeypatch):
+def test_split_k_with_residual_both_reductions(split, symmetric, monkeypatch):
     # every buffer the launcher allocates starts as NaN; K = 640 is 5 groups: with 3 splits of 256 the last split
     # has one group, so one of its two K warps has none
     allocs = poison_allocations(monkeypatch)
     x, q, s, z, _ = inputs(4, 200, 640, torch.bfloat16, symmetric)
     r = torch.randn(4, 200, device="cuda", dtype=torch.bfloat16)
-    cfg = mma_config(2, 2, 1, split, sum_row=sum_row)
+    cfg = mma_config(2, 2, 1, split)
     for counters in (None, torch.zeros(64, dtype=torch.int32, device="cuda")):  # epilogue kernel, last program
         out = ql.qlinear(x, q, s, z, None, INT4, 128, "identity", False, None, None, r, counters, _config=cfg)
         check(out, x, q, s, z, None, residual=r)
@@ -95,11 +89,10 @@ def test_split_k_with_residual_both_reductions(split, symmetric, sum_row, monkey
 
 @needs_gpu
 @pytest.mark.parametrize("activation", ["silu", "gelu_tanh"])
-@pytest.mark.parametrize("sum_row", [False, True], ids=["ones", "sum_row"])
 @pytest.mark.parametrize("warps", [(1, 4), (2, 2), (4, 1)], ids=str)
-def test_gated_gate_and_up_tiles(warps, activation, sum_row):
+def test_gated_gate_and_up_tiles(warps, activation):
     x, q, s, z, b = inputs(2, 2 * 96, 640, torch.bfloat16, bias=True)
-    out = ql.qlinear(x, q, s, z, b, INT4, 128, activation, True, _config=mma_config(*warps, 1, sum_row=sum_row))
+    out = ql.qlinear(x, q, s, z, b, INT4, 128, activation, True, _config=mma_config(*warps, 1))
     assert out.shape == (2, 96)
     check(out, x, q, s, z, b, activation, gated=True)
 
@@ -146,8 +139,7 @@ def test_candidates_only_where_the_kernel_applies(monkeypatch):
     assert not ql._mma_configs(1, 14336, 4096, INT4, 128, False, 2, 132)  # the word GEMV wins M = 1
     mma = ql._mma_configs(2, 14336, 4096, INT4, 128, False, 2, 132)
     assert {(c["ROW_WARPS"], c["K_WARPS"], c["ROW_TILES"]) for c in mma} == set(ql.MMA_GEMV_TILES)
-    assert all(c["BLOCK_N"] == ql.mma_block_n(c) == (15 if c["SUM_ROW"] else 16) * c["ROW_WARPS"] * c["ROW_TILES"]
-               and c["BLOCK_K"] == 128
+    assert all(c["BLOCK_N"] == 16 * c["ROW_WARPS"] * c["ROW_TILES"] and c["BLOCK_K"] == 128
                and c["num_warps"] == c["ROW_WARPS"] * c["K_WARPS"] for c in mma)
     assert all(c["SPLIT_K"] == 1 for c in mma)  # ≥ 448 programs: a wave without splitting
     down = ql._mma_configs(2, 4096, 14336, INT4, 128, False, 2, 132)  # 128-256 programs: also split to a wave

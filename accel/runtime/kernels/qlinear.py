@@ -116,9 +116,6 @@ INT4_SWAP_TILE = (128, 128, 128, 8, 3)
 MMA_GEMV_TILES = [(1, 4, 1), (1, 4, 2), (2, 2, 1)]
 MMA_GEMV_MIN_M = 2
 MMA_GEMV_MAX_M = 16
-# Σx for the zero points from the MMA's row 15 (15 weight rows a warp tile) instead of 8 MMAs with ones a group
-# (``qlinear_mma``, SUM_ROW); a config says {"SUM_ROW": ...}.
-MMA_SUM_ROW = False
 SMEM_BYTES = kl.SMEM_BYTES
 # fp8 tl.dot accumulation (qlinear_kernels._qdot): None keeps the sums in the MMA's own ~14-bit accumulator
 # (fast, like cuBLAS's fast-accumulation mode), else they go into fp32 every FP8_PROMOTE_K products (whole
@@ -206,17 +203,11 @@ def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bo
         token_tiles = triton.cdiv(M, 8)
         if row_tiles > 1 and gated:
             continue
-        cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles, "BLOCK_K": 128, "SPLIT_K": 1,
-               "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles, "SUM_ROW": MMA_SUM_ROW,
+        cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles, "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": 128,
+               "SPLIT_K": 1, "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles,
                "num_warps": row_warps * k_warps, "num_stages": 1}
-        cfg["BLOCK_N"] = mma_block_n(cfg)
         out += [cfg] + [c for c in [_split_to_wave(cfg, M, N, K, sms)] if c["SPLIT_K"] > 1]
     return out
-
-
-def mma_block_n(cfg: dict) -> int:
-    """Output columns a program of an MMA GEMV config covers (its grid's axis 0 is cdiv(N, this))."""
-    return (15 if cfg.get("SUM_ROW") else 16) * cfg["ROW_WARPS"] * cfg["ROW_TILES"]
 
 
 def _gemm_config(M: int | None, N: int | None, K: int | None, scheme: str, group_size: int, tile: tuple,
@@ -434,7 +425,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
         if stride is None or offset is None or stride % 2 or offset % 2:
             x = x.clone(memory_format=torch.contiguous_format)  # read as int32 pairs
         meta["PDL"] = use_pdl(x.device)
-        grid = (triton.cdiv(N, mma_block_n(cfg)), split, 1)
+        grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, 1)
         meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], num_sms(x.device))
         for key in ("BLOCK_N", "EVEN_K"):
             meta.pop(key)
@@ -443,7 +434,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
             x.view(torch.int32), w, scale, zero_arg, bias_arg, out, ws, res_arg, cnt_arg, M, N, K, k_per_split,
             x.stride(0) // 2, w.stride(0), stride_sn, out.stride(0), stride_rm,
             ROW_WARPS=cfg["ROW_WARPS"], K_WARPS=cfg["K_WARPS"], ROW_TILES=cfg["ROW_TILES"],
-            TOKEN_TILES=cfg.get("TOKEN_TILES", 1), SUM_ROW=cfg.get("SUM_ROW", False), FP16=x.dtype == torch.float16,
+            TOKEN_TILES=cfg.get("TOKEN_TILES", 1), FP16=x.dtype == torch.float16,
             **{k: v for k, v in meta.items() if k != "SCHEME"},
         )
     elif cfg["kernel"] == "gemv":
@@ -524,7 +515,7 @@ def _tiles(cfg: dict, M, N) -> int | None:
     if cfg["kernel"] == "gemv":
         return triton.cdiv(n, cfg["BLOCK_N"]) * triton.cdiv(m, _gemv_block_m(cfg, m))
     if cfg["kernel"] == "mma":
-        return triton.cdiv(n, mma_block_n(cfg))
+        return triton.cdiv(n, cfg["BLOCK_N"])
     return triton.cdiv(m, cfg["BLOCK_M"]) * triton.cdiv(n, cfg["BLOCK_N"])
 
 
@@ -549,8 +540,8 @@ def _sources() -> str:
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
         qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
-        qm._x_fragments, qm._as_tile, qm._split4, qm._lane_value,
-        qm._tile_cols, _mma_configs, mma_block_n, MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_SUM_ROW,
+        qm._x_fragments, qm._as_tile, qm._split4, _mma_configs,
+        MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,

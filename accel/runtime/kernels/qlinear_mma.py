@@ -41,8 +41,6 @@ MMA_F16 = tl.constexpr(_MMA_ASM.replace("TYPE", "f16"))
 # x's pair words (x0, x1), (x2, x3), (x4, x5), (x6, x7) of a word's 8 k → (x0, x4), (x1, x5), (x2, x6), (x3, x7)
 MMA_REPACK = tl.constexpr("{ prmt.b32 $0, $4, $6, 0x5410; prmt.b32 $1, $4, $6, 0x7632; "
                           "prmt.b32 $2, $5, $7, 0x5410; prmt.b32 $3, $5, $7, 0x7632; }")
-# lane $2's $1 (the MMA's row-15 sums, D's registers 2 and 3, read from lane 28 + c by lane 4r + c)
-MMA_SHFL = tl.constexpr("shfl.sync.idx.b32 $0, $1, $2, 0x1f, 0xffffffff;")
 ONES_BF16 = tl.constexpr(0x3F803F80)  # two 1.0s
 ONES_F16 = tl.constexpr(0x3C003C00)
 
@@ -113,11 +111,9 @@ def _tile_loads(w_ptrs, s_ptrs, z_ptrs, ok, ok8, stride_wn, stride_sn, HAS_ZERO:
 
 @triton.jit
 def _tile_group(w, v, s, s8, z, z8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7,
-                o0, o1, o2, o3, sum_lane, OFF: tl.constexpr, FP16: tl.constexpr, SUM_ROW: tl.constexpr):
+                o0, o1, o2, o3, OFF: tl.constexpr, FP16: tl.constexpr):
     """One group of one tile into its accumulators: D over the 4 words (8 MMAs; B fragments f*, g*), then
-    o += s·(D - (OFF + z)·Σx) for rows r (o0, o1: tokens 2c, 2c + 1) and r + 8 (o2, o3). With SUM_ROW the tile's
-    row 15 has codes 0 (its loads masked), so D's row 15 is OFF·Σx: lane ``sum_lane`` (28 + c) holds it for tokens
-    2c, 2c + 1, and e0, e1 are not used."""
+    o += s·(D - (OFF + z)·Σx) for rows r (o0, o1: tokens 2c, 2c + 1) and r + 8 (o2, o3)."""
     w0, w1, w2, w3 = _split4(w)
     v0, v1, v2, v3 = _split4(v)
     zero = tl.zeros(o0.shape, tl.float32)
@@ -125,9 +121,6 @@ def _tile_group(w, v, s, s8, z, z8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7, g0, 
     d0, d1, d2, d3 = _word_mmas(w1, v1, f2, f3, g2, g3, d0, d1, d2, d3, FP16)
     d0, d1, d2, d3 = _word_mmas(w2, v2, f4, f5, g4, g5, d0, d1, d2, d3, FP16)
     d0, d1, d2, d3 = _word_mmas(w3, v3, f6, f7, g6, g7, d0, d1, d2, d3, FP16)
-    if SUM_ROW:  # (OFF is a power of two: exact)
-        e0 = _lane_value(d2, sum_lane) * (1.0 / OFF)
-        e1 = _lane_value(d3, sum_lane) * (1.0 / OFF)
     c = OFF + z
     c8 = OFF + z8
     o0 += s * (d0 - c * e0)
@@ -135,25 +128,6 @@ def _tile_group(w, v, s, s8, z, z8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7, g0, 
     o2 += s8 * (d2 - c8 * e0)
     o3 += s8 * (d3 - c8 * e1)
     return o0, o1, o2, o3
-
-
-@triton.jit
-def _lane_value(v, lane):
-    """fp32 v of lane ``lane`` (per thread) in the thread's warp."""
-    got = tl.inline_asm_elementwise(MMA_SHFL, "=r,r,r", [tl.cast(v, tl.int32, bitcast=True), lane], dtype=tl.int32,
-                                    is_pure=True, pack=1)
-    return tl.cast(got, tl.float32, bitcast=True)
-
-
-@triton.jit
-def _tile_cols(pid_n, N, ROW_WARPS: tl.constexpr, ROWS: tl.constexpr, TILES: tl.constexpr):
-    """The output columns of the logical tile [.., 16·ROW_WARPS·TILES] (tile h, warp rw, row j of 16 at index
-    16·ROW_WARPS·h + 16·rw + j): ROWS of each warp's 16 rows are weight rows; a row past them (the SUM_ROW row 15)
-    gets column N, which every store and load masks."""
-    i = tl.arange(0, 16 * ROW_WARPS * TILES)
-    j = i % 16
-    col = pid_n * (ROWS * ROW_WARPS * TILES) + (i // 16) * ROWS + j
-    return tl.where(j < ROWS, col, N)
 
 
 @triton.jit
@@ -239,20 +213,15 @@ def _step_x(x_ptrs, stride_xm, k, ok, ok2, TOKEN_TILES: tl.constexpr):
 
 @triton.jit
 def _token_tile(xa, xb, xc, xd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8, o0, o1, o2, o3, u0, u1, u2, u3,
-                sum_lane, TWO: tl.constexpr, OFF: tl.constexpr, FP16: tl.constexpr, SUM_ROW: tl.constexpr):
-    """One group of one token tile (x's pair words xa..xd): its Σx (MMAs with ones, unless SUM_ROW), then tile A
-    into o and (TWO) tile B into u."""
+                TWO: tl.constexpr, OFF: tl.constexpr, FP16: tl.constexpr):
+    """One group of one token tile (x's pair words xa..xd): its Σx, then tile A into o and (TWO) tile B into u."""
     f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7 = _x_fragments4(xa, xb, xc, xd)
-    if SUM_ROW:
-        e0 = o0
-        e1 = o0
-    else:
-        e0, e1 = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16)
+    e0, e1 = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16)
     o0, o1, o2, o3 = _tile_group(wa, va, sa, sa8, za, za8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
-                                 g0, g1, g2, g3, g4, g5, g6, g7, o0, o1, o2, o3, sum_lane, OFF, FP16, SUM_ROW)
+                                 g0, g1, g2, g3, g4, g5, g6, g7, o0, o1, o2, o3, OFF, FP16)
     if TWO:
         u0, u1, u2, u3 = _tile_group(wb, vb, sb, sb8, zb, zb8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
-                                     g0, g1, g2, g3, g4, g5, g6, g7, u0, u1, u2, u3, sum_lane, OFF, FP16, SUM_ROW)
+                                     g0, g1, g2, g3, g4, g5, g6, g7, u0, u1, u2, u3, OFF, FP16)
     return o0, o1, o2, o3, u0, u1, u2, u3
 
 
@@ -268,19 +237,18 @@ def _qgemv_mma_kernel(
     GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
     GATED: tl.constexpr, SPLIT_K: tl.constexpr, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr,
     ROW_TILES: tl.constexpr, FP16: tl.constexpr, PDL: tl.constexpr, TOKEN_TILES: tl.constexpr = 1,
-    SUM_ROW: tl.constexpr = False, HAS_RES: tl.constexpr = False, REDUCE_LAST: tl.constexpr = False,
-    PDL_EARLY: tl.constexpr = False,
+    HAS_RES: tl.constexpr = False, REDUCE_LAST: tl.constexpr = False, PDL_EARLY: tl.constexpr = False,
 ):
-    """Weight-only int4 out[m, n] = epilogue(Σ_g s·Σ_k x[m, k] (q[n, k] - z)) for m < M ≤ 8·TOKEN_TILES on mma.sync
-    (see the module docstring). A program's ROW_WARPS·K_WARPS warps split its rows in ROW_WARPS and its K in
-    K_WARPS: the warps of a row tile take its groups in turn (warp kw the groups kw, kw + K_WARPS, ...: together they
-    read adjacent groups), and their sums are added once, after the loop. Each warp owns ROW_TILES tiles of ROWS
-    weight rows (2 when GATED: the gate rows and their up rows): BLOCK_N = ROWS·ROW_WARPS·ROW_TILES output columns
-    (ROWS·ROW_WARPS when GATED). ROWS is 16, or 15 with SUM_ROW: the MMA's row 15 then sums x (codes 0), in place
-    of 8 MMAs with ones a group. TOKEN_TILES = 2 runs each decoded A fragment through a second MMA with tokens 8-15
-    as B (lane r holds x of tokens r and r + 8). Each warp's next group (words, scales, zero points and x) is loaded
-    while it sums one. The tail is the other quantized kernels' (``_scale_and_write_back``: bias, activation,
-    gate·up, residual, split-K workspace)."""
+    """Weight-only int4 out[m, n] = epilogue(Σ_g s·Σ_k x[m, k] (q[n, k] - z)) for m < M ≤ 8 on mma.sync (see the
+    module docstring). A program's ROW_WARPS·K_WARPS warps split its rows in ROW_WARPS and its K in K_WARPS: the
+    warps of a row tile take its groups in turn (warp kw the groups kw, kw + K_WARPS, ...: together they read
+    adjacent groups), and their sums are added once, after the loop. Each warp owns ROW_TILES tiles of 16 weight rows
+    (2 when GATED: the gate rows and their up rows): BLOCK_N = 16·ROW_WARPS·ROW_TILES output columns
+    (16·ROW_WARPS when GATED). TOKEN_TILES = 2 (M ≤ 16) runs each decoded A fragment through a second
+    MMA with tokens 8-15 as B (lane r holds x of tokens r and r + 8). Each warp's next group (words, scales, zero
+    points and x) is loaded while it sums one.
+    The tail is the other quantized kernels' (``_scale_and_write_back``: bias, activation, gate·up, residual,
+    split-K workspace)."""
     tl.static_assert(GROUP_SIZE == 128)
     tl.static_assert(ROW_TILES == 1 or (ROW_TILES == 2 and not GATED))
     tl.static_assert(TOKEN_TILES == 1 or TOKEN_TILES == 2)
@@ -290,8 +258,7 @@ def _qgemv_mma_kernel(
     TWO: tl.constexpr = GATED or ROW_TILES == 2
     T: tl.constexpr = 32 * ROW_WARPS * K_WARPS
     STEP: tl.constexpr = GROUP_SIZE * K_WARPS
-    ROWS: tl.constexpr = 15 if SUM_ROW else 16  # weight rows of a warp tile
-    BLOCK_N: tl.constexpr = ROWS * ROW_WARPS * (1 if GATED else ROW_TILES)
+    BLOCK_N: tl.constexpr = 16 * ROW_WARPS * (1 if GATED else ROW_TILES)
     t = tl.arange(0, T)
     r = (t % 32) // 4
     c = t % 4
@@ -300,16 +267,14 @@ def _qgemv_mma_kernel(
     pid_k = tl.program_id(1)
     k_start = pid_k * K_PER_SPLIT
     k_end = tl.minimum(k_start + K_PER_SPLIT, K)
-    # tile A: rows n (and n + 8); tile B: the up rows N + n (GATED) or the next ROWS·ROW_WARPS rows
-    n = pid_n * BLOCK_N + (t // 32 % ROW_WARPS) * ROWS + r
+    # tile A: rows n (and n + 8); tile B: the up rows N + n (GATED) or the next 16·ROW_WARPS rows
+    n = pid_n * BLOCK_N + (t // 32 % ROW_WARPS) * 16 + r
     if GATED:
         n_b = n + N
         lim_b = 2 * N
     else:
-        n_b = n + ROWS * ROW_WARPS
+        n_b = n + 16 * ROW_WARPS
         lim_b = N
-    row8 = r + 8 < ROWS  # row r + 8 is a weight row (not the SUM_ROW row 15)
-    sum_lane = 28 + c
     w_a = w_ptr + n.to(tl.int64)[:, None] * stride_wn + (c * 4)[:, None] + tl.arange(0, 4)[None, :]
     w_b = w_ptr + n_b.to(tl.int64)[:, None] * stride_wn + (c * 4)[:, None] + tl.arange(0, 4)[None, :]
     s_a = scale_ptr + n.to(tl.int64) * stride_sn
@@ -320,9 +285,9 @@ def _qgemv_mma_kernel(
     x_ok = r < M
     x_ok2 = r + 8 < M
     rows_ok = n < N
-    rows8_ok = (n + 8 < N) & row8
+    rows8_ok = n + 8 < N
     rows_b_ok = n_b < lim_b
-    rows8_b_ok = (n_b + 8 < lim_b) & row8
+    rows8_b_ok = n_b + 8 < lim_b
     o0 = tl.zeros((T,), tl.float32)
     o1 = o0
     o2 = o0
@@ -357,12 +322,10 @@ def _qgemv_mma_kernel(
         xa_n, xb_n, xc_n, xd_n, ya_n, yb_n, yc_n, yd_n = _step_x(x_ptrs, stride_xm, k, x_ok & more, x_ok2 & more,
                                                                  TOKEN_TILES)
         o0, o1, o2, o3, u0, u1, u2, u3 = _token_tile(xa, xb, xc, xd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb,
-                                                     zb8, o0, o1, o2, o3, u0, u1, u2, u3, sum_lane, TWO, OFF, FP16,
-                                                     SUM_ROW)
+                                                     zb8, o0, o1, o2, o3, u0, u1, u2, u3, TWO, OFF, FP16)
         if TOKEN_TILES == 2:  # the same A fragments (the decoding is pure: compiled once) times tokens 8-15
             p0, p1, p2, p3, q0, q1, q2, q3 = _token_tile(ya, yb, yc, yd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8,
-                                                         zb, zb8, p0, p1, p2, p3, q0, q1, q2, q3, sum_lane, TWO, OFF,
-                                                         FP16, SUM_ROW)
+                                                         zb, zb8, p0, p1, p2, p3, q0, q1, q2, q3, TWO, OFF, FP16)
         wa, va, sa, sa8, za, za8 = wa_n, va_n, sa_n, sa8_n, za_n, za8_n
         wb, vb, sb, sb8, zb, zb8 = wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n
         xa, xb, xc, xd, ya, yb, yc, yd = xa_n, xb_n, xc_n, xd_n, ya_n, yb_n, yc_n, yd_n
@@ -379,10 +342,10 @@ def _qgemv_mma_kernel(
         if GATED:
             acc_up = tile_b
         else:  # tile B's rows follow tile A's
-            acc = tl.reshape(tl.permute(tl.join(acc, tile_b), (0, 2, 1)), (8 * TOKEN_TILES, 32 * ROW_WARPS))
+            acc = tl.reshape(tl.permute(tl.join(acc, tile_b), (0, 2, 1)), (8 * TOKEN_TILES, BLOCK_N))
             acc_up = acc
     offs_m = tl.arange(0, 8 * TOKEN_TILES)
-    offs_n = _tile_cols(pid_n, N, ROW_WARPS, ROWS, 1 if GATED else ROW_TILES)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     _scale_and_write_back(acc, acc_up, tl.zeros((8 * TOKEN_TILES, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n, pid_k, M, N,
                           b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, INT4_WO, HAS_BIAS, ACT,
                           GATED, SPLIT_K, HAS_RES, REDUCE_LAST)
