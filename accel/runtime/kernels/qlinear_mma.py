@@ -1,9 +1,11 @@
-"""int4 weight-only GEMV on the tensor cores (``mma.sync.m16n8k16``) for M ≤ 8 tokens and groups of 128.
+"""int4 weight-only GEMV on the tensor cores (``mma.sync.m16n8k16``) for 2-16 tokens and groups of 128.
 
-Why: the word GEMV (``qlinear_kernels._qgemv_words_kernel``) turns each int4 code into an fp32 and multiplies it on
-the CUDA cores, about 4 instructions a code, half of them on sm_90's half-rate integer pipe
-(``benchmarks/sass_stats.py``). Here a code costs under one integer instruction and no FMA: the dequantized weight
-tile is the MMA's first operand and x its second, so the tensor cores do the products and the sums.
+Why: the word GEMV (``qlinear_kernels._qgemv_words_kernel``) turns each int4 code into an fp32 and multiplies it by
+each row of x on the CUDA cores: about 4 instructions a code and row of x, half of them on sm_90's half-rate integer
+pipe (``benchmarks/sass_stats.py``). Here the dequantized weight tile is the MMA's first operand and x its second,
+so the tensor cores do the products and the sums for up to 8 rows of x at once. The compiled loop takes about 2.9
+instructions a code, 1.6 of them on the integer pipe, whether x has 1 row or 8. On the H100 this wins at 2-8 rows
+(and some shapes at 16); at one row the word GEMV stays faster (``notes/perf.md``, session 19).
 
 Lanes and fragments (PTX ISA, ``mma.m16n8k16`` with .bf16 / .f16 operands). A warp owns 16 weight rows a tile. Lane
 l = 4·r + c (r = l / 4, c = l % 4) loads 16 bytes (4 words, 32 codes) of rows r and r + 8 per group: word j of lane
@@ -16,12 +18,13 @@ x's pairs (x[2i], x[2i + 1]). B's column n is token n: lane l holds x of token r
 
 The offset: D = Σ (OFF + u)·x, so the group's sum is s·(D - (OFF + z)·Σx) with the group's scale s and zero point z
 (8 when symmetric). Σx per token comes from one more MMA per k slice with A = ones, shared by the warp's tiles. The
-products are exact and the MMA sums them in fp32; the subtraction loses what fp32 loses on a value OFF / |u - z|
-times larger, below 2^-16 relative at bf16 (OFF = 128).
+products are exact and the MMA sums them in fp32. The subtraction works on values about OFF / |u - z| times larger
+than the result, so it loses that many times fp32's rounding. That stays far below the output's bf16 / fp16
+rounding, which the GPU tests hold it to.
 
 The lane mapping holds because every tensor the inline PTX sees is 1-D over the program's 32·num_warps threads,
-element t in thread t (Triton's blocked layout for such a shape; tests/runtime/test_qlinear_mma.py reads it back
-from the compiled kernel). Compiled only: the Triton interpreter runs no PTX.
+element t in thread t (Triton's blocked layout for such a shape; tests/runtime/sm90_compile.py reads it back from
+every compiled launch). Compiled only: the Triton interpreter runs no PTX.
 """
 import triton
 import triton.language as tl
