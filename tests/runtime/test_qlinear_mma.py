@@ -160,3 +160,50 @@ def test_candidates_only_where_the_kernel_applies(monkeypatch):
         assert kinds.index("mma") > max(i for i, k in enumerate(kinds) if k == first)
     monkeypatch.setattr(ql, "_INTERPRET", True)
     assert not ql._mma_configs(2, 14336, 4096, INT4, 128, False, 2, 132)
+
+
+@needs_gpu
+def test_a_compiled_int4_decoder_at_twelve_rows_runs_the_mma_gemv_in_inductors_code(monkeypatch):
+    """The kernel as Inductor runs it: copied into the generated module (its PTX strings, helpers from three
+    modules), launched with PDL inside a CUDA graph. Every quantized linear that the MMA GEMV serves is forced to it;
+    the logits must match the same compile with the heuristic default kernels (no tuning, no forcing)."""
+    from torch._functorch import config as functorch_config
+    from torch._inductor import config as inductor_config
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from accel.compiler.backend import last_report
+
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=512)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).cuda().to(torch.bfloat16).eval()
+    ids = torch.randint(0, 512, (12, 1), device="cuda")  # 12 rows of x: two token tiles
+    monkeypatch.setenv("ACCEL_AUTOTUNE", "0")
+    default_select = ql.select_config
+    forced = []
+
+    def select(x, qweight, scale, zero, bias, scheme, group_size, act, gated, norm=False, counters=None):
+        M, n_rows, K = x.shape[0], qweight.shape[0], x.shape[1]
+        mma = ql._mma_configs(M, n_rows // 2 if gated else n_rows, K, scheme, group_size, gated, x.element_size(),
+                              132) if isinstance(M, int) else []
+        forced.extend(mma[:1])
+        return mma[0] if mma else default_select(x, qweight, scale, zero, bias, scheme, group_size, act, gated,
+                                                 norm, counters)
+
+    outs = {}
+    with torch.no_grad(), inductor_config.patch(fx_graph_cache=False), \
+            functorch_config.patch(enable_autograd_cache=False):
+        for force in (False, True):
+            if force:
+                monkeypatch.setattr(ql, "select_config", select)
+            torch._dynamo.reset()
+            compiled = torch.compile(model, backend="accel", options={"quantize": INT4, "group_size": 128,
+                                                                      "cudagraphs": True})
+            for _ in range(3):  # warm-up, capture, replay
+                torch.compiler.cudagraph_mark_step_begin()
+                outs[force] = compiled(ids).logits.float().clone()
+    assert forced, "no quantized linear took the MMA GEMV"
+    code = "".join(open(path).read() for path in last_report().graphs[0].output_code)
+    assert "_qgemv_mma_kernel" in code and "mma.sync.aligned.m16n8k16" in code
+    # both runs hold the same quantized weights; the kernels sum in other orders and round once
+    torch.testing.assert_close(outs[True], outs[False], rtol=2e-2, atol=2e-2)
