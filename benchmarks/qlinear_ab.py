@@ -19,8 +19,8 @@ the word-GEMV candidates whose K is one step: "off" runs them with the K loop (T
 of the candidates it does not apply to. MMA (int4): "off" is the best of the other Triton candidates (word GEMVs,
 tl.dot tiles), "on" the best of those and of the tensor-core GEMVs (``qlinear_mma``; where the row has a norm, these
 normalize x with torch ops first), each of which must agree with the first other candidate's output to within a few
-bf16 roundings; the row lists every MMA candidate's time. ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with
-its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is the autotuner's
+bf16 roundings; the row lists every MMA candidate's time. ``--as-decoded`` runs the 1B shapes as the decode graph
+does: the gate with its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is the autotuner's
 (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and
 both against cuBLAS.
 """
@@ -75,8 +75,8 @@ def main() -> None:
             ref = torch.nn.functional.silu(ref[:, :N]) * ref[:, N:] if gated else ref
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
             best = {}
-            kinds = ("gemv", "gemm", "mma") if args.flag == "MMA" else ("gemv",) if args.flag in ("PRMT", "PREFETCH", "TILES") \
-                else ("gemm",)
+            kinds = {"MMA": ("gemv", "gemm", "mma"), "PRMT": ("gemv",), "PREFETCH": ("gemv",),
+                     "TILES": ("gemv",)}.get(args.flag, ("gemm",))
             mma_us, word_out = {}, None
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, gated, 2, sms):
                 if cfg["kernel"] not in kinds or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)

@@ -278,7 +278,7 @@ def main() -> int:
     for i in mma:
         if not _mma_lanes_ok(compiled[i], launches[i][2]["num_warps"]):
             failed += 1
-            print(f"FAILED _qgemv_mma_kernel: inline PTX on tensors not laid out one element a thread")
+            print("FAILED _qgemv_mma_kernel: inline PTX on tensors not laid out one element a thread")
     if not mma:
         failed += 1
         print("FAILED _qgemv_mma_kernel: no launch compiled")

@@ -203,9 +203,9 @@ def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bo
         token_tiles = triton.cdiv(M, 8)
         if row_tiles > 1 and gated:
             continue
-        cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles, "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": 128,
-               "SPLIT_K": 1, "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles,
-               "num_warps": row_warps * k_warps, "num_stages": 1}
+        cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles,
+               "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": 128, "SPLIT_K": 1, "ROW_WARPS": row_warps,
+               "K_WARPS": k_warps, "ROW_TILES": row_tiles, "num_warps": row_warps * k_warps, "num_stages": 1}
         out += [cfg] + [c for c in [_split_to_wave(cfg, M, N, K, sms)] if c["SPLIT_K"] > 1]
     return out
 

@@ -38,7 +38,8 @@ _DECODE_ASM = ("{ .reg .b32 t; lop3.b32 $0, $4, 0x000F000F, MAGIC, 0xEA; shr.u32
                "shr.u32 t, $4, 12; lop3.b32 $3, t, 0x000F000F, MAGIC, 0xEA; }")
 MMA_DECODE_BF16 = tl.constexpr(_DECODE_ASM.replace("MAGIC", "0x43004300"))
 MMA_DECODE_F16 = tl.constexpr(_DECODE_ASM.replace("MAGIC", "0x64006400"))
-_MMA_ASM = "mma.sync.aligned.m16n8k16.row.col.f32.TYPE.TYPE.f32 {$0,$1,$2,$3}, {$4,$5,$6,$7}, {$8,$9}, {$10,$11,$12,$13};"
+_MMA_ASM = ("mma.sync.aligned.m16n8k16.row.col.f32.TYPE.TYPE.f32 {$0,$1,$2,$3}, {$4,$5,$6,$7}, {$8,$9}, "
+            "{$10,$11,$12,$13};")
 MMA_BF16 = tl.constexpr(_MMA_ASM.replace("TYPE", "bf16"))
 MMA_F16 = tl.constexpr(_MMA_ASM.replace("TYPE", "f16"))
 # x's pair words (x0, x1), (x2, x3), (x4, x5), (x6, x7) of a word's 8 k → (x0, x4), (x1, x5), (x2, x6), (x3, x7)
@@ -349,6 +350,6 @@ def _qgemv_mma_kernel(
             acc_up = acc
     offs_m = tl.arange(0, 8 * TOKEN_TILES)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    _scale_and_write_back(acc, acc_up, tl.zeros((8 * TOKEN_TILES, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n, pid_k, M, N,
-                          b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, INT4_WO, HAS_BIAS, ACT,
-                          GATED, SPLIT_K, HAS_RES, REDUCE_LAST)
+    _scale_and_write_back(acc, acc_up, tl.zeros((8 * TOKEN_TILES, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
+                          pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, INT4_WO,
+                          HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES, REDUCE_LAST)
