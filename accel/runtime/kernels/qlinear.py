@@ -199,8 +199,8 @@ def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bo
             or x_elem != 2 or K % 128 or _INTERPRET):
         return []
     out = []
+    token_tiles = triton.cdiv(M, 8)
     for row_warps, k_warps, row_tiles in MMA_GEMV_TILES:
-        token_tiles = triton.cdiv(M, 8)
         if row_tiles > 1 and gated:
             continue
         cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles,
