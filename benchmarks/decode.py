@@ -1,8 +1,13 @@
-"""Batch-1 decode: eager, Inductor (mode="reduce-overhead") and accel (CUDA graphs) on a Llama-shaped model
-built from a config (random weights), bf16 on the GPU, fp32 on CPU.
+"""Greedy decode (batch 1 by default): eager, Inductor (mode="reduce-overhead") and accel (CUDA graphs) on a
+Llama-shaped model built from a config (random weights), bf16 on the GPU, fp32 on CPU.
 
     python benchmarks/decode.py --config 1b            # tiny | 1b | 8b
     python benchmarks/decode.py --config tiny --new 16  # seconds on CPU
+    python benchmarks/decode.py --config 1b --batch 8 --variants inductor,accel-int4-head  # 8 sequences a step
+
+With ``--batch B`` the B sequences share one prompt length and decode together: every projection multiplies B rows
+of x (int4's tensor-core GEMV serves 2-16). ``tok_s`` then counts the tokens of all B sequences; ``ms_per_tok``,
+``host_ms_per_tok`` and ``weight_gbs`` stay per step (one token of each sequence), and ``ms_per_step`` says so.
 
 For each variant: tokens/s and ms/token over NEW greedy tokens after a PROMPT-token prefill (median of 3 runs),
 achieved weight bandwidth (bytes of every weight read once per token, over ms/token) against a copy bandwidth
@@ -110,8 +115,8 @@ def median(values: list[float]) -> float:
 
 
 def teacher_forced_agreement(model, cfg, step, prompt, ref_toks, device: str, cache_len: int) -> float:
-    """Fraction of steps whose greedy token equals ``ref_toks`` when every step is fed the reference prefix
-    (one early flip does not derail the rest, unlike free-running agreement)."""
+    """Fraction of steps (of every sequence) whose greedy token equals ``ref_toks`` when every step is fed the
+    reference prefix (one early flip does not derail the rest, unlike free-running agreement)."""
     from transformers import StaticCache
 
     cache = StaticCache(config=cfg, max_cache_len=cache_len)
@@ -124,8 +129,8 @@ def teacher_forced_agreement(model, cfg, step, prompt, ref_toks, device: str, ca
             if device == "cuda":
                 torch.compiler.cudagraph_mark_step_begin()
             tok = step(model, cache, ref_toks[:, i:i + 1].clone(), torch.tensor([prompt.shape[1] + i], device=device))
-            same += int(tok.item() == ref_toks[0, i + 1].item())
-    return same / (ref_toks.shape[1] - 1)
+            same += int((tok[:, 0] == ref_toks[:, i + 1]).sum())  # every sequence of the batch
+    return same / ((ref_toks.shape[1] - 1) * ref_toks.shape[0])
 
 
 def generate_matches(model, prompt, new: int, backend: str) -> float:
@@ -167,6 +172,7 @@ def main() -> None:
                     help="position tensor per step made on the host (as the anchors) or advanced on the device "
                          "(as gpt-fast); both: time compiled variants each way")
     ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=1, help="sequences decoded together (rows of x in every projection)")
     ap.add_argument("--new", type=int, default=256)
     ap.add_argument("--prefill", type=int, default=2048)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -198,7 +204,9 @@ def main() -> None:
     print(f"config {args.config}: {sum(p.numel() for p in base.parameters()) / 1e9:.3f} B params, "
           f"{nbytes / 1e9:.2f} GB read per token" + (f"; copy bandwidth {bw:.0f} GB/s" if bw else ""))
     torch.manual_seed(1)
-    prompt = torch.randint(0, cfg.vocab_size, (1, args.prompt), device=device)
+    if args.batch < 1:
+        raise SystemExit(f"--batch must be at least 1, got {args.batch}")
+    prompt = torch.randint(0, cfg.vocab_size, (args.batch, args.prompt), device=device)
     long_prompt = torch.randint(0, cfg.vocab_size, (1, args.prefill), device=device)
     with torch.no_grad():
         ref_logits = copy.deepcopy(base).float()(input_ids=prompt, use_cache=False).logits.float()
@@ -216,7 +224,7 @@ def main() -> None:
     for variant in args.variants.split(","):
         torch._dynamo.reset()
         model = base
-        row = {"variant": variant}
+        row = {"variant": variant, "batch": args.batch}
         try:
             if variant in TORCHAO_VARIANTS:
                 model = copy.deepcopy(base)
@@ -241,8 +249,10 @@ def main() -> None:
             if device == "cuda":  # what the CUDA-graph tree did with those steps
                 row.update(tree.record(runs * args.new))
             _, toks = run_decode(model, cfg, step, prompt, args.new, device, cache_len, device_pos, cache=cache)
-            row.update(tok_s=round(args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
+            row.update(tok_s=round(args.batch * args.new / sec, 1), ms_per_tok=round(sec / args.new * 1e3, 3),
                        weight_gbs=round(nbytes * args.new / sec / 1e9, 1))
+            if args.batch > 1:
+                row["ms_per_step"] = row["ms_per_tok"]
             if device_pos and variant != "eager":
                 # with the position on the device the host may run ahead; when issuing the steps took about as long
                 # as running them, the host set the rate and the row says nothing about the GPU's step (session 12
@@ -260,7 +270,7 @@ def main() -> None:
                 host: list = []
                 dev_sec = median([run_decode(model, cfg, step, prompt, args.new, device, cache_len, True, host,
                                              cache=cache)[0] for _ in range(runs)])
-                row.update(tok_s_device_pos=round(args.new / dev_sec, 1),
+                row.update(tok_s_device_pos=round(args.batch * args.new / dev_sec, 1),
                            host_ms_per_tok=host_ms_per_tok(host, args.new))
             if bw:
                 row["pct_of_copy_bw"] = round(100 * row["weight_gbs"] / bw, 1)
@@ -294,7 +304,7 @@ def main() -> None:
             if "tok_s_device_pos" in r and "tok_s_device_pos" in inductor:
                 r["speedup_device_pos"] = round(r["tok_s_device_pos"] / inductor["tok_s_device_pos"], 3)
     print()
-    print_table(rows, ["variant", "tok_s", "ms_per_tok", "weight_gbs", "pct_of_copy_bw", "compile_s", "token_match",
+    print_table(rows, ["variant", "batch", "tok_s", "ms_per_tok", "weight_gbs", "pct_of_copy_bw", "compile_s", "token_match",
                        "teacher_forced_match", "generate_match", "logits_rel_err_vs_fp32", "prefill_ms",
                        "speedup_vs_inductor", "tok_s_device_pos", "host_ms_per_tok", "host_bound", "speedup_device_pos",
                        "host_ms_first32", "host_ms_last32", "gc_collections", "gc_ms", "host_thread_cpu_share",

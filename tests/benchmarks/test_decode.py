@@ -39,3 +39,24 @@ def test_a_reused_cache_decodes_as_a_fresh_one_and_keeps_its_addresses():
     assert [int(layer.cumulative_length) for layer in cache.layers] == lengths  # reset: counted from 0 again
     assert [(layer.keys.data_ptr(), layer.values.data_ptr(), layer.cumulative_length.data_ptr())
             for layer in cache.layers] == ptrs
+
+
+def test_a_batch_decodes_each_sequence_as_alone_and_agreement_counts_every_sequence():
+    """``--batch``: the rows of a batched greedy decode are the sequences decoded one at a time, and the
+    teacher-forced agreement counts a flipped reference token in any row of the batch."""
+    import torch
+
+    from decode_model import build_model, make_step
+
+    model, cfg = build_model("tiny", torch.float32, "cpu")
+    step = make_step("eager")
+    prompt = torch.randint(0, cfg.vocab_size, (3, 8), generator=torch.Generator().manual_seed(5))
+    _, batch = decode.run_decode(model, cfg, step, prompt, 6, "cpu", 32)
+    assert batch.shape == (3, 7)
+    for row in range(3):
+        _, alone = decode.run_decode(model, cfg, step, prompt[row:row + 1], 6, "cpu", 32)
+        assert torch.equal(batch[row:row + 1], alone)
+    assert decode.teacher_forced_agreement(model, cfg, step, prompt, batch, "cpu", 32) == 1.0
+    flipped = batch.clone()
+    flipped[2, 4] = (flipped[2, 4] + 1) % cfg.vocab_size
+    assert decode.teacher_forced_agreement(model, cfg, step, prompt, flipped, "cpu", 32) < 1.0
