@@ -139,13 +139,13 @@ def make_step(variant: str, cudagraphs: bool = True, options: dict | None = None
     raise ValueError(f"unknown variant {variant!r}")
 
 
-def prefilled_cache(model, cfg, context: int, max_cache_len: int, device: str = "cuda"):
-    """A StaticCache of ``max_cache_len`` that an eager forward of ``context`` random tokens filled (eagerly: the
-    cache's tensors are created, and marked static, on first use)."""
+def prefilled_cache(model, cfg, context: int, max_cache_len: int, device: str = "cuda", batch: int = 1):
+    """A StaticCache of ``max_cache_len`` that an eager forward of ``context`` random tokens (for each of ``batch``
+    sequences) filled (eagerly: the cache's tensors are created, and marked static, on first use)."""
     from transformers import StaticCache
 
     cache = StaticCache(config=cfg, max_cache_len=max_cache_len)
     with torch.no_grad():
-        prompt = torch.randint(0, cfg.vocab_size, (1, context), device=device)
+        prompt = torch.randint(0, cfg.vocab_size, (batch, context), device=device)
         model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(context, device=device))
     return cache

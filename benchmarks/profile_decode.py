@@ -3,6 +3,7 @@ so that kernel work targets what the baselines actually spend time on.
 
     python benchmarks/profile_decode.py --config 1b --variants inductor,accel
     python benchmarks/profile_decode.py --config 1b --variants accel --cudagraphs   # the replayed graph, and its copies
+    python benchmarks/profile_decode.py --config 1b --variants accel-int4-head --cudagraphs --batch 8  # 8 sequences
 
 Without ``--cudagraphs`` each kernel is launched from the host, so the launch count is the graph's. With it, the
 step runs as deployed (CUDA graph replay) and the script also counts every memory copy the profiler saw per step:
@@ -32,6 +33,7 @@ def main() -> None:
     # decode.py's cache (prompt 128 + 256 new + 8): kernels are tuned per power-of-two cache length, and at 224 (the
     # old context + 64) the H100's attention took another config than decode.py's 392 gets
     ap.add_argument("--cache-len", type=int, default=392, help="StaticCache length (at least context + 58)")
+    ap.add_argument("--batch", type=int, default=1, help="sequences decoded together (as decode.py --batch)")
     ap.add_argument("--cudagraphs", action="store_true", help="profile CUDA graph replays and count per-step copies")
     ap.add_argument("--top", type=int, default=25, help="kernels listed per variant, by time")
     ap.add_argument("--timeline", action="store_true",
@@ -47,8 +49,8 @@ def main() -> None:
     for variant in args.variants.split(","):
         torch._dynamo.reset()
         step = make_step(variant, cudagraphs=args.cudagraphs)
-        cache = prefilled_cache(model, cfg, args.context, max(args.cache_len, args.context + 58))
-        tok = torch.randint(0, cfg.vocab_size, (1, 1), device="cuda")
+        cache = prefilled_cache(model, cfg, args.context, max(args.cache_len, args.context + 58), batch=args.batch)
+        tok = torch.randint(0, cfg.vocab_size, (args.batch, 1), device="cuda")
         with torch.no_grad():
             for i in range(3):  # compile, record and warm the graph
                 step(model, cache, tok, torch.tensor([args.context + i], device="cuda"))
