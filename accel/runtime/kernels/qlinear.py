@@ -427,15 +427,14 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
         meta["PDL"] = use_pdl(x.device)
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, 1)
         meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], num_sms(x.device))
-        for key in ("BLOCK_N", "EVEN_K"):
-            meta.pop(key)
+        meta = {k: v for k, v in meta.items() if k not in ("SCHEME", "BLOCK_N", "EVEN_K")}  # int4 only, own tiles
         w = qweight.view(torch.int32)
         wrap_triton(qm._qgemv_mma_kernel)[grid](
             x.view(torch.int32), w, scale, zero_arg, bias_arg, out, ws, res_arg, cnt_arg, M, N, K, k_per_split,
             x.stride(0) // 2, w.stride(0), stride_sn, out.stride(0), stride_rm,
             ROW_WARPS=cfg["ROW_WARPS"], K_WARPS=cfg["K_WARPS"], ROW_TILES=cfg["ROW_TILES"],
             TOKEN_TILES=cfg.get("TOKEN_TILES", 1), FP16=x.dtype == torch.float16,
-            **{k: v for k, v in meta.items() if k != "SCHEME"},
+            **meta,
         )
     elif cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
