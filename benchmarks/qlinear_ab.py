@@ -17,9 +17,10 @@ step a program runs as it is in both columns, so "on" is the best the tuner coul
 the word-GEMV candidates whose K is one step: "off" runs them with the K loop (TILES = 0), "on" without it
 (``_words_tiles``) with 1, 2 or 4 tiles of weight rows a program and x loaded once; "on" is the best of those and
 of the candidates it does not apply to. MMA (int4): "off" is the best of the other Triton candidates (word GEMVs,
-tl.dot tiles), "on" the best of those and of the tensor-core GEMVs (``qlinear_mma``; where the row has a norm, these
-normalize x with torch ops first), each of which must agree with the first other candidate's output to within a few
-bf16 roundings; the row lists every MMA candidate's time. ``--as-decoded`` runs the 1B shapes as the decode graph
+tl.dot tiles), "on" the best of those and of the tensor-core GEMVs (``qlinear_mma``), each of which must agree with
+the first other candidate's output to within a few bf16 roundings; the row lists every MMA candidate's time. Where
+the row has a norm, the candidates that cannot apply it in the kernel (``qlinear.fuses_norm``: split-K, tl.dot)
+normalize x with torch ops first, timed as the tuner times them (eagerly: more than Inductor's fused kernel costs). ``--as-decoded`` runs the 1B shapes as the decode graph
 does: the gate with its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is the autotuner's
 (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and
 both against cuBLAS.
@@ -81,7 +82,7 @@ def main() -> None:
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, gated, 2, sms):
                 if cfg["kernel"] not in kinds or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)
                     continue
-                if norm and cfg["kernel"] != "mma" and not kq.fuses_norm(cfg, args.scheme, K):
+                if norm and args.flag != "MMA" and not kq.fuses_norm(cfg, args.scheme, K):
                     continue
                 outs = {}
                 for on, c in _variants(cfg, args.flag, K):

@@ -134,7 +134,7 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
 
 def _mma_gemv_launches(kq, quant, dt) -> None:
     """The int4 tensor-core GEMV: every tile at M = 2, 8 and 16 (two token tiles), unsplit and split with the residual
-    reduced in the last program; gated (M = 2 and 16), symmetric, fp16 x."""
+    reduced in the last program; gated (M = 2 and 16), symmetric, fp16 x; the norm in the prologue."""
     N, K = 512, 1024
     q, s, z = quant.quantize_weight(torch.randn(N, K, dtype=dt), "int4_weight_only", 128)
     b = torch.randn(N, dtype=dt)
@@ -149,9 +149,21 @@ def _mma_gemv_launches(kq, quant, dt) -> None:
     # two token tiles (9-16 rows of x), gated
     kq.qlinear(torch.randn(16, K, dtype=dt), q, s, z, None, "int4_weight_only", 128, "silu", True,
                _config=kq._mma_configs(16, N // 2, K, "int4_weight_only", 128, True, 2, 132)[0])
+    # the norm in the prologue (kq.MMA_GEMV_NORM), with and without its weight: one and two token tiles, gated
+    kq.MMA_GEMV_NORM = True
+    g = torch.randn(K, dtype=dt)
+    for M, weight in ((4, g), (12, g), (8, None)):
+        cfg = kq._mma_configs(M, N, K, "int4_weight_only", 128, False, 2, 132)[0]
+        kq.qlinear(torch.randn(M, K, dtype=dt), q, s, z, None, "int4_weight_only", 128, "identity", False, 1e-5,
+                   weight, _config=cfg)
+    kq.qlinear(torch.randn(16, K, dtype=dt), q, s, z, None, "int4_weight_only", 128, "silu", True, 1e-5, g,
+               _config=kq._mma_configs(16, N // 2, K, "int4_weight_only", 128, True, 2, 132)[0])
     q, s, _ = quant.quantize_weight(torch.randn(N, K, dtype=torch.float16), "int4_weight_only", 128, symmetric=True)
     kq.qlinear(torch.randn(3, K, dtype=torch.float16), q, s, None, None, "int4_weight_only", 128, "identity", False,
                _config=gated)
+    kq.qlinear(torch.randn(3, K, dtype=torch.float16), q, s, None, None, "int4_weight_only", 128, "identity", False,
+               1e-5, g.half(), _config=gated)
+    kq.MMA_GEMV_NORM = False
 
 
 def _mma_lanes_ok(compiled, warps: int) -> bool:

@@ -10,6 +10,7 @@ import torch
 
 from accel.runtime import quant
 from accel.runtime.kernels import qlinear as ql
+from accel.runtime.kernels import qlinear_mma as qm
 from tests.runtime.poison import poison_allocations
 
 CUDA = torch.cuda.is_available()
@@ -32,11 +33,13 @@ def inputs(M, N, K, dtype, symmetric=False, bias=False, seed=0):
     return x, q, s, z, b
 
 
-def check(out, x, q, s, z, b, activation="identity", gated=False, residual=None):
+def check(out, x, q, s, z, b, activation="identity", gated=False, residual=None, roundings=1):
     """Against the reference on the same codes, both rounded once to x's dtype: the kernel's sums are fp32 of exact
-    products, so they differ by an output rounding (2^-8 bf16, 2^-11 fp16, relative) and fp32 sums of K terms."""
+    products, so they differ by an output rounding (2^-8 bf16, 2^-11 fp16, relative) and fp32 sums of K terms.
+    ``roundings`` = 2 where x itself is rounded differently (a norm in the kernel: x·g rounded, then scaled by the
+    rsqrt, against torch's x·rsqrt·g rounded once)."""
     ref = quant.qlinear_reference(x, q, s, z, b, INT4, 128, activation, gated, residual=residual)
-    tol = (8e-3 if x.dtype == torch.bfloat16 else 2e-3) + 1e-6 * x.shape[1]
+    tol = roundings * (8e-3 if x.dtype == torch.bfloat16 else 2e-3) + 1e-6 * x.shape[1]
     assert out.dtype == x.dtype and out.shape == ref.shape
     torch.testing.assert_close(out.double(), ref.double(), rtol=tol, atol=tol)
 
@@ -98,16 +101,67 @@ def test_gated_gate_and_up_tiles(warps, activation):
 
 
 @needs_gpu
-def test_strided_x_and_norm_before_the_kernel():
+def test_strided_x_and_norm_before_a_split_kernel(monkeypatch):
     x, q, s, z, _ = inputs(3, 64, 256, torch.bfloat16)
     wide = torch.randn(3, 257, device="cuda", dtype=torch.bfloat16)
     odd = wide[:, 1:]  # an odd element offset: not readable as int32 pairs, so copied
     out = ql.qlinear(odd, q, s, z, None, INT4, 128, "identity", False, _config=mma_config(1, 4, 1))
     check(out, odd, q, s, z, None)
     g = 1.0 + 0.1 * torch.randn(256, device="cuda", dtype=torch.bfloat16)
-    normed = ql.qlinear(x, q, s, z, None, INT4, 128, "identity", False, 1e-5, g, _config=mma_config(1, 4, 1))
     xn = torch.nn.functional.rms_norm(x, (256,), g, 1e-5)
-    check(normed, xn, q, s, z, None)
+    calls = count_torch_norms(monkeypatch)
+    for cfg, g_arg in ((mma_config(1, 4, 1, split=2), g), (mma_config(1, 4, 1), g.float())):  # split; fp32 weight
+        normed = ql.qlinear(x, q, s, z, None, INT4, 128, "identity", False, 1e-5, g_arg, _config=cfg)
+        check(normed, xn, q, s, z, None)
+    assert len(calls) == 2  # both normalized x with torch ops first
+
+
+def count_torch_norms(monkeypatch) -> list:
+    """Turns on the norm in the MMA GEMV's prologue (``qlinear.MMA_GEMV_NORM``) and counts the norms run as torch
+    ops (configs that cannot apply it)."""
+    monkeypatch.setattr(ql, "MMA_GEMV_NORM", True)
+    calls = []
+    torch_norm = ql.reference.rms_norm
+
+    def counted(*args):
+        calls.append(args)
+        return torch_norm(*args)
+
+    monkeypatch.setattr(ql.reference, "rms_norm", counted)
+    return calls
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("with_weight", [True, False], ids=["weight", "no-weight"])
+@pytest.mark.parametrize("tile", ql.MMA_GEMV_TILES, ids=str)
+@pytest.mark.parametrize("M,N,K", [(2, 200, 384), (8, 512, 2048), (12, 96, 1024), (16, 64, 256)])
+def test_norm_in_the_prologue(M, N, K, tile, with_weight, dtype, monkeypatch):
+    """x · rsqrt(mean(x²) + eps) [· g] inside the kernel (Σx² from the MMAs, K warps added, row warps alike) against
+    torch's RMSNorm then the reference: x scaled far from 1 so that a missing or wrong rsqrt is an O(1) error."""
+    x, q, s, z, b = inputs(M, N, K, dtype, bias=True)
+    x = x * torch.linspace(0.05, 20.0, M, device="cuda", dtype=dtype)[:, None]  # a different rsqrt per token
+    g = (1.0 + 0.5 * torch.randn(K, device="cuda")).to(dtype) if with_weight else None
+    xn = torch.nn.functional.rms_norm(x, (K,), g, 1e-5)
+    calls = count_torch_norms(monkeypatch)
+    out = ql.qlinear(x, q, s, z, b, INT4, 128, "identity", False, 1e-5, g,
+                     _config=mma_config(*tile, token_tiles=(M + 7) // 8))
+    assert not calls  # normalized in the kernel
+    check(out, xn, q, s, z, b, roundings=2)
+
+
+@needs_gpu
+@pytest.mark.parametrize("M", [3, 16])
+def test_norm_in_the_prologue_gated_with_residual(M, monkeypatch):
+    x, q, s, z, _ = inputs(M, 2 * 160, 640, torch.bfloat16)
+    g = (1.0 + 0.5 * torch.randn(640, device="cuda")).to(torch.bfloat16)
+    r = torch.randn(M, 160, device="cuda", dtype=torch.bfloat16)
+    calls = count_torch_norms(monkeypatch)
+    out = ql.qlinear(x, q, s, z, None, INT4, 128, "silu", True, 1e-6, g, r,
+                     _config=mma_config(2, 2, 1, token_tiles=(M + 7) // 8))
+    assert not calls
+    check(out, torch.nn.functional.rms_norm(x, (640,), g, 1e-6), q, s, z, None, "silu", gated=True, residual=r,
+          roundings=2)
 
 
 @needs_gpu
@@ -162,6 +216,18 @@ def test_candidates_only_where_the_kernel_applies(monkeypatch):
     assert not ql._mma_configs(2, 14336, 4096, INT4, 128, False, 2, 132)
 
 
+def test_the_norm_goes_into_the_mma_gemv_only_when_switched_on_and_unsplit(monkeypatch):
+    assert not ql.MMA_GEMV_NORM  # off by default (session 20: the batch-8 step was slower with it)
+    assert not ql.fuses_norm(mma_config(1, 4, 1), INT4, 4096)
+    monkeypatch.setattr(ql, "MMA_GEMV_NORM", True)
+    assert ql.fuses_norm(mma_config(1, 4, 1), INT4, 4096)
+    assert not ql.fuses_norm(mma_config(1, 4, 1, split=2), INT4, 4096)
+    x = torch.randn(2, 256, dtype=torch.bfloat16)
+    assert ql._norm_weight_pairs(None, x) and ql._norm_weight_pairs(torch.ones(256, dtype=torch.bfloat16), x)
+    assert not ql._norm_weight_pairs(torch.ones(256), x)  # fp32: not x's pairs
+    assert not ql._norm_weight_pairs(torch.ones(257, dtype=torch.bfloat16)[1:], x)  # an odd offset
+
+
 @needs_gpu
 def test_a_compiled_int4_decoder_at_twelve_rows_runs_the_mma_gemv_in_inductors_code(monkeypatch):
     """The kernel as Inductor runs it: copied into the generated module (its PTX strings, helpers from three
@@ -179,6 +245,7 @@ def test_a_compiled_int4_decoder_at_twelve_rows_runs_the_mma_gemv_in_inductors_c
     model = LlamaForCausalLM(cfg).cuda().to(torch.bfloat16).eval()
     ids = torch.randint(0, 512, (12, 1), device="cuda")  # 12 rows of x: two token tiles
     monkeypatch.setenv("ACCEL_AUTOTUNE", "0")
+    monkeypatch.setattr(ql, "MMA_GEMV_NORM", True)  # off by default; its code path inside Inductor's as well
     default_select = ql.select_config
     forced = []
 
@@ -205,5 +272,6 @@ def test_a_compiled_int4_decoder_at_twelve_rows_runs_the_mma_gemv_in_inductors_c
     assert forced, "no quantized linear took the MMA GEMV"
     code = "".join(open(path).read() for path in last_report().graphs[0].output_code)
     assert "_qgemv_mma_kernel" in code and "mma.sync.aligned.m16n8k16" in code
+    assert qm.MUL_BF16.value in code  # the qkv and gate/up projections' norm weight, in the MMA GEMV's prologue
     # both runs hold the same quantized weights; the kernels sum in other orders and round once
     torch.testing.assert_close(outs[True], outs[False], rtol=2e-2, atol=2e-2)

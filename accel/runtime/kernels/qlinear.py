@@ -116,6 +116,12 @@ INT4_SWAP_TILE = (128, 128, 128, 8, 3)
 MMA_GEMV_TILES = [(1, 4, 1), (1, 4, 2), (2, 2, 1)]
 MMA_GEMV_MIN_M = 2
 MMA_GEMV_MAX_M = 16
+# The MMA GEMV can apply an RMSNorm in its prologue (Σx² from its own MMAs, the norm weight multiplied into x): off,
+# because the 1B batch-8 int4 + head step was slower with it (H100, session 20, one machine: 1060 against 988 µs
+# with the norm as a separate Inductor kernel; results/profile_decode_1b_batch8_norm*_s20run3_*). Standalone it costs
+# 0.3-1.3 µs in qkv (against ~2 µs for Inductor's norm kernel) but 17-29 µs in the LM head, and in the step the
+# gate/up projection ran ~2 µs slower with it (results/qlinear_mma_norm_cost_s20run3_*).
+MMA_GEMV_NORM = False
 SMEM_BYTES = kl.SMEM_BYTES
 # fp8 tl.dot accumulation (qlinear_kernels._qdot): None keeps the sums in the MMA's own ~14-bit accumulator
 # (fast, like cuBLAS's fast-accumulation mode), else they go into fp32 every FP8_PROMOTE_K products (whole
@@ -364,9 +370,17 @@ def dequantize(qweight: torch.Tensor, scale: torch.Tensor, zero, scheme: str, gr
 
 
 def fuses_norm(cfg: dict, scheme: str, K) -> bool:
-    """Can ``cfg`` apply an RMSNorm to x in its prologue? The weight-only word GEMV without split-K (each program
-    sees whole rows of x); other configs normalize x first with torch ops."""
-    return cfg["kernel"] == "gemv" and cfg["SPLIT_K"] == 1 and _gemv_reads_words(scheme, static_int(K))
+    """Can ``cfg`` apply an RMSNorm to x in its prologue? The weight-only word GEMV and (``MMA_GEMV_NORM``) the
+    tensor-core GEMV, without split-K (each program sees whole rows of x); other configs normalize x first with
+    torch ops."""
+    words = cfg["kernel"] == "gemv" and _gemv_reads_words(scheme, static_int(K))
+    return (words or (cfg["kernel"] == "mma" and MMA_GEMV_NORM)) and cfg["SPLIT_K"] == 1
+
+
+def _norm_weight_pairs(norm_weight: torch.Tensor | None, x: torch.Tensor) -> bool:
+    """Can the tensor-core GEMV read ``norm_weight`` as x's pair words (x's dtype, an even element offset)?"""
+    offset = None if norm_weight is None else static_int(norm_weight.storage_offset())
+    return norm_weight is None or (norm_weight.dtype == x.dtype and offset is not None and offset % 2 == 0)
 
 
 def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero, bias, scheme: str,
@@ -384,7 +398,8 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
     n_rows = qweight.shape[0]
     N = n_rows // 2 if gated else n_rows
     int4 = scheme == "int4_weight_only"
-    if norm_eps is not None and not fuses_norm(cfg, scheme, K):
+    if norm_eps is not None and not (fuses_norm(cfg, scheme, K)
+                                     and (cfg["kernel"] != "mma" or _norm_weight_pairs(norm_weight, x))):
         x, norm_eps, norm_weight = reference.rms_norm(x, norm_eps, norm_weight), None, None
     if residual is not None and static_int(residual.stride(1)) != 1:
         residual = residual.contiguous()
@@ -429,12 +444,13 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
         meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], num_sms(x.device))
         meta = {k: v for k, v in meta.items() if k not in ("SCHEME", "BLOCK_N", "EVEN_K")}  # int4 only, own tiles
         w = qweight.view(torch.int32)
+        nw = norm_weight.view(torch.int32) if norm_weight is not None else w
         wrap_triton(qm._qgemv_mma_kernel)[grid](
-            x.view(torch.int32), w, scale, zero_arg, bias_arg, out, ws, res_arg, cnt_arg, M, N, K, k_per_split,
-            x.stride(0) // 2, w.stride(0), stride_sn, out.stride(0), stride_rm,
-            ROW_WARPS=cfg["ROW_WARPS"], K_WARPS=cfg["K_WARPS"], ROW_TILES=cfg["ROW_TILES"],
-            TOKEN_TILES=cfg.get("TOKEN_TILES", 1), FP16=x.dtype == torch.float16,
-            **meta,
+            x.view(torch.int32), w, scale, zero_arg, bias_arg, out, ws, res_arg, cnt_arg, nw, M, N, K, k_per_split,
+            norm_eps if norm_eps is not None else 0.0, x.stride(0) // 2, w.stride(0), stride_sn, out.stride(0),
+            stride_rm, ROW_WARPS=cfg["ROW_WARPS"], K_WARPS=cfg["K_WARPS"], ROW_TILES=cfg["ROW_TILES"],
+            TOKEN_TILES=cfg.get("TOKEN_TILES", 1), FP16=x.dtype == torch.float16, NORM=norm_eps is not None,
+            HAS_NORM_W=norm_weight is not None, **meta,
         )
     elif cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
@@ -539,8 +555,9 @@ def _sources() -> str:
         qk._scale_and_write_back, qk._gemm_weight_tile, qk._dequant_int4_pairs, qk._qdot, qk._chunks_first,
         qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
-        qm._x_fragments, qm._as_tile, qm._split4, _mma_configs,
-        MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M,
+        qm._x_fragments, qm._as_tile, qm._split4, qm._sum_mma, qm._token_rstd, qm._mul_pairs, qm._repack,
+        _mma_configs, _norm_weight_pairs,
+        MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_GEMV_NORM,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,

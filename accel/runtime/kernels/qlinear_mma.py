@@ -22,6 +22,10 @@ products are exact and the MMA sums them in fp32. The subtraction works on value
 than the result, so it loses that many times fp32's rounding. That stays far below the output's bf16 / fp16
 rounding, which the GPU tests hold it to.
 
+An RMSNorm before the projection can run in the prologue (NORM; off unless ``qlinear.MMA_GEMV_NORM``, which says
+why): token r's Σx² is the diagonal of the Gram matrix that the Σx MMAs give when A's rows 0-7 are x itself, and the
+norm weight multiplies x's pair words before the repack (one packed fma a pair word).
+
 The lane mapping holds because every tensor the inline PTX sees is 1-D over the program's 32·num_warps threads,
 element t in thread t (Triton's blocked layout for such a shape; tests/runtime/sm90_compile.py reads it back from
 every compiled launch). Compiled only: the Triton interpreter runs no PTX.
@@ -45,6 +49,10 @@ MMA_F16 = tl.constexpr(_MMA_ASM.replace("TYPE", "f16"))
 # x's pair words (x0, x1), (x2, x3), (x4, x5), (x6, x7) of a word's 8 k → (x0, x4), (x1, x5), (x2, x6), (x3, x7)
 MMA_REPACK = tl.constexpr("{ prmt.b32 $0, $4, $6, 0x5410; prmt.b32 $1, $4, $6, 0x7632; "
                           "prmt.b32 $2, $5, $7, 0x5410; prmt.b32 $3, $5, $7, 0x7632; }")
+# x's pair words times the norm weight's, rounded once to x's dtype (fma with -0.0: sm_80's packed bf16 has no mul)
+_MUL_ASM = "{ .reg .b32 z; mov.b32 z, 0x80008000; fma.rn.TYPE $0, $1, $2, z; }"
+MUL_BF16 = tl.constexpr(_MUL_ASM.replace("TYPE", "bf16x2"))
+MUL_F16 = tl.constexpr(_MUL_ASM.replace("TYPE", "f16x2"))
 ONES_BF16 = tl.constexpr(0x3F803F80)  # two 1.0s
 ONES_F16 = tl.constexpr(0x3C003C00)
 
@@ -80,11 +88,31 @@ def _decode(w, FP16: tl.constexpr):
 
 
 @triton.jit
-def _x_fragments(xw):
-    """x's 4 pair words [T, 4] of word j's 8 k → the B fragments of word j's two MMAs, (b0, b1) and (b2, b3)."""
-    x0, x1, x2, x3 = _split4(xw)
+def _repack(x0, x1, x2, x3):
     return tl.inline_asm_elementwise(MMA_REPACK, "=r,=r,=r,=r,r,r,r,r", [x0, x1, x2, x3], dtype=(tl.int32,) * 4,
                                      is_pure=True, pack=1)
+
+
+@triton.jit
+def _mul_pairs(a, b, FP16: tl.constexpr):
+    """Pair words a·b, elementwise in x's dtype."""
+    if FP16:
+        return tl.inline_asm_elementwise(MUL_F16, "=r,r,r", [a, b], dtype=tl.int32, is_pure=True, pack=1)
+    return tl.inline_asm_elementwise(MUL_BF16, "=r,r,r", [a, b], dtype=tl.int32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _x_fragments(xw, gw, HAS_G: tl.constexpr, FP16: tl.constexpr):
+    """x's 4 pair words [T, 4] of word j's 8 k (times the norm weight's pair words gw at the same k when HAS_G) →
+    the B fragments of word j's two MMAs, (b0, b1) and (b2, b3)."""
+    x0, x1, x2, x3 = _split4(xw)
+    if HAS_G:
+        g0, g1, g2, g3 = _split4(gw)
+        x0 = _mul_pairs(x0, g0, FP16)
+        x1 = _mul_pairs(x1, g1, FP16)
+        x2 = _mul_pairs(x2, g2, FP16)
+        x3 = _mul_pairs(x3, g3, FP16)
+    return _repack(x0, x1, x2, x3)
 
 
 @triton.jit
@@ -161,18 +189,31 @@ def _x_loads(x_ptrs, ok, k2):
 
 
 @triton.jit
-def _x_fragments4(xa, xb, xc, xd):
-    """The B fragments of a group's four words j from x's pair words: (f_2j, f_2j+1) and (g_2j, g_2j+1) each."""
-    f0, f1, g0, g1 = _x_fragments(xa)
-    f2, f3, g2, g3 = _x_fragments(xb)
-    f4, f5, g4, g5 = _x_fragments(xc)
-    f6, f7, g6, g7 = _x_fragments(xd)
+def _x_fragments4(xa, xb, xc, xd, na, nb, nc, nd, HAS_G: tl.constexpr, FP16: tl.constexpr):
+    """The B fragments of a group's four words j from x's pair words (times the norm weight's, na..nd, when HAS_G):
+    (f_2j, f_2j+1) and (g_2j, g_2j+1) each."""
+    f0, f1, g0, g1 = _x_fragments(xa, na, HAS_G, FP16)
+    f2, f3, g2, g3 = _x_fragments(xb, nb, HAS_G, FP16)
+    f4, f5, g4, g5 = _x_fragments(xc, nc, HAS_G, FP16)
+    f6, f7, g6, g7 = _x_fragments(xd, nd, HAS_G, FP16)
     return f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7
 
 
 @triton.jit
-def _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16: tl.constexpr):
-    """Σx of the group per token, in D's layout (tokens 2c, 2c + 1): MMAs with A = ones over the 8 k slices."""
+def _sum_mma(b0, b1, one, e0, e1, e2, e3, GRAM: tl.constexpr, FP16: tl.constexpr):
+    """D += A·B for B = (b0, b1) and A = ones, or with GRAM A's rows r = x of token r (the same registers: A's row r
+    at the slice's k is what lane (r, c) holds as b0, b1) and rows r + 8 = ones."""
+    if GRAM:
+        return _mma(b0, one, b1, one, b0, b1, e0, e1, e2, e3, FP16)
+    return _mma(one, one, one, one, b0, b1, e0, e1, e2, e3, FP16)
+
+
+@triton.jit
+def _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, GRAM: tl.constexpr,
+            FP16: tl.constexpr):
+    """Σx of the group per token in D's layout (tokens 2c, 2c + 1), from MMAs with A = ones over the 8 k slices;
+    with GRAM also D's rows r of the group's Gram matrix Σ x_r·x_n (token r's Σx² where n = r): (Σx, Σx, Gram,
+    Gram), else (Σx, Σx, 0, 0)."""
     if FP16:
         one = tl.full(f0.shape, ONES_F16, tl.int32)
     else:
@@ -181,15 +222,32 @@ def _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16
     e1 = e0
     e2 = e0
     e3 = e0
-    e0, e1, e2, e3 = _mma(one, one, one, one, f0, f1, e0, e1, e2, e3, FP16)
-    e0, e1, e2, e3 = _mma(one, one, one, one, g0, g1, e0, e1, e2, e3, FP16)
-    e0, e1, e2, e3 = _mma(one, one, one, one, f2, f3, e0, e1, e2, e3, FP16)
-    e0, e1, e2, e3 = _mma(one, one, one, one, g2, g3, e0, e1, e2, e3, FP16)
-    e0, e1, e2, e3 = _mma(one, one, one, one, f4, f5, e0, e1, e2, e3, FP16)
-    e0, e1, e2, e3 = _mma(one, one, one, one, g4, g5, e0, e1, e2, e3, FP16)
-    e0, e1, e2, e3 = _mma(one, one, one, one, f6, f7, e0, e1, e2, e3, FP16)
-    e0, e1, e2, e3 = _mma(one, one, one, one, g6, g7, e0, e1, e2, e3, FP16)
-    return e0, e1
+    e0, e1, e2, e3 = _sum_mma(f0, f1, one, e0, e1, e2, e3, GRAM, FP16)
+    e0, e1, e2, e3 = _sum_mma(g0, g1, one, e0, e1, e2, e3, GRAM, FP16)
+    e0, e1, e2, e3 = _sum_mma(f2, f3, one, e0, e1, e2, e3, GRAM, FP16)
+    e0, e1, e2, e3 = _sum_mma(g2, g3, one, e0, e1, e2, e3, GRAM, FP16)
+    e0, e1, e2, e3 = _sum_mma(f4, f5, one, e0, e1, e2, e3, GRAM, FP16)
+    e0, e1, e2, e3 = _sum_mma(g4, g5, one, e0, e1, e2, e3, GRAM, FP16)
+    e0, e1, e2, e3 = _sum_mma(f6, f7, one, e0, e1, e2, e3, GRAM, FP16)
+    e0, e1, e2, e3 = _sum_mma(g6, g7, one, e0, e1, e2, e3, GRAM, FP16)
+    if GRAM:
+        return e2, e3, e0, e1
+    zero = tl.zeros(f0.shape, tl.float32)
+    return e0, e1, zero, zero
+
+
+@triton.jit
+def _token_rstd(s0, s1, K, eps, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr):
+    """RMSNorm's rsqrt(mean(x²) + eps) per token [8, 1] from the Gram accumulators (thread layout of ``_as_tile``):
+    token n = 2c + j's Σx² is the diagonal element, D[r = n][2c + j], of the lanes with r = n. The K warps' sums are
+    added; the row warps hold the same sums (the same x), one is taken."""
+    t = tl.arange(0, s0.shape[0])
+    r = (t % 32) // 4
+    c = t % 4
+    d = tl.join(tl.where(2 * c == r, s0, 0.0), tl.where(2 * c + 1 == r, s1, 0.0))  # [T, j]
+    d = tl.sum(tl.reshape(d, (K_WARPS, ROW_WARPS, 8, 4, 2)), axis=0)
+    d = tl.max(tl.sum(d, axis=1), axis=0)  # [c, j]
+    return tl.rsqrt(tl.reshape(d, (8, 1)) / K + tl.cast(eps, tl.float32))  # eps: fp64 under Inductor
 
 
 @triton.jit
@@ -206,35 +264,51 @@ def _step_weights(w_a, w_b, s_a, s_b, z_a, z_b, k, ok_a, ok8_a, ok_b, ok8_b, str
 
 
 @triton.jit
-def _step_x(x_ptrs, stride_xm, k, ok, ok2, TOKEN_TILES: tl.constexpr):
-    """x's pair words of each warp's group at k [T] for tokens r (ok) and, with two token tiles, r + 8 (ok2)."""
+def _step_x(x_ptrs, nw_ptrs, stride_xm, k, ok, ok2, live, TOKEN_TILES: tl.constexpr, HAS_NORM_W: tl.constexpr):
+    """x's pair words of each warp's group at k [T] for tokens r (ok) and, with two token tiles, r + 8 (ok2), and
+    the norm weight's (HAS_NORM_W; ``live``: the group is in this split)."""
     xa, xb, xc, xd = _x_loads(x_ptrs, ok, k // 2)
     ya, yb, yc, yd = xa, xb, xc, xd
     if TOKEN_TILES == 2:
         ya, yb, yc, yd = _x_loads(x_ptrs + 8 * stride_xm, ok2, k // 2)
-    return xa, xb, xc, xd, ya, yb, yc, yd
+    na, nb, nc, nd = xa, xb, xc, xd
+    if HAS_NORM_W:
+        na, nb, nc, nd = _x_loads(nw_ptrs, live, k // 2)
+    return xa, xb, xc, xd, ya, yb, yc, yd, na, nb, nc, nd
 
 
 @triton.jit
-def _token_tile(xa, xb, xc, xd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8, o0, o1, o2, o3, u0, u1, u2, u3,
-                TWO: tl.constexpr, OFF: tl.constexpr, FP16: tl.constexpr):
-    """One group of one token tile (x's pair words xa..xd): its Σx, then tile A into o and (TWO) tile B into u."""
-    f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7 = _x_fragments4(xa, xb, xc, xd)
-    e0, e1 = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, FP16)
+def _token_tile(xa, xb, xc, xd, na, nb, nc, nd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8,
+                o0, o1, o2, o3, u0, u1, u2, u3, ss0, ss1, TWO: tl.constexpr, OFF: tl.constexpr, FP16: tl.constexpr,
+                NORM: tl.constexpr, HAS_NORM_W: tl.constexpr):
+    """One group of one token tile (x's pair words xa..xd): its Σx, then tile A into o and (TWO) tile B into u.
+    NORM adds the group's Σx² (the Gram matrix, ``_x_sums``) into ss0, ss1; with HAS_NORM_W the products and Σx
+    take x times the norm weight (pair words na..nd), rounded to x's dtype, and Σx² x itself (8 more MMAs)."""
+    f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7 = _x_fragments4(xa, xb, xc, xd, na, nb, nc, nd,
+                                                                                 False, FP16)
+    e0, e1, q0, q1 = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, NORM, FP16)
+    if NORM:
+        ss0 += q0
+        ss1 += q1
+    if HAS_NORM_W:
+        f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7 = _x_fragments4(xa, xb, xc, xd, na, nb, nc,
+                                                                                     nd, True, FP16)
+        e0, e1, _, _ = _x_sums(f0, f1, f2, f3, f4, f5, f6, f7, g0, g1, g2, g3, g4, g5, g6, g7, False, FP16)
     o0, o1, o2, o3 = _tile_group(wa, va, sa, sa8, za, za8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
                                  g0, g1, g2, g3, g4, g5, g6, g7, o0, o1, o2, o3, OFF, FP16)
     if TWO:
         u0, u1, u2, u3 = _tile_group(wb, vb, sb, sb8, zb, zb8, e0, e1, f0, f1, f2, f3, f4, f5, f6, f7,
                                      g0, g1, g2, g3, g4, g5, g6, g7, u0, u1, u2, u3, OFF, FP16)
-    return o0, o1, o2, o3, u0, u1, u2, u3
+    return o0, o1, o2, o3, u0, u1, u2, u3, ss0, ss1
 
 
 @triton.jit
 def _qgemv_mma_kernel(
     # Pointers (x and the weight as int32 words: x's pairs, 8 int4 codes a word)
-    x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
-    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED), K a multiple of the split's groups
-    M, N, K, K_PER_SPLIT,
+    x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr, nw_ptr,
+    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED), K a multiple of the split's groups;
+    # the norm's epsilon
+    M, N, K, K_PER_SPLIT, eps,
     # Strides (x and w in words; scales in elements)
     stride_xm, stride_wn, stride_sn, stride_om, stride_rm,
     # Meta-parameters (num_warps = ROW_WARPS·K_WARPS)
@@ -242,6 +316,7 @@ def _qgemv_mma_kernel(
     GATED: tl.constexpr, SPLIT_K: tl.constexpr, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr,
     ROW_TILES: tl.constexpr, FP16: tl.constexpr, PDL: tl.constexpr, TOKEN_TILES: tl.constexpr = 1,
     HAS_RES: tl.constexpr = False, REDUCE_LAST: tl.constexpr = False, PDL_EARLY: tl.constexpr = False,
+    NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False,
 ):
     """Weight-only int4 out[m, n] = epilogue(Σ_g s·Σ_k x[m, k] (q[n, k] - z)) for m < M ≤ 8 on mma.sync (see the
     module docstring). A program's ROW_WARPS·K_WARPS warps split its rows in ROW_WARPS and its K in K_WARPS: the
@@ -251,11 +326,16 @@ def _qgemv_mma_kernel(
     (16·ROW_WARPS when GATED). TOKEN_TILES = 2 (M ≤ 16) runs each decoded A fragment through a second
     MMA with tokens 8-15 as B (lane r holds x of tokens r and r + 8). Each warp's next group (words, scales, zero
     points and x) is loaded while it sums one.
+    NORM (SPLIT_K = 1) projects x · rsqrt(mean(x²) + eps) [· g] as the word GEMV does: each token's Σx² comes from
+    the MMAs that sum x (``_x_sums``) and its rsqrt scales the sums after the loop. The norm weight g
+    (HAS_NORM_W, ``nw_ptr``: pair words like x) multiplies x before the products, rounded to x's dtype.
     The tail is the other quantized kernels' (``_scale_and_write_back``: bias, activation, gate·up, residual,
     split-K workspace)."""
     tl.static_assert(GROUP_SIZE == 128)
     tl.static_assert(ROW_TILES == 1 or (ROW_TILES == 2 and not GATED))
     tl.static_assert(TOKEN_TILES == 1 or TOKEN_TILES == 2)
+    tl.static_assert(not NORM or SPLIT_K == 1)
+    tl.static_assert(NORM or not HAS_NORM_W)
     if PDL_EARLY:
         pdl_launch_dependents(PDL)
     OFF: tl.constexpr = 1024.0 if FP16 else 128.0
@@ -286,6 +366,7 @@ def _qgemv_mma_kernel(
     z_a = zero_ptr + n.to(tl.int64) * stride_sn
     z_b = zero_ptr + n_b.to(tl.int64) * stride_sn
     x_ptrs = x_ptr + r.to(tl.int64)[:, None] * stride_xm + (c * 16)[:, None] + tl.arange(0, 4)[None, :]
+    nw_ptrs = nw_ptr + (c * 16)[:, None] + tl.arange(0, 4)[None, :]
     x_ok = r < M
     x_ok2 = r + 8 < M
     rows_ok = n < N
@@ -308,6 +389,10 @@ def _qgemv_mma_kernel(
     q1 = o0
     q2 = o0
     q3 = o0
+    ss0 = o0  # Σx² (NORM): tokens 0-7, then 8-15
+    ss1 = o0
+    ss2 = o0
+    ss3 = o0
     # the first step's weights before waiting for the kernel that writes x (PDL)
     k = k_start + kg
     live = k < k_end
@@ -315,7 +400,8 @@ def _qgemv_mma_kernel(
         w_a, w_b, s_a, s_b, z_a, z_b, k, rows_ok & live, rows8_ok & live, rows_b_ok & live, rows8_b_ok & live,
         stride_wn, stride_sn, GROUP_SIZE, HAS_ZERO, TWO)
     pdl_wait(PDL)
-    xa, xb, xc, xd, ya, yb, yc, yd = _step_x(x_ptrs, stride_xm, k, x_ok & live, x_ok2 & live, TOKEN_TILES)
+    xa, xb, xc, xd, ya, yb, yc, yd, na, nb, nc, nd = _step_x(x_ptrs, nw_ptrs, stride_xm, k, x_ok & live,
+                                                             x_ok2 & live, live, TOKEN_TILES, HAS_NORM_W)
     for step in range(k_start, k_end, STEP):
         # the next step's group in flight while this one is summed
         k = step + STEP + kg
@@ -323,16 +409,19 @@ def _qgemv_mma_kernel(
         wa_n, va_n, sa_n, sa8_n, za_n, za8_n, wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n = _step_weights(
             w_a, w_b, s_a, s_b, z_a, z_b, k, rows_ok & more, rows8_ok & more, rows_b_ok & more, rows8_b_ok & more,
             stride_wn, stride_sn, GROUP_SIZE, HAS_ZERO, TWO)
-        xa_n, xb_n, xc_n, xd_n, ya_n, yb_n, yc_n, yd_n = _step_x(x_ptrs, stride_xm, k, x_ok & more, x_ok2 & more,
-                                                                 TOKEN_TILES)
-        o0, o1, o2, o3, u0, u1, u2, u3 = _token_tile(xa, xb, xc, xd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb,
-                                                     zb8, o0, o1, o2, o3, u0, u1, u2, u3, TWO, OFF, FP16)
+        xa_n, xb_n, xc_n, xd_n, ya_n, yb_n, yc_n, yd_n, na_n, nb_n, nc_n, nd_n = _step_x(
+            x_ptrs, nw_ptrs, stride_xm, k, x_ok & more, x_ok2 & more, more, TOKEN_TILES, HAS_NORM_W)
+        o0, o1, o2, o3, u0, u1, u2, u3, ss0, ss1 = _token_tile(
+            xa, xb, xc, xd, na, nb, nc, nd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8,
+            o0, o1, o2, o3, u0, u1, u2, u3, ss0, ss1, TWO, OFF, FP16, NORM, HAS_NORM_W)
         if TOKEN_TILES == 2:  # the same A fragments (the decoding is pure: compiled once) times tokens 8-15
-            p0, p1, p2, p3, q0, q1, q2, q3 = _token_tile(ya, yb, yc, yd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8,
-                                                         zb, zb8, p0, p1, p2, p3, q0, q1, q2, q3, TWO, OFF, FP16)
+            p0, p1, p2, p3, q0, q1, q2, q3, ss2, ss3 = _token_tile(
+                ya, yb, yc, yd, na, nb, nc, nd, wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8,
+                p0, p1, p2, p3, q0, q1, q2, q3, ss2, ss3, TWO, OFF, FP16, NORM, HAS_NORM_W)
         wa, va, sa, sa8, za, za8 = wa_n, va_n, sa_n, sa8_n, za_n, za8_n
         wb, vb, sb, sb8, zb, zb8 = wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n
         xa, xb, xc, xd, ya, yb, yc, yd = xa_n, xb_n, xc_n, xd_n, ya_n, yb_n, yc_n, yd_n
+        na, nb, nc, nd = na_n, nb_n, nc_n, nd_n
     if not PDL_EARLY:
         pdl_launch_dependents(PDL)
     acc = _as_tile(o0, o1, o2, o3, ROW_WARPS, K_WARPS)
@@ -348,6 +437,12 @@ def _qgemv_mma_kernel(
         else:  # tile B's rows follow tile A's
             acc = tl.reshape(tl.permute(tl.join(acc, tile_b), (0, 2, 1)), (8 * TOKEN_TILES, BLOCK_N))
             acc_up = acc
+    if NORM:
+        rstd = _token_rstd(ss0, ss1, K, eps, ROW_WARPS, K_WARPS)
+        if TOKEN_TILES == 2:
+            rstd = _stack_tokens(rstd, _token_rstd(ss2, ss3, K, eps, ROW_WARPS, K_WARPS))
+        acc *= rstd
+        acc_up *= rstd
     offs_m = tl.arange(0, 8 * TOKEN_TILES)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     _scale_and_write_back(acc, acc_up, tl.zeros((8 * TOKEN_TILES, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
