@@ -20,8 +20,9 @@ of the candidates it does not apply to. MMA (int4): "off" is the best of the oth
 tl.dot tiles), "on" the best of those and of the tensor-core GEMVs (``qlinear_mma``), each of which must agree with
 the first other candidate's output to within a few bf16 roundings; the row lists every MMA candidate's time. Where
 the row has a norm, the candidates that cannot apply it in the kernel (``qlinear.fuses_norm``: split-K, tl.dot)
-normalize x with torch ops first, timed as the tuner times them (eagerly: more than Inductor's fused kernel costs). ``--as-decoded`` runs the 1B shapes as the decode graph
-does: the gate with its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is the autotuner's
+normalize x with torch ops first, timed as the tuner times them (eagerly: more than Inductor's fused kernel
+costs). ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with its up rows (SiLU-gated), and qkv
+and gate/up with the RMSNorm prologue. Timing is the autotuner's
 (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch off and on, and
 both against cuBLAS.
 """

@@ -137,8 +137,9 @@ def count_torch_norms(monkeypatch) -> list:
 @pytest.mark.parametrize("tile", ql.MMA_GEMV_TILES, ids=str)
 @pytest.mark.parametrize("M,N,K", [(2, 200, 384), (8, 512, 2048), (12, 96, 1024), (16, 64, 256)])
 def test_norm_in_the_prologue(M, N, K, tile, with_weight, dtype, monkeypatch):
-    """x · rsqrt(mean(x²) + eps) [· g] inside the kernel (Σx² from the MMAs, K warps added, row warps alike) against
-    torch's RMSNorm then the reference: x scaled far from 1 so that a missing or wrong rsqrt is an O(1) error."""
+    """x · rsqrt(mean(x²) + eps) [· g] inside the kernel (Σx² from the MMAs, K warps added, row warps alike)
+    against torch's RMSNorm then the reference: x scaled far from 1 so that a missing or wrong rsqrt is an O(1)
+    error."""
     x, q, s, z, b = inputs(M, N, K, dtype, bias=True)
     x = x * torch.linspace(0.05, 20.0, M, device="cuda", dtype=dtype)[:, None]  # a different rsqrt per token
     g = (1.0 + 0.5 * torch.randn(K, device="cuda")).to(dtype) if with_weight else None

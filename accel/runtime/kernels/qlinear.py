@@ -120,7 +120,8 @@ MMA_GEMV_MAX_M = 16
 # because the 1B batch-8 int4 + head step was slower with it (H100, session 20, one machine: 1060 against 988 µs
 # with the norm as a separate Inductor kernel; results/profile_decode_1b_batch8_norm*_s20run3_*). Standalone it costs
 # 0.3-1.3 µs in qkv (against ~2 µs for Inductor's norm kernel) but 17-29 µs in the LM head, and in the step the
-# gate/up projection ran ~2 µs slower with it (results/qlinear_mma_norm_cost_s20run3_*).
+# gate/up projection ran ~2 µs slower with it (results/qlinear_mma_norm_cost_s20run3_*). With it in qkv only, the
+# step was still slower: 1016 and 1013 against 1006 and 998 µs (results/profile_decode_1b_batch8_norm*_s20run6_*).
 MMA_GEMV_NORM = False
 SMEM_BYTES = kl.SMEM_BYTES
 # fp8 tl.dot accumulation (qlinear_kernels._qdot): None keeps the sums in the MMA's own ~14-bit accumulator
