@@ -15,7 +15,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accel.runtime import quant
+from accel.runtime import quant, reference
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear as ql
 from tests.runtime.poison import poison_allocations
@@ -741,8 +741,8 @@ NORM_CASES = [(s, p) for s in SCHEMES for p in paths(s) if p in ("gemv", "gemv-r
 @pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
 @pytest.mark.parametrize("scheme,path", NORM_CASES)
 def test_norm_and_residual(scheme, path, gated):
-    """x RMS-normalized and times the norm's weight first (in the word GEMV's prologue, else by torch ops before
-    the kernel) and the residual added in the epilogue (by the split-K epilogue kernel when split, after cuBLAS):
+    """x RMS-normalized and times the norm's weight first (in the word GEMV's prologue, else by ``ql.rms_norm``'s
+    kernel before it) and the residual added in the epilogue (by the split-K epilogue kernel when split, after cuBLAS):
     as the reference."""
     M, N, K, G = (3, 24, 128, 32)
     x, qw, scale, zero, b = make_inputs(scheme, M, 2 * N if gated else N, K, group_size=G)
@@ -772,6 +772,26 @@ def test_word_gemv_normalizes_in_its_prologue(monkeypatch):
     for path in ("gemv-splitk3", "skinny"):
         assert not ql.fuses_norm(CONFIGS[path], "int4_weight_only", 128)
     assert not ql.fuses_norm(CONFIGS["gemv"], "w8a8_int8", 128)  # the byte GEMV has no prologue norm
+    launched.clear()
+    ql.qlinear(x, qw, scale, zero, b, "int4_weight_only", 32, "identity", False, 1e-5, g, r,
+               _config=CONFIGS["skinny"])
+    assert [name for name, _ in launched][:2] == ["_rms_norm_kernel", "_qgemm_kernel"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("K", [48, 200, 4096, 5000])  # one block, a masked block, one full block, two passes
+def test_rms_norm_kernel_matches_the_reference(K, dtype):
+    """The one-kernel RMSNorm before configs that cannot normalize in their prologue: the reference's fp32 math,
+    rounded once (the sum of squares in another order: fp32 roundings apart), on a strided x."""
+    gen = torch.Generator().manual_seed(K)
+    wide = (4.0 * torch.randn(3, K + 8, generator=gen)).to(DEVICE, dtype)
+    x = wide[:, 3:K + 3]  # rows with a stride, not contiguous
+    g = (1.0 + 0.5 * torch.randn(K, generator=gen)).to(DEVICE, dtype)
+    tol = 1e-6 if dtype == torch.float32 else 1e-3  # fp16: one rounding apart at most
+    for weight in (g, None, g.float()):
+        out = ql.rms_norm(x, 1e-5, weight)
+        assert out.dtype == dtype and out.shape == x.shape and out.is_contiguous()
+        torch.testing.assert_close(out, reference.rms_norm(x, 1e-5, weight), rtol=tol, atol=tol)
 
 
 def test_kernel_string_constants_are_one_line():

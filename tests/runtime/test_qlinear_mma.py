@@ -113,21 +113,21 @@ def test_strided_x_and_norm_before_a_split_kernel(monkeypatch):
     for cfg, g_arg in ((mma_config(1, 4, 1, split=2), g), (mma_config(1, 4, 1), g.float())):  # split; fp32 weight
         normed = ql.qlinear(x, q, s, z, None, INT4, 128, "identity", False, 1e-5, g_arg, _config=cfg)
         check(normed, xn, q, s, z, None)
-    assert len(calls) == 2  # both normalized x with torch ops first
+    assert len(calls) == 2  # both normalized x first
 
 
 def count_torch_norms(monkeypatch) -> list:
-    """Turns on the norm in the MMA GEMV's prologue (``qlinear.MMA_GEMV_NORM``) and counts the norms run as torch
-    ops (configs that cannot apply it)."""
+    """Turns on the norm in the MMA GEMV's prologue (``qlinear.MMA_GEMV_NORM``) and counts the norms run before
+    the kernel (``qlinear.rms_norm``: configs that cannot apply it)."""
     monkeypatch.setattr(ql, "MMA_GEMV_NORM", True)
     calls = []
-    torch_norm = ql.reference.rms_norm
+    norm_kernel = ql.rms_norm
 
     def counted(*args):
         calls.append(args)
-        return torch_norm(*args)
+        return norm_kernel(*args)
 
-    monkeypatch.setattr(ql.reference, "rms_norm", counted)
+    monkeypatch.setattr(ql, "rms_norm", counted)
     return calls
 
 

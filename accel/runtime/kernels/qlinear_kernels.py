@@ -749,6 +749,27 @@ def _qgemm_kernel(
 
 
 @triton.jit
+def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, K, eps, stride_xm, stride_om, HAS_W: tl.constexpr,
+                     BLOCK_K: tl.constexpr):
+    """out[m] = x[m] · rsqrt(mean(x[m]²) + eps) [· w] in fp32, rounded once to out's dtype, as
+    ``reference.rms_norm``: one program per row, two passes over K (the second from L1 / L2)."""
+    offs_k = tl.arange(0, BLOCK_K)
+    x_row = x_ptr + tl.program_id(0).to(tl.int64) * stride_xm
+    out_row = out_ptr + tl.program_id(0).to(tl.int64) * stride_om
+    squares = tl.zeros((BLOCK_K,), tl.float32)
+    for k in range(0, K, BLOCK_K):
+        x = tl.load(x_row + k + offs_k, mask=offs_k < K - k, other=0.0).to(tl.float32)
+        squares += x * x
+    rstd = tl.rsqrt(tl.sum(squares, axis=0) / K + tl.cast(eps, tl.float32))  # eps: fp64 under Inductor
+    for k in range(0, K, BLOCK_K):
+        ok = offs_k < K - k
+        y = tl.load(x_row + k + offs_k, mask=ok, other=0.0).to(tl.float32) * rstd
+        if HAS_W:
+            y *= tl.load(w_ptr + k + offs_k, mask=ok, other=0.0).to(tl.float32)
+        tl.store(out_row + k + offs_k, y.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
 def _quantize_rows_kernel(
     # Pointers
     x_ptr, qx_ptr, scale_ptr,
