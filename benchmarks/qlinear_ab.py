@@ -4,6 +4,7 @@ cuBLAS bf16.
 
     python benchmarks/qlinear_ab.py --flag PAIRS --scheme int4_weight_only --m 16,128
     python benchmarks/qlinear_ab.py --flag PRMT --m 1 --shapes 8b,1b
+    python benchmarks/qlinear_ab.py --flag HALVES --m 1,2,4 --shapes 8b,1b --as-decoded
     python benchmarks/qlinear_ab.py --flag PREFETCH --scheme int8_weight_only --m 1 --shapes 8b,1b
     python benchmarks/qlinear_ab.py --flag TILES --m 1 --shapes 1b --as-decoded
     python benchmarks/qlinear_ab.py --flag MMA --m 1,8 --shapes 8b,1b --as-decoded
@@ -11,9 +12,12 @@ cuBLAS bf16.
 Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
 and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
 permutes, ``qlinear_kernels._decode_nibbles``) over the GEMV candidates, whose outputs with the switch on and off
-must agree to within the rounding of the output (they differ only in the order of fp32 roundings); PREFETCH (each K
-step's words loaded one step ahead) over the word-GEMV candidates, bit-identical on and off: a candidate of one K
-step a program runs as it is in both columns, so "on" is the best the tuner could pick with the switch; TILES over
+must agree to within the rounding of the output (they differ only in the order of fp32 roundings); HALVES (int4
+words decoded two codes an integer instruction, ``qlinear_kernels._decode_halves``, against byte permutes) over the
+GEMV candidates, each also with 2 and 4 tiles a program where its K is one step, as the tuner refines them;
+PREFETCH (each K step's words loaded one step ahead) over the word-GEMV candidates, bit-identical on and off: a
+candidate of one K step a program runs as it is in both columns, so "on" is the best the tuner could pick with the
+switch; TILES over
 the word-GEMV candidates whose K is one step: "off" runs them with the K loop (TILES = 0), "on" without it
 (``_words_tiles``) with 1, 2 or 4 tiles of weight rows a program and x loaded once; "on" is the best of those and
 of the candidates it does not apply to. MMA (int4): "off" is the best of the other Triton candidates (word GEMVs,
@@ -51,7 +55,7 @@ SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 204
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "PREFETCH", "TILES", "MMA"))
+    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "HALVES", "PREFETCH", "TILES", "MMA"))
     ap.add_argument("--as-decoded", action="store_true",
                     help="1B gate/up gated, qkv and gate/up with the RMSNorm prologue, as in the decode graph")
     ap.add_argument("--shapes", default="8b", help="8b (the issue's MLP shapes) and/or 1b (the 1B decode step's)")
@@ -77,7 +81,7 @@ def main() -> None:
             ref = torch.nn.functional.silu(ref[:, :N]) * ref[:, N:] if gated else ref
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
             best = {}
-            kinds = {"MMA": ("gemv", "gemm", "mma"), "PRMT": ("gemv",), "PREFETCH": ("gemv",),
+            kinds = {"MMA": ("gemv", "gemm", "mma"), "PRMT": ("gemv",), "HALVES": ("gemv",), "PREFETCH": ("gemv",),
                      "TILES": ("gemv",)}.get(args.flag, ("gemm",))
             mma_us, word_out = {}, None
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, gated, 2, sms):
@@ -107,9 +111,9 @@ def main() -> None:
                         mma_us[autotune_cache.config_name(c)] = round(us, 2)
                     if us < best.get(on, (math.inf,))[0]:
                         best[on] = (us, autotune_cache.config_name(c))
-                if args.flag == "PRMT":  # same sums, other roundings: a few bf16 ulps at most
+                if args.flag in ("PRMT", "HALVES"):  # same sums, other roundings: a few bf16 ulps at most
                     diff = ((outs[True] - outs[False]).abs().max() / outs[False].abs().max()).item()
-                    assert diff < 8e-3, f"{cfg}: PRMT on and off differ by {diff} (relative to max |out|)"
+                    assert diff < 8e-3, f"{cfg}: {args.flag} on and off differ by {diff} (relative to max |out|)"
                 if args.flag == "PREFETCH":
                     assert torch.equal(outs[True], outs[False]), f"{cfg}: PREFETCH changed the output"
             row = {"shape": label + (" (gated)" if gated else "") + (" + norm" if norm else ""), "M": M,
@@ -135,6 +139,9 @@ def _variants(cfg: dict, flag: str, K: int) -> list[tuple[bool, dict]]:
         return [(False, {**cfg, "TILES": 0})] + [(True, {**cfg, "TILES": t}) for t in (1, 2, 4)]
     if flag == "MMA":  # off: the other Triton kernels; on: those and the MMA GEMVs
         return [(True, cfg)] if cfg["kernel"] == "mma" else [(False, cfg), (True, cfg)]
+    if flag == "HALVES":  # both, also with 2 and 4 tiles a program (TILES) where the tuner would try them
+        tiles = (0, 2, 4) if kq._one_step(cfg, K) else (0,)
+        return [(on, {**cfg, "TILES": t, flag: on}) for t in tiles for on in (False, True)]
     if flag == "PREFETCH" and kq._steps_per_split(cfg, K) < 2:
         return [(False, cfg), (True, cfg)]
     return [(False, {**cfg, flag: False}), (True, {**cfg, flag: True})]

@@ -12,12 +12,15 @@ import math
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 from hypothesis import given
 from hypothesis import strategies as st
 
 from accel.runtime import quant, reference
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear as ql
+from accel.runtime.kernels import qlinear_kernels as qk
 from tests.runtime.poison import poison_allocations
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -706,6 +709,56 @@ def test_byte_permutes_only_for_compiled_int4_words_in_this_versions_axis_order(
     assert not ql._byte_permutes({**CONFIGS["gemv"], "PRMT": False}, True)
     monkeypatch.setattr(ql, "_INTERPRET", True)  # the interpreter runs no PTX
     assert not ql._byte_permutes(CONFIGS["gemv"], True)
+
+
+@triton.jit
+def _decode_halves_probe(w_ptr, out_ptr, up, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    f = qk._decode_halves(tl.load(w_ptr + offs), up)
+    tl.store(out_ptr + offs * 8 + 0, f[0])
+    tl.store(out_ptr + offs * 8 + 1, f[1])
+    tl.store(out_ptr + offs * 8 + 2, f[2])
+    tl.store(out_ptr + offs * 8 + 3, f[3])
+    tl.store(out_ptr + offs * 8 + 4, f[4])
+    tl.store(out_ptr + offs * 8 + 5, f[5])
+    tl.store(out_ptr + offs * 8 + 6, f[6])
+    tl.store(out_ptr + offs * 8 + 7, f[7])
+
+
+def test_decode_halves_gives_every_code_at_each_nibble_with_the_stated_offset():
+    """``_decode_halves`` on every code at every nibble of a word (the other nibbles random): code v is
+    HALVES_OFFSET + u + e, e = -4 / 2^16 for v < 4 (exact), and (u[v - 4] - 4) / 2^16 for v ≥ 4 (the low half's
+    code under it). A code read from the wrong nibble or half is off by ≥ 1 - 2^-12."""
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 16, (128, 8), generator=g)
+    codes[:, :] = torch.where(torch.arange(128)[:, None] % 8 == torch.arange(8), torch.arange(128)[:, None] // 8,
+                              codes)  # word i holds code i // 8 at nibble i % 8
+    words = (codes << (4 * torch.arange(8))).sum(1)
+    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+    out = torch.empty(128 * 8, dtype=torch.float32, device=DEVICE)
+    _decode_halves_probe[(1,)](words.to(DEVICE), out, 65536, N=128)
+    f = out.view(128, 8).cpu().double()
+    offset = 128.0 + (0x4300 + 4) / 65536
+    expect = offset - 4 / 65536 + codes.double()
+    expect[:, 4:] += codes[:, :4].double() / 65536
+    assert qk.HALVES_OFFSET.value == offset
+    assert torch.equal(f, expect)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32] + LOW_PRECISION, ids=str)
+@pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
+@pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3", "gemv-reordered"])
+def test_int4_words_halves_match_exact_decoding(path, symmetric, dtype):
+    """int4 GEMV words decoded two codes an instruction (HALVES, ``_decode_halves``) against the exact shift
+    decoding: each code carries at most ±11·2^-16 of a step from its neighbour, so outputs agree to ~1e-5 of
+    their size plus the output's rounding; a wrong code or offset is O(s) per weight."""
+    x, qw, scale, zero, b = make_inputs("int4_weight_only", 3, 40, 256, dtype, 64, symmetric)
+    halves = run(x, qw, scale, zero, b, "int4_weight_only", 64, config={**CONFIGS[path], "HALVES": True})
+    exact = run(x, qw, scale, zero, b, "int4_weight_only", 64, config={**CONFIGS[path], "PRMT": False,
+                                                                      "HALVES": False})
+    check(halves, x, qw, scale, zero, b, "int4_weight_only", 64)
+    tol = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 1e-2}[dtype]
+    torch.testing.assert_close(halves.double(), exact.double(), rtol=tol, atol=tol)
 
 
 def test_only_int4_tiled_candidates_swap_operands():

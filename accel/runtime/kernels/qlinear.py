@@ -92,6 +92,11 @@ GEMV_PREFETCH_TWINS = 0
 # results/profile_decode_1b_tiles_s17run2_*); TILES = 8 was tried there too and never won.
 GEMV_TILE_COUNTS: tuple[int, ...] = (2, 4)
 GEMV_TILE_TWINS = 3
+# HALVES: int4 word GEMVs decode two codes an integer instruction (``qlinear_kernels._decode_halves``) and sum each
+# word's products in one FMA chain, in place of byte permutes (PRMT); a config's {"HALVES": ...} overrides it. Off:
+# a fifth of the loop's integer-pipe instructions fewer moved the M = 1 GEMVs by -5% to +6% by shape (H100,
+# results/qlinear_ab_halves_m1_*_s21run1_*), so the tuner does not try it.
+HALVES = False
 # Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
 # (compiled for sm_90 and read back: otherwise every step converts the weight tile's layout through shared
 # memory). Versions in between are a guess; the other order is always a tuning candidate.
@@ -482,12 +487,12 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
             chunk = cfg.get("SUB", 1) * _per_word(scheme)
             wrap_triton(qk._qgemv_words_kernel)[grid](
                 x, w, scale, zero_arg, bias_arg, out, ws, res_arg, norm_weight if norm_weight is not None else scale,
-                cnt_arg, M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0,
+                cnt_arg, M, N, K, k_per_split, norm_eps if norm_eps is not None else 0.0, 65536,
                 x.stride(0), w.stride(0), stride_sn, out.stride(0), stride_rm,
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
                 HAS_NORM_W=norm_weight is not None, PRMT=_byte_permutes(cfg, int4),
-                PREFETCH=cfg.get("PREFETCH", False), TILES=tiles, **meta,
+                PREFETCH=cfg.get("PREFETCH", False), TILES=tiles, HALVES=int4 and cfg.get("HALVES", HALVES), **meta,
             )
         else:
             chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
@@ -570,12 +575,12 @@ def _sources() -> str:
         qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
         qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._rms_norm_kernel, rms_norm, qk._gemm_weight_tile, qk._dequant_int4_pairs,
-        qk._qdot, qk._chunks_first,
+        qk._qdot, qk._chunks_first, qk._decode_halves, qk._split8, qk._halves_products,
         qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
         qm._x_fragments, qm._as_tile, qm._split4, qm._sum_mma, qm._token_rstd, qm._mul_pairs, qm._repack,
         _mma_configs, _norm_weight_pairs,
-        MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_GEMV_NORM,
+        MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_GEMV_NORM, HALVES,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,

@@ -144,9 +144,68 @@ def _decode_nibbles(words):
     return tl.reshape(f, f.shape[:-3] + (8,))
 
 
+# int4 words → fp32 two codes an integer instruction (``_decode_halves``): (w >> 4i) & 0x000F_000F | 0x4300_4300 puts
+# nibbles i and i + 4 under the bf16 128 of each half. Read as fp32 the word is 128 + u[i + 4] + (0x4300 + u[i]) / 2^16:
+# code i + 4 with a known offset and, below it, code i at 2^-16 of a step. Code i is the low half moved up under
+# 0x4300 (one IMAD, on the FMA pipe): 128 + u[i] + 0x4300 / 2^16 exactly. So one SHF + LOP3 (integer pipe) and one
+# IMAD give two codes. HALVES_OFFSET is 128 + the offset, plus the mean of code i's trace in code i + 4 (7.5 / 2^16
+# over half the codes, rounded to 4 / 2^16 so that it adds exactly to 128 + z): what is left is a zero-mean error
+# below 2^-12 of a step (a quantization step's error is 2^11 times that). Products summed in one FMA chain a word.
+HALVES_OFFSET = tl.constexpr(128.0 + (0x4300 + 4) / 65536)
+
+
 @triton.jit
-def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr,
-                     PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False):
+def _low_half_up(t, up):
+    """(t << 16) | 0x4300 read as fp32, as t·up + 0x4300 with up = 2^16 a kernel argument: ptxas makes a constant
+    multiplier a LEA (integer pipe); a runtime one stays an IMAD, which the FMA pipe issues."""
+    return tl.cast(t * up + 0x4300, tl.float32, bitcast=True)
+
+
+@triton.jit
+def _decode_halves(words, up):
+    """int32 words [...] of 8 int4 codes u (the first in the low bits) → 8 fp32 tensors [...], code v's ≈
+    HALVES_OFFSET + u[v] (see above); plain integer ops, so the interpreter runs them too."""
+    t0 = (words & 0x000F000F) | 0x43004300
+    t1 = ((words >> 4) & 0x000F000F) | 0x43004300
+    t2 = ((words >> 8) & 0x000F000F) | 0x43004300
+    t3 = ((words >> 12) & 0x000F000F) | 0x43004300
+    return (_low_half_up(t0, up), _low_half_up(t1, up), _low_half_up(t2, up), _low_half_up(t3, up),
+            tl.cast(t0, tl.float32, bitcast=True), tl.cast(t1, tl.float32, bitcast=True),
+            tl.cast(t2, tl.float32, bitcast=True), tl.cast(t3, tl.float32, bitcast=True))
+
+
+@triton.jit
+def _split8(t):
+    """[..., 8] → its 8 slices [...] in index order (a thread owns the 8 values: no data moves)."""
+    a, b = tl.split(tl.reshape(t, t.shape[:-1] + (4, 2)))  # even, odd v
+    a0, a1 = tl.split(tl.reshape(a, a.shape[:-1] + (2, 2)))  # v = 0, 4 and 2, 6
+    b0, b1 = tl.split(tl.reshape(b, b.shape[:-1] + (2, 2)))  # v = 1, 5 and 3, 7
+    t0, t4 = tl.split(a0)
+    t2, t6 = tl.split(a1)
+    t1, t5 = tl.split(b0)
+    t3, t7 = tl.split(b1)
+    return t0, t1, t2, t3, t4, t5, t6, t7
+
+
+@triton.jit
+def _halves_products(x, words, up):
+    """Σ_v x[..., v]·f_v per word, one FMA chain (x [..., 8] broadcast against the words' [...]): the HALVES sums."""
+    f0, f1, f2, f3, f4, f5, f6, f7 = _decode_halves(words, up)
+    x0, x1, x2, x3, x4, x5, x6, x7 = _split8(x)
+    p = x0 * f0
+    p = tl.fma(x1, f1, p)
+    p = tl.fma(x2, f2, p)
+    p = tl.fma(x3, f3, p)
+    p = tl.fma(x4, f4, p)
+    p = tl.fma(x5, f5, p)
+    p = tl.fma(x6, f6, p)
+    return tl.fma(x7, f7, p)
+
+
+@triton.jit
+def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr,
+                     PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
+                     HALVES: tl.constexpr = False):
     """Weight-only Σ over each chunk of x[m, k]·q[n, k] - without int8's row scale - for x [BLOCK_M, 1, SUB, C,
     PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words w [1, BLOCK_N, SUB, C]: [BLOCK_M,
     BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = 1 + u/D with
@@ -154,7 +213,15 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HA
     8 (symmetric int4) or the group's zero point; D = 2^b (``_decode_words``), or 128 for int4 words decoded by
     byte permutes (PRMT, ``_decode_nibbles``). A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
     whose scale applies once per chunk."""
-    if SCHEME == INT4_WO:
+    if SCHEME == INT4_WO and HALVES:  # f ≈ HALVES_OFFSET + u (_decode_halves)
+        t = tl.sum(_halves_products(x, w, up), axis=SUB_AXIS)
+        s = tl.load(s_ptrs, mask=s_ok, other=0.0).to(tl.float32)
+        if HAS_ZERO:
+            c = HALVES_OFFSET + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32)
+        else:
+            c = HALVES_OFFSET + 8.0
+        t = (t - c * x_sum) * s
+    elif SCHEME == INT4_WO:
         # f = 1 + u/D: D = 16 from _decode_words, 128 from _decode_nibbles (PRMT)
         D: tl.constexpr = 128.0 if PRMT else 16.0
         if PRMT:
@@ -175,19 +242,20 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HA
 
 
 @triton.jit
-def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
+def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr, up,
                 SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, GATED: tl.constexpr,
-                PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False):
+                PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
+                HALVES: tl.constexpr = False):
     """One K step of ``_qgemv_words_kernel`` at k: x (fp32) times the word tiles w (and wu, the up rows, when
     GATED) into the chunk accumulators; chunks at or past ``limit`` (relative to k) read no group parameters."""
     x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
     grp = (k + c3) // GROUP_SIZE
     s_ok = n3_ok & (c3 < limit)
-    acc += _word_chunk_sums(x, x_sum, w, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, SCHEME, HAS_ZERO,
-                            PER_WORD, SUB_AXIS, PRMT)
+    acc += _word_chunk_sums(x, x_sum, w, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, up, SCHEME,
+                            HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES)
     if GATED:
-        acc_up += _word_chunk_sums(x, x_sum, wu, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp, s_ok, SCHEME,
-                                   HAS_ZERO, PER_WORD, SUB_AXIS, PRMT)
+        acc_up += _word_chunk_sums(x, x_sum, wu, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp, s_ok, up,
+                                   SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES)
     return acc, acc_up
 
 
@@ -311,12 +379,14 @@ def _norm_rstd(squares, K, eps, CHUNKS_FIRST: tl.constexpr):
 
 @triton.jit
 def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
-                 offs_m, offs_n, m_ok, kx, kw, c3, M, N, K, eps, stride_wn, stride_sn, stride_om, stride_rm,
+                 offs_m, offs_n, m_ok, kx, kw, c3, M, N, K, eps, halves_up, stride_wn, stride_sn, stride_om,
+                 stride_rm,
                  SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr,
                  ACT: tl.constexpr, GATED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  NUM_CHUNKS: tl.constexpr, PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr,
                  EVEN_K: tl.constexpr, PDL: tl.constexpr, NORM: tl.constexpr, HAS_NORM_W: tl.constexpr,
-                 HAS_RES: tl.constexpr, PRMT: tl.constexpr, TILES: tl.constexpr, PDL_EARLY: tl.constexpr):
+                 HAS_RES: tl.constexpr, PRMT: tl.constexpr, TILES: tl.constexpr, PDL_EARLY: tl.constexpr,
+                 HALVES: tl.constexpr):
     """``_qgemv_words_kernel`` with TILES > 0: the whole K is one step and not split, so the program loads its
     rows of x (normalized, times the norm's weight) once and keeps them for TILES tiles of BLOCK_N weight rows,
     grid-strided (tile p, p + programs, ...). Each tile's words are loaded before the tile before is summed and
@@ -339,7 +409,7 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
                                        EVEN_K)
         acc = _chunks_first(tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32), 2, CHUNKS_FIRST)
         acc, acc_up = _words_step(x, w, wu, acc, acc, 0, K, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
-                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
+                                  halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, HALVES)
         acc_n = tl.sum(acc, axis=CHUNK_AXIS)
         acc_up_n = tl.sum(acc_up, axis=CHUNK_AXIS)
         if NORM:
@@ -358,8 +428,9 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
 def _qgemv_words_kernel(
     # Pointers (w: the weight as int32 words, 4 int8 or 8 int4 codes each)
     x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, nw_ptr, cnt_ptr,
-    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED) and the RMSNorm epsilon
-    M, N, K, K_PER_SPLIT, eps,
+    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED), the RMSNorm epsilon, and 2^16
+    # (``_low_half_up``: HALVES's multiplier, an argument so that the compiler cannot fold it)
+    M, N, K, K_PER_SPLIT, eps, halves_up,
     # Strides (rows, in elements and words; unit stride along K)
     stride_xm, stride_wn, stride_sn, stride_om, stride_rm,
     # Meta-parameters
@@ -369,7 +440,7 @@ def _qgemv_words_kernel(
     PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr, EVEN_K: tl.constexpr, PDL: tl.constexpr,
     NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, HAS_RES: tl.constexpr = False,
     REDUCE_LAST: tl.constexpr = False, PRMT: tl.constexpr = False, PREFETCH: tl.constexpr = False,
-    TILES: tl.constexpr = 0, PDL_EARLY: tl.constexpr = False,
+    TILES: tl.constexpr = 0, PDL_EARLY: tl.constexpr = False, HALVES: tl.constexpr = False,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
@@ -418,9 +489,10 @@ def _qgemv_words_kernel(
     if TILES > 0:
         tl.static_assert(SPLIT_K == 1)
         _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
-                     offs_m, offs_n, m_ok, kx, kw, c3, M, N, K, eps, stride_wn, stride_sn, stride_om, stride_rm,
+                     offs_m, offs_n, m_ok, kx, kw, c3, M, N, K, eps, halves_up, stride_wn, stride_sn, stride_om,
+                     stride_rm,
                      SCHEME, GROUP_SIZE, HAS_ZERO, HAS_BIAS, ACT, GATED, BLOCK_M, BLOCK_N, NUM_CHUNKS, PER_WORD,
-                     CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES, PDL_EARLY)
+                     CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES, PDL_EARLY, HALVES)
         return
     n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, w_start, kw,
                                                               CHUNKS_FIRST)
@@ -439,7 +511,8 @@ def _qgemv_words_kernel(
             if HAS_NORM_W:
                 x *= tl.load(nw_ptrs, mask=x_ok, other=0.0).to(tl.float32)
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr,
-                                  zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
+                                  zero_ptr, halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT,
+                                  HALVES)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
         wu_ptrs += BLOCK_K // PER_WORD
@@ -473,7 +546,7 @@ def _qgemv_words_kernel(
                 wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
         wu_ptrs += BLOCK_K // PER_WORD
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k, K - k, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
-                                  SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT)
+                                  halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, HALVES)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
     if not PDL_EARLY:
