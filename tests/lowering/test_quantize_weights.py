@@ -126,3 +126,32 @@ def test_w8a8_codes_come_from_gptq_when_activations_are_captured(scheme):
     rtn, _ = rewrite_only(model, x, options={"quantize": scheme, "gptq": False})
     assert not torch.equal(ours, rtn)
     assert q.sqnr_db(ref, ours) > q.sqnr_db(ref, rtn)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the ops run their kernels (and so a config) on CUDA only")
+def test_fp8_through_scaled_mm_inside_an_inductor_graph(monkeypatch):
+    """w8a8_fp8 through ``qlinear.SCALED_MM`` (x quantized by accel's kernel, then ``torch._scaled_mm``), forced for
+    every projection of 16 tokens, inside the graph Inductor compiles: the same fp8 codes and sums as accel's own
+    fp8 kernels, so the outputs agree to the output's rounding."""
+    from accel.runtime.kernels import qlinear as ql
+
+    torch.manual_seed(0)
+    model, x = Block().eval().cuda().bfloat16(), torch.randn(2, 8, 64, dtype=torch.bfloat16, device="cuda")
+    options = {"strict": True, "quantize": "w8a8_fp8", "gptq": False}
+    with torch.no_grad():
+        torch._dynamo.reset()
+        own = torch.compile(model, backend=accel.AccelBackend(options))(x)
+        original, chosen = ql.select_config, []
+
+        def pick(x2d, *args, **kwargs):
+            if x2d.shape[0] >= ql.SCALED_MM_MIN_M:
+                chosen.append(int(x2d.shape[0]))
+                return ql.SCALED_MM
+            return original(x2d, *args, **kwargs)
+
+        monkeypatch.setattr(ql, "select_config", pick)
+        torch._dynamo.reset()
+        out = torch.compile(model, backend=accel.AccelBackend(options))(x)
+    assert chosen and set(chosen) == {16}
+    torch.testing.assert_close(out.float(), own.float(), rtol=3e-2, atol=3e-2)
+    assert q.sqnr_db(model(x).float(), out.float()) >= 20

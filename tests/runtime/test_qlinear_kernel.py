@@ -302,7 +302,7 @@ def test_tiled_candidates_split_k_only_where_tiles_leave_sms_idle():
     # M = 128: a down projection's N = 4096 makes 32 tiles of 128×128 on 132 SMs, so split variants follow the
     # unsplit tiles (the heuristic default stays first), each doubled until it fills over half the SMs; at
     # M = 2048 the tiles fill the SMs (the 128×256 ones 128 of 132) and none is added
-    few = ql.candidate_configs(128, 4096, 14336, "w8a8_fp8", 128, False, 2, 132)
+    few = [c for c in ql.candidate_configs(128, 4096, 14336, "w8a8_fp8", 128, False, 2, 132) if c != ql.SCALED_MM]
     unsplit = [c for c in few if c["SPLIT_K"] == 1]
     split = [c for c in few if c["SPLIT_K"] > 1]
     assert few[0] == unsplit[0] and len(split) == 4 and few.index(split[0]) > few.index(unsplit[-1])
@@ -310,7 +310,8 @@ def test_tiled_candidates_split_k_only_where_tiles_leave_sms_idle():
         tiles = -(-128 // c["BLOCK_M"]) * -(-4096 // c["BLOCK_N"])
         assert 2 * tiles * c["SPLIT_K"] > 132 >= tiles * c["SPLIT_K"]
         assert {**c, "SPLIT_K": 1} in unsplit
-    assert all(c["SPLIT_K"] == 1 for c in ql.candidate_configs(2048, 4096, 14336, "w8a8_fp8", 128, False, 2, 132))
+    assert all(c["SPLIT_K"] == 1 for c in ql.candidate_configs(2048, 4096, 14336, "w8a8_fp8", 128, False, 2, 132)
+               if c != ql.SCALED_MM)
 
 
 def test_weight_only_gemv_reads_words(monkeypatch):
@@ -376,12 +377,13 @@ def test_candidates_for_llama_shapes(scheme, M, N, K):
     # 2 ≤ M ≤ 16 (compiled runs only)
     assert 2 <= len(cands) <= 18 + len(ql._mma_configs(M, N, K, scheme, 128, False, 2, 132))
     assert (ql.CUBLAS in cands) == (scheme in ql.WEIGHT_ONLY)
+    assert (ql.SCALED_MM in cands) == (scheme == "w8a8_fp8" and M >= ql.SCALED_MM_MIN_M)
     gemv_max = ql.GEMV_MAX_M["weight_only" if scheme in ql.WEIGHT_ONLY else "w8a8"]
     first = "gemv" if M <= gemv_max else "gemm" if M <= ql.CUBLAS_FIRST_M or scheme in W8A8 else "cublas"
     assert cands[0]["kernel"] == first
     for c in cands:
         assert ql.keep_config(c, scheme, False, 2)
-        if c["kernel"] == "cublas":
+        if c["kernel"] in ("cublas", "scaled_mm"):
             continue
         assert c["BLOCK_K"] % 32 == 0 or scheme in ql.WEIGHT_ONLY
         if scheme == "int4_weight_only":  # an int4 step (tl.dot) or thread chunk (GEMV) lies in one group
@@ -759,6 +761,40 @@ def test_int4_words_halves_match_exact_decoding(path, symmetric, dtype):
     check(halves, x, qw, scale, zero, b, "int4_weight_only", 64)
     tol = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 1e-2}[dtype]
     torch.testing.assert_close(halves.double(), exact.double(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("M,activation,gated,bias,residual", [(16, "identity", False, False, False),
+                                                               (33, "identity", False, True, True),
+                                                               (64, "silu", True, True, True)])
+def test_scaled_mm_candidate_matches_reference(M, activation, gated, bias, residual):
+    """w8a8_fp8 through torch._scaled_mm (x quantized by quantize_rows, row-wise scales): the reference's sums of
+    the same fp8 codes, bias, activation, gating and residual; a transposed scale or a dropped one is O(1)."""
+    N, K = 48, 96
+    x, qw, scale, zero, b = make_inputs("w8a8_fp8", M, (2 if gated else 1) * N, K, torch.bfloat16, bias=bias)
+    res = torch.randn(M, N, generator=torch.Generator().manual_seed(1)).to(DEVICE, torch.bfloat16) if residual \
+        else None
+    out = ql.qlinear(x, qw, scale, zero, b, "w8a8_fp8", 32, activation, gated, residual=res, _config=ql.SCALED_MM)
+    ref = quant.qlinear_reference(x, qw, scale, zero, b, "w8a8_fp8", 32, activation, gated)
+    ref = ref if res is None else ref + res
+    assert out.shape == (M, N) and out.dtype == torch.bfloat16
+    rtol, atol = tolerance("w8a8_fp8", torch.bfloat16, K)
+    torch.testing.assert_close(out.double(), ref.double(), rtol=rtol, atol=atol)
+
+
+def test_scaled_mm_is_a_candidate_for_bf16_fp8_only():
+    for M, N, K, scheme, x_elem, expect in [(2048, 14336, 4096, "w8a8_fp8", 2, True),
+                                            (ql.SCALED_MM_MIN_M, 4096, 14336, "w8a8_fp8", 2, True),
+                                            (ql.SCALED_MM_MIN_M - 1, 4096, 14336, "w8a8_fp8", 2, False),
+                                            (2048, 14336, 4096, "w8a8_fp8", 4, False),  # fp32 x
+                                            (2048, 14344, 4096, "w8a8_fp8", 2, False),  # N not a multiple of 16
+                                            (2048, 14336, 4096, "w8a8_int8", 2, False),
+                                            (2048, 14336, 4096, "int8_weight_only", 2, False)]:
+        cands = ql.candidate_configs(M, N, K, scheme, 128, False, x_elem, sms=132)
+        assert (ql.SCALED_MM in cands) == expect, (M, N, K, scheme, x_elem)
+        assert cands[0] != ql.SCALED_MM  # a tuning candidate, never the untuned default
+    x, qw, scale, zero, b = make_inputs("w8a8_fp8", 16, 32, 64, torch.float16)
+    with pytest.raises(RuntimeError, match="w8a8_fp8 with bf16 x"):
+        ql.qlinear(x, qw, scale, zero, b, "w8a8_fp8", 32, "identity", False, _config=ql.SCALED_MM)
 
 
 def test_only_int4_tiled_candidates_swap_operands():

@@ -481,6 +481,17 @@ def fuses_norm(cfg: dict) -> bool:
     return cfg["kernel"] == "gemv" and cfg["SPLIT_K"] == 1
 
 
+def library_epilogue(h: torch.Tensor, act: int, gated: bool, residual: torch.Tensor | None) -> torch.Tensor:
+    """A library matmul's output h [M, N_w] (bias added) through the rest of the epilogue: act(h) or act(gate)·up
+    (N = N_w / 2), + residual, in one kernel where there is more than the residual to add."""
+    if act == 0 and not gated:
+        return h if residual is None else h + residual
+    M, n_rows = h.shape
+    out = _alloc((M, n_rows // 2 if gated else n_rows), h.dtype, h.device)
+    _launch_epilogue(h, None, out, act, gated, 1, residual)
+    return out
+
+
 def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: bool, norm_eps: float | None = None,
            residual: torch.Tensor | None = None) -> torch.Tensor:
     """Run ``cfg`` for out [M, N] = epilogue(x' [M, K] · w [N_w, K]ᵀ) [+ residual], N_w = 2N when gated, where
@@ -504,12 +515,7 @@ def launch(cfg: dict, x: torch.Tensor, w: torch.Tensor, bias, act: int, gated: b
         if static_int(residual.stride(1)) != 1:
             residual = residual.contiguous()
     if cfg["kernel"] == "cublas":
-        h = F.linear(x, w, bias)
-        if act == 0 and not gated:
-            return h if residual is None else h + residual
-        out = _alloc((M, N), x.dtype, x.device)
-        _launch_epilogue(h, None, out, act, gated, 1, residual)
-        return out
+        return library_epilogue(F.linear(x, w, bias), act, gated, residual)
 
     out = _alloc((M, N), x.dtype, x.device)
     split, block_k = cfg["SPLIT_K"], cfg["BLOCK_K"]

@@ -46,11 +46,18 @@ WEIGHT_DTYPES = {"int8_weight_only": torch.int8, "int4_weight_only": torch.uint8
 ACTIVATION_DTYPES = {"w8a8_int8": torch.int8, "w8a8_fp8": torch.float8_e4m3fn}
 
 # ---------------------------------------------------------------------------------------------------------
-# Configs: {"kernel": "gemv" | "mma" | "gemm" | "cublas", meta-parameters..., "num_warps", "num_stages"}; BLOCK_K counts
-# K positions (int4: two per byte)
+# Configs: {"kernel": "gemv" | "mma" | "gemm" | "cublas" | "scaled_mm", meta-parameters..., "num_warps", "num_stages"};
+# BLOCK_K counts K positions (int4: two per byte)
 # ---------------------------------------------------------------------------------------------------------
 
 CUBLAS = kl.CUBLAS  # weight-only: dequantize to x's dtype, then F.linear
+# w8a8_fp8 with bf16 x: x quantized per token by quantize_rows, then torch._scaled_mm with the row-wise scales and
+# fast accumulation (the fp8 MMA's own accumulator for all of K, as accel's tl.dot tiles do: on an H100 the outputs
+# were bit-identical). H100, 8B MLP shapes (results/scaled_mm_probe_s21run3_*): M = 2048 up 165 µs against the best
+# tl.dot tile's 179 (both + 12 µs of quantization), down 165 against 159 (+ 48); M = 512 49 / 45 µs against 54 / 54.
+# A tuning candidate from SCALED_MM_MIN_M rows of x on (the tuner times it with its quantization).
+SCALED_MM = {"kernel": "scaled_mm"}
+SCALED_MM_MIN_M = 16
 # Default GEMV up to this M (as in linear: past it a 16-row MMA tile wastes little). W8A8 stops at 2 rows, as
 # GemLite's 8-bit GEMV does: its integer or fp8 products cost more CUDA-core instructions per weight, and its
 # int8 / fp8 MMAs are cheap.
@@ -140,7 +147,8 @@ FP8_PROMOTE_K: int | None = None
 # go in two passes of 2048 (8 warps). H100, bf16 x (benchmarks/results/fp8_accumulation_s7run*, --quantize-sweep):
 # 2048 × 4096 in one pass 10.7-11.4 µs (two passes of 1024 with 4 warps, before: 13.0); 2048 × 14336 in two passes
 # of 2048 44.7-45.1 µs (one pass: 53-69, two of 1024 with 4 warps: 59), against ≈36 µs to read x and write qx at
-# the 2.43 TB/s a copy reaches.
+# the 2.43 TB/s a copy reaches. fp8 codes come from the hardware's cast since session 21 (HW_CAST; bit-identical,
+# results/quant_hwcast_s21run6_*): 12.7 → 11.2 µs and 46.6 → 41.6 µs (one pass of 16384 with 16 warps: 47.6).
 QUANTIZE_ROW_MAX_K = 4096
 # int4 tl.dot tiles dequantize on packed bf16 / fp16 instructions (qlinear_kernels._dequant_int4_pairs, inline PTX)
 # when the scales are in x's dtype, unless a config says {"PAIRS": False}; the Triton interpreter runs no PTX and
@@ -158,6 +166,8 @@ def keep_config(cfg: dict, scheme: str, gated: bool, x_elem: int) -> bool:
     n_w = 2 if gated else 1
     if cfg["kernel"] == "cublas":
         return scheme in WEIGHT_ONLY
+    if cfg["kernel"] == "scaled_mm":
+        return scheme == "w8a8_fp8" and x_elem == 2
     if cfg["kernel"] == "mma":
         return scheme == "int4_weight_only" and x_elem == 2 and not (gated and cfg["ROW_TILES"] > 1)
     if cfg["kernel"] == "gemv":
@@ -329,6 +339,8 @@ def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gate
         cands = gemv + mma + skinny[:2] if gemv_first else skinny + gemv[:2] + mma
         if weight_only:
             cands.append(CUBLAS)
+    if scheme == "w8a8_fp8" and M >= SCALED_MM_MIN_M and N % 16 == 0 and K % 16 == 0:  # (cuBLASLt's fp8 layouts)
+        cands.append(SCALED_MM)
     kept = []
     for c in cands:
         if keep_config(c, scheme, gated, x_elem) and c not in kept:
@@ -369,7 +381,8 @@ def quantize_rows(x: torch.Tensor, scheme: str) -> tuple[torch.Tensor, torch.Ten
         x, qx, scale,
         M, K,
         x.stride(0), qx.stride(0),
-        SCHEME=SCHEME_IDS[scheme], BLOCK_K=block_k, ONE_PASS=one_pass, num_warps=8 if block_k >= 2048 else 4,
+        SCHEME=SCHEME_IDS[scheme], BLOCK_K=block_k, ONE_PASS=one_pass, HW_CAST=scheme == "w8a8_fp8" and not _INTERPRET,
+        num_warps=8 if block_k >= 2048 else 4,
     )
     return qx, scale
 
@@ -430,6 +443,13 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
         return kl.launch(kl.CUBLAS, x, w, None if bias is None else bias.to(x.dtype), act, gated, residual=residual)
     if static_int(x.stride(1)) != 1:
         x = x.contiguous()  # the kernels assume unit stride along K (vector loads)
+    if cfg["kernel"] == "scaled_mm":
+        torch._check(scheme == "w8a8_fp8" and x.dtype == torch.bfloat16,
+                     lambda: f"qlinear: {cfg} is for w8a8_fp8 with bf16 x, got {scheme} with {x.dtype}")
+        qx, x_scale = quantize_rows(x, scheme)
+        h = torch._scaled_mm(qx, qweight.t(), scale_a=x_scale.view(-1, 1), scale_b=scale.view(1, -1),
+                             bias=None if bias is None else bias.to(x.dtype), out_dtype=x.dtype, use_fast_accum=True)
+        return kl.library_epilogue(h, act, gated, residual)
     split, block_k = cfg["SPLIT_K"], cfg["BLOCK_K"]
     if int4:  # a tl.dot step (or an MMA GEMV's), or a GEMV thread's chunk of 8·SUB codes, must lie in one group
         step = block_k if cfg["kernel"] in ("gemm", "mma") else 8 * cfg.get("SUB", 1)
@@ -572,7 +592,7 @@ def _sources() -> str:
     return autotune_cache.source_hash(
         qk._qgemv_words_kernel, qk._words_step, qk._words_tiles, qk._words_then_x, qk._row_ptrs, qk._norm_rstd,
         qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel, qk._dequantize_kernel, qk._codes_to_f32,
-        qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale,
+        qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale, qk._row_codes,
         qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._rms_norm_kernel, rms_norm, qk._gemm_weight_tile, qk._dequant_int4_pairs,
         qk._qdot, qk._chunks_first, qk._decode_halves, qk._split8, qk._halves_products,
@@ -588,7 +608,7 @@ def _sources() -> str:
         # the candidate lists and the limits that prune them: a stored winner was only the best of those measured
         GEMV_TILES, GEMV_TILE_COUNTS, GEMV_TILE_TWINS, GEMV_PREFETCH_TWINS, GEMV_UNSPLIT_MAX_ROWS, SKINNY_TILES,
         TILED_TILES, INT4_SWAP_TILE, GEMV_MAX_M, GEMV_CANDIDATE_MAX_M, SKINNY_MAX_M, CUBLAS_FIRST_M, GEMV_REGS,
-        SMEM_BYTES, kl.MAX_SPLIT_K)
+        SMEM_BYTES, kl.MAX_SPLIT_K, SCALED_MM_MIN_M, kl.library_epilogue)
 
 
 def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, counters=None):

@@ -843,6 +843,14 @@ def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, K, eps, stride_xm, stride_om, HAS_W:
 
 
 @triton.jit
+def _row_codes(x, scale, SCHEME: tl.constexpr, HW_CAST: tl.constexpr, dtype: tl.constexpr):
+    """x / scale as ``dtype`` codes (see ``_quantize_rows_kernel``)."""
+    if HW_CAST:
+        return tl.math.div_rn(x, tl.broadcast_to(scale, x.shape)).to(dtype)
+    return _quantize(x, scale, SCHEME).to(dtype)  # exact (already on the grid)
+
+
+@triton.jit
 def _quantize_rows_kernel(
     # Pointers
     x_ptr, qx_ptr, scale_ptr,
@@ -851,11 +859,13 @@ def _quantize_rows_kernel(
     # Strides (rows; unit stride along K)
     stride_xm, stride_qm,
     # Meta-parameters
-    SCHEME: tl.constexpr, BLOCK_K: tl.constexpr, ONE_PASS: tl.constexpr,
+    SCHEME: tl.constexpr, BLOCK_K: tl.constexpr, ONE_PASS: tl.constexpr, HW_CAST: tl.constexpr,
 ):
     """qx[m] = round(x[m] / scale[m]) with scale[m] = max|x[m]| / 127 (int8) or / 448 (fp8), as
     quant.quantize_activation: one program per row. ONE_PASS (BLOCK_K ≥ K) holds the row in registers and reads
-    x once; otherwise two passes over K (max, then quantize; the second mostly from L2)."""
+    x once; otherwise two passes over K (max, then quantize; the second mostly from L2). HW_CAST (fp8, compiled
+    only) rounds x / scale to e4m3 by the hardware's saturating round-to-nearest-even cast, which torch's cast
+    also is, in place of ``_quantize``'s fp32 emulation (written for the interpreter)."""
     offs_m = tl.program_id(0) + tl.arange(0, 1)
     offs_k = tl.arange(0, BLOCK_K)[None, :]
     m_ok = (offs_m < M)[:, None]
@@ -865,14 +875,14 @@ def _quantize_rows_kernel(
         x = tl.load(x_ptrs, mask=m_ok & (offs_k < K), other=0.0).to(tl.float32)
         scale = _token_scale(tl.max(tl.abs(x), axis=1), SCHEME)
         tl.store(scale_ptr + offs_m, scale, mask=offs_m < M)
-        q = _quantize(x, scale[:, None], SCHEME).to(qx_ptr.dtype.element_ty)  # exact (already on the grid)
+        q = _row_codes(x, scale[:, None], SCHEME, HW_CAST, qx_ptr.dtype.element_ty)
         tl.store(q_ptrs, q, mask=m_ok & (offs_k < K))
     else:
         scale = _token_scale(tl.max(_abs_max(x_ptrs, m_ok, offs_k, K, BLOCK_K), axis=1), SCHEME)
         tl.store(scale_ptr + offs_m, scale, mask=offs_m < M)
         for k in range(0, K, BLOCK_K):
             x = tl.load(x_ptrs + k, mask=m_ok & (offs_k < K - k), other=0.0).to(tl.float32)
-            q = _quantize(x, scale[:, None], SCHEME).to(qx_ptr.dtype.element_ty)
+            q = _row_codes(x, scale[:, None], SCHEME, HW_CAST, qx_ptr.dtype.element_ty)
             tl.store(q_ptrs + k, q, mask=m_ok & (offs_k < K - k))
 
 
