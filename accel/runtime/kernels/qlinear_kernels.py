@@ -149,8 +149,9 @@ def _decode_nibbles(words):
 # code i + 4 with a known offset and, below it, code i at 2^-16 of a step. Code i is the low half moved up under
 # 0x4300 (one IMAD, on the FMA pipe): 128 + u[i] + 0x4300 / 2^16 exactly. So one SHF + LOP3 (integer pipe) and one
 # IMAD give two codes. HALVES_OFFSET is 128 + the offset, plus the mean of code i's trace in code i + 4 (7.5 / 2^16
-# over half the codes, rounded to 4 / 2^16 so that it adds exactly to 128 + z): what is left is a zero-mean error
-# below 2^-12 of a step (a quantization step's error is 2^11 times that). Products summed in one FMA chain a word.
+# over half the codes, rounded to 4 / 2^16 so that it adds exactly to 128 + z): what is left is at most 11 / 2^16 of
+# a step a code (below 2^-12; rounding to the int4 grid errs up to 2^11 times that) and averages -0.25 / 2^16 over
+# uniform codes. Products summed in one FMA chain a word.
 HALVES_OFFSET = tl.constexpr(128.0 + (0x4300 + 4) / 65536)
 
 
