@@ -43,8 +43,22 @@ def environment() -> dict:
         "cuda": torch.version.cuda,
         "commit": commit,
         **accel_identity(),
+        "cpus_allowed": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def pin_to_cpu(cpu: int | None) -> None:
+    """Run this process (its threads to come included) on CPU ``cpu`` only; None leaves it as it is. On the lent
+    GPU machines an unpinned process ran its Python about 2× slower at times, whatever it launched (session 21,
+    ``results/host_profile_1b_int4_pin*_s21run13_*``), which made batch-1 decode host-bound: pinned, the host's time
+    a step was steady. Results record how many CPUs the process may use (``environment``'s ``cpus_allowed``)."""
+    if cpu is None:
+        return
+    allowed = os.sched_getaffinity(0)
+    if cpu not in allowed:
+        raise SystemExit(f"--pin {cpu}: this process may run on CPUs {sorted(allowed)} only")
+    os.sched_setaffinity(0, {cpu})
 
 
 def accel_identity() -> dict:

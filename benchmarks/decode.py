@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (GcPauses, GraphTreeCalls, HostUsage, copy_bandwidth_gbs, cuda_time_ms, environment,  # noqa: E402
-                    print_table, use_accel_from, write_result)
+                    pin_to_cpu, print_table, use_accel_from, write_result)
 from decode_model import (ACCEL_VARIANTS, CONFIGS, TORCHAO_VARIANTS, build_model, make_step,  # noqa: E402
                           torchao_quantize)
 
@@ -189,10 +189,14 @@ def main() -> None:
                     help="a new StaticCache for every run, as before session 17 (each can land at other addresses "
                          "and make the CUDA-graph tree record again inside a timed run); by default each variant "
                          "resets and reuses one")
+    ap.add_argument("--pin", type=int, default=None, metavar="CPU",
+                    help="run on this CPU only (common.pin_to_cpu): unpinned, the lent machines' hosts had slow phases "
+                         "that made batch-1 decode host-bound")
     ap.add_argument("--gc-freeze", action="store_true",
                     help="collect and freeze Python's heap (gc.freeze) for each variant's timed runs, so that garbage "
                          "collections during them walk only what the steps allocate (see common.GcPauses)")
     args = ap.parse_args()
+    pin_to_cpu(args.pin)
     use_accel_from(args.accel_from)
     device = args.device
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

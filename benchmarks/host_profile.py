@@ -20,6 +20,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import pin_to_cpu  # noqa: E402
 from decode_model import build_model, make_step, prefilled_cache  # noqa: E402
 
 
@@ -43,7 +44,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--pin", type=int, default=None, metavar="CPU", help="run on this CPU only (common.pin_to_cpu)")
     args = ap.parse_args()
+    pin_to_cpu(args.pin)
 
     model, cfg = build_model(args.config, torch.bfloat16, "cuda")
     for variant in args.variants.split(","):

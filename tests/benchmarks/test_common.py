@@ -171,3 +171,19 @@ def test_graph_tree_calls_find_inductors_tree_manager():
     assert calls.manager is CUDAGraphTreeManager
     for name in ("run", *common.GraphTreeCalls.METHODS):
         assert name in CUDAGraphTreeManager.__dict__
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_pin_to_cpu_pins_the_process_and_refuses_a_cpu_it_may_not_use():
+    before = os.sched_getaffinity(0)
+    try:
+        cpu = min(before)
+        common.pin_to_cpu(cpu)
+        assert os.sched_getaffinity(0) == {cpu}
+        assert common.environment()["cpus_allowed"] == 1
+        with pytest.raises(SystemExit, match="may run on CPUs"):
+            common.pin_to_cpu(max(before) + 1000)
+        common.pin_to_cpu(None)  # leaves the affinity as it is
+        assert os.sched_getaffinity(0) == {cpu}
+    finally:
+        os.sched_setaffinity(0, before)
