@@ -209,31 +209,26 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
                      HALVES: tl.constexpr = False):
     """Weight-only Σ over each chunk of x[m, k]·q[n, k] - without int8's row scale - for x [BLOCK_M, 1, SUB, C,
     PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words w [1, BLOCK_N, SUB, C]: [BLOCK_M,
-    BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = 1 + u/D with
-    u = q + 128 (int8) or the int4 code, so that Σ x·(u - z) = D·(Σ x·f - (1 + z/D)·Σ x), z = 128 (int8),
-    8 (symmetric int4) or the group's zero point; D = 2^b (``_decode_words``), or 128 for int4 words decoded by
-    byte permutes (PRMT, ``_decode_nibbles``). A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
+    BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = A + u/D with
+    u = q + 128 (int8) or the int4 code, so that Σ x·(u - z) = D·(Σ x·f - (A + z/D)·Σ x), z = 128 (int8),
+    8 (symmetric int4) or the group's zero point; A = 1 and D = 2^b (``_decode_words``), or 128 for int4 words
+    decoded by byte permutes (PRMT, ``_decode_nibbles``); A = HALVES_OFFSET and D = 1 for int4 words decoded two
+    codes an instruction (HALVES, ``_decode_halves``). A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
     whose scale applies once per chunk."""
-    if SCHEME == INT4_WO and HALVES:  # f ≈ HALVES_OFFSET + u (_decode_halves)
-        t = tl.sum(_halves_products(x, w, up), axis=SUB_AXIS)
-        s = tl.load(s_ptrs, mask=s_ok, other=0.0).to(tl.float32)
-        if HAS_ZERO:
-            c = HALVES_OFFSET + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32)
-        else:
-            c = HALVES_OFFSET + 8.0
-        t = (t - c * x_sum) * s
-    elif SCHEME == INT4_WO:
-        # f = 1 + u/D: D = 16 from _decode_words, 128 from _decode_nibbles (PRMT)
-        D: tl.constexpr = 128.0 if PRMT else 16.0
-        if PRMT:
+    if SCHEME == INT4_WO:
+        A: tl.constexpr = HALVES_OFFSET if HALVES else 1.0
+        D: tl.constexpr = 1.0 if HALVES else 128.0 if PRMT else 16.0
+        if HALVES:
+            t = tl.sum(_halves_products(x, w, up), axis=SUB_AXIS)
+        elif PRMT:
             t = tl.sum(tl.sum(x * _decode_nibbles(w), axis=4), axis=SUB_AXIS)
         else:
             t = tl.sum(tl.sum(x * _decode_words(w, PER_WORD), axis=4), axis=SUB_AXIS)
         s = tl.load(s_ptrs, mask=s_ok, other=0.0).to(tl.float32)
         if HAS_ZERO:
-            c = 1.0 + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32) * (1.0 / D)
+            c = A + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32) * (1.0 / D)
         else:
-            c = 1.0 + 8.0 / D
+            c = A + 8.0 / D
         t = (t - c * x_sum) * (D * s)
     else:
         # flipping each byte's sign bit turns int8 q into u = q + 128 (0x80808080 as int32)
