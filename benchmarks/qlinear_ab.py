@@ -4,6 +4,7 @@ cuBLAS bf16.
 
     python benchmarks/qlinear_ab.py --flag PAIRS --scheme int4_weight_only --m 16,128
     python benchmarks/qlinear_ab.py --flag PRMT --m 1 --shapes 8b,1b
+    python benchmarks/qlinear_ab.py --flag PRMT --scheme int8_weight_only --m 1 --shapes 8b
     python benchmarks/qlinear_ab.py --flag HALVES --m 1,2,4 --shapes 8b,1b --as-decoded
     python benchmarks/qlinear_ab.py --flag PREFETCH --scheme int8_weight_only --m 1 --shapes 8b,1b
     python benchmarks/qlinear_ab.py --flag TILES --m 1 --shapes 1b --as-decoded
@@ -11,7 +12,8 @@ cuBLAS bf16.
 
 Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
 and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
-permutes, ``qlinear_kernels._decode_nibbles``) over the GEMV candidates, whose outputs with the switch on and off
+permutes, ``qlinear_kernels._decode_nibbles``, and int8 ones by ``_decode_bytes`` while ``qlinear.INT8_PRMT`` is on)
+over the GEMV candidates, whose outputs with the switch on and off
 must agree to within the rounding of the output (they differ only in the order of fp32 roundings); HALVES (int4
 words decoded two codes an integer instruction, ``qlinear_kernels._decode_halves``, against byte permutes) over the
 GEMV candidates, each also with 2 and 4 tiles a program where its K is one step, as the tuner refines them;

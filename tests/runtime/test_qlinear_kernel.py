@@ -489,9 +489,9 @@ def test_pdl_early_trigger_gives_the_same_bits(scheme, M, N, K, G, tiles, reques
 @pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])
 def test_pdl_gemv_with_norm_gives_the_same_bits(scheme, path, even_k, request):
     """The PDL step before the loop also accumulates x² and multiplies x by the norm's weight (its own masked load):
-    bit-identical to the plain kernel with the RMSNorm prologue and the residual epilogue. int4 words decoded by
-    byte permutes (CUDA) sum the peeled step's products in another fp32 order (H100, Triton 3.6): there the two
-    must agree to 1e-4 of O(1) outputs, where a lost or doubled step is off by O(1)."""
+    bit-identical to the plain kernel with the RMSNorm prologue and the residual epilogue. Words decoded by byte
+    permutes (CUDA, int4 and int8) may sum the peeled step's products in another fp32 order (H100, Triton 3.6):
+    there the two must agree to 1e-4 of O(1) outputs, where a lost or doubled step is off by O(1)."""
     M, N, K, G = 3, 40, 128 if even_k else 96, 32
     x, qw, scale, zero, b = make_inputs(scheme, M, N, K, group_size=G, seed=7)
     x = 3.0 * x
@@ -504,7 +504,7 @@ def test_pdl_gemv_with_norm_gives_the_same_bits(scheme, path, even_k, request):
     torch.testing.assert_close(plain.double(), ref.double(), rtol=rtol, atol=atol)
     request.getfixturevalue("compiled_for_pdl")
     pdl = ql.qlinear(x, qw, scale, zero, b, scheme, G, "identity", False, 1e-5, g, r, _config=cfg)
-    if scheme == "int4_weight_only" and ql._byte_permutes(cfg, True):
+    if scheme in ql.WEIGHT_ONLY and ql._byte_permutes(cfg, scheme == "int4_weight_only"):
         torch.testing.assert_close(pdl, plain, rtol=1e-4, atol=1e-4)
     else:
         assert torch.equal(pdl, plain)
@@ -531,10 +531,10 @@ def test_prefetch_gemv_gives_the_same_bits(scheme, M, N, K, G, path, gated):
 
 
 def _same_sums(got: torch.Tensor, want: torch.Tensor, scheme: str) -> None:
-    """Bit-identical, except int4 words decoded by byte permutes on CUDA: Triton may lay the decoded codes out
-    otherwise in another loop and round the fp32 chunk sums in another order (see the PDL tests); there within 1e-4
-    of O(1) outputs, where a tile summed twice, skipped or shifted is off by O(1)."""
-    if DEVICE == "cuda" and scheme == "int4_weight_only":
+    """Bit-identical, except words decoded by byte permutes on CUDA (int4, and int8 with ``INT8_PRMT``): Triton may
+    lay the decoded codes out otherwise in another loop and round the fp32 chunk sums in another order (see the PDL
+    tests); there within 1e-4 of O(1) outputs, where a tile summed twice, skipped or shifted is off by O(1)."""
+    if DEVICE == "cuda" and (scheme == "int4_weight_only" or scheme == "int8_weight_only" and ql.INT8_PRMT):
         torch.testing.assert_close(got.double(), want.double(), rtol=1e-4, atol=1e-4)
     else:
         assert torch.equal(got, want)
@@ -703,10 +703,49 @@ def test_int4_words_byte_permutes_match_shift_decoding(path, symmetric, dtype):
     torch.testing.assert_close(prmt.double(), shifts.double(), rtol=tol, atol=tol)
 
 
-def test_byte_permutes_only_for_compiled_int4_words_in_this_versions_axis_order(monkeypatch):
+@pytest.mark.skipif(DEVICE != "cuda", reason="byte-permute decoding is inline PTX (no interpreter)")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3"])
+def test_int8_words_byte_permutes_match_shift_decoding(path, dtype, monkeypatch):
+    """int8 GEMV words decoded by byte permutes (``_decode_bytes``: q exactly, so exact products) against shifts and
+    masks (1 + u/256, and Σ x to remove the offset): the two differ only in fp32 roundings of the chunk sums. A code
+    read from the wrong byte or with its sign lost is O(s·|x|) per weight."""
+    monkeypatch.setattr(ql, "INT8_PRMT", True)
+    assert ql._byte_permutes(CONFIGS[path], False)
+    x, qw, scale, zero, b = make_inputs("int8_weight_only", 3, 40, 256, dtype)
+    prmt = run(x, qw, scale, zero, b, "int8_weight_only", config=CONFIGS[path])
+    shifts = run(x, qw, scale, zero, b, "int8_weight_only", config={**CONFIGS[path], "PRMT": False})
+    check(prmt, x, qw, scale, zero, b, "int8_weight_only")
+    tol = 1e-2 if dtype != torch.float32 else 1e-4
+    torch.testing.assert_close(prmt.double(), shifts.double(), rtol=tol, atol=tol)
+
+
+@triton.jit
+def _decode_bytes_probe(w_ptr, out_ptr, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    f = qk._decode_bytes(tl.load(w_ptr + offs))
+    tl.store(out_ptr + offs[:, None] * 4 + tl.arange(0, 4)[None, :], f)
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="byte-permute decoding is inline PTX (no interpreter)")
+def test_decode_bytes_gives_every_int8_code_at_every_byte():
+    """``_decode_bytes`` against the codes: all 256 values of q in each of the word's 4 bytes, exactly."""
+    q = torch.arange(-128, 128, dtype=torch.int32)
+    codes = torch.stack([q, q.roll(1), q.roll(2), q.roll(3)], dim=1)  # [256, 4]: byte b of word i is codes[i, b]
+    words = sum((codes[:, b] & 0xFF) << (8 * b) for b in range(4)).to(torch.int64)
+    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32).to(DEVICE)
+    out = torch.empty(256, 4, dtype=torch.float32, device=DEVICE)
+    _decode_bytes_probe[(1,)](words, out, 256)
+    assert torch.equal(out.cpu(), codes.float())
+
+
+def test_byte_permutes_only_for_compiled_words_in_this_versions_axis_order(monkeypatch):
     monkeypatch.setattr(ql, "_INTERPRET", False)
     assert ql._byte_permutes(CONFIGS["gemv"], True)
-    assert not ql._byte_permutes(CONFIGS["gemv"], False)  # int8 words keep the shift decoding
+    monkeypatch.setattr(ql, "INT8_PRMT", False)
+    assert not ql._byte_permutes(CONFIGS["gemv"], False)  # int8 words: only with INT8_PRMT
+    monkeypatch.setattr(ql, "INT8_PRMT", True)
+    assert ql._byte_permutes(CONFIGS["gemv"], False)
     assert not ql._byte_permutes(CONFIGS["gemv-reordered"], True)
     assert not ql._byte_permutes({**CONFIGS["gemv"], "PRMT": False}, True)
     monkeypatch.setattr(ql, "_INTERPRET", True)  # the interpreter runs no PTX

@@ -104,6 +104,10 @@ GEMV_TILE_TWINS = 3
 # a fifth of the loop's integer-pipe instructions fewer moved the M = 1 GEMVs by -5% to +6% by shape (H100,
 # results/qlinear_ab_halves_m1_*_s21run1_*), so the tuner does not try it.
 HALVES = False
+# INT8_PRMT: int8 word GEMVs decode their codes by byte permutes (``qlinear_kernels._decode_bytes``: one PRMT a code
+# where shifts and masks take three integer instructions); a config's {"PRMT": False} turns it off for one GEMV.
+# The 1B int8 + head decode step, same tiles, one H100: 700 → 665 µs (results/profile_decode_1b_*_s22run2_*).
+INT8_PRMT = True
 # Axis order of the GEMV tiles (qlinear_kernels._chunks_first): Triton 3.6 needs the chunk axis first, 3.9 last
 # (compiled for sm_90 and read back: otherwise every step converts the weight tile's layout through shared
 # memory). Versions in between are a guess; the other order is always a tuning candidate.
@@ -551,11 +555,12 @@ def _one_step(cfg: dict, K) -> bool:
 
 
 def _byte_permutes(cfg: dict, int4: bool) -> bool:
-    """Whether an int4 word GEMV decodes its codes by byte permutes (``qlinear_kernels._decode_nibbles``, inline
-    PTX: compiled only), unless the config says {"PRMT": False}. Only in this Triton version's axis order
-    (``CHUNKS_FIRST``): in the other, Triton lays the decoded codes out differently in the step that programmatic
-    dependent launch peels off the loop, so its sums round in another order than the plain kernel's."""
-    return (int4 and cfg.get("PRMT", True) and cfg.get("CHUNKS_FIRST", CHUNKS_FIRST) == CHUNKS_FIRST
+    """Whether a word GEMV decodes its codes by byte permutes (inline PTX: compiled only): int4 words
+    (``qlinear_kernels._decode_nibbles``) always, int8 ones (``_decode_bytes``) while ``INT8_PRMT`` is on; unless the
+    config says {"PRMT": False}. Only in this Triton version's axis order (``CHUNKS_FIRST``): in the other, Triton
+    lays the decoded codes out differently in the step that programmatic dependent launch peels off the loop, so its
+    sums round in another order than the plain kernel's."""
+    return ((int4 or INT8_PRMT) and cfg.get("PRMT", True) and cfg.get("CHUNKS_FIRST", CHUNKS_FIRST) == CHUNKS_FIRST
             and not _INTERPRET)
 
 
@@ -593,7 +598,7 @@ def _sources() -> str:
         qk._qgemv_words_kernel, qk._words_step, qk._words_tiles, qk._words_then_x, qk._row_ptrs, qk._norm_rstd,
         qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel, qk._dequantize_kernel, qk._codes_to_f32,
         qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale, qk._row_codes,
-        qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
+        qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._decode_bytes, qk.BYTES_ASM, qk._word_chunk_sums, qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._rms_norm_kernel, rms_norm, qk._gemm_weight_tile, qk._dequant_int4_pairs,
         qk._qdot, qk._chunks_first, qk._decode_halves, qk._low_half_up, qk._split8,
         qk._halves_products,
@@ -601,7 +606,7 @@ def _sources() -> str:
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
         qm._x_fragments, qm._as_tile, qm._split4, qm._sum_mma, qm._token_rstd, qm._mul_pairs, qm._repack,
         _mma_configs, _norm_weight_pairs,
-        MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_GEMV_NORM, HALVES,
+        MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_GEMV_NORM, HALVES, INT8_PRMT, _byte_permutes,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,

@@ -144,6 +144,31 @@ def _decode_nibbles(words):
     return tl.reshape(f, f.shape[:-3] + (8,))
 
 
+# int8 words → fp32 by byte permutes (``_decode_bytes``), for the 4-byte word $4: each byte's sign bit flipped (u =
+# q + 128), then PRMT puts byte i under 0x4B00_00: the bits 0x4B00_0000 | u, fp32 2^23 + u exactly. One PRMT a code
+# and one XOR a word on the integer pipe, where shifts and masks take a shift, an AND and an OR a code.
+_BYTES_ASM = """{
+.reg .b32 u, mg;
+mov.b32 mg, 0x4B000000;
+xor.b32 u, $4, 0x80808080;
+prmt.b32 $0, u, mg, 0x7650;
+prmt.b32 $1, u, mg, 0x7651;
+prmt.b32 $2, u, mg, 0x7652;
+prmt.b32 $3, u, mg, 0x7653;
+}"""
+BYTES_ASM = tl.constexpr(" ".join(_BYTES_ASM.split()))  # one line: see _INT4_PAIRS_ASM
+
+
+@triton.jit
+def _decode_bytes(words):
+    """int32 words [..., SUB, C] of 4 int8 codes q (the first in the low byte) → fp32 q [..., SUB, C, 4] exactly, by
+    byte permutes (compiled only: inline PTX) and one subtraction of 2^23 + 128 a code (FMA pipe)."""
+    f0, f1, f2, f3 = tl.inline_asm_elementwise(BYTES_ASM, "=r,=r,=r,=r,r", [words], dtype=(tl.float32,) * 4,
+                                               is_pure=True, pack=1)
+    f = tl.join(tl.join(f0, f2), tl.join(f1, f3))  # index 2·b0 + b1 = v, as in _decode_nibbles
+    return tl.reshape(f, f.shape[:-2] + (4,)) - 8388736.0
+
+
 # int4 words → fp32 two codes an integer instruction (``_decode_halves``): (w >> 4i) & 0x000F_000F | 0x4300_4300 puts
 # nibbles i and i + 4 under the bf16 128 of each half. Read as fp32 the word is 128 + u[i + 4] + (0x4300 + u[i]) / 2^16:
 # code i + 4 with a known offset and, below it, code i at 2^-16 of a step. Code i is the low half moved up under
@@ -212,7 +237,8 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
     BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = A + u/D with
     u = q + 128 (int8) or the int4 code, so that Σ x·(u - z) = D·(Σ x·f - (A + z/D)·Σ x), z = 128 (int8),
     8 (symmetric int4) or the group's zero point; A = 1 and D = 2^b (``_decode_words``), or 128 for int4 words
-    decoded by byte permutes (PRMT, ``_decode_nibbles``); A = HALVES_OFFSET and D = 1 for int4 words decoded two
+    decoded by byte permutes (PRMT, ``_decode_nibbles``), while int8 words decoded by byte permutes (PRMT,
+    ``_decode_bytes``) give q itself; A = HALVES_OFFSET and D = 1 for int4 words decoded two
     codes an instruction (HALVES, ``_decode_halves``). A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
     whose scale applies once per chunk."""
     if SCHEME == INT4_WO:
@@ -230,6 +256,8 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
         else:
             c = A + 8.0 / D
         t = (t - c * x_sum) * (D * s)
+    elif PRMT:  # int8 codes q exactly (``_decode_bytes``): the products need no offset correction
+        t = tl.sum(tl.sum(x * _decode_bytes(w), axis=4), axis=SUB_AXIS)
     else:
         # flipping each byte's sign bit turns int8 q into u = q + 128 (0x80808080 as int32)
         t = tl.sum(tl.sum(x * _decode_words(w ^ -2139062144, PER_WORD), axis=4), axis=SUB_AXIS)
