@@ -64,6 +64,11 @@ ACCEL_VARIANTS = {
     "accel-pdl": {"pdl": True},
     "accel-int4-head-pdl": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True, "pdl": True},
     "accel-int8-head-pdl": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": True},
+    # the derived tensors as one graph input each (pack_derived_inputs off; session 22's option, on), for an A/B
+    "accel-int8-head-nopack": {"quantize": "int8_weight_only", "quantize_lm_head": True,
+                               "pack_derived_inputs": False},
+    "accel-int4-head-nopack": {"quantize": "int4_weight_only", "group_size": 128, "quantize_lm_head": True,
+                               "pack_derived_inputs": False},
     # without PDL (on by default since session 15), for an A/B
     "accel-nopdl": {"pdl": False},
     "accel-int8-head-nopdl": {"quantize": "int8_weight_only", "quantize_lm_head": True, "pdl": False},

@@ -140,6 +140,8 @@ def _compile_rewritten(gm, example_inputs, options, graph_report, dumper, passes
         if ctx.drop_unused_derived():
             work.recompile()
         ctx.materialize_derived()
+        if options.pack_derived_inputs:
+            graph_report.packed_inputs = ctx.pack_derived()
         graph_report.accel_ops = dict(Counter(n.target.name() for n in work.graph.nodes if n.target in ALL_OPS))
         for m in graph_report.matches:
             log_at(2, "accel: %s %s at %s (%s)", m.family, m.pattern, m.module or m.source, m.detail)

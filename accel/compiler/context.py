@@ -40,6 +40,7 @@ class CompileContext:
 
     def __post_init__(self) -> None:
         self._lazy: dict[fx.Node, Callable[[], torch.Tensor]] = {}  # derived inputs not computed yet
+        self._unpackable: set[fx.Node] = set()
         self._placeholders = list(self.gm.graph.find_nodes(op="placeholder"))
         self._position = {node: i for i, node in enumerate(self._placeholders)}
         self._fake_mode = _find_fake_mode(self.gm, self.example_inputs)
@@ -65,12 +66,13 @@ class CompileContext:
         return self.weight_value(node) is not None
 
     def add_derived(self, name: str, compute: Callable[[], torch.Tensor], sources: tuple[fx.Node, ...] = (),
-                    lazy_like: torch.Tensor | None = None) -> fx.Node:
+                    lazy_like: torch.Tensor | None = None, packable: bool = True) -> fx.Node:
         """Add a graph input holding ``compute()`` (evaluated now, without autograd) and return its node;
         ``sources`` are the weight inputs it is computed from. With ``lazy_like`` (a tensor of the result's shape,
         dtype and device), ``compute`` runs only when the value is asked for (``weight_value``) or the input is
         still read when the graph is finished (``materialize_derived``): a norm-folded weight that quantization
-        replaces is never made, and takes no memory at compile time."""
+        replaces is never made, and takes no memory at compile time. ``packable=False`` keeps the input out of
+        ``pack_derived`` (a buffer that kernels write, such as the split-K tile counters)."""
         value = None
         if lazy_like is None or self._fake_mode is None:
             value = self._computed(compute)
@@ -86,6 +88,8 @@ class CompileContext:
         node.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
         node.meta["example_value"] = node.meta["val"] = fake
         self.derived_sources[node] = tuple(sources)
+        if not packable:
+            self._unpackable.add(node)
         self._position[node] = len(self._placeholders)
         self._placeholders.append(node)
         self.derived.append(value)
@@ -130,6 +134,62 @@ class CompileContext:
         self.derived[:] = [value for _, value in keep]
         self._position = {node: i for i, node in enumerate(self._placeholders)}
         return dropped
+
+    def pack_derived(self, align_bytes: int = 256) -> int:
+        """Put the derived inputs of each device and dtype (two or more of them) into one flat buffer that the
+        graph reads back through views (``as_strided`` at offsets of ``align_bytes``, so the kernels keep their
+        aligned vector loads): a few graph inputs in place of one a tensor, which a CUDA-graph replay and
+        AOTAutograd's wrappers pay for on the host, input by input, every call. Call last, after
+        ``materialize_derived``; each tensor is freed once copied. Returns how many inputs the graph lost."""
+        n_user = len(self._placeholders) - len(self.derived)
+        nodes = self._placeholders[n_user:]
+        groups: dict[tuple, list[int]] = {}
+        for i, t in enumerate(self.derived):
+            if t.numel() and t.is_contiguous() and nodes[i] not in self._unpackable:
+                groups.setdefault((t.device, t.dtype), []).append(i)
+        groups = {key: idx for key, idx in groups.items() if len(idx) > 1}
+        if not groups:
+            return 0
+        graph = self.gm.graph
+        first_op = next(n for n in graph.nodes if n.op != "placeholder")
+        packed = {i for idx in groups.values() for i in idx}
+        keep = [i for i in range(len(self.derived)) if i not in packed]
+        new_nodes, new_values = [nodes[i] for i in keep], [self.derived[i] for i in keep]
+        last = self._placeholders[-1]
+        for (device, dtype), idx in groups.items():
+            step = max(1, align_bytes // torch.empty((), dtype=dtype).element_size())
+            offsets, total = [], 0
+            for i in idx:
+                offsets.append(total)
+                total += -(-self.derived[i].numel() // step) * step
+            flat = torch.empty(total, dtype=dtype, device=device)
+            shapes = []
+            for i, off in zip(idx, offsets):
+                t = self.derived[i]
+                shapes.append((tuple(t.shape), tuple(t.stride())))
+                flat[off:off + t.numel()].copy_(t.reshape(-1))
+                self.derived[i] = None  # (the copy is the only one left)
+            with graph.inserting_after(last):
+                holder = last = graph.placeholder(f"accel_packed_{str(dtype).removeprefix('torch.')}_{len(new_nodes)}")
+            holder._dynamo_source = None
+            holder.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
+            fake = self._fake_mode.from_tensor(flat, static_shapes=True) if self._fake_mode else flat
+            holder.meta["example_value"] = holder.meta["val"] = fake
+            for i, off, (shape, stride) in zip(idx, offsets, shapes):
+                with graph.inserting_before(first_op):
+                    view = graph.call_function(torch.as_strided, (holder, shape, stride, off))
+                self.propagate(view)
+                view.meta["val"] = view.meta.get("example_value")
+                nodes[i].replace_all_uses_with(view)
+                graph.erase_node(nodes[i])
+                self.derived_sources.pop(nodes[i], None)
+            new_nodes.append(holder)
+            new_values.append(flat)
+        self._placeholders = self._placeholders[:n_user] + new_nodes
+        self.derived[:] = new_values
+        self._position = {node: i for i, node in enumerate(self._placeholders)}
+        self.gm.recompile()
+        return len(packed) - len(groups)
 
     # ---- building nodes ------------------------------------------------------------------------------
     def call(self, target: Any, args: tuple, kwargs: dict | None = None, *, like: fx.Node,

@@ -133,6 +133,14 @@ class AccelOptions:
     step (CUDA graphs) ran 4% faster with it. With it on, one compiled graph must not run on two CUDA streams at
     the same time: turn it off if you do that."""
 
+    pack_derived_inputs: bool = True
+    """The tensors accel derives from the weights (quantized weights, scales, zero points, merged or folded
+    weights) reach the compiled graph as one flat buffer a dtype, read through views, instead of one graph input
+    each: a quantized 16-layer Llama goes from ~195 extra inputs to a few. Every call pays on the host for each
+    input (AOTAutograd's wrappers, a CUDA-graph replay's checks of its static inputs). Packing copies the tensors
+    once at compile time, which needs room for one more copy of the largest dtype's tensors then. Results are the
+    same."""
+
     quantize: str | None = None
     """Lossy, opt-in: quantize the weights of every linear accel rewrites (projections, FFNs; not the LM head
     unless ``quantize_lm_head``). "int8_weight_only" (per-channel symmetric), "int4_weight_only" (groups of

@@ -61,6 +61,8 @@ class GraphReport:
     """How often the compiled graph has run."""
     compile_ms: float = 0.0
     derived_weight_bytes: int = 0
+    packed_inputs: int = 0
+    """Graph inputs saved by packing the derived tensors into one buffer a dtype (option ``pack_derived_inputs``)."""
     accel_ops: dict[str, int] = field(default_factory=dict)
     """accel ops in the rewritten graph handed to Inductor, by op name."""
     output_code: list[str] = field(default_factory=list)

@@ -64,7 +64,8 @@ class AddSplitCountersPass(AccelPass):
         if not nodes:
             return 0
         size = max(tiles for _, tiles in nodes)
-        counters = ctx.add_derived("splitk_counters", lambda: torch.zeros(size, dtype=torch.int32, device=device))
+        counters = ctx.add_derived("splitk_counters", lambda: torch.zeros(size, dtype=torch.int32, device=device),
+                                   packable=False)  # the kernels write it
         for node, _ in nodes:
             node.kwargs = {**node.kwargs, "counters": counters}
         return len(nodes)
