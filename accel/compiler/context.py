@@ -157,7 +157,7 @@ class CompileContext:
         new_nodes, new_values = [nodes[i] for i in keep], [self.derived[i] for i in keep]
         last = self._placeholders[-1]
         for (device, dtype), idx in groups.items():
-            step = max(1, align_bytes // torch.empty((), dtype=dtype).element_size())
+            step = max(1, align_bytes // dtype.itemsize)
             offsets, total = [], 0
             for i in idx:
                 offsets.append(total)
@@ -177,7 +177,8 @@ class CompileContext:
             holder.meta["example_value"] = holder.meta["val"] = fake
             for i, off, (shape, stride) in zip(idx, offsets, shapes):
                 with graph.inserting_before(first_op):
-                    view = graph.call_function(torch.as_strided, (holder, shape, stride, off))
+                    view = graph.create_node("call_function", torch.as_strided, (holder, shape, stride, off),
+                                             name=f"{nodes[i].name}_view")  # names in dumps and tests say what it is
                 self.propagate(view)
                 view.meta["val"] = view.meta.get("example_value")
                 nodes[i].replace_all_uses_with(view)

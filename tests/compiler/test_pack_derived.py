@@ -57,3 +57,42 @@ def test_packed_inputs_through_inductor_give_the_same_logits():
             outs.append(torch.compile(model, backend=backend, fullgraph=True)(ids).logits)
         assert (backend.report.graphs[-1].packed_inputs > 0) == pack
     torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=0)
+
+
+def test_pack_groups_by_dtype_keeps_singletons_and_unpackable_inputs_apart():
+    """On a hand-built graph (no fake mode): three fp32 tensors of odd sizes share one buffer at 256-byte offsets;
+    a lone bf16 tensor and an int32 buffer marked not packable stay inputs of their own; the graph computes the same."""
+    import torch.fx as fx
+
+    from accel.compiler.context import CompileContext
+    from accel.compiler.options import AccelOptions
+    from accel.compiler.report import GraphReport
+
+    g = fx.Graph()
+    x = g.placeholder("x")
+    result = g.output(x)
+    gm = fx.GraphModule(torch.nn.Module(), g)
+    ctx = CompileContext(gm, [torch.ones(3)], AccelOptions(), GraphReport(index=0))
+    gen = torch.Generator().manual_seed(0)
+    values = [torch.randn(3, generator=gen), torch.randn(5, 7, generator=gen), torch.randn(2, generator=gen)]
+    derived = [ctx.add_derived(f"w{i}", lambda v=v: v) for i, v in enumerate(values)]
+    lone = ctx.add_derived("lone", lambda: torch.full((3,), 2.0, dtype=torch.bfloat16))
+    counts = ctx.add_derived("counts", lambda: torch.arange(3, dtype=torch.int32), packable=False)
+    with g.inserting_before(result):
+        out = g.call_function(torch.add, (x, derived[0]))
+        for node in (derived[1], derived[2]):
+            out = g.call_function(torch.add, (out, g.call_function(torch.sum, (node,))))
+        for node in (lone, counts):
+            out = g.call_function(torch.add, (out, g.call_function(torch.Tensor.float, (node,))))
+    result.args = (out,)
+    gm.recompile()
+    args = [torch.ones(3)]
+    want = gm(*args, *ctx.derived)
+    assert ctx.pack_derived() == 2  # three inputs became one
+    assert len(ctx.derived) == 3 and [t.dtype for t in ctx.derived] == [torch.bfloat16, torch.int32, torch.float32]
+    flat = ctx.derived[-1]
+    assert flat.numel() == 64 + 64 + 64  # 3, 35 and 2 values, each padded to 256 bytes
+    offsets = sorted(n.args[3] for n in gm.graph.nodes if n.target is torch.as_strided)
+    assert offsets == [0, 64, 128]
+    assert [n.name for n in gm.graph.nodes if n.op == "placeholder"][:3] == ["x", "accel_lone_3", "accel_counts_4"]
+    torch.testing.assert_close(gm(*args, *ctx.derived), want, rtol=0, atol=0)
