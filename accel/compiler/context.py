@@ -80,13 +80,7 @@ class CompileContext:
         else:
             with self._fake_mode:
                 fake = torch.empty(lazy_like.shape, dtype=lazy_like.dtype, device=lazy_like.device)
-        graph = self.gm.graph
-        with graph.inserting_after(self._placeholders[-1]):
-            node = graph.placeholder(f"accel_{name}_{len(self.derived)}")
-        node._dynamo_source = None  # not a Dynamo input: Dynamo must not look it up
-        # AOTAutograd treats this as a static input (no CUDA-graph copies), like a parameter.
-        node.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
-        node.meta["example_value"] = node.meta["val"] = fake
+        node = self._static_placeholder(f"accel_{name}_{len(self.derived)}", fake, after=self._placeholders[-1])
         self.derived_sources[node] = tuple(sources)
         if not packable:
             self._unpackable.add(node)
@@ -97,6 +91,16 @@ class CompileContext:
             self._lazy[node] = compute
         else:
             self.report.derived_weight_bytes += value.numel() * value.element_size()
+        return node
+
+    def _static_placeholder(self, name: str, fake: torch.Tensor, after: fx.Node) -> fx.Node:
+        """A new graph input after ``after`` for a tensor accel provides, with ``fake`` as its example value."""
+        with self.gm.graph.inserting_after(after):
+            node = self.gm.graph.placeholder(name)
+        node._dynamo_source = None  # not a Dynamo input: Dynamo must not look it up
+        # AOTAutograd treats this as a static input (no CUDA-graph copies), like a parameter.
+        node.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
+        node.meta["example_value"] = node.meta["val"] = fake
         return node
 
     def _computed(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -169,12 +173,9 @@ class CompileContext:
                 shapes.append((tuple(t.shape), tuple(t.stride())))
                 flat[off:off + t.numel()].copy_(t.reshape(-1))
                 self.derived[i] = None  # (the copy is the only one left)
-            with graph.inserting_after(last):
-                holder = last = graph.placeholder(f"accel_packed_{str(dtype).removeprefix('torch.')}_{len(new_nodes)}")
-            holder._dynamo_source = None
-            holder.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
             fake = self._fake_mode.from_tensor(flat, static_shapes=True) if self._fake_mode else flat
-            holder.meta["example_value"] = holder.meta["val"] = fake
+            name = f"accel_packed_{str(dtype).removeprefix('torch.')}_{len(new_nodes)}"
+            holder = last = self._static_placeholder(name, fake, after=last)
             for i, off, (shape, stride) in zip(idx, offsets, shapes):
                 with graph.inserting_before(first_op):
                     view = graph.create_node("call_function", torch.as_strided, (holder, shape, stride, off),
