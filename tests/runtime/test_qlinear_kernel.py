@@ -687,35 +687,21 @@ def test_int4_pairs_match_fp32_decoding(path, symmetric, dtype):
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="byte-permute decoding is inline PTX (no interpreter)")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
-@pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
+@pytest.mark.parametrize("scheme,symmetric", [("int4_weight_only", False), ("int4_weight_only", True),
+                                              ("int8_weight_only", True)], ids=["int4-asym", "int4-sym", "int8"])
 @pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3"])  # (not "gemv-reordered": see _byte_permutes)
-def test_int4_words_byte_permutes_match_shift_decoding(path, symmetric, dtype):
-    """int4 GEMV words decoded by byte permutes (``_decode_nibbles``, the default on CUDA) against shifts and masks:
-    both give every code exactly (1 + u/128 against 1 + u/16), so the two differ only in fp32 roundings of the
-    chunk sums, far inside the output's rounding. A code read from the wrong nibble is O(s) per weight."""
-    assert ql._byte_permutes(CONFIGS[path], True)
-    x, qw, scale, zero, b = make_inputs("int4_weight_only", 3, 40, 256, dtype, 64, symmetric)
-    prmt = run(x, qw, scale, zero, b, "int4_weight_only", 64, config=CONFIGS[path])
-    shifts = run(x, qw, scale, zero, b, "int4_weight_only", 64, config={**CONFIGS[path], "PRMT": False})
-    check(prmt, x, qw, scale, zero, b, "int4_weight_only", 64)
-    # fp32 outputs: 1 + u/128 leaves 3 fewer bits below the code than 1 + u/16 (measured on the H100: 1.5e-5)
-    tol = 1e-2 if dtype != torch.float32 else 1e-4
-    torch.testing.assert_close(prmt.double(), shifts.double(), rtol=tol, atol=tol)
-
-
-@pytest.mark.skipif(DEVICE != "cuda", reason="byte-permute decoding is inline PTX (no interpreter)")
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
-@pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3"])
-def test_int8_words_byte_permutes_match_shift_decoding(path, dtype, monkeypatch):
-    """int8 GEMV words decoded by byte permutes (``_decode_bytes``: q exactly, so exact products) against shifts and
-    masks (1 + u/256, and Σ x to remove the offset): the two differ only in fp32 roundings of the chunk sums. A code
-    read from the wrong byte or with its sign lost is O(s·|x|) per weight."""
+def test_words_byte_permutes_match_shift_decoding(path, scheme, symmetric, dtype, monkeypatch):
+    """GEMV words decoded by byte permutes (the default on CUDA; int4: ``_decode_nibbles``, 1 + u/128; int8:
+    ``_decode_bytes``, q itself) against shifts and masks (1 + u/16, 1 + u/256): both give every code exactly, so the
+    two differ only in fp32 roundings of the chunk sums, far inside the output's rounding. A code read from the
+    wrong nibble or byte, or with its sign lost, is O(s·|x|) per weight."""
     monkeypatch.setattr(ql, "INT8_PRMT", True)
-    assert ql._byte_permutes(CONFIGS[path], False)
-    x, qw, scale, zero, b = make_inputs("int8_weight_only", 3, 40, 256, dtype)
-    prmt = run(x, qw, scale, zero, b, "int8_weight_only", config=CONFIGS[path])
-    shifts = run(x, qw, scale, zero, b, "int8_weight_only", config={**CONFIGS[path], "PRMT": False})
-    check(prmt, x, qw, scale, zero, b, "int8_weight_only")
+    assert ql._byte_permutes(CONFIGS[path], scheme == "int4_weight_only")
+    x, qw, scale, zero, b = make_inputs(scheme, 3, 40, 256, dtype, 64, symmetric)
+    prmt = run(x, qw, scale, zero, b, scheme, 64, config=CONFIGS[path])
+    shifts = run(x, qw, scale, zero, b, scheme, 64, config={**CONFIGS[path], "PRMT": False})
+    check(prmt, x, qw, scale, zero, b, scheme, 64)
+    # fp32 outputs: int4's 1 + u/128 leaves 3 fewer bits below the code than 1 + u/16 (measured on the H100: 1.5e-5)
     tol = 1e-2 if dtype != torch.float32 else 1e-4
     torch.testing.assert_close(prmt.double(), shifts.double(), rtol=tol, atol=tol)
 
