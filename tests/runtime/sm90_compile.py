@@ -164,21 +164,40 @@ def _mma_gemv_launches(kq, quant, dt) -> None:
     kq.qlinear(torch.randn(3, K, dtype=torch.float16), q, s, None, None, "int4_weight_only", 128, "identity", False,
                1e-5, g.half(), _config=gated)
     kq.MMA_GEMV_NORM = False
+    # int8: every tile at M = 2, 8 and 16, both UNROLLs, unsplit; split with the residual reduced in the last
+    # program; gated at M = 2 and 16; fp16 x
+    q, s, _ = quant.quantize_weight(torch.randn(N, K, dtype=dt), "int8_weight_only", 128)
+    for M in (2, 8, 16):
+        x = torch.randn(M, K, dtype=dt)
+        for cfg in [c for c in kq._mma_configs(M, N, K, "int8_weight_only", 128, False, 2, 132) if c["SPLIT_K"] == 1]:
+            kq.qlinear(x, q, s, None, b, "int8_weight_only", 128, "identity", False, _config=cfg)
+        kq.qlinear(x, q, s, None, None, "int8_weight_only", 128, "identity", False, None, None,
+                   torch.randn(M, N, dtype=dt), torch.zeros(N, dtype=torch.int32), _config={**cfg, "SPLIT_K": 2})
+    for M in (2, 16):
+        kq.qlinear(torch.randn(M, K, dtype=dt), q, s, None, None, "int8_weight_only", 128, "silu", True,
+                   _config=kq._mma_configs(M, N // 2, K, "int8_weight_only", 128, True, 2, 132)[0])
+    q, s, _ = quant.quantize_weight(torch.randn(N, K, dtype=torch.float16), "int8_weight_only", 128)
+    kq.qlinear(torch.randn(3, K, dtype=torch.float16), q, s, None, None, "int8_weight_only", 128, "identity", False,
+               _config=kq._mma_configs(3, N, K, "int8_weight_only", 128, False, 2, 132)[-1])
 
 
 def _mma_lanes_ok(compiled, warps: int) -> bool:
     """Every tensor the tensor-core GEMV hands to inline PTX (the MMAs, the decoding, x's repacking) is 1-D over the
     program's threads with element t in thread t: the lane mapping the PTX fragments assume."""
     ttgir = compiled.asm["ttgir"]
-    layouts = dict(re.findall(r"^(#\w+) = (#ttg\.blocked<.*>)$", ttgir, re.M))
-    want = f"sizePerThread = [1], threadsPerWarp = [32], warpsPerCTA = [{warps}], order = [0]"
+    layouts = dict(re.findall(r"^(#\w+) = (#ttg\.(?:blocked|linear)<.*>)$", ttgir, re.M))
+    # the blocked layout of one element a thread, or the same map spelled as a linear layout (no register bits; lane
+    # bits 1..16 and warp bits 32, 64, ...), which tl.split of a thread's own registers yields
+    warp_bases = ", ".join(f"[{32 << i}]" for i in range(warps.bit_length() - 1))
+    wants = (f"sizePerThread = [1], threadsPerWarp = [32], warpsPerCTA = [{warps}], order = [0]",
+             f"register = [], lane = [[1], [2], [4], [8], [16]], warp = [{warp_bases}], block = []")
     used = set()
     for line in ttgir.splitlines():
         if "tt.elementwise_inline_asm" in line:
             used |= set(re.findall(rf"tensor<{32 * warps}x(?:i32|f32), (#\w+)>", line.split('"')[-1]))
             if re.search(r"tensor<(?!" + str(32 * warps) + r"x)", line.split('"')[-1]):
                 return False
-    return bool(used) and all(want in layouts.get(name, "") for name in used)
+    return bool(used) and all(any(want in layouts.get(name, "") for want in wants) for name in used)
 
 
 def main() -> int:
@@ -286,14 +305,15 @@ def main() -> int:
         if usual.count(trigger) != 1 or usual.index(trigger) == 0 or first.count(trigger) != 1 or first[0] != trigger:
             failed += 1
             print(f"FAILED {kernel.__name__} (PDL early): usual {usual[:3]}..., early {first[:3]}...")
-    mma = [i for i, (kernel, _, _) in enumerate(launches) if kernel.__name__ == "_qgemv_mma_kernel" and i in compiled]
-    for i in mma:
-        if not _mma_lanes_ok(compiled[i], launches[i][2]["num_warps"]):
+    for name in ("_qgemv_mma_kernel", "_qgemv_mma_int8_kernel"):
+        mma = [i for i, (kernel, _, _) in enumerate(launches) if kernel.__name__ == name and i in compiled]
+        for i in mma:
+            if not _mma_lanes_ok(compiled[i], launches[i][2]["num_warps"]):
+                failed += 1
+                print(f"FAILED {name}: inline PTX on tensors not laid out one element a thread")
+        if not mma:
             failed += 1
-            print("FAILED _qgemv_mma_kernel: inline PTX on tensors not laid out one element a thread")
-    if not mma:
-        failed += 1
-        print("FAILED _qgemv_mma_kernel: no launch compiled")
+            print(f"FAILED {name}: no launch compiled")
     print(f"{len(launches)} launches, {failed} failed")
     return 1 if failed or not launches else 0
 

@@ -1,4 +1,4 @@
-"""``qlinear_mma``: the int4 GEMV on mma.sync. Its numerics run only on a GPU (inline PTX; the interpreter runs none):
+"""``qlinear_mma``: the int4 and int8 GEMVs on mma.sync. Their numerics run only on a GPU (inline PTX; the interpreter runs none):
 each tile, split-K, gating, the residual and the zero points against ``quant.qlinear_reference`` in fp64, tight
 enough that a code, an x value or an output written to the wrong lane is an O(1) error. On the CPU: where the
 candidates apply; tests/runtime/sm90_compile.py compiles every tile for sm_90 and checks the lane layout the PTX
@@ -175,6 +175,95 @@ def test_agrees_with_the_word_gemv():
     assert ((a - b).abs().max() / a.abs().max()).item() < 8e-3
 
 
+# -- int8 weight-only (``_qgemv_mma_int8_kernel``): the same lanes, a word of 4 signed codes an MMA
+
+INT8 = "int8_weight_only"
+
+
+def int8_config(row_warps: int, k_warps: int, row_tiles: int, split: int = 1, token_tiles: int = 1,
+                unroll: int = 1) -> dict:
+    return {**mma_config(row_warps, k_warps, row_tiles, split, token_tiles), "BLOCK_K": 64, "UNROLL": unroll}
+
+
+def int8_inputs(M, N, K, dtype, bias=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.randn(N, K, generator=g) / math.sqrt(K)).to("cuda", dtype)
+    q, s, _ = quant.quantize_weight(w, INT8, 128)
+    x = torch.randn(M, K, generator=g).to("cuda", dtype)
+    b = torch.randn(N, generator=g).to("cuda", dtype) if bias else None
+    return x, q, s, b
+
+
+def check_int8(out, x, q, s, b, activation="identity", gated=False, residual=None):
+    """As ``check``: every product of a code (exact in x's dtype) and x is exact in fp32, so the kernel differs from
+    the fp64 reference by the output's rounding and fp32 sums of K terms."""
+    ref = quant.qlinear_reference(x, q, s, None, b, INT8, 128, activation, gated, residual=residual)
+    tol = (8e-3 if x.dtype == torch.bfloat16 else 2e-3) + 1e-6 * x.shape[1]
+    assert out.dtype == x.dtype and out.shape == ref.shape
+    torch.testing.assert_close(out.double(), ref.double(), rtol=tol, atol=tol)
+
+
+@needs_gpu
+@pytest.mark.parametrize("unroll", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("tile", ql.MMA_GEMV_INT8_TILES, ids=str)
+@pytest.mark.parametrize("M,N,K", [(1, 24, 64), (3, 200, 192), (8, 512, 1024), (5, 4096, 256), (12, 200, 640),
+                                   (16, 512, 1088)])
+def test_int8_each_tile_against_the_reference(M, N, K, tile, dtype, unroll):
+    x, q, s, b = int8_inputs(M, N, K, dtype, bias=True)
+    cfg = int8_config(*tile, token_tiles=2 if M > 8 else 1, unroll=unroll)
+    check_int8(ql.qlinear(x, q, s, None, b, INT8, 128, "identity", False, _config=cfg), x, q, s, b)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_int8_every_code_at_every_byte_of_a_word(dtype):
+    # code (n + k) mod 255 - 127: along a row every code -127..127 lands on each byte position of a word in turn;
+    # x = 1 at one k a token reads one code a row exactly (8 tokens, 8 k), and random x checks the sums
+    N, K = 256, 1024
+    n, k = torch.arange(N)[:, None], torch.arange(K)[None, :]
+    q = ((n + k) % 255 - 127).to(torch.int8).cuda()
+    s = torch.full((N,), 0.5, device="cuda")  # (row scales are fp32)
+    picks = torch.tensor([0, 1, 2, 3, 5, 254, 513, 1023])
+    x = torch.zeros(8, K, dtype=dtype, device="cuda")
+    x[torch.arange(8), picks] = 1.0
+    out = ql.qlinear(x, q, s, None, None, INT8, 128, "identity", False, _config=int8_config(1, 4, 1))
+    expect = 0.5 * q[:, picks.cuda()].t().to(dtype)
+    assert torch.equal(out, expect)
+    x = torch.randn(8, K, dtype=dtype, device="cuda")
+    check_int8(ql.qlinear(x, q, s, None, None, INT8, 128, "identity", False, _config=int8_config(2, 2, 1, 2)),
+               x, q, s, None)
+
+
+@needs_gpu
+@pytest.mark.parametrize("unroll", [1, 2])
+@pytest.mark.parametrize("split", [2, 3])
+def test_int8_split_k_gated_and_residual_both_reductions(split, unroll, monkeypatch):
+    allocs = poison_allocations(monkeypatch)
+    x, q, s, _ = int8_inputs(11, 200, 704, torch.bfloat16)  # 11 steps of 64: splits end inside a loop pass
+    r = torch.randn(11, 200, device="cuda", dtype=torch.bfloat16)
+    cfg = int8_config(2, 2, 1, split, token_tiles=2, unroll=unroll)
+    for counters in (None, torch.zeros(64, dtype=torch.int32, device="cuda")):  # epilogue kernel, last program
+        out = ql.qlinear(x, q, s, None, None, INT8, 128, "identity", False, None, None, r, counters, _config=cfg)
+        check_int8(out, x, q, s, None, residual=r)
+        if counters is not None:
+            assert not counters.any()
+    assert (split, 11, 200) in allocs
+    x, q, s, b = int8_inputs(6, 2 * 96, 640, torch.bfloat16, bias=True)
+    gated = ql.qlinear(x, q, s, None, b, INT8, 128, "silu", True, _config=int8_config(1, 4, 1, split, unroll=unroll))
+    check_int8(gated, x, q, s, b, "silu", gated=True)
+
+
+@needs_gpu
+def test_int8_agrees_with_the_word_gemv():
+    x, q, s, _ = int8_inputs(1, 4096, 4096, torch.bfloat16, seed=3)
+    words = ql.candidate_configs(1, 4096, 4096, INT8, 128, False, 2, 132)[0]
+    assert words["kernel"] == "gemv"
+    a = ql.qlinear(x, q, s, None, None, INT8, 128, "identity", False, _config=words).float()
+    b = ql.qlinear(x, q, s, None, None, INT8, 128, "identity", False, _config=int8_config(1, 4, 2, 4, unroll=2))
+    assert ((a - b.float()).abs().max() / a.abs().max()).item() < 8e-3
+
+
 def test_rejects_what_the_mma_gemv_cannot_do():
     cfg = mma_config(1, 4, 1)
     q, s, z = quant.quantize_weight(torch.randn(32, 256), INT4, 128)
@@ -203,8 +292,9 @@ def test_candidates_only_where_the_kernel_applies(monkeypatch):
     assert {c["TOKEN_TILES"] for c in mma} == {1}
     two = ql._mma_configs(9, 14336, 4096, INT4, 128, False, 2, 132)
     assert two and all(c["TOKEN_TILES"] == 2 and c["BLOCK_M"] == 16 for c in two)
-    for args in ((17, 4096, 4096, INT4, 128), (2, 4096, 4096, INT4, 64), (2, 4096, 4096, "int8_weight_only", 128),
-                 (2, 4096, 4160, INT4, 128)):
+    for args in ((17, 4096, 4096, INT4, 128), (2, 4096, 4096, INT4, 64), (2, 4096, 4160, INT4, 128),
+                 (17, 4096, 4096, "int8_weight_only", 128), (2, 4096, 4128, "int8_weight_only", 128),
+                 (2, 4096, 4096, "w8a8_int8", 128)):
         assert not ql._mma_configs(*args, False, 2, 132)
     assert not ql._mma_configs(2, 4096, 4096, INT4, 128, False, 4, 132)  # fp32 x
     # in the tuner's lists after the word GEMVs (M ≤ 4), or after the skinny tiles and two word GEMVs (M > 4)
@@ -213,6 +303,14 @@ def test_candidates_only_where_the_kernel_applies(monkeypatch):
         first = "gemv" if M == 2 else "gemm"
         assert kinds[0] == first and "mma" in kinds
         assert kinds.index("mma") > max(i for i, k in enumerate(kinds) if k == first)
+    # int8 (K a multiple of 64) from two rows of x, each tile also with two 64-k steps a loop pass
+    int8 = ql._mma_configs(2, 4096, 14336, "int8_weight_only", 128, False, 2, 132)
+    assert all(c["BLOCK_K"] == 64 for c in int8) and {c.get("UNROLL", 1) for c in int8} == {1, 2}
+    assert len(int8) == 2 * len([c for c in int8 if "UNROLL" not in c])
+    assert {(c["ROW_WARPS"], c["K_WARPS"], c["ROW_TILES"]) for c in int8} == set(ql.MMA_GEMV_INT8_TILES)
+    assert not ql._mma_configs(1, 4096, 14336, "int8_weight_only", 128, False, 2, 132)  # the word GEMV's
+    monkeypatch.setattr(ql, "MMA_GEMV_INT8", False)
+    assert not ql._mma_configs(2, 4096, 4096, "int8_weight_only", 128, False, 2, 132)
     monkeypatch.setattr(ql, "_INTERPRET", True)
     assert not ql._mma_configs(2, 14336, 4096, INT4, 128, False, 2, 132)
 

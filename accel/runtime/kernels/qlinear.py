@@ -12,8 +12,9 @@ Kernels (``qlinear_kernels.py``), by M:
   dot products with the weight decoded in registers; each weight byte is read once. W8A8 programs find their
   rows' max|x| themselves and quantize x as they load it, so decode needs no extra launch; w8a8_int8
   multiplies integers.
-- ``qlinear_mma._qgemv_mma_kernel`` (int4 groups of 128, 16-bit x, 2 ≤ M ≤ 16): the GEMV on mma.sync, the codes
-  decoded in registers as the MMA's A operand and x as its B; a tuning candidate beside the GEMVs and tiles.
+- ``qlinear_mma._qgemv_mma_kernel`` (int4 groups of 128) and ``_qgemv_mma_int8_kernel`` (int8, K a multiple of
+  64), 16-bit x, 2 ≤ M ≤ 16: the GEMV on mma.sync, the codes decoded in registers as the MMA's A operand and x as
+  its B; tuning candidates beside the GEMVs and tiles.
 - ``_qgemm_kernel`` (tl.dot): skinny (BLOCK_M 16–64, split-K) for 4 < M ≤ 64, tiled with grouped ordering
   above. Weight-only tiles are dequantized to x's dtype before the MMA; W8A8 runs int8 (→ int32) or fp8 (→ fp32)
   MMAs on x quantized by ``_quantize_rows_kernel``.
@@ -132,6 +133,13 @@ INT4_SWAP_TILE = (128, 128, 128, 8, 3)
 MMA_GEMV_TILES = [(1, 4, 1), (1, 4, 2), (2, 2, 1)]
 MMA_GEMV_MIN_M = 2
 MMA_GEMV_MAX_M = 16
+# The int8 weight-only GEMV on mma.sync (qlinear_mma._qgemv_mma_int8_kernel: the int4 kernel's lanes, a word of 4
+# codes an MMA, K a multiple of 64) for 2 ≤ M ≤ 16, its tiles each also with two 64-k steps a loop pass (UNROLL).
+# H100, 8B MLP shapes (results/qlinear_kernels_int8_mma_m1_16_s23run1_*): it won M = 4-16, the word GEMV M = 1 and
+# 2; at M = 16 up 28.4 → 25.9 µs (tl.dot before), down 27.0 → 26.5. At M = 1 no tile came within 8% of the word GEMV.
+MMA_GEMV_INT8 = True
+MMA_GEMV_INT8_MIN_M = 2
+MMA_GEMV_INT8_TILES = MMA_GEMV_TILES + [(2, 4, 1), (4, 2, 1)]
 # The MMA GEMV can apply an RMSNorm in its prologue (Σx² from its own MMAs, the norm weight multiplied into x): off,
 # because the 1B batch-8 int4 + head step was slower with it (H100, session 20, one machine: 1060 against 988 µs
 # with the norm as a separate Inductor kernel; results/profile_decode_1b_batch8_norm*_s20run3_*). Standalone it costs
@@ -173,7 +181,8 @@ def keep_config(cfg: dict, scheme: str, gated: bool, x_elem: int) -> bool:
     if cfg["kernel"] == "scaled_mm":
         return scheme == "w8a8_fp8" and x_elem == 2
     if cfg["kernel"] == "mma":
-        return scheme == "int4_weight_only" and x_elem == 2 and not (gated and cfg["ROW_TILES"] > 1)
+        return (scheme in ("int4_weight_only", "int8_weight_only") and x_elem == 2
+                and not (gated and cfg["ROW_TILES"] > 1))
     if cfg["kernel"] == "gemv":
         # the fp32 x chunk of every row of x (and as many decoded codes), then per weight row: its words in
         # flight, the sums and the pointers
@@ -217,22 +226,33 @@ def _gemv_config(M: int, N: int, K: int, scheme: str, gated: bool, x_elem: int, 
     return {**cfg, "SUB": sub} if words else cfg
 
 
+def _mma_step(scheme: str) -> int:
+    """k a warp of the tensor-core GEMV covers in one step: an int4 group of 128, or 64 int8 codes (16 bytes a
+    lane); K must be a multiple of it."""
+    return 128 if scheme == "int4_weight_only" else 64
+
+
 def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
                  sms: int) -> list[dict]:
     """The tensor-core GEMV candidates (``MMA_GEMV_TILES``), where they apply: int4 groups of 128, 2 ≤ M ≤ 16,
     16-bit x, compiled (not interpreted)."""
-    if (scheme != "int4_weight_only" or group_size != 128 or not MMA_GEMV_MIN_M <= M <= MMA_GEMV_MAX_M
-            or x_elem != 2 or K % 128 or _INTERPRET):
+    int4 = scheme == "int4_weight_only"
+    min_m = MMA_GEMV_MIN_M if int4 else MMA_GEMV_INT8_MIN_M
+    if (not (int4 and group_size == 128 or scheme == "int8_weight_only" and MMA_GEMV_INT8)
+            or not min_m <= M <= MMA_GEMV_MAX_M or x_elem != 2 or K % _mma_step(scheme) or _INTERPRET):
         return []
     out = []
     token_tiles = triton.cdiv(M, 8)
-    for row_warps, k_warps, row_tiles in MMA_GEMV_TILES:
+    for row_warps, k_warps, row_tiles in MMA_GEMV_TILES if int4 else MMA_GEMV_INT8_TILES:
         if row_tiles > 1 and gated:
             continue
         cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles,
-               "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": 128, "SPLIT_K": 1, "ROW_WARPS": row_warps,
+               "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": _mma_step(scheme), "SPLIT_K": 1,
+               "ROW_WARPS": row_warps,
                "K_WARPS": k_warps, "ROW_TILES": row_tiles, "num_warps": row_warps * k_warps, "num_stages": 1}
         out += [cfg] + [c for c in [_split_to_wave(cfg, M, N, K, sms)] if c["SPLIT_K"] > 1]
+    if not int4:  # two 64-k steps a loop pass: twice the bytes in flight
+        out += [{**c, "UNROLL": 2} for c in out if K >= 2 * 64 * c["K_WARPS"] * c["SPLIT_K"]]
     return out
 
 
@@ -413,7 +433,8 @@ def fuses_norm(cfg: dict, scheme: str, K) -> bool:
     tensor-core GEMV, without split-K (each program sees whole rows of x); other configs normalize x first
     (``rms_norm``, one kernel)."""
     words = cfg["kernel"] == "gemv" and _gemv_reads_words(scheme, static_int(K))
-    return (words or (cfg["kernel"] == "mma" and MMA_GEMV_NORM)) and cfg["SPLIT_K"] == 1
+    mma = cfg["kernel"] == "mma" and MMA_GEMV_NORM and scheme == "int4_weight_only"  # (no int8 norm prologue)
+    return (words or mma) and cfg["SPLIT_K"] == 1
 
 
 def _norm_weight_pairs(norm_weight: torch.Tensor | None, x: torch.Tensor) -> bool:
@@ -478,10 +499,12 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 EVEN_K=even_k, HAS_RES=res_in_kernel is not None, REDUCE_LAST=reduce_last,
                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if cfg["kernel"] == "mma":
-        torch._check(int4 and group_size == 128 and x.dtype in (torch.float16, torch.bfloat16),
-                     lambda: f"qlinear: {cfg} needs int4 groups of 128 and fp16 / bf16 x")
+        int8 = scheme == "int8_weight_only"
+        torch._check((int4 and group_size == 128 or int8) and x.dtype in (torch.float16, torch.bfloat16),
+                     lambda: f"qlinear: {cfg} needs int8 or int4 groups of 128 and fp16 / bf16 x")
         torch._check(M <= 8 * cfg.get("TOKEN_TILES", 1), lambda: f"qlinear: {cfg} takes at most "
                      f"{8 * cfg.get('TOKEN_TILES', 1)} rows of x")
+        torch._check(K % _mma_step(scheme) == 0, lambda: f"qlinear: {cfg} needs K a multiple of {_mma_step(scheme)}")
         stride, offset = static_int(x.stride(0)), static_int(x.storage_offset())
         if stride is None or offset is None or stride % 2 or offset % 2:
             x = x.clone(memory_format=torch.contiguous_format)  # read as int32 pairs
@@ -490,6 +513,17 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
         meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], num_sms(x.device))
         meta = {k: v for k, v in meta.items() if k not in ("SCHEME", "BLOCK_N", "EVEN_K")}  # int4 only, own tiles
         w = qweight.view(torch.int32)
+        if int8:
+            meta = {k: v for k, v in meta.items() if k not in ("GROUP_SIZE", "HAS_ZERO")}
+            wrap_triton(qm._qgemv_mma_int8_kernel)[grid](
+                x.view(torch.int32), w, scale, bias_arg, out, ws, res_arg, cnt_arg, M, N, K, k_per_split,
+                x.stride(0) // 2, w.stride(0), out.stride(0), stride_rm, ROW_WARPS=cfg["ROW_WARPS"],
+                K_WARPS=cfg["K_WARPS"], ROW_TILES=cfg["ROW_TILES"], TOKEN_TILES=cfg.get("TOKEN_TILES", 1),
+                FP16=x.dtype == torch.float16, UNROLL=cfg.get("UNROLL", 1), **meta,
+            )
+            if split > 1 and not reduce_last:
+                kl._launch_epilogue(ws, bias, out, act, gated, split, residual)
+            return out
         nw = norm_weight.view(torch.int32) if norm_weight is not None else w
         wrap_triton(qm._qgemv_mma_kernel)[grid](
             x.view(torch.int32), w, scale, zero_arg, bias_arg, out, ws, res_arg, cnt_arg, nw, M, N, K, k_per_split,
@@ -606,6 +640,9 @@ def _sources() -> str:
         qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
         qm._x_fragments, qm._as_tile, qm._split4, qm._sum_mma, qm._token_rstd, qm._mul_pairs, qm._repack,
+        qm._qgemv_mma_int8_kernel, qm._decode_i8, qm.I8_DECODE_BF16, qm.I8_DECODE_F16, qm._i8_word_mma,
+        qm._i8_tile_step, qm._i8_weights, qm._i8_x, qm._i8_chunk, _mma_step, MMA_GEMV_INT8, MMA_GEMV_INT8_MIN_M,
+        MMA_GEMV_INT8_TILES,
         _mma_configs, _norm_weight_pairs,
         MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_GEMV_NORM, HALVES, INT8_PRMT, _byte_permutes,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,

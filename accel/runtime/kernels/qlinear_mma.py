@@ -1,4 +1,4 @@
-"""int4 weight-only GEMV on the tensor cores (``mma.sync.m16n8k16``) for 2-16 tokens and groups of 128.
+"""int4 (groups of 128) and int8 weight-only GEMVs on the tensor cores (``mma.sync.m16n8k16``) for 2-16 tokens.
 
 Why: the word GEMV (``qlinear_kernels._qgemv_words_kernel``) turns each int4 code into an fp32 and multiplies it by
 each row of x on the CUDA cores: about 4 instructions a code and row of x, half of them on sm_90's half-rate integer
@@ -29,11 +29,15 @@ norm weight multiplies x's pair words before the repack (one packed fma a pair w
 The lane mapping holds because every tensor the inline PTX sees is 1-D over the program's 32·num_warps threads,
 element t in thread t (Triton's blocked layout for such a shape; tests/runtime/sm90_compile.py reads it back from
 every compiled launch). Compiled only: the Triton interpreter runs no PTX.
+
+int8 (``_qgemv_mma_int8_kernel``, below) keeps the lanes, warps and tiles and changes the fragments: a word holds 4
+codes and is one MMA, x's pair words need no repack, and the signed codes are exact in bf16 / fp16, so there is
+no offset and no Σx (see the comment above the kernel).
 """
 import triton
 import triton.language as tl
 
-from accel.runtime.kernels.qlinear_kernels import INT4_WO, _scale_and_write_back
+from accel.runtime.kernels.qlinear_kernels import INT4_WO, INT8_WO, _scale_and_write_back
 from accel.runtime.kernels.utils import pdl_launch_dependents, pdl_wait
 
 # One line each: Inductor copies these globals by repr into the kernel source it generates (see _INT4_PAIRS_ASM).
@@ -447,4 +451,230 @@ def _qgemv_mma_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     _scale_and_write_back(acc, acc_up, tl.zeros((8 * TOKEN_TILES, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
                           pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, INT4_WO,
+                          HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES, REDUCE_LAST)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# int8 weight-only: the same lanes and fragments, a word of 4 codes per MMA
+#
+# Lane l = 4·r + c loads 16 bytes (4 words) of rows r and r + 8 per step: word j holds k = 16c + 4j + i in byte i.
+# Word j is one MMA: A's slots (2c, 2c + 1) are bytes 0, 1 and slots (2c + 8, 2c + 9) bytes 2, 3, so B holds x's
+# pair words (16c + 4j) / 2 and + 1 as they lie in memory: no repack. A warp's step covers 64 k of 16 rows.
+# The codes are signed (-127..127) and exact in bf16 and fp16, so D is Σ q·x itself: no offset, no Σx MMAs, and the
+# row scale multiplies the sums after the loop (``_scale_and_write_back``).
+# bf16 cannot hold 256 consecutive integers in one binade, so a pair is (128 + low 7 bits) − (128 + 128·sign bit):
+# each half put under the exponent byte 0x43 by a PRMT, the difference exact (2 LOP3 a word, 2 PRMT and 1 packed
+# fma a pair). fp16 takes the sign-flipped byte u = q + 128 under 0x64 (1024 + u) and subtracts 1152 (1 LOP3 a
+# word, 1 PRMT and 1 packed fma a pair).
+_I8_BF16_ASM = ("{ .reg .b32 l, h, a, b, m; lop3.b32 l, $2, 0x7F7F7F7F, 0, 0xC0; lop3.b32 h, $2, 0x80808080, 0, 0xC0; "
+                "mov.b32 m, 0xBF80BF80; prmt.b32 a, l, 0x43, 0x4140; prmt.b32 b, h, 0x43, 0x4140; "
+                "fma.rn.bf16x2 $0, b, m, a; prmt.b32 a, l, 0x43, 0x4342; prmt.b32 b, h, 0x43, 0x4342; "
+                "fma.rn.bf16x2 $1, b, m, a; }")
+_I8_F16_ASM = ("{ .reg .b32 u, a, m, one; lop3.b32 u, $2, 0x80808080, 0, 0x3C; mov.b32 m, 0xE480E480; "
+               "mov.b32 one, 0x3C003C00; prmt.b32 a, u, 0x64, 0x4140; fma.rn.f16x2 $0, a, one, m; "
+               "prmt.b32 a, u, 0x64, 0x4342; fma.rn.f16x2 $1, a, one, m; }")
+I8_DECODE_BF16 = tl.constexpr(_I8_BF16_ASM)
+I8_DECODE_F16 = tl.constexpr(_I8_F16_ASM)
+
+
+@triton.jit
+def _decode_i8(w, FP16: tl.constexpr):
+    """A word's 4 signed codes → two registers of two exact 16-bit values each: bytes (0, 1) and (2, 3)."""
+    if FP16:
+        return tl.inline_asm_elementwise(I8_DECODE_F16, "=r,=r,r", [w], dtype=(tl.int32,) * 2, is_pure=True, pack=1)
+    return tl.inline_asm_elementwise(I8_DECODE_BF16, "=r,=r,r", [w], dtype=(tl.int32,) * 2, is_pure=True, pack=1)
+
+
+@triton.jit
+def _i8_word_mma(w, v, b0, b1, d0, d1, d2, d3, FP16: tl.constexpr):
+    """Word j of rows r (w) and r + 8 (v) times x's pair words b0, b1 at the same k: one MMA into D."""
+    p0, p1 = _decode_i8(w, FP16)
+    q0, q1 = _decode_i8(v, FP16)
+    return _mma(p0, q0, p1, q1, b0, b1, d0, d1, d2, d3, FP16)
+
+
+@triton.jit
+def _i8_tile_step(w, v, xa, xb, d0, d1, d2, d3, FP16: tl.constexpr):
+    """One 16-byte chunk of one tile and token tile: the 4 words [T, 4] of rows r (w) and r + 8 (v) against x's 8
+    pair words (xa: words 0-3, xb: 4-7 of the lane's 16 k)."""
+    w0, w1, w2, w3 = _split4(w)
+    v0, v1, v2, v3 = _split4(v)
+    x0, x1, x2, x3 = _split4(xa)
+    x4, x5, x6, x7 = _split4(xb)
+    d0, d1, d2, d3 = _i8_word_mma(w0, v0, x0, x1, d0, d1, d2, d3, FP16)
+    d0, d1, d2, d3 = _i8_word_mma(w1, v1, x2, x3, d0, d1, d2, d3, FP16)
+    d0, d1, d2, d3 = _i8_word_mma(w2, v2, x4, x5, d0, d1, d2, d3, FP16)
+    return _i8_word_mma(w3, v3, x6, x7, d0, d1, d2, d3, FP16)
+
+
+@triton.jit
+def _i8_weights(w_a, w_b, kw, ok_a, ok8_a, ok_b, ok8_b, stride_wn, TWO: tl.constexpr):
+    """A chunk's words [T, 4] of tile A (rows r, r + 8) and, when TWO, tile B; ``kw``: word offsets [T]. (Loaded past
+    L1, ``.cg``, to keep x there, the best tile was 13-15% slower in 5 of the 6 8B MLP shapes at M = 2-16 and 5%
+    faster in one: results/int8_mma_cg_ab_s23run4_*.)"""
+    wa = tl.load(w_a + kw[:, None], mask=ok_a[:, None], other=0, eviction_policy="evict_first")
+    va = tl.load(w_a + kw[:, None] + 8 * stride_wn, mask=ok8_a[:, None], other=0, eviction_policy="evict_first")
+    wb, vb = wa, va
+    if TWO:
+        wb = tl.load(w_b + kw[:, None], mask=ok_b[:, None], other=0, eviction_policy="evict_first")
+        vb = tl.load(w_b + kw[:, None] + 8 * stride_wn, mask=ok8_b[:, None], other=0, eviction_policy="evict_first")
+    return wa, va, wb, vb
+
+
+@triton.jit
+def _i8_x(x_ptrs, stride_xm, k2, ok, ok2, TOKEN_TILES: tl.constexpr):
+    """x's 8 pair words of the lane's 16 k at pair offsets k2 [T], as two [T, 4], for tokens r (ok) and, with two
+    token tiles, r + 8 (ok2)."""
+    xa = tl.load(x_ptrs + k2[:, None], mask=ok[:, None], other=0)
+    xb = tl.load(x_ptrs + k2[:, None] + 4, mask=ok[:, None], other=0)
+    ya, yb = xa, xb
+    if TOKEN_TILES == 2:
+        ya = tl.load(x_ptrs + 8 * stride_xm + k2[:, None], mask=ok2[:, None], other=0)
+        yb = tl.load(x_ptrs + 8 * stride_xm + k2[:, None] + 4, mask=ok2[:, None], other=0)
+    return xa, xb, ya, yb
+
+
+@triton.jit
+def _i8_chunk(wa, va, wb, vb, xa, xb, ya, yb, o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3,
+              TWO: tl.constexpr, TOKEN_TILES: tl.constexpr, FP16: tl.constexpr):
+    """One 16-byte chunk a lane and weight row: tile A (o: tokens 0-7, p: 8-15) and, when TWO, tile B (u, q)."""
+    o0, o1, o2, o3 = _i8_tile_step(wa, va, xa, xb, o0, o1, o2, o3, FP16)
+    if TWO:
+        u0, u1, u2, u3 = _i8_tile_step(wb, vb, xa, xb, u0, u1, u2, u3, FP16)
+    if TOKEN_TILES == 2:  # the same words (the decoding is pure: compiled once) times tokens 8-15
+        p0, p1, p2, p3 = _i8_tile_step(wa, va, ya, yb, p0, p1, p2, p3, FP16)
+        if TWO:
+            q0, q1, q2, q3 = _i8_tile_step(wb, vb, ya, yb, q0, q1, q2, q3, FP16)
+    return o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3
+
+
+@triton.jit
+def _qgemv_mma_int8_kernel(
+    # Pointers (x and the weight as int32 words: x's pairs, 4 int8 codes a word)
+    x_ptr, w_ptr, scale_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr,
+    # Matrix dimensions (N: output columns; the weight has 2N rows when GATED), K a multiple of 64
+    M, N, K, K_PER_SPLIT,
+    # Strides (x and w in words)
+    stride_xm, stride_wn, stride_om, stride_rm,
+    # Meta-parameters (num_warps = ROW_WARPS·K_WARPS)
+    HAS_BIAS: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr, SPLIT_K: tl.constexpr,
+    ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr, ROW_TILES: tl.constexpr, FP16: tl.constexpr,
+    PDL: tl.constexpr, TOKEN_TILES: tl.constexpr = 1, HAS_RES: tl.constexpr = False,
+    REDUCE_LAST: tl.constexpr = False, PDL_EARLY: tl.constexpr = False, UNROLL: tl.constexpr = 1,
+):
+    """Weight-only int8 out[m, n] = epilogue(s[n]·Σ_k x[m, k] q[n, k]) for m < M ≤ 16 on mma.sync: the int4
+    kernel's lanes, warps, tiles and tail (``_qgemv_mma_kernel``) with the int8 fragments above. A warp's step is
+    64 k; a loop pass takes UNROLL (1 or 2) steps, and the next pass's words and x are loaded while this one is
+    summed (x read where it is used instead, from L1 / L2, made the 8B MLP shapes at M = 16 slower: 27.9 → 34.2
+    µs for the best tile, results/gemv_sweep_m16_int8_mma_xatuse_s23run2_*)."""
+    tl.static_assert(ROW_TILES == 1 or (ROW_TILES == 2 and not GATED))
+    tl.static_assert(TOKEN_TILES == 1 or TOKEN_TILES == 2)
+    tl.static_assert(UNROLL == 1 or UNROLL == 2)
+    if PDL_EARLY:
+        pdl_launch_dependents(PDL)
+    TWO: tl.constexpr = GATED or ROW_TILES == 2
+    T: tl.constexpr = 32 * ROW_WARPS * K_WARPS
+    STEP: tl.constexpr = 64 * K_WARPS
+    BLOCK_N: tl.constexpr = 16 * ROW_WARPS * (1 if GATED else ROW_TILES)
+    t = tl.arange(0, T)
+    r = (t % 32) // 4
+    c = t % 4
+    kl_ = (t // 32 // ROW_WARPS) * 64 + 16 * c  # the lane's first k within a step
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    k_start = pid_k * K_PER_SPLIT
+    k_end = tl.minimum(k_start + K_PER_SPLIT, K)
+    n = pid_n * BLOCK_N + (t // 32 % ROW_WARPS) * 16 + r
+    if GATED:
+        n_b = n + N
+        lim_b = 2 * N
+    else:
+        n_b = n + 16 * ROW_WARPS
+        lim_b = N
+    w_a = w_ptr + n.to(tl.int64)[:, None] * stride_wn + tl.arange(0, 4)[None, :]
+    w_b = w_ptr + n_b.to(tl.int64)[:, None] * stride_wn + tl.arange(0, 4)[None, :]
+    x_ptrs = x_ptr + r.to(tl.int64)[:, None] * stride_xm + tl.arange(0, 4)[None, :]
+    x_ok = r < M
+    x_ok2 = r + 8 < M
+    rows_ok = n < N
+    rows8_ok = n + 8 < N
+    rows_b_ok = n_b < lim_b
+    rows8_b_ok = n_b + 8 < lim_b
+    o0 = tl.zeros((T,), tl.float32)
+    o1 = o0
+    o2 = o0
+    o3 = o0
+    u0 = o0
+    u1 = o0
+    u2 = o0
+    u3 = o0
+    p0 = o0
+    p1 = o0
+    p2 = o0
+    p3 = o0
+    q0 = o0
+    q1 = o0
+    q2 = o0
+    q3 = o0
+    # the first pass's words before waiting for the kernel that writes x (PDL); a chunk past k_end loads words and
+    # x of 0, which add 0
+    k = k_start + kl_
+    live = k < k_end
+    wa, va, wb, vb = _i8_weights(w_a, w_b, k // 4, rows_ok & live, rows8_ok & live, rows_b_ok & live,
+                                 rows8_b_ok & live, stride_wn, TWO)
+    k2 = k + STEP
+    live2 = k2 < k_end
+    wa2, va2, wb2, vb2 = wa, va, wb, vb
+    if UNROLL == 2:
+        wa2, va2, wb2, vb2 = _i8_weights(w_a, w_b, k2 // 4, rows_ok & live2, rows8_ok & live2, rows_b_ok & live2,
+                                         rows8_b_ok & live2, stride_wn, TWO)
+    pdl_wait(PDL)
+    xa, xb, ya, yb = _i8_x(x_ptrs, stride_xm, k // 2, x_ok & live, x_ok2 & live, TOKEN_TILES)
+    xa2, xb2, ya2, yb2 = xa, xb, ya, yb
+    if UNROLL == 2:
+        xa2, xb2, ya2, yb2 = _i8_x(x_ptrs, stride_xm, k2 // 2, x_ok & live2, x_ok2 & live2, TOKEN_TILES)
+    for step in range(k_start, k_end, STEP * UNROLL):
+        k = step + STEP * UNROLL + kl_
+        more = k < k_end
+        wa_n, va_n, wb_n, vb_n = _i8_weights(w_a, w_b, k // 4, rows_ok & more, rows8_ok & more, rows_b_ok & more,
+                                             rows8_b_ok & more, stride_wn, TWO)
+        xa_n, xb_n, ya_n, yb_n = _i8_x(x_ptrs, stride_xm, k // 2, x_ok & more, x_ok2 & more, TOKEN_TILES)
+        wa2_n, va2_n, wb2_n, vb2_n = wa_n, va_n, wb_n, vb_n
+        xa2_n, xb2_n, ya2_n, yb2_n = xa_n, xb_n, ya_n, yb_n
+        if UNROLL == 2:
+            k2 = k + STEP
+            more2 = k2 < k_end
+            wa2_n, va2_n, wb2_n, vb2_n = _i8_weights(w_a, w_b, k2 // 4, rows_ok & more2, rows8_ok & more2,
+                                                     rows_b_ok & more2, rows8_b_ok & more2, stride_wn, TWO)
+            xa2_n, xb2_n, ya2_n, yb2_n = _i8_x(x_ptrs, stride_xm, k2 // 2, x_ok & more2, x_ok2 & more2, TOKEN_TILES)
+        o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3 = _i8_chunk(
+            wa, va, wb, vb, xa, xb, ya, yb, o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3,
+            TWO, TOKEN_TILES, FP16)
+        if UNROLL == 2:
+            o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3 = _i8_chunk(
+                wa2, va2, wb2, vb2, xa2, xb2, ya2, yb2, o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3,
+                q0, q1, q2, q3, TWO, TOKEN_TILES, FP16)
+        wa, va, wb, vb = wa_n, va_n, wb_n, vb_n
+        xa, xb, ya, yb = xa_n, xb_n, ya_n, yb_n
+        wa2, va2, wb2, vb2 = wa2_n, va2_n, wb2_n, vb2_n
+        xa2, xb2, ya2, yb2 = xa2_n, xb2_n, ya2_n, yb2_n
+    if not PDL_EARLY:
+        pdl_launch_dependents(PDL)
+    acc = _as_tile(o0, o1, o2, o3, ROW_WARPS, K_WARPS)
+    if TOKEN_TILES == 2:
+        acc = _stack_tokens(acc, _as_tile(p0, p1, p2, p3, ROW_WARPS, K_WARPS))
+    acc_up = acc
+    if TWO:
+        tile_b = _as_tile(u0, u1, u2, u3, ROW_WARPS, K_WARPS)
+        if TOKEN_TILES == 2:
+            tile_b = _stack_tokens(tile_b, _as_tile(q0, q1, q2, q3, ROW_WARPS, K_WARPS))
+        if GATED:
+            acc_up = tile_b
+        else:  # tile B's rows follow tile A's
+            acc = tl.reshape(tl.permute(tl.join(acc, tile_b), (0, 2, 1)), (8 * TOKEN_TILES, BLOCK_N))
+            acc_up = acc
+    offs_m = tl.arange(0, 8 * TOKEN_TILES)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    _scale_and_write_back(acc, acc_up, tl.zeros((8 * TOKEN_TILES, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
+                          pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, INT8_WO,
                           HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES, REDUCE_LAST)
