@@ -1,6 +1,7 @@
 """Sweep of GEMV meta-parameters on decode shapes (M = 1): what the autotuner's candidate list leaves on the table.
 
     python benchmarks/gemv_sweep.py --shapes 1b,8b [--kinds bf16,int8,int4] [--m 1] [--budget-s 300]
+    python benchmarks/gemv_sweep.py --shapes 8bmlp --kinds int8 --m 16 --grid mma   # tensor-core GEMV tiles
     ncu --clock-control none --nvtx --nvtx-include "profile/" --section SpeedOfLight ... \
         python benchmarks/gemv_sweep.py --replay gemv_sweep_<card>_<date>.json
 
@@ -101,6 +102,27 @@ def dot_grid(M: int, N: int, K: int, scheme: str, sms: int, block_ns=DOT_BLOCK_N
     return out
 
 
+def mma_grid(M: int, N: int, K: int, scheme: str, gated: bool, sms: int) -> list[dict]:
+    """Tensor-core GEMV tiles (``qlinear_mma``; int4 groups of 128 or int8) for M ≤ 16: warps along rows × warps
+    along K (2-8 warps) × row tiles a warp × (int8) 64-k steps a loop pass, each unsplit and split to a wave."""
+    out = []
+    step = kq._mma_step(scheme)
+    token_tiles = 1 if M <= 8 else 2
+    unrolls = (1, 2) if scheme == "int8_weight_only" else (1,)
+    for rw, kw, rt, unroll in itertools.product((1, 2, 4), (1, 2, 4, 8), (1, 2), unrolls):
+        if rw * kw not in (2, 4, 8) or (gated and rt > 1) or K % step or K < step * kw * unroll:
+            continue
+        cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles, "BLOCK_N": 16 * rw * rt,
+               "BLOCK_K": step, "SPLIT_K": 1, "ROW_WARPS": rw, "K_WARPS": kw, "ROW_TILES": rt,
+               "num_warps": rw * kw, "num_stages": 1}
+        if unroll > 1:
+            cfg["UNROLL"] = unroll
+        for c in (cfg, kq._split_to_wave(cfg, M, N, K, sms)):
+            if c not in out and K >= step * kw * unroll * c["SPLIT_K"] and kq.keep_config(c, scheme, gated, 2):
+                out.append(c)
+    return out
+
+
 def replay(path: str) -> None:
     """Each row's tuned and best config, once inside an NVTX range ``profile`` after a warm-up launch."""
     import json
@@ -144,6 +166,8 @@ def main() -> None:
     ap.add_argument("--shape-budget-s", type=float, default=None,
                     help="stop timing more grid configs of one shape after this many seconds")
     ap.add_argument("--replay", help="a result file of this script: launch its configs for a profiler")
+    ap.add_argument("--grid", default="dot", choices=("dot", "mma", "both"),
+                    help="above M = 1: the tl.dot grid, the tensor-core GEMV grid (M ≤ 16) or both")
     args = ap.parse_args()
     if args.replay:
         replay(args.replay)
@@ -178,8 +202,12 @@ def main() -> None:
                     nbytes = q.numel() * q.element_size() + s.numel() * s.element_size() + (
                         0 if z is None else z.numel() * z.element_size())
                     current = kq.candidate_configs(M, N, K, scheme, 128, gated, 2, sms)
-                    grid = q_grid(N, K, gated, scheme) if M == 1 else dot_grid(M, N, K, scheme, sms, block_ns,
-                                                                                 stages)
+                    if M == 1 and args.grid == "dot":
+                        grid = q_grid(N, K, gated, scheme)
+                    else:
+                        grid = dot_grid(M, N, K, scheme, sms, block_ns, stages) if args.grid != "mma" else []
+                        if args.grid != "dot" and M <= kq.MMA_GEMV_MAX_M:
+                            grid += mma_grid(M, N, K, scheme, gated, sms)
                     if scheme == "int4_weight_only" and M > 1:  # the fp32 decoding, against packed pairs
                         grid = [{**c, "PAIRS": False} for c in current if c["kernel"] == "gemm"] + grid
                     run = lambda cfg: (lambda: kq.launch(cfg, x, q, s, z, None, scheme, 128, act, gated))  # noqa: E731,B023
