@@ -133,17 +133,22 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
 
 
 def _mma_gemv_launches(kq, quant, dt) -> None:
-    """The int4 tensor-core GEMV: every tile at M = 2, 8 and 16 (two token tiles), unsplit and split with the residual
-    reduced in the last program; gated (M = 2 and 16), symmetric, fp16 x; the norm in the prologue."""
+    """The int4 and int8 tensor-core GEMVs: every tile at M = 2, 8 and 16 (two token tiles), unsplit and split with
+    the residual reduced in the last program; gated (M = 2 and 16), fp16 x; int4 symmetric and the norm in the
+    prologue."""
     N, K = 512, 1024
-    q, s, z = quant.quantize_weight(torch.randn(N, K, dtype=dt), "int4_weight_only", 128)
     b = torch.randn(N, dtype=dt)
-    for M in (2, 8, 16):
-        x = torch.randn(M, K, dtype=dt)
-        for cfg in [c for c in kq._mma_configs(M, N, K, "int4_weight_only", 128, False, 2, 132) if c["SPLIT_K"] == 1]:
-            kq.qlinear(x, q, s, z, b, "int4_weight_only", 128, "identity", False, _config=cfg)
-        kq.qlinear(x, q, s, z, None, "int4_weight_only", 128, "identity", False, None, None,
-                   torch.randn(M, N, dtype=dt), torch.zeros(N, dtype=torch.int32), _config={**cfg, "SPLIT_K": 2})
+
+    def every_tile(scheme, q, s, z):
+        for M in (2, 8, 16):
+            x = torch.randn(M, K, dtype=dt)
+            for cfg in [c for c in kq._mma_configs(M, N, K, scheme, 128, False, 2, 132) if c["SPLIT_K"] == 1]:
+                kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, _config=cfg)
+            kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, None, None,
+                       torch.randn(M, N, dtype=dt), torch.zeros(N, dtype=torch.int32), _config={**cfg, "SPLIT_K": 2})
+
+    q, s, z = quant.quantize_weight(torch.randn(N, K, dtype=dt), "int4_weight_only", 128)
+    every_tile("int4_weight_only", q, s, z)
     gated = kq._mma_configs(2, N // 2, K, "int4_weight_only", 128, True, 2, 132)[0]
     kq.qlinear(torch.randn(2, K, dtype=dt), q, s, z, None, "int4_weight_only", 128, "silu", True, _config=gated)
     # two token tiles (9-16 rows of x), gated
@@ -167,12 +172,7 @@ def _mma_gemv_launches(kq, quant, dt) -> None:
     # int8: every tile at M = 2, 8 and 16, both UNROLLs, unsplit; split with the residual reduced in the last
     # program; gated at M = 2 and 16; fp16 x
     q, s, _ = quant.quantize_weight(torch.randn(N, K, dtype=dt), "int8_weight_only", 128)
-    for M in (2, 8, 16):
-        x = torch.randn(M, K, dtype=dt)
-        for cfg in [c for c in kq._mma_configs(M, N, K, "int8_weight_only", 128, False, 2, 132) if c["SPLIT_K"] == 1]:
-            kq.qlinear(x, q, s, None, b, "int8_weight_only", 128, "identity", False, _config=cfg)
-        kq.qlinear(x, q, s, None, None, "int8_weight_only", 128, "identity", False, None, None,
-                   torch.randn(M, N, dtype=dt), torch.zeros(N, dtype=torch.int32), _config={**cfg, "SPLIT_K": 2})
+    every_tile("int8_weight_only", q, s, None)
     for M in (2, 16):
         kq.qlinear(torch.randn(M, K, dtype=dt), q, s, None, None, "int8_weight_only", 128, "silu", True,
                    _config=kq._mma_configs(M, N // 2, K, "int8_weight_only", 128, True, 2, 132)[0])

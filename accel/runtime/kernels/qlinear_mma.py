@@ -307,6 +307,54 @@ def _token_tile(xa, xb, xc, xd, na, nb, nc, nd, wa, va, sa, sa8, za, za8, wb, vb
 
 
 @triton.jit
+def _lanes(N, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr, BLOCK_N: tl.constexpr, GATED: tl.constexpr):
+    """A program's lanes: thread t = 32·(ROW_WARPS·kw + rw) + 4·r + c owns rows n and n + 8 of tile A and n_b,
+    n_b + 8 of tile B (the up rows N + n when GATED, else the next 16·ROW_WARPS rows). Returns r, c, the warp's
+    index along K, n, n_b and whether each of the four rows exists."""
+    t = tl.arange(0, 32 * ROW_WARPS * K_WARPS)
+    r = (t % 32) // 4
+    c = t % 4
+    kw = t // 32 // ROW_WARPS
+    n = tl.program_id(0) * BLOCK_N + (t // 32 % ROW_WARPS) * 16 + r
+    if GATED:
+        n_b = n + N
+        lim_b = 2 * N
+    else:
+        n_b = n + 16 * ROW_WARPS
+        lim_b = N
+    return r, c, kw, n, n_b, n < N, n + 8 < N, n_b < lim_b, n_b + 8 < lim_b
+
+
+@triton.jit
+def _accumulators(T: tl.constexpr):
+    """Zeros for the 16 fp32 accumulators a lane keeps: tiles A and B × tokens 0-7 and 8-15 × 4 of D's registers."""
+    z = tl.zeros((T,), tl.float32)
+    return z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
+
+
+@triton.jit
+def _tiles_out(o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3, ROW_WARPS: tl.constexpr,
+               K_WARPS: tl.constexpr, TOKEN_TILES: tl.constexpr, TWO: tl.constexpr, GATED: tl.constexpr,
+               BLOCK_N: tl.constexpr):
+    """The lanes' accumulators as (acc, acc_up) [8·TOKEN_TILES, BLOCK_N]: tile A (o: tokens 0-7, p: 8-15) and tile B
+    (u, q) as the up rows (GATED) or the tile's next 16·ROW_WARPS rows."""
+    acc = _as_tile(o0, o1, o2, o3, ROW_WARPS, K_WARPS)
+    if TOKEN_TILES == 2:  # tokens 8-15 below tokens 0-7
+        acc = _stack_tokens(acc, _as_tile(p0, p1, p2, p3, ROW_WARPS, K_WARPS))
+    acc_up = acc
+    if TWO:
+        tile_b = _as_tile(u0, u1, u2, u3, ROW_WARPS, K_WARPS)
+        if TOKEN_TILES == 2:
+            tile_b = _stack_tokens(tile_b, _as_tile(q0, q1, q2, q3, ROW_WARPS, K_WARPS))
+        if GATED:
+            acc_up = tile_b
+        else:  # tile B's rows follow tile A's
+            acc = tl.reshape(tl.permute(tl.join(acc, tile_b), (0, 2, 1)), (8 * TOKEN_TILES, BLOCK_N))
+            acc_up = acc
+    return acc, acc_up
+
+
+@triton.jit
 def _qgemv_mma_kernel(
     # Pointers (x and the weight as int32 words: x's pairs, 8 int4 codes a word)
     x_ptr, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws_ptr, res_ptr, cnt_ptr, nw_ptr,
@@ -347,22 +395,11 @@ def _qgemv_mma_kernel(
     T: tl.constexpr = 32 * ROW_WARPS * K_WARPS
     STEP: tl.constexpr = GROUP_SIZE * K_WARPS
     BLOCK_N: tl.constexpr = 16 * ROW_WARPS * (1 if GATED else ROW_TILES)
-    t = tl.arange(0, T)
-    r = (t % 32) // 4
-    c = t % 4
-    kg = (t // 32 // ROW_WARPS) * GROUP_SIZE  # this warp's group within a step
-    pid_n = tl.program_id(0)
+    r, c, kw, n, n_b, rows_ok, rows8_ok, rows_b_ok, rows8_b_ok = _lanes(N, ROW_WARPS, K_WARPS, BLOCK_N, GATED)
+    kg = kw * GROUP_SIZE  # this warp's group within a step
     pid_k = tl.program_id(1)
     k_start = pid_k * K_PER_SPLIT
     k_end = tl.minimum(k_start + K_PER_SPLIT, K)
-    # tile A: rows n (and n + 8); tile B: the up rows N + n (GATED) or the next 16·ROW_WARPS rows
-    n = pid_n * BLOCK_N + (t // 32 % ROW_WARPS) * 16 + r
-    if GATED:
-        n_b = n + N
-        lim_b = 2 * N
-    else:
-        n_b = n + 16 * ROW_WARPS
-        lim_b = N
     w_a = w_ptr + n.to(tl.int64)[:, None] * stride_wn + (c * 4)[:, None] + tl.arange(0, 4)[None, :]
     w_b = w_ptr + n_b.to(tl.int64)[:, None] * stride_wn + (c * 4)[:, None] + tl.arange(0, 4)[None, :]
     s_a = scale_ptr + n.to(tl.int64) * stride_sn
@@ -373,30 +410,8 @@ def _qgemv_mma_kernel(
     nw_ptrs = nw_ptr + (c * 16)[:, None] + tl.arange(0, 4)[None, :]
     x_ok = r < M
     x_ok2 = r + 8 < M
-    rows_ok = n < N
-    rows8_ok = n + 8 < N
-    rows_b_ok = n_b < lim_b
-    rows8_b_ok = n_b + 8 < lim_b
-    o0 = tl.zeros((T,), tl.float32)
-    o1 = o0
-    o2 = o0
-    o3 = o0
-    u0 = o0
-    u1 = o0
-    u2 = o0
-    u3 = o0
-    p0 = o0
-    p1 = o0
-    p2 = o0
-    p3 = o0
-    q0 = o0
-    q1 = o0
-    q2 = o0
-    q3 = o0
-    ss0 = o0  # Σx² (NORM): tokens 0-7, then 8-15
-    ss1 = o0
-    ss2 = o0
-    ss3 = o0
+    o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3 = _accumulators(T)
+    ss0, ss1, ss2, ss3 = o0, o0, o0, o0  # Σx² (NORM): tokens 0-7, then 8-15
     # the first step's weights before waiting for the kernel that writes x (PDL)
     k = k_start + kg
     live = k < k_end
@@ -428,19 +443,8 @@ def _qgemv_mma_kernel(
         na, nb, nc, nd = na_n, nb_n, nc_n, nd_n
     if not PDL_EARLY:
         pdl_launch_dependents(PDL)
-    acc = _as_tile(o0, o1, o2, o3, ROW_WARPS, K_WARPS)
-    if TOKEN_TILES == 2:  # tokens 8-15 below tokens 0-7
-        acc = _stack_tokens(acc, _as_tile(p0, p1, p2, p3, ROW_WARPS, K_WARPS))
-    acc_up = acc
-    if TWO:
-        tile_b = _as_tile(u0, u1, u2, u3, ROW_WARPS, K_WARPS)
-        if TOKEN_TILES == 2:
-            tile_b = _stack_tokens(tile_b, _as_tile(q0, q1, q2, q3, ROW_WARPS, K_WARPS))
-        if GATED:
-            acc_up = tile_b
-        else:  # tile B's rows follow tile A's
-            acc = tl.reshape(tl.permute(tl.join(acc, tile_b), (0, 2, 1)), (8 * TOKEN_TILES, BLOCK_N))
-            acc_up = acc
+    acc, acc_up = _tiles_out(o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3, ROW_WARPS, K_WARPS,
+                             TOKEN_TILES, TWO, GATED, BLOCK_N)
     if NORM:
         rstd = _token_rstd(ss0, ss1, K, eps, ROW_WARPS, K_WARPS)
         if TOKEN_TILES == 2:
@@ -448,7 +452,7 @@ def _qgemv_mma_kernel(
         acc *= rstd
         acc_up *= rstd
     offs_m = tl.arange(0, 8 * TOKEN_TILES)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     _scale_and_write_back(acc, acc_up, tl.zeros((8 * TOKEN_TILES, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
                           pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, INT4_WO,
                           HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES, REDUCE_LAST)
@@ -576,46 +580,17 @@ def _qgemv_mma_int8_kernel(
     T: tl.constexpr = 32 * ROW_WARPS * K_WARPS
     STEP: tl.constexpr = 64 * K_WARPS
     BLOCK_N: tl.constexpr = 16 * ROW_WARPS * (1 if GATED else ROW_TILES)
-    t = tl.arange(0, T)
-    r = (t % 32) // 4
-    c = t % 4
-    kl_ = (t // 32 // ROW_WARPS) * 64 + 16 * c  # the lane's first k within a step
-    pid_n = tl.program_id(0)
+    r, c, kw, n, n_b, rows_ok, rows8_ok, rows_b_ok, rows8_b_ok = _lanes(N, ROW_WARPS, K_WARPS, BLOCK_N, GATED)
+    kl_ = kw * 64 + 16 * c  # the lane's first k within a step
     pid_k = tl.program_id(1)
     k_start = pid_k * K_PER_SPLIT
     k_end = tl.minimum(k_start + K_PER_SPLIT, K)
-    n = pid_n * BLOCK_N + (t // 32 % ROW_WARPS) * 16 + r
-    if GATED:
-        n_b = n + N
-        lim_b = 2 * N
-    else:
-        n_b = n + 16 * ROW_WARPS
-        lim_b = N
     w_a = w_ptr + n.to(tl.int64)[:, None] * stride_wn + tl.arange(0, 4)[None, :]
     w_b = w_ptr + n_b.to(tl.int64)[:, None] * stride_wn + tl.arange(0, 4)[None, :]
     x_ptrs = x_ptr + r.to(tl.int64)[:, None] * stride_xm + tl.arange(0, 4)[None, :]
     x_ok = r < M
     x_ok2 = r + 8 < M
-    rows_ok = n < N
-    rows8_ok = n + 8 < N
-    rows_b_ok = n_b < lim_b
-    rows8_b_ok = n_b + 8 < lim_b
-    o0 = tl.zeros((T,), tl.float32)
-    o1 = o0
-    o2 = o0
-    o3 = o0
-    u0 = o0
-    u1 = o0
-    u2 = o0
-    u3 = o0
-    p0 = o0
-    p1 = o0
-    p2 = o0
-    p3 = o0
-    q0 = o0
-    q1 = o0
-    q2 = o0
-    q3 = o0
+    o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3 = _accumulators(T)
     # the first pass's words before waiting for the kernel that writes x (PDL); a chunk past k_end loads words and
     # x of 0, which add 0
     k = k_start + kl_
@@ -660,21 +635,10 @@ def _qgemv_mma_int8_kernel(
         xa2, xb2, ya2, yb2 = xa2_n, xb2_n, ya2_n, yb2_n
     if not PDL_EARLY:
         pdl_launch_dependents(PDL)
-    acc = _as_tile(o0, o1, o2, o3, ROW_WARPS, K_WARPS)
-    if TOKEN_TILES == 2:
-        acc = _stack_tokens(acc, _as_tile(p0, p1, p2, p3, ROW_WARPS, K_WARPS))
-    acc_up = acc
-    if TWO:
-        tile_b = _as_tile(u0, u1, u2, u3, ROW_WARPS, K_WARPS)
-        if TOKEN_TILES == 2:
-            tile_b = _stack_tokens(tile_b, _as_tile(q0, q1, q2, q3, ROW_WARPS, K_WARPS))
-        if GATED:
-            acc_up = tile_b
-        else:  # tile B's rows follow tile A's
-            acc = tl.reshape(tl.permute(tl.join(acc, tile_b), (0, 2, 1)), (8 * TOKEN_TILES, BLOCK_N))
-            acc_up = acc
+    acc, acc_up = _tiles_out(o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3, ROW_WARPS, K_WARPS,
+                             TOKEN_TILES, TWO, GATED, BLOCK_N)
     offs_m = tl.arange(0, 8 * TOKEN_TILES)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     _scale_and_write_back(acc, acc_up, tl.zeros((8 * TOKEN_TILES, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
                           pid_k, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, INT8_WO,
                           HAS_BIAS, ACT, GATED, SPLIT_K, HAS_RES, REDUCE_LAST)
