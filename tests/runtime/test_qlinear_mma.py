@@ -1,6 +1,6 @@
-"""``qlinear_mma``: the int4 and int8 GEMVs on mma.sync. Their numerics run only on a GPU (inline PTX; the interpreter runs none):
-each tile, split-K, gating, the residual and the zero points against ``quant.qlinear_reference`` in fp64, tight
-enough that a code, an x value or an output written to the wrong lane is an O(1) error. On the CPU: where the
+"""``qlinear_mma``: the int4 and int8 GEMVs on mma.sync. Their numerics run only on a GPU (inline PTX; the interpreter
+runs none): each tile, split-K, gating, the residual and the zero points against ``quant.qlinear_reference`` in fp64,
+tight enough that a code, an x value or an output written to the wrong lane is an O(1) error. On the CPU: where the
 candidates apply; tests/runtime/sm90_compile.py compiles every tile for sm_90 and checks the lane layout the PTX
 assumes."""
 import math

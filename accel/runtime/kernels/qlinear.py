@@ -135,8 +135,9 @@ MMA_GEMV_MIN_M = 2
 MMA_GEMV_MAX_M = 16
 # The int8 weight-only GEMV on mma.sync (qlinear_mma._qgemv_mma_int8_kernel: the int4 kernel's lanes, a word of 4
 # codes an MMA, K a multiple of 64) for 2 ≤ M ≤ 16, its tiles each also with two 64-k steps a loop pass (UNROLL).
-# H100, 8B MLP shapes (results/qlinear_kernels_int8_mma_m1_16_s23run1_*): it won M = 4-16, the word GEMV M = 1 and
-# 2; at M = 16 up 28.4 → 25.9 µs (tl.dot before), down 27.0 → 26.5. At M = 1 no tile came within 8% of the word GEMV.
+# H100, 8B MLP shapes (results/qlinear_kernels_int8_mma_m1_16_s23run3_*): it won M = 4-16, the word GEMV M = 1 and
+# 2; at M = 16 up 28.4 → 26.0 µs (tl.dot before), down 27.0 → 26.5. At M = 1 no tile came within 8% of the word
+# GEMV.
 MMA_GEMV_INT8 = True
 MMA_GEMV_INT8_MIN_M = 2
 MMA_GEMV_INT8_TILES = MMA_GEMV_TILES + [(2, 4, 1), (4, 2, 1)]
@@ -234,8 +235,9 @@ def _mma_step(scheme: str) -> int:
 
 def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
                  sms: int) -> list[dict]:
-    """The tensor-core GEMV candidates (``MMA_GEMV_TILES``), where they apply: int4 groups of 128, 2 ≤ M ≤ 16,
-    16-bit x, compiled (not interpreted)."""
+    """The tensor-core GEMV candidates, where they apply: int4 groups of 128 (``MMA_GEMV_TILES``) or int8 with K a
+    multiple of 64 (``MMA_GEMV_INT8_TILES``, each also with UNROLL = 2), 2 ≤ M ≤ 16, 16-bit x, compiled (not
+    interpreted); each tile unsplit and split to a wave."""
     int4 = scheme == "int4_weight_only"
     min_m = MMA_GEMV_MIN_M if int4 else MMA_GEMV_INT8_MIN_M
     if (not (int4 and group_size == 128 or scheme == "int8_weight_only" and MMA_GEMV_INT8)
@@ -248,8 +250,8 @@ def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bo
             continue
         cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles,
                "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": _mma_step(scheme), "SPLIT_K": 1,
-               "ROW_WARPS": row_warps,
-               "K_WARPS": k_warps, "ROW_TILES": row_tiles, "num_warps": row_warps * k_warps, "num_stages": 1}
+               "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles, "num_warps": row_warps * k_warps,
+               "num_stages": 1}
         out += [cfg] + [c for c in [_split_to_wave(cfg, M, N, K, sms)] if c["SPLIT_K"] > 1]
     if not int4:  # two 64-k steps a loop pass: twice the bytes in flight
         out += [{**c, "UNROLL": 2} for c in out if K >= 2 * 64 * c["K_WARPS"] * c["SPLIT_K"]]
@@ -521,17 +523,15 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 K_WARPS=cfg["K_WARPS"], ROW_TILES=cfg["ROW_TILES"], TOKEN_TILES=cfg.get("TOKEN_TILES", 1),
                 FP16=x.dtype == torch.float16, UNROLL=cfg.get("UNROLL", 1), **meta,
             )
-            if split > 1 and not reduce_last:
-                kl._launch_epilogue(ws, bias, out, act, gated, split, residual)
-            return out
-        nw = norm_weight.view(torch.int32) if norm_weight is not None else w
-        wrap_triton(qm._qgemv_mma_kernel)[grid](
-            x.view(torch.int32), w, scale, zero_arg, bias_arg, out, ws, res_arg, cnt_arg, nw, M, N, K, k_per_split,
-            norm_eps if norm_eps is not None else 0.0, x.stride(0) // 2, w.stride(0), stride_sn, out.stride(0),
-            stride_rm, ROW_WARPS=cfg["ROW_WARPS"], K_WARPS=cfg["K_WARPS"], ROW_TILES=cfg["ROW_TILES"],
-            TOKEN_TILES=cfg.get("TOKEN_TILES", 1), FP16=x.dtype == torch.float16, NORM=norm_eps is not None,
-            HAS_NORM_W=norm_weight is not None, **meta,
-        )
+        else:
+            nw = norm_weight.view(torch.int32) if norm_weight is not None else w
+            wrap_triton(qm._qgemv_mma_kernel)[grid](
+                x.view(torch.int32), w, scale, zero_arg, bias_arg, out, ws, res_arg, cnt_arg, nw, M, N, K,
+                k_per_split, norm_eps if norm_eps is not None else 0.0, x.stride(0) // 2, w.stride(0), stride_sn,
+                out.stride(0), stride_rm, ROW_WARPS=cfg["ROW_WARPS"], K_WARPS=cfg["K_WARPS"],
+                ROW_TILES=cfg["ROW_TILES"], TOKEN_TILES=cfg.get("TOKEN_TILES", 1), FP16=x.dtype == torch.float16,
+                NORM=norm_eps is not None, HAS_NORM_W=norm_weight is not None, **meta,
+            )
     elif cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)
         block_m = _gemv_block_m(cfg, static_int(M))
@@ -639,8 +639,8 @@ def _sources() -> str:
         qk._halves_products,
         qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
-        qm._x_fragments, qm._as_tile, qm._lanes, qm._accumulators, qm._tiles_out, qm._split4, qm._sum_mma, qm._token_rstd,
-        qm._mul_pairs, qm._repack,
+        qm._x_fragments, qm._as_tile, qm._lanes, qm._accumulators, qm._tiles_out, qm._split4, qm._sum_mma,
+        qm._token_rstd, qm._mul_pairs, qm._repack,
         qm._qgemv_mma_int8_kernel, qm._decode_i8, qm.I8_DECODE_BF16, qm.I8_DECODE_F16, qm._i8_word_mma,
         qm._i8_tile_step, qm._i8_weights, qm._i8_x, qm._i8_chunk, _mma_step, MMA_GEMV_INT8, MMA_GEMV_INT8_MIN_M,
         MMA_GEMV_INT8_TILES,
