@@ -102,9 +102,11 @@ def dot_grid(M: int, N: int, K: int, scheme: str, sms: int, block_ns=DOT_BLOCK_N
     return out
 
 
-def mma_grid(M: int, N: int, K: int, scheme: str, gated: bool, sms: int) -> list[dict]:
+def mma_grid(M: int, N: int, K: int, scheme: str, gated: bool, sms: int, tiles: set | None = None,
+             waves: tuple = (1,)) -> list[dict]:
     """Tensor-core GEMV tiles (``qlinear_mma``; int4 groups of 128 or int8) for M ≤ 16: warps along rows × warps
-    along K (2-8 warps) × row tiles a warp × (int8) 64-k steps a loop pass, each unsplit and split to a wave."""
+    along K (2-8 warps) × row tiles a warp × (int8) 64-k steps a loop pass, each unsplit and split to each of
+    ``waves`` waves of 4 programs a SM. ``tiles``: only these (row warps, K warps, row tiles)."""
     out = []
     step = kq._mma_step(scheme)
     token_tiles = 1 if M <= 8 else 2
@@ -112,12 +114,15 @@ def mma_grid(M: int, N: int, K: int, scheme: str, gated: bool, sms: int) -> list
     for rw, kw, rt, unroll in itertools.product((1, 2, 4), (1, 2, 4, 8), (1, 2), unrolls):
         if rw * kw not in (2, 4, 8) or (gated and rt > 1) or K % step or K < step * kw * unroll:
             continue
+        if tiles is not None and (rw, kw, rt) not in tiles:
+            continue
         cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles, "BLOCK_N": 16 * rw * rt,
                "BLOCK_K": step, "SPLIT_K": 1, "ROW_WARPS": rw, "K_WARPS": kw, "ROW_TILES": rt,
                "num_warps": rw * kw, "num_stages": 1}
         if unroll > 1:
             cfg["UNROLL"] = unroll
-        for c in (cfg, kq._split_to_wave(cfg, M, N, K, sms)):
+        splits = [kq._split_to(cfg, M, N, K, 4 * w * sms) for w in waves]
+        for c in [cfg] + splits:
             if c not in out and K >= step * kw * unroll * c["SPLIT_K"] and kq.keep_config(c, scheme, gated, 2):
                 out.append(c)
     return out
@@ -165,6 +170,9 @@ def main() -> None:
     ap.add_argument("--stages", default=",".join(map(str, DOT_STAGES)), help="tl.dot grid: num_stages values")
     ap.add_argument("--shape-budget-s", type=float, default=None,
                     help="stop timing more grid configs of one shape after this many seconds")
+    ap.add_argument("--mma-tiles", default="", help="--grid mma: only these tiles, row warps x K warps x row tiles, "
+                    "e.g. 2x2x1,1x4x1")
+    ap.add_argument("--waves", default="1", help="--grid mma: split K to each of these waves of 4 programs a SM")
     ap.add_argument("--replay", help="a result file of this script: launch its configs for a profiler")
     ap.add_argument("--grid", default="dot", choices=("dot", "mma", "both"),
                     help="above M = 1: the tl.dot grid, the tensor-core GEMV grid (M ≤ 16) or both")
@@ -176,6 +184,8 @@ def main() -> None:
     block_ns = tuple(int(v) for v in args.block_n.split(","))
     stages = tuple(int(v) for v in args.stages.split(","))
     result_name = "gemv_sweep" if M == 1 else f"gemv_sweep_m{M}"
+    mma_tiles = {tuple(int(v) for v in t.split("x")) for t in args.mma_tiles.split(",") if t} or None
+    waves = tuple(int(v) for v in args.waves.split(","))
     torch.manual_seed(0)
     dev = torch.device("cuda")
     sms = num_sms(dev)
@@ -207,7 +217,7 @@ def main() -> None:
                     else:
                         grid = dot_grid(M, N, K, scheme, sms, block_ns, stages) if args.grid != "mma" else []
                         if args.grid != "dot" and M <= kq.MMA_GEMV_MAX_M:
-                            grid += mma_grid(M, N, K, scheme, gated, sms)
+                            grid += mma_grid(M, N, K, scheme, gated, sms, mma_tiles, waves)
                     if scheme == "int4_weight_only" and M > 1:  # the fp32 decoding, against packed pairs
                         grid = [{**c, "PAIRS": False} for c in current if c["kernel"] == "gemm"] + grid
                     run = lambda cfg: (lambda: kq.launch(cfg, x, q, s, z, None, scheme, 128, act, gated))  # noqa: E731,B023
@@ -233,7 +243,8 @@ def main() -> None:
                        "gain": tuned[0] / best[0], "tuned": tuned[1], "best": best[1], "top5": ranked,
                        "n_configs": len(times), "sweep_s": round(time.perf_counter() - t0, 1),
                        "tuned_cfg": cfg_of[tuned[1]], "best_cfg": cfg_of[best[1]],
-                       "best_plain_us": by_swap[False], "best_swap_us": by_swap[True]}
+                       "best_plain_us": by_swap[False], "best_swap_us": by_swap[True],
+                       "all_us": {k: v[0] for k, v in sorted(times.items(), key=lambda kv: kv[1][0])}}
                 rows_out.append(row)
                 print(f"[{kind}] {shape} {label}: tuned {tuned[0]:.2f} us ({row['tuned_TBs']:.2f} TB/s) "
                       f"best {best[0]:.2f} us ({row['best_TBs']:.2f} TB/s) of {len(times)} in {row['sweep_s']} s",

@@ -28,3 +28,13 @@ def test_mma_grid_int4_has_groups_of_128_no_unroll_and_no_row_tiles_when_gated()
     assert grid and all(c["BLOCK_K"] == 128 and c["TOKEN_TILES"] == 1 and "UNROLL" not in c for c in grid)
     assert {c["ROW_TILES"] for c in grid} == {1}
     assert not gemv_sweep.mma_grid(8, 4096, 4128, INT8, False, 132)  # K not a multiple of 64
+
+
+def test_mma_grid_keeps_only_the_named_tiles_and_splits_to_each_wave():
+    tile = (2, 2, 1)
+    one = gemv_sweep.mma_grid(16, 4096, 14336, INT8, False, 132, tiles={tile})
+    two = gemv_sweep.mma_grid(16, 4096, 14336, INT8, False, 132, tiles={tile}, waves=(1, 2))
+    assert one and all((c["ROW_WARPS"], c["K_WARPS"], c["ROW_TILES"]) == tile for c in one + two)
+    # 128 programs: a wave of 4 a SM splits K by 4, two waves by 8
+    assert {c["SPLIT_K"] for c in one} == {1, 4} and {c["SPLIT_K"] for c in two} == {1, 4, 8}
+    assert all(c in two for c in one)
