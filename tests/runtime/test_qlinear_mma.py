@@ -288,6 +288,10 @@ def test_candidates_only_where_the_kernel_applies(monkeypatch):
     assert all(c["SPLIT_K"] == 1 for c in mma)  # ≥ 448 programs: a wave without splitting
     down = ql._mma_configs(2, 4096, 14336, INT4, 128, False, 2, 132)  # 128-256 programs: also split to a wave
     assert {c["SPLIT_K"] for c in down} == {1, 2, 4}
+    # each tile split to half a wave and to a wave: 128 programs of 1 × 4 warps with two row tiles split 2 and 4
+    m16 = ql._mma_configs(16, 4096, 14336, INT4, 128, False, 2, 132)
+    assert {c["SPLIT_K"] for c in m16 if (c["ROW_WARPS"], c["K_WARPS"], c["ROW_TILES"]) == (1, 4, 2)} == {1, 2, 4}
+    assert len({ql.autotune_cache.config_name(c) for c in m16}) == len(m16)
     assert all(c["ROW_TILES"] == 1 for c in ql._mma_configs(2, 8192, 2048, INT4, 128, True, 2, 132))
     assert {c["TOKEN_TILES"] for c in mma} == {1}
     two = ql._mma_configs(9, 14336, 4096, INT4, 128, False, 2, 132)

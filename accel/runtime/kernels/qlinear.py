@@ -127,12 +127,18 @@ TILED_TILES = {"weight_only": [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 
 INT4_SWAP_TILE = (128, 128, 128, 8, 3)
 # int4 GEMV on mma.sync (qlinear_mma._qgemv_mma_kernel) for 2 ≤ M ≤ MMA_GEMV_MAX_M tokens (the MMA's 8 columns, or
 # two MMAs a k slice past 8), groups of 128 and 16-bit x, as (warps along the rows, warps along K, row tiles of 16 a
-# warp); each tried unsplit and split to a wave (``_split_to_wave``). Compiled only: never under the interpreter.
+# warp); each tried unsplit and split to MMA_SPLIT_PROGRAMS programs a SM. Compiled only: never under the
+# interpreter.
 # H100, 8B MLP shapes (results/qlinear_ab_mma_*_s19run*): these three tiles won every shape at M = 8 and 16 among
 # six; at M = 1 none beat the word GEMV (8B up 17.8 against 16.4 µs, 1B o 5.7 against 3.8), so M = 1 leaves them out.
 MMA_GEMV_TILES = [(1, 4, 1), (1, 4, 2), (2, 2, 1)]
 MMA_GEMV_MIN_M = 2
 MMA_GEMV_MAX_M = 16
+# K split to half a wave (2 programs a SM) and to a wave (4): at M = 16 the int4 8B down shape's best tile, 1 × 4
+# warps with two row tiles, took 26.3 µs split 2 against 28.7 for the tuner's pick among the wave splits (H100,
+# medians of 3, results/mma_token_split_ab_s24run7_*); kernels.py with it: 24.2 µs, 1.93× cuBLAS
+# (results/qlinear_kernels_int4_int8_m4_16_s24run8_*).
+MMA_SPLIT_PROGRAMS = (2, 4)
 # The int8 weight-only GEMV on mma.sync (qlinear_mma._qgemv_mma_int8_kernel: the int4 kernel's lanes, a word of 4
 # codes an MMA, K a multiple of 64) for 2 ≤ M ≤ 16, its tiles each also with two 64-k steps a loop pass (UNROLL).
 # H100, 8B MLP shapes (results/qlinear_kernels_int8_mma_m1_16_s23run3_*): it won M = 4-16, the word GEMV M = 1 and
@@ -237,7 +243,7 @@ def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bo
                  sms: int) -> list[dict]:
     """The tensor-core GEMV candidates, where they apply: int4 groups of 128 (``MMA_GEMV_TILES``) or int8 with K a
     multiple of 64 (``MMA_GEMV_INT8_TILES``, each also with UNROLL = 2), 2 ≤ M ≤ 16, 16-bit x, compiled (not
-    interpreted); each tile unsplit and split to a wave."""
+    interpreted); each tile unsplit and split to half a wave and to a wave (``MMA_SPLIT_PROGRAMS``)."""
     int4 = scheme == "int4_weight_only"
     min_m = MMA_GEMV_MIN_M if int4 else MMA_GEMV_INT8_MIN_M
     if (not (int4 and group_size == 128 or scheme == "int8_weight_only" and MMA_GEMV_INT8)
@@ -252,7 +258,8 @@ def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bo
                "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": _mma_step(scheme), "SPLIT_K": 1,
                "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles, "num_warps": row_warps * k_warps,
                "num_stages": 1}
-        out += [cfg] + [c for c in [_split_to_wave(cfg, M, N, K, sms)] if c["SPLIT_K"] > 1]
+        splits = sorted({_split_to(cfg, M, N, K, p * sms)["SPLIT_K"] for p in MMA_SPLIT_PROGRAMS} - {1})
+        out += [cfg] + [{**cfg, "SPLIT_K": split} for split in splits]
     if not int4:  # two 64-k steps a loop pass: twice the bytes in flight
         out += [{**c, "UNROLL": 2} for c in out if K >= 2 * 64 * c["K_WARPS"] * c["SPLIT_K"]]
     return out
