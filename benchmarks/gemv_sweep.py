@@ -121,7 +121,7 @@ def mma_grid(M: int, N: int, K: int, scheme: str, gated: bool, sms: int, tiles: 
                "num_warps": rw * kw, "num_stages": 1}
         if unroll > 1:
             cfg["UNROLL"] = unroll
-        splits = [kq._split_to(cfg, M, N, K, 4 * w * sms) for w in waves]
+        splits = [kq._split_to(cfg, M, N, K, int(4 * w * sms)) for w in waves]
         for c in [cfg] + splits:
             if c not in out and K >= step * kw * unroll * c["SPLIT_K"] and kq.keep_config(c, scheme, gated, 2):
                 out.append(c)
@@ -172,7 +172,8 @@ def main() -> None:
                     help="stop timing more grid configs of one shape after this many seconds")
     ap.add_argument("--mma-tiles", default="", help="--grid mma: only these tiles, row warps x K warps x row tiles, "
                     "e.g. 2x2x1,1x4x1")
-    ap.add_argument("--waves", default="1", help="--grid mma: split K to each of these waves of 4 programs a SM")
+    ap.add_argument("--waves", default="1", help="--grid mma: split K to each of these waves of 4 programs a SM "
+                    "(0.5: half a wave)")
     ap.add_argument("--replay", help="a result file of this script: launch its configs for a profiler")
     ap.add_argument("--grid", default="dot", choices=("dot", "mma", "both"),
                     help="above M = 1: the tl.dot grid, the tensor-core GEMV grid (M ≤ 16) or both")
@@ -185,7 +186,7 @@ def main() -> None:
     stages = tuple(int(v) for v in args.stages.split(","))
     result_name = "gemv_sweep" if M == 1 else f"gemv_sweep_m{M}"
     mma_tiles = {tuple(int(v) for v in t.split("x")) for t in args.mma_tiles.split(",") if t} or None
-    waves = tuple(int(v) for v in args.waves.split(","))
+    waves = tuple(float(v) for v in args.waves.split(","))
     torch.manual_seed(0)
     dev = torch.device("cuda")
     sms = num_sms(dev)

@@ -38,3 +38,5 @@ def test_mma_grid_keeps_only_the_named_tiles_and_splits_to_each_wave():
     # 128 programs: a wave of 4 a SM splits K by 4, two waves by 8
     assert {c["SPLIT_K"] for c in one} == {1, 4} and {c["SPLIT_K"] for c in two} == {1, 4, 8}
     assert all(c in two for c in one)
+    half = gemv_sweep.mma_grid(16, 4096, 14336, INT8, False, 132, tiles={tile}, waves=(0.5,))
+    assert {c["SPLIT_K"] for c in half} == {1, 2}  # half a wave: 2 programs a SM

@@ -56,7 +56,7 @@ def test_each_tile_against_the_reference(M, N, K, tile, dtype):
 
 @needs_gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("warps", [(1, 4), (2, 2), (4, 1)], ids=str)
+@pytest.mark.parametrize("warps", [(1, 4), (2, 2), (4, 1), (1, 2)], ids=str)
 @pytest.mark.parametrize("M,N,K", [(9, 24, 128), (16, 200, 640), (12, 512, 1024)])
 def test_two_token_tiles(M, N, K, warps, dtype):
     x, q, s, z, b = inputs(M, N, K, dtype, bias=True)
@@ -285,9 +285,10 @@ def test_candidates_only_where_the_kernel_applies(monkeypatch):
     assert {(c["ROW_WARPS"], c["K_WARPS"], c["ROW_TILES"]) for c in mma} == set(ql.MMA_GEMV_TILES)
     assert all(c["BLOCK_N"] == 16 * c["ROW_WARPS"] * c["ROW_TILES"] and c["BLOCK_K"] == 128
                and c["num_warps"] == c["ROW_WARPS"] * c["K_WARPS"] for c in mma)
-    assert all(c["SPLIT_K"] == 1 for c in mma)  # ≥ 448 programs: a wave without splitting
-    down = ql._mma_configs(2, 4096, 14336, INT4, 128, False, 2, 132)  # 128-256 programs: also split to a wave
-    assert {c["SPLIT_K"] for c in down} == {1, 2, 4}
+    assert all(c["SPLIT_K"] == 1 for c in mma if c["BLOCK_N"] <= 32)  # ≥ 448 programs: a wave without splitting
+    assert {c["SPLIT_K"] for c in mma if c["BLOCK_N"] == 64} == {1, 2}  # 224 programs: split 2 to a wave
+    down = ql._mma_configs(2, 4096, 14336, INT4, 128, False, 2, 132)  # 64-256 programs: also split
+    assert {c["SPLIT_K"] for c in down} == {1, 2, 4, 8}
     # each tile split to half a wave and to a wave: 128 programs of 1 × 4 warps with two row tiles split 2 and 4
     m16 = ql._mma_configs(16, 4096, 14336, INT4, 128, False, 2, 132)
     assert {c["SPLIT_K"] for c in m16 if (c["ROW_WARPS"], c["K_WARPS"], c["ROW_TILES"]) == (1, 4, 2)} == {1, 2, 4}

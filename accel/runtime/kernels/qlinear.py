@@ -129,9 +129,13 @@ INT4_SWAP_TILE = (128, 128, 128, 8, 3)
 # two MMAs a k slice past 8), groups of 128 and 16-bit x, as (warps along the rows, warps along K, row tiles of 16 a
 # warp); each tried unsplit and split to MMA_SPLIT_PROGRAMS programs a SM. Compiled only: never under the
 # interpreter.
-# H100, 8B MLP shapes (results/qlinear_ab_mma_*_s19run*): these three tiles won every shape at M = 8 and 16 among
-# six; at M = 1 none beat the word GEMV (8B up 17.8 against 16.4 µs, 1B o 5.7 against 3.8), so M = 1 leaves them out.
-MMA_GEMV_TILES = [(1, 4, 1), (1, 4, 2), (2, 2, 1)]
+# H100, 8B MLP shapes (results/qlinear_ab_mma_*_s19run*): the first three tiles won every shape at M = 8 and 16
+# among six; at M = 1 none beat the word GEMV (8B up 17.8 against 16.4 µs, 1B o 5.7 against 3.8), so M = 1 leaves
+# them out. Two row tiles a warp with 2 warps along K won the int4 8B shapes at M = 16 in a wider sweep: up 24.2 µs
+# for 2 × 2 × 2 against the tuner's 26.6, down 24.9 for 1 × 2 × 2 split 4 against 26.4
+# (results/gemv_sweep_m16_int4_mma_s24run11_*); kernels.py with them, M = 16: 23.4 / 22.5 µs, 1.83× / 2.00× cuBLAS
+# (results/qlinear_kernels_int4_int8_m2_16_s24run12_*).
+MMA_GEMV_TILES = [(1, 4, 1), (1, 4, 2), (2, 2, 1), (2, 2, 2), (1, 2, 2)]
 MMA_GEMV_MIN_M = 2
 MMA_GEMV_MAX_M = 16
 # K split to half a wave (2 programs a SM) and to a wave (4): at M = 16 the int4 8B down shape's best tile, 1 × 4
