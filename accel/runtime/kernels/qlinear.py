@@ -147,7 +147,8 @@ MMA_SPLIT_PROGRAMS = (2, 4)
 # codes an MMA, K a multiple of 64) for 2 ≤ M ≤ 16, its tiles each also with two 64-k steps a loop pass (UNROLL).
 # H100, 8B MLP shapes (results/qlinear_kernels_int8_mma_m1_16_s23run3_*): it won M = 4-16, the word GEMV M = 1 and
 # 2; at M = 16 up 28.4 → 26.0 µs (tl.dot before), down 27.0 → 26.5. At M = 1 no tile came within 8% of the word
-# GEMV.
+# GEMV. Its list extends int4's, so it also tries the two-row-tile tiles added in session 24; none won an int8 shape
+# at M = 2-16 (results/qlinear_kernels_int4_int8_m2_16_s24run12_*).
 MMA_GEMV_INT8 = True
 MMA_GEMV_INT8_MIN_M = 2
 MMA_GEMV_INT8_TILES = MMA_GEMV_TILES + [(2, 4, 1), (4, 2, 1)]
