@@ -109,16 +109,13 @@ def mma_grid(M: int, N: int, K: int, scheme: str, gated: bool, sms: int, tiles: 
     ``waves`` waves of 4 programs a SM. ``tiles``: only these (row warps, K warps, row tiles)."""
     out = []
     step = kq._mma_step(scheme)
-    token_tiles = 1 if M <= 8 else 2
     unrolls = (1, 2) if scheme == "int8_weight_only" else (1,)
     for rw, kw, rt, unroll in itertools.product((1, 2, 4), (1, 2, 4, 8), (1, 2), unrolls):
         if rw * kw not in (2, 4, 8) or (gated and rt > 1) or K % step or K < step * kw * unroll:
             continue
         if tiles is not None and (rw, kw, rt) not in tiles:
             continue
-        cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles, "BLOCK_N": 16 * rw * rt,
-               "BLOCK_K": step, "SPLIT_K": 1, "ROW_WARPS": rw, "K_WARPS": kw, "ROW_TILES": rt,
-               "num_warps": rw * kw, "num_stages": 1}
+        cfg = kq.mma_config(M, scheme, rw, kw, rt)
         if unroll > 1:
             cfg["UNROLL"] = unroll
         splits = [kq._split_to(cfg, M, N, K, int(4 * w * sms)) for w in waves]

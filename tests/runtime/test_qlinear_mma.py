@@ -19,9 +19,7 @@ INT4 = "int4_weight_only"
 
 
 def mma_config(row_warps: int, k_warps: int, row_tiles: int, split: int = 1, token_tiles: int = 1) -> dict:
-    return {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": 128,
-            "SPLIT_K": split, "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles,
-            "TOKEN_TILES": token_tiles, "num_warps": row_warps * k_warps, "num_stages": 1}
+    return {**ql.mma_config(8 * token_tiles, INT4, row_warps, k_warps, row_tiles), "SPLIT_K": split}
 
 
 def inputs(M, N, K, dtype, symmetric=False, bias=False, seed=0):

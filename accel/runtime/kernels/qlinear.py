@@ -244,6 +244,16 @@ def _mma_step(scheme: str) -> int:
     return 128 if scheme == "int4_weight_only" else 64
 
 
+def mma_config(M: int, scheme: str, row_warps: int, k_warps: int, row_tiles: int) -> dict:
+    """The unsplit tensor-core GEMV config of one tile (warps along rows, warps along K, 16-row tiles a warp) for
+    M ≤ 16 rows of x: one token tile of 8, or two past 8."""
+    token_tiles = triton.cdiv(M, 8)
+    return {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles,
+            "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": _mma_step(scheme), "SPLIT_K": 1,
+            "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles, "num_warps": row_warps * k_warps,
+            "num_stages": 1}
+
+
 def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
                  sms: int) -> list[dict]:
     """The tensor-core GEMV candidates, where they apply: int4 groups of 128 (``MMA_GEMV_TILES``) or int8 with K a
@@ -255,14 +265,10 @@ def _mma_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bo
             or not min_m <= M <= MMA_GEMV_MAX_M or x_elem != 2 or K % _mma_step(scheme) or _INTERPRET):
         return []
     out = []
-    token_tiles = triton.cdiv(M, 8)
     for row_warps, k_warps, row_tiles in MMA_GEMV_TILES if int4 else MMA_GEMV_INT8_TILES:
         if row_tiles > 1 and gated:
             continue
-        cfg = {"kernel": "mma", "BLOCK_M": 8 * token_tiles, "TOKEN_TILES": token_tiles,
-               "BLOCK_N": 16 * row_warps * row_tiles, "BLOCK_K": _mma_step(scheme), "SPLIT_K": 1,
-               "ROW_WARPS": row_warps, "K_WARPS": k_warps, "ROW_TILES": row_tiles, "num_warps": row_warps * k_warps,
-               "num_stages": 1}
+        cfg = mma_config(M, scheme, row_warps, k_warps, row_tiles)
         splits = sorted({_split_to(cfg, M, N, K, p * sms)["SPLIT_K"] for p in MMA_SPLIT_PROGRAMS} - {1})
         out += [cfg] + [{**cfg, "SPLIT_K": split} for split in splits]
     if not int4:  # two 64-k steps a loop pass: twice the bytes in flight
@@ -656,7 +662,7 @@ def _sources() -> str:
         qm._qgemv_mma_int8_kernel, qm._decode_i8, qm.I8_DECODE_BF16, qm.I8_DECODE_F16, qm._i8_word_mma,
         qm._i8_tile_step, qm._i8_weights, qm._i8_x, qm._i8_chunk, _mma_step, MMA_GEMV_INT8, MMA_GEMV_INT8_MIN_M,
         MMA_GEMV_INT8_TILES,
-        _mma_configs, _norm_weight_pairs,
+        mma_config, _mma_configs, _norm_weight_pairs,
         MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_GEMV_NORM, HALVES, INT8_PRMT, _byte_permutes,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
