@@ -60,6 +60,12 @@ def _vector_weight_loads(compiled) -> int:
                if "ld.global" in line and "evict_first" in line)
 
 
+def _narrow_weight_loads(compiled) -> int:
+    """Weight loads (evict_first) in a compiled kernel's PTX that read less than 16 bytes a lane."""
+    return sum(".v4.b32" not in line for line in compiled.asm["ptx"].splitlines()
+               if "ld.global" in line and "evict_first" in line)
+
+
 def _pdl_order(compiled) -> list[str]:
     """The griddepcontrol instructions and global memory accesses of a compiled kernel's PTX, in program order
     (each access named ld.global / st.global)."""
@@ -307,6 +313,11 @@ def main() -> int:
             if not _mma_lanes_ok(compiled[i], launches[i][2]["num_warps"]):
                 failed += 1
                 print(f"FAILED {name}: inline PTX on tensors not laid out one element a thread")
+            # each lane's 16 bytes of a weight row in one vector load (int4 once read them as two 8-byte halves)
+            narrow, wide = _narrow_weight_loads(compiled[i]), _vector_weight_loads(compiled[i])
+            if narrow or not wide:
+                failed += 1
+                print(f"FAILED {name}: {narrow} weight loads narrower than 16 bytes, {wide} of 16 bytes")
         if not mma:
             failed += 1
             print(f"FAILED {name}: no launch compiled")

@@ -134,7 +134,9 @@ INT4_SWAP_TILE = (128, 128, 128, 8, 3)
 # them out. Two row tiles a warp with 2 warps along K won the int4 8B shapes at M = 16 in a wider sweep: up 24.2 µs
 # for 2 × 2 × 2 against the tuner's 26.6, down 24.9 for 1 × 2 × 2 split 4 against 26.4
 # (results/gemv_sweep_m16_int4_mma_s24run11_*); kernels.py with them, M = 16: 23.4 / 22.5 µs, 1.83× / 2.00× cuBLAS
-# (results/qlinear_kernels_int4_int8_m2_16_s24run12_*).
+# (results/qlinear_kernels_int4_int8_m2_16_s24run12_*). With the weight words loaded 16 bytes a lane (session 25,
+# qlinear_mma._step_weights): 21.1-21.4 / 21.0-21.5 µs, 2.01-2.02× / 2.10-2.15×, against 23.3 / 22.5 for the
+# 8-byte loads in the same calls (results/qlinear_kernels_int4_v4_ab_*_s25run5_*).
 MMA_GEMV_TILES = [(1, 4, 1), (1, 4, 2), (2, 2, 1), (2, 2, 2), (1, 2, 2)]
 MMA_GEMV_MIN_M = 2
 MMA_GEMV_MAX_M = 16

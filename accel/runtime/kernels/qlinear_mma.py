@@ -257,13 +257,17 @@ def _token_rstd(s0, s1, K, eps, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr):
 @triton.jit
 def _step_weights(w_a, w_b, s_a, s_b, z_a, z_b, k, ok_a, ok8_a, ok_b, ok8_b, stride_wn, stride_sn,
                   GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, TWO: tl.constexpr):
-    """``_tile_loads`` of tile A and (when TWO) tile B for each warp's group at k [T]; tile B repeats A without TWO."""
-    wa, va, sa, sa8, za, za8 = _tile_loads(w_a + (k // 8)[:, None], s_a + k // GROUP_SIZE, z_a + k // GROUP_SIZE,
-                                           ok_a, ok8_a, stride_wn, stride_sn, HAS_ZERO)
+    """``_tile_loads`` of tile A and (when TWO) tile B for each warp's group at k [T]; tile B repeats A without TWO.
+    The word offset is written as the group's index times its 16 words: Triton then knows it is a multiple of 16, and
+    each lane's 4 words of a row load as one 16-byte vector (as k // 8, whose divisibility Triton derives from
+    K_PER_SPLIT's hint of 16 as 2, they loaded as two 8-byte halves)."""
+    g = k // GROUP_SIZE
+    wk = (g * (GROUP_SIZE // 8))[:, None]
+    wa, va, sa, sa8, za, za8 = _tile_loads(w_a + wk, s_a + g, z_a + g, ok_a, ok8_a, stride_wn, stride_sn, HAS_ZERO)
     wb, vb, sb, sb8, zb, zb8 = wa, va, sa, sa8, za, za8
     if TWO:
-        wb, vb, sb, sb8, zb, zb8 = _tile_loads(w_b + (k // 8)[:, None], s_b + k // GROUP_SIZE,
-                                               z_b + k // GROUP_SIZE, ok_b, ok8_b, stride_wn, stride_sn, HAS_ZERO)
+        wb, vb, sb, sb8, zb, zb8 = _tile_loads(w_b + wk, s_b + g, z_b + g, ok_b, ok8_b, stride_wn, stride_sn,
+                                               HAS_ZERO)
     return wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8
 
 
