@@ -83,12 +83,25 @@ def use_accel_from(tree: str | None) -> None:
     if not (root / "accel" / "__init__.py").is_file():
         raise SystemExit(f"--accel-from {tree}: no accel package there")
     if "accel" in sys.modules:
+        if Path(sys.modules["accel"].__file__).resolve().parent == root / "accel":
+            return  # applied already (a script that imports another script's module-level call)
         raise SystemExit("--accel-from: accel was imported before the option could take effect")
     sys.path.insert(0, str(root))
     import accel
 
     if Path(accel.__file__).resolve().parent != root / "accel":
         raise SystemExit(f"--accel-from {tree}: imported {accel.__file__} instead")
+
+
+def accel_from_argv(argv: list[str] | None = None) -> str | None:
+    """The ``--accel-from`` of a script's command line (``sys.argv`` by default), read before the script imports
+    accel at module level; the script's own parser lists the option too."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--accel-from", default=None)
+    return ap.parse_known_args(sys.argv[1:] if argv is None else argv)[0].accel_from
 
 
 class GcPauses:

@@ -51,6 +51,39 @@ def test_accel_from_imports_the_other_tree(tmp_path):
     assert ident["accel_source_hash"] != common.accel_identity()["accel_source_hash"]
 
 
+_SCRIPT_ARGV = """
+import sys
+sys.argv = ["{module}.py", "--m", "16", "--accel-from", {tree!r}]
+sys.path.insert(0, {benchmarks!r})
+import {module}
+import common
+print(common.accel_identity())
+"""
+
+
+@pytest.mark.parametrize("module", ["kernels", "gemv_sweep"])
+def test_kernel_benchmarks_take_accel_from_on_their_command_line(module, tmp_path):
+    """kernels.py and gemv_sweep.py import accel at module level: ``--accel-from`` is read from the command line
+    before that (gemv_sweep also imports kernels: the second call sees the same tree and passes)."""
+    import accel
+
+    shutil.copytree(os.path.dirname(accel.__file__), tmp_path / "accel",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "accel" / "envs.py").write_text((tmp_path / "accel" / "envs.py").read_text() + "\n# changed\n")
+    code = _SCRIPT_ARGV.format(module=module, tree=str(tmp_path), benchmarks=os.path.realpath(BENCHMARKS))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    ident = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own dict's repr
+    assert ident["accel_path"] == str((tmp_path / "accel").resolve())
+    assert ident["accel_source_hash"] != common.accel_identity()["accel_source_hash"]
+
+
+def test_accel_from_argv_reads_only_that_option():
+    assert common.accel_from_argv(["--m", "16", "--accel-from", "/x", "--shapes", "8b"]) == "/x"
+    assert common.accel_from_argv(["--accel-from=/y"]) == "/y"
+    assert common.accel_from_argv(["--m", "16"]) is None
+
+
 def test_accel_from_a_folder_without_accel_stops(tmp_path):
     done = _run(str(tmp_path))
     assert done.returncode != 0 and "no accel package there" in done.stderr

@@ -1,0 +1,112 @@
+"""A prototype (not accel's kernel; session 25): w8a8_fp8 8B down at M = 2048 with x's per-token quantization in
+the GEMM's prologue (x read as bf16, times 448 / amax per row, cast to e4m3 in registers, then tl.dot), given the
+per-token amax (which a producer's epilogue would supply). Against the same kernel on pre-quantized x, cuBLAS bf16
+and cuBLAS fp8 (torch._scaled_mm), CUDA-event medians of single calls (warm L2), same process. GPU only.
+
+H100, session 25 (results/fp8_prologue_proto_s25run6_*): the best tile 128 × 256 × 128 took 188.8 µs on pre-quantized
+x and 285.7 µs quantizing it in the prologue (cuBLAS bf16 319.8, fp8 212.9 in this timing): the prologue path loses
+what it saves, so the quantization stays a pass of its own until it can come from the producer.
+"""
+import os
+import sys
+
+import torch
+import triton
+import triton.language as tl
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import write_result  # noqa: E402
+
+
+@triton.jit
+def _gemm(x_ptr, xs_ptr, xinv_ptr, w_ptr, ws_ptr, out_ptr, M, N, K, sxm, swn, som,
+          BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr, A_BF16: tl.constexpr):
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(M, BM)
+    num_n = tl.cdiv(N, BN)
+    width = GROUP_M * num_n
+    first_m = (pid // width) * GROUP_M
+    gsz = min(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % width) % gsz
+    pid_n = (pid % width) // gsz
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    offs_k = tl.arange(0, BK)
+    x_ptrs = x_ptr + offs_m[:, None].to(tl.int64) * sxm + offs_k[None, :]
+    w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * swn + offs_k[:, None]
+    inv = tl.load(xinv_ptr + offs_m)[:, None]
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    for k in range(0, K, BK):
+        a = tl.load(x_ptrs)
+        if A_BF16:
+            a = (a.to(tl.float32) * inv).to(tl.float8e4nv)
+        b = tl.load(w_ptrs)
+        acc = tl.dot(a, b, acc)
+        x_ptrs += BK
+        w_ptrs += BK
+    xs = tl.load(xs_ptr + offs_m)
+    ws = tl.load(ws_ptr + offs_n)
+    out = acc * xs[:, None] * ws[None, :]
+    tl.store(out_ptr + offs_m[:, None].to(tl.int64) * som + offs_n[None, :], out.to(tl.bfloat16))
+
+
+def bench(fn, reps=60):
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b) * 1e3)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def main():
+    torch.manual_seed(0)
+    dev = "cuda"
+    M, N, K = 2048, 4096, 14336  # 8B down
+    x = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
+    w = (torch.randn(N, K, device=dev) / K ** 0.5).to(torch.bfloat16)
+    f8 = torch.float8_e4m3fn
+    ws = w.float().abs().amax(1) / 448.0
+    wq = (w.float() / ws[:, None]).to(f8)
+    amax = x.float().abs().amax(1)
+    xs = amax / 448.0
+    xinv = 448.0 / amax
+    xq = (x.float() * xinv[:, None]).to(f8)
+    ref = ((xq.float() @ wq.float().T) * xs[:, None] * ws[None, :])
+    rows = {}
+    rows["cublas_bf16"] = bench(lambda: x @ w.T)
+    rows["cublas_fp8_scaled_mm"] = bench(lambda: torch._scaled_mm(xq, wq.T, scale_a=xs[:, None], scale_b=ws[None, :],
+                                                                  out_dtype=torch.bfloat16))
+    out = torch.empty(M, N, device=dev, dtype=torch.bfloat16)
+    cfgs = [(128, 256, 128, 8, 3), (128, 128, 128, 8, 4), (128, 256, 64, 8, 4), (64, 256, 128, 4, 4),
+            (128, 128, 128, 4, 4), (256, 128, 128, 8, 3), (128, 256, 128, 8, 4)]
+    for bm, bn, bk, nw, ns in cfgs:
+        grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
+        for a_bf16 in (False, True):
+            xa = x if a_bf16 else xq
+            name = f"proto_{'bf16A' if a_bf16 else 'fp8A'}_{bm}x{bn}x{bk}_w{nw}_s{ns}"
+            try:
+                run = lambda: _gemm[grid](xa, xs, xinv, wq, ws, out, M, N, K, xa.stride(0), wq.stride(0),  # noqa
+                                          out.stride(0), BM=bm, BN=bn, BK=bk, GROUP_M=8, A_BF16=a_bf16,
+                                          num_warps=nw, num_stages=ns)
+                run()
+                torch.cuda.synchronize()
+                err = ((out.float() - ref).abs().max() / ref.abs().max()).item()
+                rows[name] = bench(run)
+                print(f"{name}: {rows[name]:.1f} us  max rel err {err:.2e}", flush=True)
+            except Exception as e:  # noqa: BLE001
+                print(f"{name}: {type(e).__name__} {str(e)[:150]}", flush=True)
+    for k, v in rows.items():
+        print(f"{k:45s} {v:8.1f} us  {rows['cublas_bf16'] / v:5.2f}x cuBLAS bf16", flush=True)
+    print("wrote", write_result("fp8_prologue_proto", {"shape": [M, N, K], "us": rows}))
+
+
+if __name__ == "__main__":
+    main()
