@@ -3,9 +3,10 @@ the GEMM's prologue (x read as bf16, times 448 / amax per row, cast to e4m3 in r
 per-token amax (which a producer's epilogue would supply). Against the same kernel on pre-quantized x, cuBLAS bf16
 and cuBLAS fp8 (torch._scaled_mm), CUDA-event medians of single calls (warm L2), same process. GPU only.
 
-H100, session 25 (results/fp8_prologue_proto_s25run6_*): the best tile 128 × 256 × 128 took 188.8 µs on pre-quantized
-x and 285.7 µs quantizing it in the prologue (cuBLAS bf16 319.8, fp8 212.9 in this timing): the prologue path loses
-what it saves, so the quantization stays a pass of its own until it can come from the producer.
+H100, session 25 (results/fp8_prologue_proto_s25run6_*): the tile 128 × 256 × 128 (8 warps, 3 stages) took 188.8 µs
+on pre-quantized x and 285.7 µs quantizing it in the prologue, the best of the prologue configs (cuBLAS bf16 319.8,
+fp8 212.9 in this timing): the prologue path loses what it saves, so the quantization stays a pass of its own until
+it can come from the producer.
 """
 import os
 import sys
@@ -15,7 +16,7 @@ import triton
 import triton.language as tl
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import write_result  # noqa: E402
+from common import cuda_time_ms, write_result  # noqa: E402
 
 
 @triton.jit
@@ -50,20 +51,9 @@ def _gemm(x_ptr, xs_ptr, xinv_ptr, w_ptr, ws_ptr, out_ptr, M, N, K, sxm, swn, so
     tl.store(out_ptr + offs_m[:, None].to(tl.int64) * som + offs_n[None, :], out.to(tl.bfloat16))
 
 
-def bench(fn, reps=60):
-    for _ in range(10):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b) * 1e3)
-    ts.sort()
-    return ts[len(ts) // 2]
+def bench(fn) -> float:
+    """Median µs of single calls (``common.cuda_time_ms``: CUDA events, warm L2)."""
+    return cuda_time_ms(fn, iters=60) * 1e3
 
 
 def main():

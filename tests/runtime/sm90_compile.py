@@ -54,16 +54,19 @@ def compile_launch(kernel, args, kwargs):
                           options=options)
 
 
+def _weight_loads(compiled) -> list[str]:
+    """The weight loads in a compiled kernel's PTX (the GEMVs stream their weights with evict_first)."""
+    return [line for line in compiled.asm["ptx"].splitlines() if "ld.global" in line and "evict_first" in line]
+
+
 def _vector_weight_loads(compiled) -> int:
-    """16-byte weight loads in a compiled kernel's PTX (the GEMVs stream their weights with evict_first)."""
-    return sum(".v4.b32" in line for line in compiled.asm["ptx"].splitlines()
-               if "ld.global" in line and "evict_first" in line)
+    """16-byte weight loads in a compiled kernel's PTX."""
+    return sum(".v4.b32" in line for line in _weight_loads(compiled))
 
 
 def _narrow_weight_loads(compiled) -> int:
-    """Weight loads (evict_first) in a compiled kernel's PTX that read less than 16 bytes a lane."""
-    return sum(".v4.b32" not in line for line in compiled.asm["ptx"].splitlines()
-               if "ld.global" in line and "evict_first" in line)
+    """Weight loads in a compiled kernel's PTX that read less than 16 bytes a lane."""
+    return sum(".v4.b32" not in line for line in _weight_loads(compiled))
 
 
 def _pdl_order(compiled) -> list[str]:
