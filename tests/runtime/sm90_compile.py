@@ -55,8 +55,10 @@ def compile_launch(kernel, args, kwargs):
 
 
 def _weight_loads(compiled) -> list[str]:
-    """The weight loads in a compiled kernel's PTX (the GEMVs stream their weights with evict_first)."""
-    return [line for line in compiled.asm["ptx"].splitlines() if "ld.global" in line and "evict_first" in line]
+    """The weight loads in a compiled kernel's PTX: the GEMVs stream their weights with evict_first, or (the MMA
+    GEMVs, ``qlinear.MMA_L2PF``) through inline PTX with the L2's 256-byte prefetch."""
+    return [line for line in compiled.asm["ptx"].splitlines()
+            if "ld.global" in line and ("evict_first" in line or "L2::256B" in line)]
 
 
 def _vector_weight_loads(compiled) -> int:

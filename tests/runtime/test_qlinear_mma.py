@@ -164,6 +164,28 @@ def test_norm_in_the_prologue_gated_with_residual(M, monkeypatch):
 
 
 @needs_gpu
+@pytest.mark.parametrize("scheme", [INT4, "int8_weight_only"])
+@pytest.mark.parametrize("M,N,K,split", [(3, 200, 640, 1), (16, 200, 640, 3), (9, 24, 128, 1), (2, 4096, 1152, 2)])
+def test_l2_prefetch_loads_match_triton_loads(M, N, K, split, scheme, monkeypatch):
+    """The weight words through inline PTX with the L2's 256-byte prefetch (``qlinear.MMA_L2PF``) against Triton's
+    masked loads, bit for bit: rows past N (N = 200, 24: masked rows r + 8 of the last tile), groups past a split's
+    end and past K (640 = 5 groups, 1152 = 9), one and two token tiles, each tile."""
+    g = torch.Generator().manual_seed(1)
+    w = (torch.randn(N, K, generator=g) / math.sqrt(K)).to("cuda", torch.bfloat16)
+    q, s, z = quant.quantize_weight(w, scheme, 128, scheme != INT4)
+    x = torch.randn(M, K, generator=g).to("cuda", torch.bfloat16)
+    for tile in ql.MMA_GEMV_TILES:
+        cfg = mma_config(*tile, split, token_tiles=(M + 7) // 8)
+        if scheme != INT4:
+            cfg = {**cfg, "BLOCK_K": 64}
+        outs = []
+        for on in (False, True):
+            monkeypatch.setattr(ql, "MMA_L2PF", on)
+            outs.append(ql.qlinear(x, q, s, z, None, scheme, 128, "identity", False, _config=cfg))
+        assert torch.equal(outs[0], outs[1]), tile
+
+
+@needs_gpu
 def test_agrees_with_the_word_gemv():
     x, q, s, z, _ = inputs(1, 4096, 4096, torch.bfloat16, seed=3)
     words = ql.candidate_configs(1, 4096, 4096, INT4, 128, False, 2, 132)[0]

@@ -140,6 +140,12 @@ INT4_SWAP_TILE = (128, 128, 128, 8, 3)
 MMA_GEMV_TILES = [(1, 4, 1), (1, 4, 2), (2, 2, 1), (2, 2, 2), (1, 2, 2)]
 MMA_GEMV_MIN_M = 2
 MMA_GEMV_MAX_M = 16
+# The MMA GEMVs' weight loads ask the L2 for the whole 256-byte block around each lane's 16 bytes (``.L2::256B``,
+# qlinear_mma._load_words). H100, kernels.py 8B shapes, fresh tunings, off / on in alternating processes
+# (results/qlinear_kernels_l2pf_ab_*_s25run7_*): int4 M = 16 up 21.61, 21.26 → 20.54, 20.54 µs, down 20.7-20.8 both;
+# int8 M = 16 up 26.49, 26.19 → 25.60, 25.64, down 26.93, 26.95 → 26.15, 25.97; int4 M = 8 17.76 / 17.87 → 16.34 /
+# 16.49. Outputs bit-identical to the plain loads.
+MMA_L2PF = True
 # K split to half a wave (2 programs a SM) and to a wave (4): at M = 16 the int4 8B down shape's best tile, 1 × 4
 # warps with two row tiles, took 26.3 µs split 2 against 28.7 for the tuner's pick among the wave splits (H100,
 # medians of 3, results/mma_token_split_ab_s24run7_*); kernels.py with it: 24.2 µs, 1.93× cuBLAS
@@ -541,7 +547,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 x.view(torch.int32), w, scale, bias_arg, out, ws, res_arg, cnt_arg, M, N, K, k_per_split,
                 x.stride(0) // 2, w.stride(0), out.stride(0), stride_rm, ROW_WARPS=cfg["ROW_WARPS"],
                 K_WARPS=cfg["K_WARPS"], ROW_TILES=cfg["ROW_TILES"], TOKEN_TILES=cfg.get("TOKEN_TILES", 1),
-                FP16=x.dtype == torch.float16, UNROLL=cfg.get("UNROLL", 1), **meta,
+                FP16=x.dtype == torch.float16, UNROLL=cfg.get("UNROLL", 1), L2PF=MMA_L2PF, **meta,
             )
         else:
             nw = norm_weight.view(torch.int32) if norm_weight is not None else w
@@ -550,7 +556,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 k_per_split, norm_eps if norm_eps is not None else 0.0, x.stride(0) // 2, w.stride(0), stride_sn,
                 out.stride(0), stride_rm, ROW_WARPS=cfg["ROW_WARPS"], K_WARPS=cfg["K_WARPS"],
                 ROW_TILES=cfg["ROW_TILES"], TOKEN_TILES=cfg.get("TOKEN_TILES", 1), FP16=x.dtype == torch.float16,
-                NORM=norm_eps is not None, HAS_NORM_W=norm_weight is not None, **meta,
+                NORM=norm_eps is not None, HAS_NORM_W=norm_weight is not None, L2PF=MMA_L2PF, **meta,
             )
     elif cfg["kernel"] == "gemv":
         meta["PDL"] = use_pdl(x.device)

@@ -70,6 +70,26 @@ def _split4(t):
     return a0, b0, a1, b1
 
 
+# A lane's 16 weight bytes through the read-only path, with the L2 asked to fetch the whole 256-byte block around them
+# (``.L2::256B``): the block's other 240 bytes are the neighbouring lanes' and the next steps' words of the same rows.
+# Predicated on ``ok``, 0 where it is false, as Triton's masked loads are.
+L2PF_LOAD = tl.constexpr("{ .reg .pred p; setp.ne.b32 p, $5, 0; mov.b32 $0, 0; mov.b32 $1, 0; mov.b32 $2, 0; "
+                         "mov.b32 $3, 0; @p ld.global.nc.L1::no_allocate.L2::256B.v4.b32 {$0, $1, $2, $3}, [$4]; }")
+
+
+@triton.jit
+def _load_words(ptrs, ok, L2PF: tl.constexpr):
+    """[T, 4] weight words at ptrs [T, 4] (4 consecutive words a lane), 0 where not ok [T]: one 16-byte load a lane,
+    with the L2's 256-byte prefetch when L2PF (``qlinear.MMA_L2PF``), else Triton's load (evict_first)."""
+    if L2PF:
+        p0, _, _, _ = _split4(ptrs)
+        w0, w1, w2, w3 = tl.inline_asm_elementwise(L2PF_LOAD, "=r,=r,=r,=r,l,r",
+                                                   [p0.to(tl.int64, bitcast=True), ok.to(tl.int32)],
+                                                   dtype=(tl.int32,) * 4, is_pure=True, pack=1)
+        return tl.reshape(tl.join(tl.join(w0, w2), tl.join(w1, w3)), (w0.shape[0], 4))
+    return tl.load(ptrs, mask=ok[:, None], other=0, eviction_policy="evict_first")
+
+
 @triton.jit
 def _mma(a0, a1, a2, a3, b0, b1, d0, d1, d2, d3, FP16: tl.constexpr):
     """D += A·B for one m16n8k16 (fragments as int32 pairs, D fp32), per warp."""
@@ -129,11 +149,12 @@ def _word_mmas(w, v, b0, b1, b2, b3, d0, d1, d2, d3, FP16: tl.constexpr):
 
 
 @triton.jit
-def _tile_loads(w_ptrs, s_ptrs, z_ptrs, ok, ok8, stride_wn, stride_sn, HAS_ZERO: tl.constexpr):
+def _tile_loads(w_ptrs, s_ptrs, z_ptrs, ok, ok8, stride_wn, stride_sn, HAS_ZERO: tl.constexpr,
+                L2PF: tl.constexpr = False):
     """A tile's group: the 4 words [T, 4] of rows r and r + 8, their scales and zero points (fp32; 8 when
     symmetric). ``ok`` / ``ok8``: rows r / r + 8 exist and the group is in this split."""
-    w = tl.load(w_ptrs, mask=ok[:, None], other=0, eviction_policy="evict_first")
-    v = tl.load(w_ptrs + 8 * stride_wn, mask=ok8[:, None], other=0, eviction_policy="evict_first")
+    w = _load_words(w_ptrs, ok, L2PF)
+    v = _load_words(w_ptrs + 8 * stride_wn, ok8, L2PF)
     s = tl.load(s_ptrs, mask=ok, other=0.0).to(tl.float32)
     s8 = tl.load(s_ptrs + 8 * stride_sn, mask=ok8, other=0.0).to(tl.float32)
     if HAS_ZERO:
@@ -256,18 +277,19 @@ def _token_rstd(s0, s1, K, eps, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr):
 
 @triton.jit
 def _step_weights(w_a, w_b, s_a, s_b, z_a, z_b, k, ok_a, ok8_a, ok_b, ok8_b, stride_wn, stride_sn,
-                  GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, TWO: tl.constexpr):
+                  GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, TWO: tl.constexpr, L2PF: tl.constexpr = False):
     """``_tile_loads`` of tile A and (when TWO) tile B for each warp's group at k [T]; tile B repeats A without TWO.
     The word offset is written as the group's index times its 16 words: Triton then knows it is a multiple of 16, and
     each lane's 4 words of a row load as one 16-byte vector (as k // 8, whose divisibility Triton derives from
     K_PER_SPLIT's hint of 16 as 2, they loaded as two 8-byte halves)."""
     g = k // GROUP_SIZE
     wk = (g * (GROUP_SIZE // 8))[:, None]
-    wa, va, sa, sa8, za, za8 = _tile_loads(w_a + wk, s_a + g, z_a + g, ok_a, ok8_a, stride_wn, stride_sn, HAS_ZERO)
+    wa, va, sa, sa8, za, za8 = _tile_loads(w_a + wk, s_a + g, z_a + g, ok_a, ok8_a, stride_wn, stride_sn, HAS_ZERO,
+                                           L2PF)
     wb, vb, sb, sb8, zb, zb8 = wa, va, sa, sa8, za, za8
     if TWO:
         wb, vb, sb, sb8, zb, zb8 = _tile_loads(w_b + wk, s_b + g, z_b + g, ok_b, ok8_b, stride_wn, stride_sn,
-                                               HAS_ZERO)
+                                               HAS_ZERO, L2PF)
     return wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8
 
 
@@ -372,7 +394,7 @@ def _qgemv_mma_kernel(
     GATED: tl.constexpr, SPLIT_K: tl.constexpr, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr,
     ROW_TILES: tl.constexpr, FP16: tl.constexpr, PDL: tl.constexpr, TOKEN_TILES: tl.constexpr = 1,
     HAS_RES: tl.constexpr = False, REDUCE_LAST: tl.constexpr = False, PDL_EARLY: tl.constexpr = False,
-    NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False,
+    NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, L2PF: tl.constexpr = False,
 ):
     """Weight-only int4 out[m, n] = epilogue(Σ_g s·Σ_k x[m, k] (q[n, k] - z)) for m < M ≤ 8 on mma.sync (see the
     module docstring). A program's ROW_WARPS·K_WARPS warps split its rows in ROW_WARPS and its K in K_WARPS: the
@@ -421,7 +443,7 @@ def _qgemv_mma_kernel(
     live = k < k_end
     wa, va, sa, sa8, za, za8, wb, vb, sb, sb8, zb, zb8 = _step_weights(
         w_a, w_b, s_a, s_b, z_a, z_b, k, rows_ok & live, rows8_ok & live, rows_b_ok & live, rows8_b_ok & live,
-        stride_wn, stride_sn, GROUP_SIZE, HAS_ZERO, TWO)
+        stride_wn, stride_sn, GROUP_SIZE, HAS_ZERO, TWO, L2PF)
     pdl_wait(PDL)
     xa, xb, xc, xd, ya, yb, yc, yd, na, nb, nc, nd = _step_x(x_ptrs, nw_ptrs, stride_xm, k, x_ok & live,
                                                              x_ok2 & live, live, TOKEN_TILES, HAS_NORM_W)
@@ -431,7 +453,7 @@ def _qgemv_mma_kernel(
         more = k < k_end
         wa_n, va_n, sa_n, sa8_n, za_n, za8_n, wb_n, vb_n, sb_n, sb8_n, zb_n, zb8_n = _step_weights(
             w_a, w_b, s_a, s_b, z_a, z_b, k, rows_ok & more, rows8_ok & more, rows_b_ok & more, rows8_b_ok & more,
-            stride_wn, stride_sn, GROUP_SIZE, HAS_ZERO, TWO)
+            stride_wn, stride_sn, GROUP_SIZE, HAS_ZERO, TWO, L2PF)
         xa_n, xb_n, xc_n, xd_n, ya_n, yb_n, yc_n, yd_n, na_n, nb_n, nc_n, nd_n = _step_x(
             x_ptrs, nw_ptrs, stride_xm, k, x_ok & more, x_ok2 & more, more, TOKEN_TILES, HAS_NORM_W)
         o0, o1, o2, o3, u0, u1, u2, u3, ss0, ss1 = _token_tile(
@@ -516,16 +538,16 @@ def _i8_tile_step(w, v, xa, xb, d0, d1, d2, d3, FP16: tl.constexpr):
 
 
 @triton.jit
-def _i8_weights(w_a, w_b, kw, ok_a, ok8_a, ok_b, ok8_b, stride_wn, TWO: tl.constexpr):
+def _i8_weights(w_a, w_b, kw, ok_a, ok8_a, ok_b, ok8_b, stride_wn, TWO: tl.constexpr, L2PF: tl.constexpr = False):
     """A chunk's words [T, 4] of tile A (rows r, r + 8) and, when TWO, tile B; ``kw``: word offsets [T]. (Loaded past
     L1, ``.cg``, to keep x there, the best tile was 13-15% slower in 5 of the 6 8B MLP shapes at M = 2-16 and 5%
     faster in one: results/int8_mma_cg_ab_s23run4_*.)"""
-    wa = tl.load(w_a + kw[:, None], mask=ok_a[:, None], other=0, eviction_policy="evict_first")
-    va = tl.load(w_a + kw[:, None] + 8 * stride_wn, mask=ok8_a[:, None], other=0, eviction_policy="evict_first")
+    wa = _load_words(w_a + kw[:, None], ok_a, L2PF)
+    va = _load_words(w_a + kw[:, None] + 8 * stride_wn, ok8_a, L2PF)
     wb, vb = wa, va
     if TWO:
-        wb = tl.load(w_b + kw[:, None], mask=ok_b[:, None], other=0, eviction_policy="evict_first")
-        vb = tl.load(w_b + kw[:, None] + 8 * stride_wn, mask=ok8_b[:, None], other=0, eviction_policy="evict_first")
+        wb = _load_words(w_b + kw[:, None], ok_b, L2PF)
+        vb = _load_words(w_b + kw[:, None] + 8 * stride_wn, ok8_b, L2PF)
     return wa, va, wb, vb
 
 
@@ -569,6 +591,7 @@ def _qgemv_mma_int8_kernel(
     ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr, ROW_TILES: tl.constexpr, FP16: tl.constexpr,
     PDL: tl.constexpr, TOKEN_TILES: tl.constexpr = 1, HAS_RES: tl.constexpr = False,
     REDUCE_LAST: tl.constexpr = False, PDL_EARLY: tl.constexpr = False, UNROLL: tl.constexpr = 1,
+    L2PF: tl.constexpr = False,
 ):
     """Weight-only int8 out[m, n] = epilogue(s[n]·Σ_k x[m, k] q[n, k]) for m < M ≤ 16 on mma.sync: the int4
     kernel's lanes, warps, tiles and tail (``_qgemv_mma_kernel``) with the int8 fragments above. A warp's step is
@@ -600,13 +623,13 @@ def _qgemv_mma_int8_kernel(
     k = k_start + kl_
     live = k < k_end
     wa, va, wb, vb = _i8_weights(w_a, w_b, k // 4, rows_ok & live, rows8_ok & live, rows_b_ok & live,
-                                 rows8_b_ok & live, stride_wn, TWO)
+                                 rows8_b_ok & live, stride_wn, TWO, L2PF)
     k2 = k + STEP
     live2 = k2 < k_end
     wa2, va2, wb2, vb2 = wa, va, wb, vb
     if UNROLL == 2:
         wa2, va2, wb2, vb2 = _i8_weights(w_a, w_b, k2 // 4, rows_ok & live2, rows8_ok & live2, rows_b_ok & live2,
-                                         rows8_b_ok & live2, stride_wn, TWO)
+                                         rows8_b_ok & live2, stride_wn, TWO, L2PF)
     pdl_wait(PDL)
     xa, xb, ya, yb = _i8_x(x_ptrs, stride_xm, k // 2, x_ok & live, x_ok2 & live, TOKEN_TILES)
     xa2, xb2, ya2, yb2 = xa, xb, ya, yb
@@ -616,7 +639,7 @@ def _qgemv_mma_int8_kernel(
         k = step + STEP * UNROLL + kl_
         more = k < k_end
         wa_n, va_n, wb_n, vb_n = _i8_weights(w_a, w_b, k // 4, rows_ok & more, rows8_ok & more, rows_b_ok & more,
-                                             rows8_b_ok & more, stride_wn, TWO)
+                                             rows8_b_ok & more, stride_wn, TWO, L2PF)
         xa_n, xb_n, ya_n, yb_n = _i8_x(x_ptrs, stride_xm, k // 2, x_ok & more, x_ok2 & more, TOKEN_TILES)
         wa2_n, va2_n, wb2_n, vb2_n = wa_n, va_n, wb_n, vb_n
         xa2_n, xb2_n, ya2_n, yb2_n = xa_n, xb_n, ya_n, yb_n
@@ -624,7 +647,7 @@ def _qgemv_mma_int8_kernel(
             k2 = k + STEP
             more2 = k2 < k_end
             wa2_n, va2_n, wb2_n, vb2_n = _i8_weights(w_a, w_b, k2 // 4, rows_ok & more2, rows8_ok & more2,
-                                                     rows_b_ok & more2, rows8_b_ok & more2, stride_wn, TWO)
+                                                     rows_b_ok & more2, rows8_b_ok & more2, stride_wn, TWO, L2PF)
             xa2_n, xb2_n, ya2_n, yb2_n = _i8_x(x_ptrs, stride_xm, k2 // 2, x_ok & more2, x_ok2 & more2, TOKEN_TILES)
         o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3 = _i8_chunk(
             wa, va, wb, vb, xa, xb, ya, yb, o0, o1, o2, o3, u0, u1, u2, u3, p0, p1, p2, p3, q0, q1, q2, q3,
