@@ -175,9 +175,7 @@ def test_l2_prefetch_loads_match_triton_loads(M, N, K, split, scheme, monkeypatc
     q, s, z = quant.quantize_weight(w, scheme, 128, scheme != INT4)
     x = torch.randn(M, K, generator=g).to("cuda", torch.bfloat16)
     for tile in ql.MMA_GEMV_TILES:
-        cfg = mma_config(*tile, split, token_tiles=(M + 7) // 8)
-        if scheme != INT4:
-            cfg = {**cfg, "BLOCK_K": 64}
+        cfg = (mma_config if scheme == INT4 else int8_config)(*tile, split, token_tiles=(M + 7) // 8)
         outs = []
         for on in (False, True):
             monkeypatch.setattr(ql, "MMA_L2PF", on)

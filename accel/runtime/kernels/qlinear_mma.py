@@ -150,7 +150,7 @@ def _word_mmas(w, v, b0, b1, b2, b3, d0, d1, d2, d3, FP16: tl.constexpr):
 
 @triton.jit
 def _tile_loads(w_ptrs, s_ptrs, z_ptrs, ok, ok8, stride_wn, stride_sn, HAS_ZERO: tl.constexpr,
-                L2PF: tl.constexpr = False):
+                L2PF: tl.constexpr):
     """A tile's group: the 4 words [T, 4] of rows r and r + 8, their scales and zero points (fp32; 8 when
     symmetric). ``ok`` / ``ok8``: rows r / r + 8 exist and the group is in this split."""
     w = _load_words(w_ptrs, ok, L2PF)
@@ -277,7 +277,7 @@ def _token_rstd(s0, s1, K, eps, ROW_WARPS: tl.constexpr, K_WARPS: tl.constexpr):
 
 @triton.jit
 def _step_weights(w_a, w_b, s_a, s_b, z_a, z_b, k, ok_a, ok8_a, ok_b, ok8_b, stride_wn, stride_sn,
-                  GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, TWO: tl.constexpr, L2PF: tl.constexpr = False):
+                  GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, TWO: tl.constexpr, L2PF: tl.constexpr):
     """``_tile_loads`` of tile A and (when TWO) tile B for each warp's group at k [T]; tile B repeats A without TWO.
     The word offset is written as the group's index times its 16 words: Triton then knows it is a multiple of 16, and
     each lane's 4 words of a row load as one 16-byte vector (as k // 8, whose divisibility Triton derives from
@@ -538,7 +538,7 @@ def _i8_tile_step(w, v, xa, xb, d0, d1, d2, d3, FP16: tl.constexpr):
 
 
 @triton.jit
-def _i8_weights(w_a, w_b, kw, ok_a, ok8_a, ok_b, ok8_b, stride_wn, TWO: tl.constexpr, L2PF: tl.constexpr = False):
+def _i8_weights(w_a, w_b, kw, ok_a, ok8_a, ok_b, ok8_b, stride_wn, TWO: tl.constexpr, L2PF: tl.constexpr):
     """A chunk's words [T, 4] of tile A (rows r, r + 8) and, when TWO, tile B; ``kw``: word offsets [T]. (Loaded past
     L1, ``.cg``, to keep x there, the best tile was 13-15% slower in 5 of the 6 8B MLP shapes at M = 2-16 and 5%
     faster in one: results/int8_mma_cg_ab_s23run4_*.)"""
