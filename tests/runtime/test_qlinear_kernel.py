@@ -630,7 +630,8 @@ def test_tile_twins_of_the_fastest_one_step_word_gemvs_that_keep_a_wave(monkeypa
 
 @pytest.mark.parametrize("module,changes", [
     (ql, [("GEMV_TILE_COUNTS", (2,)), ("GEMV_TILES", ql.GEMV_TILES[:-1]), ("GEMV_REGS", ql.GEMV_REGS + 8),
-          ("MMA_GEMV_TILES", ql.MMA_GEMV_TILES[:-1]), ("MMA_GEMV_MIN_M", 1)]),
+          ("MMA_GEMV_TILES", ql.MMA_GEMV_TILES[:-1]), ("MMA_GEMV_MIN_M", 1), ("MMA_SPLIT_PROGRAMS", (4,)),
+          ("MMA_L2PF", not ql.MMA_L2PF)]),
     (kl, [("GEMV_TILES", kl.GEMV_TILES[:-1]), ("SKINNY_TILES", kl.SKINNY_TILES[1:])])], ids=["qlinear", "linear"])
 def test_the_tuning_key_changes_with_the_candidate_lists(monkeypatch, module, changes):
     """A stored winner is only the best of the candidates measured: a cache tuned with other tile lists, tile

@@ -666,7 +666,7 @@ def _sources() -> str:
         qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
         qm._x_fragments, qm._as_tile, qm._lanes, qm._accumulators, qm._tiles_out, qm._split4, qm._sum_mma,
-        qm._token_rstd, qm._mul_pairs, qm._repack,
+        qm._token_rstd, qm._mul_pairs, qm._repack, qm._load_words, qm.L2PF_LOAD, MMA_L2PF, MMA_SPLIT_PROGRAMS,
         qm._qgemv_mma_int8_kernel, qm._decode_i8, qm.I8_DECODE_BF16, qm.I8_DECODE_F16, qm._i8_word_mma,
         qm._i8_tile_step, qm._i8_weights, qm._i8_x, qm._i8_chunk, _mma_step, MMA_GEMV_INT8, MMA_GEMV_INT8_MIN_M,
         MMA_GEMV_INT8_TILES,
