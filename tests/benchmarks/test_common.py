@@ -61,10 +61,10 @@ print(common.accel_identity())
 """
 
 
-@pytest.mark.parametrize("module", ["kernels", "gemv_sweep"])
+@pytest.mark.parametrize("module", ["kernels", "gemv_sweep", "stream_floor"])
 def test_kernel_benchmarks_take_accel_from_on_their_command_line(module, tmp_path):
-    """kernels.py and gemv_sweep.py import accel at module level: ``--accel-from`` is read from the command line
-    before that (gemv_sweep also imports kernels: the second call sees the same tree and passes)."""
+    """kernels.py, gemv_sweep.py and stream_floor.py import accel at module level: ``--accel-from`` is read from the
+    command line before that (the last two also import kernels: the second call sees the same tree and passes)."""
     import accel
 
     shutil.copytree(os.path.dirname(accel.__file__), tmp_path / "accel",
