@@ -144,7 +144,9 @@ MMA_GEMV_MAX_M = 16
 # qlinear_mma._load_words). H100, kernels.py 8B shapes, fresh tunings, off / on in alternating processes
 # (results/qlinear_kernels_l2pf_ab_*_s25run7_*): int4 M = 16 up 21.61, 21.26 → 20.54, 20.54 µs, down 20.7-20.8 both;
 # int8 M = 16 up 26.49, 26.19 → 25.60, 25.64, down 26.93, 26.95 → 26.15, 25.97; int4 M = 8 17.76 / 17.87 → 16.34 /
-# 16.49. Outputs bit-identical to the plain loads.
+# 16.49. Outputs bit-identical to the plain loads. It pays for this access pattern (a warp load reads 8 rows × 64
+# bytes), not for contiguous streaming: the word GEMVs' chunks loaded the same way did not gain at M = 1 (patch and
+# A/B in results/*word_l2pf*_s26run2*), and read-only kernels were slower with it (results/stream_floor_8b_s26run2_*).
 MMA_L2PF = True
 # K split to half a wave (2 programs a SM) and to a wave (4): at M = 16 the int4 8B down shape's best tile, 1 × 4
 # warps with two row tiles, took 26.3 µs split 2 against 28.7 for the tuner's pick among the wave splits (H100,
