@@ -373,8 +373,8 @@ LLAMA_SHAPES = [(3072, 2048), (2048, 8192), (128256, 2048), (6144, 4096), (28672
 def test_candidates_for_llama_shapes(scheme, M, N, K):
     cands = ql.candidate_configs(M, N, K, scheme, 128, False, 2, sms=132)
     # each is measured once per shape (then cached): keep the first compile short. The most: 18, for an int8 GEMV
-    # with K = 8192, whose narrow tiles are also tried unsplit (session 12); int4 adds up to 6 tensor-core GEMVs at
-    # 2 ≤ M ≤ 16 (compiled runs only)
+    # with K = 8192, whose narrow tiles are also tried unsplit (session 12); the tensor-core GEMVs add their tiles,
+    # each unsplit and split, at 2 ≤ M ≤ 16 (compiled runs only)
     assert 2 <= len(cands) <= 18 + len(ql._mma_configs(M, N, K, scheme, 128, False, 2, 132))
     assert (ql.CUBLAS in cands) == (scheme in ql.WEIGHT_ONLY)
     assert (ql.SCALED_MM in cands) == (scheme == "w8a8_fp8" and M >= ql.SCALED_MM_MIN_M)
@@ -393,7 +393,12 @@ def test_candidates_for_llama_shapes(scheme, M, N, K):
             assert K >= c["SPLIT_K"] * c["BLOCK_K"]
             programs = -(-N // c["BLOCK_N"]) * -(-M // c["BLOCK_M"])
             assert programs * c["SPLIT_K"] < 2 * 4 * 132
-            if M <= ql.SKINNY_MAX_M:
+            if c["kernel"] == "mma":
+                # the tensor-core GEMV's own rule (compiled runs only): K split to half a wave and to a wave of
+                # programs (``qlinear.MMA_SPLIT_PROGRAMS`` a SM), the workspace not bounded
+                base = {**c, "SPLIT_K": 1}
+                assert c["SPLIT_K"] in {ql._split_to(base, M, N, K, p * 132)["SPLIT_K"] for p in ql.MMA_SPLIT_PROGRAMS}
+            elif M <= ql.SKINNY_MAX_M:
                 # skinny splits: fp32 workspace traffic (8 B per split, row and column) within 1/8 of the weight
                 # bytes, or (_split_to_wave) the split that first makes a wave of 4 programs a SM. Tiled ones (M > 64)
                 # split only tiles that leave over half the SMs idle, then up to one wave
