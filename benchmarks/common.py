@@ -93,6 +93,14 @@ def use_accel_from(tree: str | None) -> None:
         raise SystemExit(f"--accel-from {tree}: imported {accel.__file__} instead")
 
 
+def add_accel_from(ap) -> None:
+    """The ``--accel-from DIR`` option of a benchmark's argument parser (``use_accel_from`` applies it)."""
+    ap.add_argument("--accel-from", default=None, metavar="DIR",
+                    help="import accel from DIR (a folder holding an accel package, e.g. `git archive <commit> accel` "
+                    "unpacked) instead of this checkout: an A/B of two trees, one process each; the result's env "
+                    "records which accel ran")
+
+
 def accel_from_argv(argv: list[str] | None = None) -> str | None:
     """The ``--accel-from`` of a script's command line (``sys.argv`` by default), read before the script imports
     accel at module level; the script's own parser lists the option too."""
@@ -100,7 +108,7 @@ def accel_from_argv(argv: list[str] | None = None) -> str | None:
     import sys
 
     ap = argparse.ArgumentParser(add_help=False)
-    ap.add_argument("--accel-from", default=None)
+    add_accel_from(ap)
     return ap.parse_known_args(sys.argv[1:] if argv is None else argv)[0].accel_from
 
 

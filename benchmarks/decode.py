@@ -27,8 +27,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (GcPauses, GraphTreeCalls, HostUsage, copy_bandwidth_gbs, cuda_time_ms, environment,  # noqa: E402
-                    pin_to_cpu, print_table, use_accel_from, write_result)
+from common import (GcPauses, GraphTreeCalls, HostUsage, add_accel_from, copy_bandwidth_gbs, cuda_time_ms,  # noqa: E402
+                    environment, pin_to_cpu, print_table, use_accel_from, write_result)
 from decode_model import (ACCEL_VARIANTS, CONFIGS, TORCHAO_VARIANTS, build_model, make_step,  # noqa: E402
                           torchao_quantize)
 
@@ -182,9 +182,7 @@ def main() -> None:
     ap.add_argument("--checks", default="all", choices=("all", "speed"),
                     help="speed: skip the second compile (whole-model forward) that the logits error and the prefill "
                          "latency need, so that one call on the lent GPU fits more variants")
-    ap.add_argument("--accel-from", default=None, metavar="DIR",
-                    help="import accel from DIR/accel (another tree, for an A/B in one call; the result's env records "
-                         "which accel ran)")
+    add_accel_from(ap)
     ap.add_argument("--fresh-cache", action="store_true",
                     help="a new StaticCache for every run, as before session 17 (each can land at other addresses "
                          "and make the CUDA-graph tree record again inside a timed run); by default each variant "

@@ -28,7 +28,7 @@ import triton
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import accel_from_argv, environment, print_table, use_accel_from, write_result  # noqa: E402
+from common import accel_from_argv, add_accel_from, environment, print_table, use_accel_from, write_result  # noqa: E402
 
 use_accel_from(accel_from_argv())  # before accel is imported
 from kernels import QLINEAR_SHAPES  # noqa: E402
@@ -162,9 +162,7 @@ def replay(path: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="1b,8b")
-    ap.add_argument("--accel-from", default=None, metavar="DIR",
-                    help="import accel from DIR (a folder holding an accel package, e.g. `git archive <commit> accel` "
-                    "unpacked) instead of this checkout: an A/B of two trees, one process each")
+    add_accel_from(ap)
     ap.add_argument("--kinds", default="bf16", help="any of bf16, int8, int4")
     ap.add_argument("--m", type=int, default=1, help="rows of x (above 1: the tl.dot grid for int8 / int4)")
     ap.add_argument("--budget-s", type=float, default=300.0, help="stop sweeping a kind after this many seconds")

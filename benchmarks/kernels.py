@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import accel_from_argv, environment, print_table, use_accel_from, write_result  # noqa: E402
+from common import accel_from_argv, add_accel_from, environment, print_table, use_accel_from, write_result  # noqa: E402
 
 use_accel_from(accel_from_argv())  # before accel is imported
 
@@ -177,9 +177,7 @@ def bench_qlinear(label, n, k, m, scheme, rows, baselines: dict):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="1b,8b")
-    ap.add_argument("--accel-from", default=None, metavar="DIR",
-                    help="import accel from DIR (a folder holding an accel package, e.g. `git archive <commit> accel` "
-                    "unpacked) instead of this checkout: an A/B of two trees, one process each")
+    add_accel_from(ap)
     ap.add_argument("--m", default="1,4,16,64,256,2048")
     ap.add_argument("--ops", default="linear,attention", help="any of linear (incl. ffn_up), attention, qlinear")
     ap.add_argument("--schemes", default=",".join(QSCHEMES), help="qlinear schemes")

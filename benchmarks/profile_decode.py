@@ -21,7 +21,7 @@ from collections import defaultdict
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import use_accel_from  # noqa: E402
+from common import add_accel_from, use_accel_from  # noqa: E402
 from decode_model import CONFIGS, build_model, make_step, prefilled_cache  # noqa: E402
 
 
@@ -40,8 +40,7 @@ def main() -> None:
                     help="also print the busy and idle time per step, and its largest gaps between kernels")
     ap.add_argument("--sequence", type=int, default=0,
                     help="also print the first N kernels of a step (and the last 3) in order: mean time and gap before")
-    ap.add_argument("--accel-from", default=None, metavar="DIR",
-                    help="import accel from DIR/accel (another tree, for an A/B of two trees on one machine)")
+    add_accel_from(ap)
     args = ap.parse_args()
     use_accel_from(args.accel_from)
 

@@ -24,7 +24,7 @@ import triton.language as tl
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import accel_from_argv, environment, print_table, use_accel_from, write_result  # noqa: E402
+from common import accel_from_argv, add_accel_from, environment, print_table, use_accel_from, write_result  # noqa: E402
 
 use_accel_from(accel_from_argv())  # before accel is imported
 
@@ -85,7 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="up,down", help="of the 8B MLP: up (14336x4096), down (4096x14336)")
     ap.add_argument("--schemes", default="int4_weight_only,int8_weight_only")
-    ap.add_argument("--accel-from", default=None, metavar="DIR", help="import accel from DIR (see kernels.py)")
+    add_accel_from(ap)
     args = ap.parse_args()
     env = environment()
     print(f"{env['device']}  torch {env['torch']}  triton {env['triton']}")
