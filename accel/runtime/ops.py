@@ -143,10 +143,34 @@ rope_kv_update = _rope_kv("rope_kv_update", ("k_cache", "v_cache"))
 rope_kv_append = _rope_kv("rope_kv_append", ("k_cache", "v_cache", "rows"))
 
 
+
+@triton_op("accel::rope_attention_append", mutates_args=("k_cache", "v_cache", "length"))
+def rope_attention_append(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    length: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    scale: float,
+) -> torch.Tensor:
+    """A decode step's ``rope_kv_append`` (one new token a sequence) and the ``attention`` that reads the caches
+    after it, as one op: on CUDA the split-KV attention kernel rotates q, writes the new cache row and advances
+    ``length`` itself (``kernels.attention.rope_attention_append``). Contract: ``reference.rope_attention_append``."""
+    if not _on_gpu(q):
+        return reference.rope_attention_append(q, k, v, cos, sin, k_cache, v_cache, length, mask, scale)
+    from accel.runtime.kernels import attention as ka
+
+    return ka.rope_attention_append(q, k, v, cos, sin, k_cache, v_cache, length, mask, scale)
+
 LINEAR = torch.ops.accel.linear.default
 ATTENTION = torch.ops.accel.attention.default
 FFN = torch.ops.accel.ffn.default
 QLINEAR = torch.ops.accel.qlinear.default
 ROPE_KV_UPDATE = torch.ops.accel.rope_kv_update.default
 ROPE_KV_APPEND = torch.ops.accel.rope_kv_append.default
-ALL_OPS = (LINEAR, ATTENTION, FFN, QLINEAR, ROPE_KV_UPDATE, ROPE_KV_APPEND)
+ROPE_ATTENTION_APPEND = torch.ops.accel.rope_attention_append.default
+ALL_OPS = (LINEAR, ATTENTION, FFN, QLINEAR, ROPE_KV_UPDATE, ROPE_KV_APPEND, ROPE_ATTENTION_APPEND)

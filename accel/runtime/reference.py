@@ -110,3 +110,13 @@ def rope_kv_append(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch
     out = rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions)
     length.add_(S)
     return out
+
+
+def rope_attention_append(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                          k_cache: torch.Tensor, v_cache: torch.Tensor, length: torch.Tensor,
+                          mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """A decode step's attention with its rotary embedding and cache append: ``rope_kv_append`` (q [B, Hq, 1, D],
+    k, v [B, Hkv, 1, D]; the caches get row ``length``, then ``length += 1``) followed by
+    ``attention(rope(q), k_cache, v_cache, mask, scale, is_causal=False)``."""
+    q_rot = rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
+    return attention(q_rot, k_cache, v_cache, mask, scale, False)

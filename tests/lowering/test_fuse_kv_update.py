@@ -41,13 +41,17 @@ def decode(model, cfg, step, n=5):
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
-@pytest.mark.parametrize("append", [True, False], ids=["append", "positions"])
-def test_decode_matches_eager_and_graph_has_one_op_per_layer(arch, append, monkeypatch):
-    """append: the decode step's counter read and advance go into ``rope_kv_append``; positions: with that
-    disabled (as for a prefill past MAX_APPEND_ROWS) ``rope_kv_update`` takes Inductor's positions."""
+@pytest.mark.parametrize("mode", ["into_attention", "append", "positions"])
+def test_decode_matches_eager_and_graph_has_one_op_per_layer(arch, mode, monkeypatch):
+    """into_attention (the default): a decode step's append and its attention become one
+    ``rope_attention_append``; append: with that off, the counter read and advance go into ``rope_kv_append``;
+    positions: with both off (as for a prefill past MAX_APPEND_ROWS) ``rope_kv_update`` takes Inductor's
+    positions."""
     from accel.lowering import fuse_kv_update
 
-    if not append:
+    if mode != "into_attention":
+        monkeypatch.setattr(fuse_kv_update, "INTO_ATTENTION", False)
+    if mode == "positions":
         monkeypatch.setattr(fuse_kv_update, "MAX_APPEND_ROWS", 0)
     model, cfg = build(arch)
     ref, ref_cache = decode(model, cfg, step_fn)
@@ -69,13 +73,21 @@ def test_decode_matches_eager_and_graph_has_one_op_per_layer(arch, append, monke
     targets = [n.target for n in graphs[-1].graph.nodes]
     # Llama's and Qwen2's mask and rotary positions also read layer 0's counter (Mistral's read a Python int copy):
     # that layer may keep rope_kv_update and its add_
-    appended = targets.count(torch.ops.accel.rope_kv_append.default)
-    assert appended >= cfg.num_hidden_layers - 1 if append else appended == 0
-    assert targets.count(torch.ops.accel.rope_kv_update.default) == cfg.num_hidden_layers - appended
+    ops = torch.ops.accel
+    appended = targets.count(ops.rope_kv_append.default)
+    into = targets.count(ops.rope_attention_append.default)
+    if mode == "into_attention":
+        assert appended == 0 and into >= cfg.num_hidden_layers - 1
+    else:
+        assert into == 0 and (appended >= cfg.num_hidden_layers - 1 if mode == "append" else appended == 0)
+    assert targets.count(ops.rope_kv_update.default) == cfg.num_hidden_layers - appended - into
+    assert targets.count(ops.attention.default) == cfg.num_hidden_layers - into
     assert "index_copy_" not in targets
-    assert targets.count("add_") == cfg.num_hidden_layers - appended
+    assert targets.count("add_") == cfg.num_hidden_layers - appended - into
     patterns = [m.pattern for m in backend.report.graphs[-1].matches]  # Mistral recompiles once: count one graph
     assert patterns.count("rope_kv_update") == cfg.num_hidden_layers
+    details = [m.detail for m in backend.report.graphs[-1].matches if m.pattern == "rope_kv_update"]
+    assert sum("in the attention's own launches" in d for d in details) == into
 
 
 def test_on_by_default_and_can_be_turned_off():
@@ -88,12 +100,23 @@ def test_on_by_default_and_can_be_turned_off():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel's cache mutation is lowered on CUDA only")
-def test_inductor_writes_the_caches_in_place_on_cuda():
+@pytest.mark.parametrize("into_attention", [False, True], ids=["append", "into_attention"])
+def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, monkeypatch):
     """The op mutates the caches; Inductor must hand it the cache buffers themselves, never a clone it copies back
     (that would be two cache-sized copies per layer and step). Checked in the generated code: no buffer of the cache's
-    shape is allocated and the op's Triton kernel runs, and the decode still gives eager's tokens."""
+    shape is allocated and the op's Triton kernels run, and the decode still gives eager's tokens. into_attention:
+    attention is held to a split-KV config (a 32-key cache would otherwise take one split, which runs the append
+    kernel), so that layers 1+ rotate and append inside the attention's launches."""
     from torch._inductor.utils import run_and_get_code
 
+    from accel.lowering import fuse_kv_update
+    from accel.runtime.kernels import attention as ka
+
+    if into_attention:
+        split = dict(kernel="decode", BLOCK_N=16, num_warps=4, num_stages=2, SKIP=1, waves=2, splits=2)
+        monkeypatch.setattr(ka, "_select", lambda *args: split)
+    else:
+        monkeypatch.setattr(fuse_kv_update, "INTO_ATTENTION", False)
     model, cfg = build("llama")
     model = model.cuda()
 
@@ -117,6 +140,7 @@ def test_inductor_writes_the_caches_in_place_on_cuda():
     code = "\n".join(codes)
     shape = tuple(cache.layers[0].keys.shape)
     assert f"empty_strided_cuda({shape}," not in code
-    assert "_rope_kv_append_kernel" in code
+    assert ("_rope_kv_append_kernel" in code) != into_attention
+    assert "_attn_decode_reduce_kernel" in code or not into_attention
     for a, b in zip(cache.layers, ref_cache.layers):
         assert torch.equal(a.cumulative_length, b.cumulative_length)

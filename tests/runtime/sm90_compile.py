@@ -225,6 +225,9 @@ def main() -> int:
     ka.attention(q[:, :, :1], k, v, None, 0.125, True)  # decode (+ reduce)
     split = {**ka._decode_configs(64, dt, 4)[0], "splits": 2}  # split-KV and the reduce kernel
     ka._decode(q[:, :, :1], k, v, torch.ones(40, dtype=torch.bool), 0.125, False, split)
+    rot = torch.randn(1, 1, 1, 64, dtype=dt)  # rope_attention_append: RoPE and the cache append in the same launches
+    ka._decode(q[:, :, :1], k, v, torch.ones(40, dtype=torch.bool), 0.125, False, split,
+               append=(k[:, :, :1], v[:, :, :1], rot, rot, torch.tensor(3)))
     ka.attention(q, k, v, torch.zeros(40, 40, dtype=dt), 0.125, True)  # additive mask and causal
     x, w = torch.randn(1, 256, dtype=dt), torch.randn(512, 256, dtype=dt)
     for cfg in kl.candidate_configs(1, 512, 256, False, 2, 132, True)[:3]:

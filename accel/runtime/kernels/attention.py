@@ -245,9 +245,22 @@ def _attn_fwd_kernel(
 
 
 @triton.jit
+def _rope_load(ptrs, offs_d, stride_d, mask, cos, sin, HEAD_DIM: tl.constexpr):
+    """Rows at ``ptrs`` (pointer tiles along ``offs_d``) rotated as ``reference.rope`` does, in fp32: element d
+    takes x_d·cos_d − x_(d+D/2)·sin_d in the first half and x_d·cos_d + x_(d−D/2)·sin_d in the second."""
+    half = HEAD_DIM // 2
+    first = offs_d < half
+    partner = tl.where(first, offs_d + half, offs_d - half)
+    x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+    xp = tl.load(ptrs + (partner - offs_d) * stride_d, mask=mask, other=0.0).to(tl.float32)
+    return x * cos + tl.where(first, -xp, xp) * sin
+
+
+@triton.jit
 def _attn_decode_kernel(
-    # Pointers (PartAcc [B·Hkv, NUM_SPLITS, ROWS, HEAD_DIM], PartMax / PartSum [B·Hkv, NUM_SPLITS, ROWS])
-    Q, K, V, Mask, PartAcc, PartMax, PartSum, Out,
+    # Pointers (PartAcc [B·Hkv, NUM_SPLITS, ROWS, HEAD_DIM], PartMax / PartSum [B·Hkv, NUM_SPLITS, ROWS]; with
+    # APPEND, Knew / Vnew [B, Hkv, 1, D] the new token's k and v, Cos / Sin [B, 1, 1, D], Len the cache's counter)
+    Q, K, V, Mask, PartAcc, PartMax, PartSum, Out, Knew, Vnew, Cos, Sin, Len,
     # Matrix dimensions
     Hkv, Skv, NUM_SPLITS,
     # Strides
@@ -256,17 +269,23 @@ def _attn_decode_kernel(
     stride_vb, stride_vh, stride_vn, stride_vd,
     stride_mb, stride_mh, stride_mm, stride_mn,
     stride_ob, stride_oh, stride_om, stride_od,
+    stride_knb, stride_knh, stride_vnb, stride_vnh, stride_cb, stride_sb,
     # Scale of q·k in natural-log and in log2 units
     sm_scale, qk_scale,
     # Meta-parameters
     GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    MASK_KIND: tl.constexpr, SKIP: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr,
+    MASK_KIND: tl.constexpr, SKIP: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr, APPEND: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr,
 ):
     """Unnormalized attention of the GROUP·SQ query rows of KV head (b, kvh) over one contiguous key chunk.
 
     Row r is query r % SQ of head kvh·GROUP + r // SQ, so one K/V read serves the whole GQA group. DIRECT (one
     split, the whole key range) normalizes and writes Out itself; no reduction kernel follows.
+
+    APPEND (SQ = 1, one new token a sequence; ``rope_attention_append``): Q, Knew and Vnew are the projection's
+    unrotated q, k and v. Every program rotates q as it loads it; the one program whose chunk holds row ``Len`` of
+    the cache writes the rotated k and v there before its key loop reads that chunk. The reduction kernel advances
+    Len once every program has read it.
     """
     pdl_launch_then_wait(PDL)  # few programs; q, the caches and the mask come from earlier kernels
     sm_scale, qk_scale = tl.cast(sm_scale, tl.float32), tl.cast(qk_scale, tl.float32)  # fp64 under Inductor (see above)
@@ -284,7 +303,6 @@ def _attn_decode_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < HEAD_DIM
     q_ptrs = Q + b * stride_qb + h[:, None] * stride_qh + q_pos[:, None] * stride_qm + offs_d[None, :] * stride_qd
-    q = tl.load(q_ptrs, mask=rows_ok[:, None] & d_ok[None, :], other=0.0)
     k_base = K + b * stride_kb + kvh * stride_kh
     v_base = V + b * stride_vb + kvh * stride_vh
     mask_rows = Mask + b * stride_mb + h * stride_mh + q_pos * stride_mm
@@ -296,6 +314,20 @@ def _attn_decode_kernel(
     chunk = tl.cdiv(tl.cdiv(kv_len, BLOCK_N), NUM_SPLITS) * BLOCK_N
     lo = split * chunk
     hi = tl.minimum(lo + chunk, kv_len)
+    if APPEND:
+        row = tl.load(Len).to(tl.int64)
+        cos = tl.load(Cos + b * stride_cb + offs_d, mask=d_ok, other=0.0).to(tl.float32)
+        sin = tl.load(Sin + b * stride_sb + offs_d, mask=d_ok, other=0.0).to(tl.float32)
+        q = _rope_load(q_ptrs, offs_d, stride_qd, rows_ok[:, None] & d_ok[None, :], cos[None, :], sin[None, :],
+                       HEAD_DIM).to(Q.dtype.element_ty)
+        if (row >= lo) & (row < hi):  # this program's chunk holds the new token's row
+            k_new = _rope_load(Knew + b * stride_knb + kvh * stride_knh + offs_d, offs_d, 1, d_ok, cos, sin, HEAD_DIM)
+            tl.store(k_base + row * stride_kn + offs_d * stride_kd, k_new.to(K.dtype.element_ty), mask=d_ok)
+            v_new = tl.load(Vnew + b * stride_vnb + kvh * stride_vnh + offs_d, mask=d_ok)
+            tl.store(v_base + row * stride_vn + offs_d * stride_vd, v_new, mask=d_ok)
+        tl.debug_barrier()  # the row is in memory before any thread of this program loads its block
+    else:
+        q = tl.load(q_ptrs, mask=rows_ok[:, None] & d_ok[None, :], other=0.0)
     m_i = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_R,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
@@ -319,20 +351,23 @@ def _attn_decode_kernel(
 
 @triton.jit
 def _attn_decode_reduce_kernel(
-    # Pointers
-    PartAcc, PartMax, PartSum, Out,
+    # Pointers (Len: the cache's counter, advanced by one with ADVANCE)
+    PartAcc, PartMax, PartSum, Out, Len,
     # Matrix dimensions
     Hkv, NUM_SPLITS,
     # Strides
     stride_ob, stride_oh, stride_om, stride_od,
     # Meta-parameters
-    GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, NATURAL: tl.constexpr,
+    GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, NATURAL: tl.constexpr, ADVANCE: tl.constexpr,
     BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr,
 ):
     """out = Σ_s w_s acc_s / Σ_s w_s l_s with w_s = exp(m_s - max_s m_s), for one query row (bk, r)."""
-    pdl_launch_then_wait(PDL)
+    pdl_launch_then_wait(PDL)  # with PDL too, every program of the split kernel has ended (and read Len) here
     bk = tl.program_id(0)
     r = tl.program_id(1)
+    if ADVANCE:
+        if (bk == 0) & (r == 0):
+            tl.store(Len, tl.load(Len) + 1)
     b = (bk // Hkv).to(tl.int64)
     h = (bk % Hkv).to(tl.int64) * GROUP + r // SQ
     offs_s = tl.arange(0, BLOCK_S)
@@ -353,7 +388,8 @@ def _attn_decode_reduce_kernel(
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=d_ok)
 
 
-_KERNELS = (_dot, _exp2, _attn_block, _attn_update, _attn_fwd_kernel, _attn_decode_kernel, _attn_decode_reduce_kernel)
+_KERNELS = (_dot, _exp2, _attn_block, _attn_update, _attn_fwd_kernel, _rope_load, _attn_decode_kernel,
+            _attn_decode_reduce_kernel)
 
 # ---------------------------------------------------------------------------------------------------------
 # Launchers: check, allocate, launch. They run at trace time too (fake tensors, maybe symbolic sizes), so
@@ -370,6 +406,29 @@ def attention(q, k, v, mask, scale: float, is_causal: bool) -> torch.Tensor:
     if static_int(q.shape[-1]) is None or static_int(q.shape[-1]) > MAX_HEAD_DIM:
         return reference.attention(q, k, v, mask, scale, is_causal)  # no tile size for this head dim
     return _run(_select(q, k, v, mask, is_causal), q, k, v, mask, scale, is_causal)
+
+
+def rope_attention_append(q, k, v, cos, sin, k_cache, v_cache, length, mask, scale: float) -> torch.Tensor:
+    """``rope.rope_kv_append`` then ``attention(rope(q), k_cache, v_cache, mask, scale, False)`` for one new token
+    a sequence (``reference.rope_attention_append``). Where the selected config is the split-KV decode kernel, both
+    go into its launches: the RoPE / cache-write launch goes away. Otherwise (one split, the prefill kernel, SDPA)
+    the two run as they would unfused."""
+    _check(q, k_cache, v_cache, mask)
+    torch._check(q.shape[2] == 1, lambda: f"rope_attention_append: one new token a sequence, got {q.shape[2]}")
+    cfg = None
+    if static_int(q.shape[-1]) is not None and static_int(q.shape[-1]) <= MAX_HEAD_DIM:
+        cfg = _select(q, k_cache, v_cache, mask, False)
+    if cfg is not None and cfg["kernel"] == "decode" and _decode_splits(q, k_cache, False, cfg) > 1:
+        for name, t in (("q", q), ("k", k), ("v", v), ("cos", cos), ("sin", sin)):
+            torch._check(t.stride(-1) == 1, lambda name=name: f"rope_attention_append: {name} must be contiguous "
+                                                                "in its last dim")
+        cos4, sin4 = (t if t.dim() == 4 else t.unsqueeze(1) for t in (cos, sin))
+        cos4, sin4 = (t.expand(q.shape[0], 1, 1, q.shape[-1]) for t in (cos4, sin4))
+        return _decode(q, k_cache, v_cache, mask, scale, False, cfg, append=(k, v, cos4, sin4, length))
+    from accel.runtime.kernels import rope as kr
+
+    q_rot = kr.rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
+    return attention(q_rot, k_cache, v_cache, mask, scale, False)
 
 
 def _check(q, k, v, mask) -> None:
@@ -440,17 +499,16 @@ def _prefill(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.
     return out
 
 
-def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.Tensor:
-    """Split-KV decode: ``cfg`` (BLOCK_N, num_warps, num_stages, SKIP, waves, optional splits) overrides."""
+def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tuple | None = None) -> torch.Tensor:
+    """Split-KV decode: ``cfg`` (BLOCK_N, num_warps, num_stages, SKIP, waves, optional splits) overrides.
+    ``append`` = (k_new, v_new, cos, sin, length) makes it ``rope_attention_append``'s kernels (``_decode_splits``
+    must then be above 1): q is unrotated and the caches get the new token's row."""
     b, hq, sq, d = q.shape
     hkv, skv = k.shape[1], k.shape[2]
     group, sq = static_int(hq) // static_int(hkv), static_int(sq)  # static by _use_decode
     rows = group * sq
     cfg = cfg or _decode_configs(d, q.dtype, rows)[0]
-    kv_len = static_int(skv)
-    if is_causal:  # top-left causal: no query row sees a key at or past Sq
-        kv_len = sq if kv_len is None else min(kv_len, sq)
-    splits = cfg.get("splits") or _num_splits(b, hkv, kv_len, cfg["BLOCK_N"], cfg["waves"], q.device)
+    splits = _decode_splits(q, k, is_causal, cfg)
     direct = splits == 1
     parts = 0 if direct else splits  # a direct launch never touches the partial-state buffers
     part_acc = torch.empty((b * hkv, parts, rows, d), dtype=torch.float32, device=q.device)
@@ -460,28 +518,44 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.T
     mask_t, mask_strides, mask_kind = _mask_args(mask, q, k)
     block_d = _block_d(d)
     pdl = use_pdl(q.device, ATTENTION)
+    if append is None:
+        k_new = v_new = cos = sin = length = q  # any tensors: APPEND = False never loads them
+        new_strides = (0,) * 6
+    else:
+        k_new, v_new, cos, sin, length = append
+        new_strides = (k_new.stride(0), k_new.stride(1), v_new.stride(0), v_new.stride(1), cos.stride(0),
+                       sin.stride(0))
 
     wrap_triton(_attn_decode_kernel)[(b * hkv, splits)](
-        q, k, v, mask_t, part_acc, part_max, part_sum, out,
+        q, k, v, mask_t, part_acc, part_max, part_sum, out, k_new, v_new, cos, sin, length,
         hkv, skv, splits,
-        *q.stride(), *k.stride(), *v.stride(), *mask_strides, *out.stride(),
+        *q.stride(), *k.stride(), *v.stride(), *mask_strides, *out.stride(), *new_strides,
         scale, scale * LOG2E,
         GROUP=group, SQ=sq, HEAD_DIM=d, IS_CAUSAL=is_causal, MASK_KIND=mask_kind,
-        SKIP=cfg["SKIP"] if mask_kind else 0, IEEE=_ieee(q), DIRECT=direct,
+        SKIP=cfg["SKIP"] if mask_kind else 0, IEEE=_ieee(q), DIRECT=direct, APPEND=append is not None,
         BLOCK_R=max(16, next_pow2(rows)), BLOCK_N=cfg["BLOCK_N"], BLOCK_D=block_d, PDL=pdl,
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if direct:
         return out
     wrap_triton(_attn_decode_reduce_kernel)[(b * hkv, rows)](
-        part_acc, part_max, part_sum, out,
+        part_acc, part_max, part_sum, out, length,
         hkv, splits,
         *out.stride(),
-        GROUP=group, SQ=sq, HEAD_DIM=d, NATURAL=mask_kind == 2,
+        GROUP=group, SQ=sq, HEAD_DIM=d, NATURAL=mask_kind == 2, ADVANCE=append is not None,
         BLOCK_S=next_pow2(splits), BLOCK_D=block_d, PDL=pdl,
         num_warps=4 if splits * block_d >= 2048 else 1,
     )
     return out
+
+
+def _decode_splits(q, k, is_causal, cfg: dict) -> int:
+    """The KV splits a group that ``_decode`` launches for ``cfg``."""
+    kv_len = static_int(k.shape[2])
+    if is_causal:  # top-left causal: no query row sees a key at or past Sq
+        sq = static_int(q.shape[2])
+        kv_len = sq if kv_len is None else min(kv_len, sq)
+    return cfg.get("splits") or _num_splits(q.shape[0], k.shape[1], kv_len, cfg["BLOCK_N"], cfg["waves"], q.device)
 
 
 def _num_splits(b, hkv, kv_len, block_n: int, waves: int, device) -> int:
