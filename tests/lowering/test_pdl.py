@@ -234,7 +234,8 @@ def _launch_pdl_by_kernel(code: str) -> dict[str, bool]:
 @needs_sm90
 def test_a_static_cache_decode_launches_its_attention_chain_with_pdl_and_matches_without(monkeypatch):
     """A decode step over transformers' StaticCache under CUDA graphs: with ``pdl`` (the default) the rotary /
-    KV-cache kernel and both decode attention kernels are launched with the attribute too (not with
+    KV-cache kernel (layer 0's, whose counter the mask also reads) and both decode attention kernels (layer 1's with
+    its RoPE and cache append inside, ``rope_attention_append``) are launched with the attribute too (not with
     ``pdl_attention=False``), and the logits and the caches are bit-identical to the compile without PDL over three
     steps, also with the GEMVs' early trigger (``pdl_early_trigger`` True and "small"). Untuned, so that the decode
     attention takes its split-KV kernel and the reduction (256 cached positions: 4 splits)."""
@@ -275,12 +276,13 @@ def test_a_static_cache_decode_launches_its_attention_chain_with_pdl_and_matches
                               ("early", {"pdl_early_trigger": True}), ("small", {"pdl_early_trigger": "small"})):
             result, codes = run_and_get_code(decode, options)
             runs[name] = (result, _launch_pdl_by_kernel("\n".join(codes)))
-    chain = ("_rope_kv_append_kernel", "_attn_decode_kernel", "_attn_decode_reduce_kernel")
+    chain = ("_rope_kv_kernel", "_attn_decode_kernel", "_attn_decode_reduce_kernel")
     for name, attention in (("on", True), ("gemv", False), ("off", False), ("early", True), ("small", True)):
         pdl_of = runs[name][1]
         for kernel in chain:
             assert any(k.startswith(kernel) and v == attention for k, v in pdl_of.items()), (name, kernel, pdl_of)
         assert any(k.startswith("_qgemv") or k.startswith("_gemv") for k in pdl_of), pdl_of
+        assert not any(k.startswith("_rope_kv_append") for k in pdl_of), pdl_of  # in the attention's launches
         assert all(not v for k, v in pdl_of.items() if k.startswith("_attn") or k.startswith("_rope")) != attention
     (logits, caches), _ = runs["off"]
     for name in ("on", "gemv", "early", "small"):
