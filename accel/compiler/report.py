@@ -66,6 +66,8 @@ class GraphReport:
     accel_ops: dict[str, int] = field(default_factory=dict)
     """accel ops in the rewritten graph handed to Inductor, by op name."""
     output_code: list[str] = field(default_factory=list)
+    output_code_note: str = ""
+    """Why ``output_code`` is empty where Inductor did compile (its caches disabled), else empty."""
     kernels: list[str] = field(default_factory=list)
     """accel Triton kernels launched by the graph Inductor lowered (empty on CPU, where ops run their torch
     reference, and on an Inductor cache hit, when no pass runs)."""
@@ -136,6 +138,8 @@ class Report:
                 lines += [f"- {f}" for f in g.fallbacks]
             if g.output_code:
                 lines += ["", "Inductor output code: " + ", ".join(g.output_code)]
+            elif g.output_code_note:
+                lines += ["", "Inductor output code: " + g.output_code_note]
         return "\n".join(lines) + "\n"
 
     def __str__(self) -> str:

@@ -68,6 +68,12 @@ def _new_output_modules(before: int) -> list[str]:
     return paths
 
 
+def _inductor_caches_disabled() -> bool:
+    from torch._inductor import config as inductor_config
+
+    return bool(getattr(inductor_config, "force_disable_caches", False))
+
+
 def compile_with_inductor(
     gm: fx.GraphModule,
     example_inputs: Sequence[Any],
@@ -92,6 +98,9 @@ def compile_with_inductor(
         compiled = compile_fx(gm, list(example_inputs), config_patches=patches)
     if report is not None:
         report.output_code = _new_output_modules(before)
+        if not report.output_code and _inductor_caches_disabled():
+            report.output_code_note = ("not kept: Inductor's caches are disabled (TORCHINDUCTOR_FORCE_DISABLE_CACHES), "
+                                       "and accel cannot find its generated modules")
         report.kernel_analyses = {"asked": memo.calls, "ran": memo.entries, "varying": memo.varying()}
         report.pdl_kernels = {"asked": pdl.asked, "launched": pdl.launched}
     return compiled

@@ -109,6 +109,21 @@ def test_dumps_and_report(tmp_path):
     assert "| ffn | 1 |" in (tmp_path / "report.md").read_text()
 
 
+def test_report_says_why_there_is_no_output_code_when_inductor_caches_are_off():
+    """Under TORCHINDUCTOR_FORCE_DISABLE_CACHES Inductor keeps no record of its generated modules: the report says
+    so instead of listing nothing (a GPU run with that setting once read as a missing kernel)."""
+    from torch._inductor import config as inductor_config
+
+    for disabled in (False, True):
+        torch._dynamo.reset()
+        with inductor_config.patch(force_disable_caches=disabled):
+            report = accel.explain(MLP().eval(), torch.randn(4, 16))
+        graph = report.graphs[0]
+        assert bool(graph.output_code) != disabled
+        assert ("caches are disabled" in graph.output_code_note) == disabled
+        assert ("caches are disabled" in report.to_markdown()) == disabled
+
+
 def test_explain_report_points_at_modules_and_source_lines():
     torch._dynamo.reset()
     report = accel.explain(MLP().eval(), torch.randn(2, 16))
