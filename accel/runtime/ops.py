@@ -143,7 +143,6 @@ rope_kv_update = _rope_kv("rope_kv_update", ("k_cache", "v_cache"))
 rope_kv_append = _rope_kv("rope_kv_append", ("k_cache", "v_cache", "rows"))
 
 
-
 @triton_op("accel::rope_attention_append", mutates_args=("k_cache", "v_cache", "length"))
 def rope_attention_append(
     q: torch.Tensor,
@@ -165,6 +164,7 @@ def rope_attention_append(
     from accel.runtime.kernels import attention as ka
 
     return ka.rope_attention_append(q, k, v, cos, sin, k_cache, v_cache, length, mask, scale)
+
 
 LINEAR = torch.ops.accel.linear.default
 ATTENTION = torch.ops.accel.attention.default

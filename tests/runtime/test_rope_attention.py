@@ -157,3 +157,11 @@ def test_reference_is_append_then_attention():
     q_rot = reference.rope_kv_append(q, k, v, cos, sin, kc2, vc2, length2)
     assert torch.equal(out, reference.attention(q_rot, kc2, vc2, mask, SCALE, False))
     assert torch.equal(kc, kc2) and torch.equal(vc, vc2) and length.item() == length2.item() == 10
+
+
+def test_fused_launches_refuse_one_split():
+    """With one split a KV head no reduction kernel runs, so nothing would advance the counter: refused, not wrong."""
+    q, k, v, cos, sin, (kc, vc), length, mask = make(1, 4, 2, 32, 64, 40, torch.float32, "bool", 3)
+    with pytest.raises(ValueError, match="split config"):
+        fused(q, k, v, cos, sin, kc, vc, length, mask, splits=1)
+    assert length.item() == 40

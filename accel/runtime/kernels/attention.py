@@ -510,6 +510,9 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tu
     cfg = cfg or _decode_configs(d, q.dtype, rows)[0]
     splits = _decode_splits(q, k, is_causal, cfg)
     direct = splits == 1
+    if append is not None and direct:
+        raise ValueError("rope_attention_append's launches need a split config: the reduction kernel advances the "
+                         "cache's counter")
     parts = 0 if direct else splits  # a direct launch never touches the partial-state buffers
     part_acc = torch.empty((b * hkv, parts, rows, d), dtype=torch.float32, device=q.device)
     part_max = torch.empty((b * hkv, parts, rows), dtype=torch.float32, device=q.device)
