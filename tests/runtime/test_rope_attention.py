@@ -72,8 +72,7 @@ def check(out, ref, kc, vc, kc_ref, vc_ref, length, start, dtype):
 
 def fused(q, k, v, cos, sin, kc, vc, length, mask, splits):
     """The fused launches for ``splits`` KV splits (the entry point's cos / sin handling included)."""
-    cos4, sin4 = (t if t.dim() == 4 else t.unsqueeze(1) for t in (cos, sin))
-    cos4, sin4 = (t.expand(q.shape[0], 1, 1, q.shape[-1]) for t in (cos4, sin4))
+    cos4, sin4 = kr.rope_inputs("test", q, cos, sin, k=k, v=v)
     return ka._decode(q, kc, vc, mask, SCALE, False, dict(DECODE, splits=splits), append=(k, v, cos4, sin4, length))
 
 

@@ -418,15 +418,11 @@ def rope_attention_append(q, k, v, cos, sin, k_cache, v_cache, length, mask, sca
     cfg = None
     if static_int(q.shape[-1]) is not None and static_int(q.shape[-1]) <= MAX_HEAD_DIM:
         cfg = _select(q, k_cache, v_cache, mask, False)
-    if cfg is not None and cfg["kernel"] == "decode" and _decode_splits(q, k_cache, False, cfg) > 1:
-        for name, t in (("q", q), ("k", k), ("v", v), ("cos", cos), ("sin", sin)):
-            torch._check(t.stride(-1) == 1, lambda name=name: f"rope_attention_append: {name} must be contiguous "
-                                                                "in its last dim")
-        cos4, sin4 = (t if t.dim() == 4 else t.unsqueeze(1) for t in (cos, sin))
-        cos4, sin4 = (t.expand(q.shape[0], 1, 1, q.shape[-1]) for t in (cos4, sin4))
-        return _decode(q, k_cache, v_cache, mask, scale, False, cfg, append=(k, v, cos4, sin4, length))
     from accel.runtime.kernels import rope as kr
 
+    if cfg is not None and cfg["kernel"] == "decode" and _decode_splits(q, k_cache, False, cfg) > 1:
+        cos4, sin4 = kr.rope_inputs("rope_attention_append", q, cos, sin, k=k, v=v)
+        return _decode(q, k_cache, v_cache, mask, scale, False, cfg, append=(k, v, cos4, sin4, length))
     q_rot = kr.rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
     return attention(q_rot, k_cache, v_cache, mask, scale, False)
 

@@ -115,14 +115,22 @@ def _rows(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1) if t.shape[1] > 1 else 0, t.stride(2)
 
 
+def rope_inputs(op: str, q, cos, sin, **tensors) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos / sin broadcast to [B, 1, S, D] (views, never copies) for q [B, H, S, D], after checking that the head dim
+    is even and that q, cos, sin and ``tensors`` (by name) are contiguous in their last dim, as the kernels index
+    them. ``op`` names the caller in the errors."""
+    B, _, S, D = q.shape
+    torch._check(D % 2 == 0, lambda: f"{op}: head dim {D} must be even")
+    cos4, sin4 = (t.expand(B, 1, S, D) if t.dim() == 4 else t.unsqueeze(1).expand(B, 1, S, D) for t in (cos, sin))
+    for name, t in (("q", q), ("cos", cos4), ("sin", sin4), *tensors.items()):
+        torch._check(t.stride(-1) == 1, lambda name=name: f"{op}: {name} must be contiguous in its last dim")
+    return cos4, sin4
+
+
 def _prepare(q, k, v, cos, sin, k_cache, v_cache):
     """(q_out, cos4, sin4, strides) after checking shapes; strides in the kernels' argument order."""
     B, HQ, S, D = q.shape
-    torch._check(D % 2 == 0, lambda: f"rope_kv_update: head dim {D} must be even")
-    cos4, sin4 = (t.expand(B, 1, S, D) if t.dim() == 4 else t.unsqueeze(1).expand(B, 1, S, D) for t in (cos, sin))
-    for name, t in (("q", q), ("k", k), ("v", v), ("cos", cos4), ("sin", sin4), ("k_cache", k_cache),
-                    ("v_cache", v_cache)):
-        torch._check(t.stride(-1) == 1, lambda name=name: f"rope_kv_update: {name} must be contiguous in its last dim")
+    cos4, sin4 = rope_inputs("rope_kv_update", q, cos, sin, k=k, v=v, k_cache=k_cache, v_cache=v_cache)
     q_out = torch.empty((B, HQ, S, D), dtype=q.dtype, device=q.device)
     scb, _, scs = _rows(cos4)
     ssb, _, sss = _rows(sin4)
