@@ -1,4 +1,5 @@
-"""Shared by the GEMM/FFN kernel tests: make every launcher allocation start as NaN and record its shape."""
+"""Shared by the kernel tests: make every launcher allocation start as NaN (and, for the GEMM/FFN launchers, record
+its shape), so that an element a kernel fails to write shows up in the result."""
 import torch
 
 from accel.runtime.kernels import linear as kl
@@ -15,3 +16,14 @@ def poison_allocations(monkeypatch) -> list[tuple]:
 
     monkeypatch.setattr(kl, "_alloc", poisoned)
     return allocs
+
+
+def poison_empty(monkeypatch) -> None:
+    """Patch ``torch.empty`` (the attention and RoPE launchers' allocator) to return NaN-filled float tensors."""
+    empty = torch.empty
+
+    def nan_empty(*args, **kwargs):
+        t = empty(*args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", nan_empty)

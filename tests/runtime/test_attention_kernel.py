@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from accel.runtime import reference
 from accel.runtime.kernels import attention as ka
 from accel.runtime.kernels.utils import H100_SMS
+from tests.runtime.poison import poison_empty
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -79,13 +80,7 @@ def out_strides(b, hq, sq, d):
 def poisoned(monkeypatch):
     """torch.empty returns NaN-filled float tensors, so any output or scratch element a kernel fails to
     write shows up as NaN."""
-    empty = torch.empty
-
-    def nan_empty(*args, **kwargs):
-        t = empty(*args, **kwargs)
-        return t.fill_(math.nan) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", nan_empty)
+    poison_empty(monkeypatch)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -6,14 +6,13 @@ every other cache row untouched, and the length counter advanced by one, once, w
 The new row is written by the program whose key chunk holds it, so the cases put it at chunk edges. q, k, v are
 strided slices of one QKV projection, as in the decode graph. Interpreter on CPU (fp32 / fp16), compiled on a GPU.
 """
-import math
-
 import pytest
 import torch
 
 from accel.runtime import reference
 from accel.runtime.kernels import attention as ka
 from accel.runtime.kernels import rope as kr
+from tests.runtime.poison import poison_empty
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -79,13 +78,7 @@ def fused(q, k, v, cos, sin, kc, vc, length, mask, splits):
 @pytest.fixture
 def poisoned(monkeypatch):
     """torch.empty returns NaN-filled float tensors: an output or partial element nobody writes shows up as NaN."""
-    empty = torch.empty
-
-    def nan_empty(*args, **kwargs):
-        t = empty(*args, **kwargs)
-        return t.fill_(math.nan) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", nan_empty)
+    poison_empty(monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
