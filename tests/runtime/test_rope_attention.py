@@ -83,7 +83,8 @@ def poisoned(monkeypatch):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("B,HQ,HKV,D,L,start,splits", [
-    (1, 4, 2, 32, 64, 37, 3),    # GQA, the row inside the middle split
+    (1, 4, 2, 32, 64, 37, 3),    # GQA, the row inside the middle split (its chunk's first block)
+    (1, 4, 2, 32, 64, 50, 3),    # the row in its chunk's second block (the chunk's first block read before it)
     (1, 4, 2, 32, 64, 16, 4),    # the first row of split 1 (chunks of 16 keys)
     (1, 4, 2, 32, 64, 15, 4),    # the last row of split 0
     (1, 4, 2, 32, 64, 63, 4),    # the cache's last row
