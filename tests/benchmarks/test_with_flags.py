@@ -11,6 +11,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import with_flags  # noqa: E402
 
+from accel.lowering import fuse_kv_update  # noqa: E402
+from accel.runtime.kernels import qlinear  # noqa: E402
+
 # a script that prints what it sees: the switches, as the benchmark would read them, and its arguments
 SCRIPT = """import sys
 from accel.lowering import fuse_kv_update
@@ -27,19 +30,22 @@ def run(tmp_path, *settings, args=("--x", "1")):
 
 
 def test_the_script_runs_with_the_switches_set(tmp_path):
-    done = run(tmp_path, "accel.lowering.fuse_kv_update.INTO_ATTENTION=False",
-               "accel.runtime.kernels.qlinear.GEMV_TILE_COUNTS=(2,)")
+    into, counts = not fuse_kv_update.INTO_ATTENTION, (7,)  # values other than the defaults
+    assert counts != qlinear.GEMV_TILE_COUNTS
+    done = run(tmp_path, f"accel.lowering.fuse_kv_update.INTO_ATTENTION={into}",
+               f"accel.runtime.kernels.qlinear.GEMV_TILE_COUNTS={counts}")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[:2] == ["with_flags: accel.lowering.fuse_kv_update.INTO_ATTENTION = False",
-                         "with_flags: accel.runtime.kernels.qlinear.GEMV_TILE_COUNTS = (2,)"]
-    assert lines[-1] == "seen False (2,) ['--x', '1'] __main__"
+    assert lines[:2] == [f"with_flags: accel.lowering.fuse_kv_update.INTO_ATTENTION = {into}",
+                         f"with_flags: accel.runtime.kernels.qlinear.GEMV_TILE_COUNTS = {counts}"]
+    assert lines[-1] == f"seen {into} {counts} ['--x', '1'] __main__"
 
 
 def test_without_switches_the_defaults_stand(tmp_path):
     done = run(tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "seen True (2, 4) ['--x', '1'] __main__"
+    want = f"seen {fuse_kv_update.INTO_ATTENTION} {qlinear.GEMV_TILE_COUNTS} ['--x', '1'] __main__"
+    assert done.stdout.splitlines()[-1] == want
 
 
 @pytest.mark.parametrize("argv,message", [
