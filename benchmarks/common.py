@@ -316,6 +316,18 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def profile_once(run, label: str) -> None:
+    """Launch ``run()`` once inside an NVTX range named ``profile`` (``ncu --nvtx --nvtx-include "profile/"``
+    profiles only what runs there), after the launches before it have finished; ``label`` is printed first, so that
+    the profiler's report, which lists the kernels in launch order, can be matched to the cases."""
+    torch.cuda.synchronize()
+    print(f"profile: {label}", flush=True)
+    torch.cuda.nvtx.range_push("profile")
+    run()
+    torch.cuda.synchronize()
+    torch.cuda.nvtx.range_pop()
+
+
 def write_result(name: str, payload: dict) -> Path:
     """Write ``payload`` (plus the environment) as JSON; under $OUT on the GPU machine, else benchmarks/results."""
     out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS

@@ -28,7 +28,8 @@ import triton
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import accel_from_argv, add_accel_from, environment, print_table, use_accel_from, write_result  # noqa: E402
+from common import (accel_from_argv, add_accel_from, environment, print_table, profile_once,  # noqa: E402
+                    use_accel_from, write_result)
 
 use_accel_from(accel_from_argv())  # before accel is imported
 from kernels import QLINEAR_SHAPES  # noqa: E402
@@ -150,13 +151,8 @@ def replay(path: str) -> None:
                 scheme = SCHEMES[row["kind"]]
                 q, s, z = quant.quantize_weight(w, scheme, 128)
                 run = lambda: kq.launch(cfg, x, q, s, z, None, scheme, 128, act, gated)  # noqa: E731,B023
-            run()
-            torch.cuda.synchronize()
-            print(f"profile: {row['kind']} {row['shape']} M={M} {tag}: {autotune_cache.config_name(cfg)}", flush=True)
-            torch.cuda.nvtx.range_push("profile")
-            run()
-            torch.cuda.synchronize()
-            torch.cuda.nvtx.range_pop()
+            run()  # the warm-up (compiles) outside the range
+            profile_once(run, f"{row['kind']} {row['shape']} M={M} {tag}: {autotune_cache.config_name(cfg)}")
 
 
 def main() -> None:

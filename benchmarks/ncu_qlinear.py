@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import print_table, write_result  # noqa: E402
+from common import print_table, profile_once, write_result  # noqa: E402
 from kernels import COPIES, QLINEAR_SHAPES, graph_us  # noqa: E402
 
 from accel.runtime import autotune_cache, quant  # noqa: E402
@@ -80,12 +80,7 @@ def main() -> None:
         name = autotune_cache.config_name(cfg)
         label = f"{scheme} {shape} M={m}"
         if args.profile:
-            torch.cuda.synchronize()
-            print(f"profile: {label}: {name}", flush=True)
-            torch.cuda.nvtx.range_push("profile")
-            run()
-            torch.cuda.synchronize()
-            torch.cuda.nvtx.range_pop()
+            profile_once(run, f"{label}: {name}")
             continue
         us = graph_us([lambda p=p: kq.qlinear(x, *p, None, scheme, GROUP, "identity", False, counters=counters)
                        for p in packed])

@@ -231,3 +231,15 @@ def test_pin_to_cpu_pins_the_process_and_refuses_a_cpu_it_may_not_use():
         assert os.sched_getaffinity(0) == {cpu}
     finally:
         os.sched_setaffinity(0, before)
+
+
+def test_profile_once_runs_once_inside_the_range_after_a_sync(monkeypatch, capsys):
+    """The profiler sees exactly one launch of the case, in a range named ``profile`` opened after the work before
+    it has finished and closed after the case has (else ncu would profile the wrong kernels or none)."""
+    events = []
+    monkeypatch.setattr(common.torch.cuda, "synchronize", lambda: events.append("sync"))
+    monkeypatch.setattr(common.torch.cuda.nvtx, "range_push", lambda name: events.append(f"push {name}"))
+    monkeypatch.setattr(common.torch.cuda.nvtx, "range_pop", lambda: events.append("pop"))
+    common.profile_once(lambda: events.append("run"), "int8 up M=16: cfg")
+    assert events == ["sync", "push profile", "run", "sync", "pop"]
+    assert capsys.readouterr().out == "profile: int8 up M=16: cfg\n"
