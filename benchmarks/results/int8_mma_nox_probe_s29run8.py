@@ -5,6 +5,9 @@ its weight loads, decoding and MMAs and loses its x loads. Every tuner candidate
 sectors through L1 for a 58.9 MB weight at M = 16, most of it x.
 
     ACCEL_COMPILE_THREADS=16 python benchmarks/results/int8_mma_nox_probe_s29run8.py [--m 16,8]
+
+Run 9 used it with ``--key NODEC --run s29run9`` (patch ``int8_mma_nodec_s29run9.patch``): the raw weight words as
+the MMAs' operand, no decoding (232 → 125 SASS instructions a loop pass for the tuned tile), x loaded as committed.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ SHAPES = {"up": (14336, 4096), "down": (4096, 14336)}
 SCHEME = "int8_weight_only"
 
 
-def time_shape(M: int, N: int, K: int, sms: int, reps: int) -> dict:
+def time_shape(M: int, N: int, K: int, sms: int, reps: int, key: str) -> dict:
     x = torch.randn(M, K, dtype=torch.bfloat16, device="cuda")
     q, s, z = quant.quantize_weight(torch.randn(N, K, dtype=torch.bfloat16, device="cuda") / K ** 0.5, SCHEME, 128)
     counters = torch.zeros(N, dtype=torch.int32, device="cuda")
@@ -36,7 +39,7 @@ def time_shape(M: int, N: int, K: int, sms: int, reps: int) -> dict:
     for cfg in base:
         got = kq.launch(cfg, x, q, s, z, None, SCHEME, 128, 0, False, counters=counters).float()
         assert ((got - ref).norm() / ref.norm()).item() < 1e-2, cfg
-    cands = base + [{**c, "NOX": True} for c in base]
+    cands = base + [{**c, key: True} for c in base]
     runs: dict = {}
     with autotune_cache.real_mode(), Progress(len(cands), f"M={M} {N}x{K}") as bar:
         autotune_cache._precompile(cands, lambda c: make(c, 0, False), bar)
@@ -51,21 +54,24 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--m", default="16,8")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--key", default="NOX", help="the probe's config key (NOX or NODEC, with its patch)")
+    ap.add_argument("--run", default="s29run8", help="names the result file")
     args = ap.parse_args()
     sms = num_sms(torch.device("cuda"))
     out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": []}
     for M in (int(m) for m in args.m.split(",")):
         for label, (N, K) in SHAPES.items():
-            times = time_shape(M, N, K, sms, args.reps)
+            times = time_shape(M, N, K, sms, args.reps, args.key)
             ranked = sorted(times.values(), key=lambda v: v[0])
-            best = {f: min(us for us, c in ranked if c.get("NOX", False) == f) for f in (False, True)}
-            print(f"== M={M} {label}: best committed {best[False]:.2f} us, best without x loads {best[True]:.2f} us",
+            best = {f: min(us for us, c in ranked if c.get(args.key, False) == f) for f in (False, True)}
+            print(f"== M={M} {label}: best committed {best[False]:.2f} us, best with {args.key} {best[True]:.2f} us",
                   flush=True)
             for us, cfg in ranked[:10]:
                 print(f"   {us:7.2f} us  {autotune_cache.config_name(cfg)}", flush=True)
             out["rows"].append({"M": M, "shape": label, "best_us": best[False], "best_nox_us": best[True],
                                 "all": [{"us": round(us, 3), "cfg": cfg} for us, cfg in ranked]})
-    with open(os.path.join(os.environ.get("OUT", "."), "int8_mma_nox_probe_s29run8_h100_2026-11-28.json"), "w") as f:
+    name = f"int8_mma_{args.key.lower()}_probe_{args.run}_h100_2026-11-28.json"
+    with open(os.path.join(os.environ.get("OUT", "."), name), "w") as f:
         json.dump(out, f, indent=1)
 
 
