@@ -6,7 +6,8 @@
 
 A case is SCHEME:SHAPE:M (SCHEME int8 / int4 weight-only, SHAPE up / down: the issue's 4096×14336 / 14336×4096).
 Each case's config is the tuner's pick (``qlinear.select_config``, kept in the autotune cache, so a first run
-without ``--profile`` tunes and times outside the profiler and the profiled run reuses its picks). Without
+without ``--profile`` tunes and times outside the profiler and the profiled run reuses its picks; a profiled run
+that would have to tune stops instead, since timings taken under the profiler are not the kernels' own). Without
 ``--profile`` it prints each case's config and CUDA-graph time (``kernels.graph_us``: 4 rotating weight copies);
 with it, each case's kernel(s) run once after a warm-up inside an NVTX range ``profile``, in the order of
 ``--cases``, so that the profiler's report lists them in that order. Nothing here changes the library.
@@ -72,7 +73,12 @@ def main() -> None:
             return kq.qlinear(x, *p, None, scheme, GROUP, "identity", False, counters=counters)
 
         ref = quant.qlinear_reference(x.float(), *packed[0], None, scheme, GROUP)
+        stored = len(autotune_cache.get_cache())
         out = run()  # tunes on the first call for this shape (or reads the cache)
+        if args.profile and len(autotune_cache.get_cache()) > stored:
+            # timings taken under the profiler are not the kernels' own: the pick would not be the tuner's
+            raise SystemExit(f"{scheme} {shape} M={m}: this case was tuned under --profile; run it once without "
+                             "--profile first (same ACCEL_AUTOTUNE_CACHE, a file), so the profiled run reads its pick")
         err = ((out.float() - ref).norm() / ref.norm()).item()
         if err > 2e-2:
             raise SystemExit(f"{scheme} {shape} M={m}: relative error {err:.2e} against the reference")
