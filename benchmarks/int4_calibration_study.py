@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import accuracy as A  # noqa: E402
 from common import write_result  # noqa: E402
-from int4_rotation_study import capture_hessians, fake_quantize  # noqa: E402
+from int4_rotation_study import capture_hessians, fake_quantize, smollm2_study  # noqa: E402
 
 WINDOW = 512
 
@@ -33,10 +33,7 @@ def main() -> None:
     ap.add_argument("--articles", type=int, default=400)
     args = ap.parse_args()
     torch.manual_seed(0)
-    tok, model = A.load_smollm2()
-    evaluation, _ = A.smollm2_inputs(tok, args.articles, 16, WINDOW)
-    calib_ids = tok("\n\n".join(A.wiki_text(args.articles, calibration=True)), return_tensors="pt").input_ids[0]
-    base = A.perplexity(model, evaluation)
+    model, evaluation, calib_ids, base = smollm2_study(args.articles, WINDOW)
     print(f"SmolLM2-135M fp32 perplexity {base:.4f}; {calib_ids.numel()} calibration tokens available", flush=True)
     rows = []
     for n in (int(v) for v in args.windows.split(",")):

@@ -124,6 +124,15 @@ def evaluate_smollm2(articles: int, variants) -> None:
               f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
+def smollm2_study(articles: int, window: int = 512):
+    """(fp32 SmolLM2-135M, accuracy.py's 16 evaluation windows, the calibration articles' token ids, the fp32
+    perplexity): the setup of the studies that calibrate on more tokens than accuracy.py's one batch."""
+    tok, model = A.load_smollm2()
+    evaluation, _ = A.smollm2_inputs(tok, articles, 16, window)
+    calib_ids = tok("\n\n".join(A.wiki_text(articles, calibration=True)), return_tensors="pt").input_ids[0]
+    return model, evaluation, calib_ids, A.perplexity(model, evaluation)
+
+
 def cli(doc: str, variants, default: str) -> None:
     """A study's command line: ``--model minilm|smollm2`` and ``--articles``."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
