@@ -9,6 +9,7 @@ cuBLAS bf16.
     python benchmarks/qlinear_ab.py --flag PREFETCH --scheme int8_weight_only --m 1 --shapes 8b,1b
     python benchmarks/qlinear_ab.py --flag TILES --m 1 --shapes 1b --as-decoded
     python benchmarks/qlinear_ab.py --flag MMA --m 1,8 --shapes 8b,1b --as-decoded
+    python benchmarks/qlinear_ab.py --flag BF16X2 --m 1,2,4 --shapes 8b,1b --as-decoded
 
 Switches: PAIRS (int4 tiles dequantized on packed bf16 / fp16 instructions, ``qlinear_kernels._dequant_int4_pairs``)
 and SWAP (the weight tile as the MMA's first operand), over the tl.dot candidates; PRMT (int4 words decoded by byte
@@ -23,7 +24,10 @@ one step: "off" runs them with the K loop (TILES = 0), "on" without it (``_words
 weight rows a program and x loaded once; "on" is the best of those and of the candidates it does not apply to. MMA
 (int4): "off" is the best of the other Triton candidates (word GEMVs, tl.dot tiles), "on" the best of those and of
 the tensor-core GEMVs (``qlinear_mma``), each of which must agree with the first other candidate's output to within
-a few bf16 roundings; the row lists every MMA candidate's time. Where the row has a norm, the candidates that cannot
+a few bf16 roundings; the row lists every MMA candidate's time. BF16X2 (int4 words summed on packed bf16
+instructions, ``qlinear_kernels._bf16x2_words``; "on" is the better of its two modes: each word's products in bf16,
+or each chunk's words too) over the word-GEMV candidates, with the TILES twins as HALVES, against byte permutes
+with fp32 products; the outputs must agree to within ~2 bf16 roundings. Where the row has a norm, the candidates that cannot
 apply it in the kernel (``qlinear.fuses_norm``: split-K, tl.dot) normalize x with torch ops first, timed as the
 tuner times them (eagerly: more than Inductor's fused kernel costs). ``--as-decoded`` runs the 1B shapes as the
 decode graph does: the gate with its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is
@@ -55,7 +59,8 @@ SHAPES_1B = [("1b qkv", 3072, 2048), ("1b o", 2048, 2048), ("1b gate", 8192, 204
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "HALVES", "PREFETCH", "TILES", "MMA"))
+    ap.add_argument("--flag", required=True, choices=("PAIRS", "SWAP", "PRMT", "HALVES", "PREFETCH", "TILES", "MMA",
+                                                            "BF16X2"))
     ap.add_argument("--as-decoded", action="store_true",
                     help="1B gate/up gated, qkv and gate/up with the RMSNorm prologue, as in the decode graph")
     ap.add_argument("--shapes", default="8b", help="8b (the issue's MLP shapes) and/or 1b (the 1B decode step's)")
@@ -82,7 +87,7 @@ def main() -> None:
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
             best = {}
             kinds = {"MMA": ("gemv", "gemm", "mma"), "PRMT": ("gemv",), "HALVES": ("gemv",), "PREFETCH": ("gemv",),
-                     "TILES": ("gemv",)}.get(args.flag, ("gemm",))
+                     "TILES": ("gemv",), "BF16X2": ("gemv",)}.get(args.flag, ("gemm",))
             mma_us, word_out = {}, None
             for cfg in kq.candidate_configs(M, N, K, args.scheme, 128, gated, 2, sms):
                 if cfg["kernel"] not in kinds or cfg.get("PREFETCH"):  # (the tuner's own PREFETCH twins)
@@ -111,9 +116,10 @@ def main() -> None:
                         mma_us[autotune_cache.config_name(c)] = round(us, 2)
                     if us < best.get(on, (math.inf,))[0]:
                         best[on] = (us, autotune_cache.config_name(c))
-                if args.flag in ("PRMT", "HALVES"):  # same sums, other roundings: a few bf16 ulps at most
+                if args.flag in ("PRMT", "HALVES", "BF16X2"):  # same sums, other roundings: a few bf16 ulps
                     diff = ((outs[True] - outs[False]).abs().max() / outs[False].abs().max()).item()
-                    assert diff < 8e-3, f"{cfg}: {args.flag} on and off differ by {diff} (relative to max |out|)"
+                    limit = 2e-2 if args.flag == "BF16X2" else 8e-3  # (BF16X2: products and sums in bf16)
+                    assert diff < limit, f"{cfg}: {args.flag} on and off differ by {diff} (relative to max |out|)"
                 if args.flag == "PREFETCH":
                     assert torch.equal(outs[True], outs[False]), f"{cfg}: PREFETCH changed the output"
             row = {"shape": label + (" (gated)" if gated else "") + (" + norm" if norm else ""), "M": M,
@@ -139,9 +145,10 @@ def _variants(cfg: dict, flag: str, K: int) -> list[tuple[bool, dict]]:
         return [(False, {**cfg, "TILES": 0})] + [(True, {**cfg, "TILES": t}) for t in (1, 2, 4)]
     if flag == "MMA":  # off: the other Triton kernels; on: those and the MMA GEMVs
         return [(True, cfg)] if cfg["kernel"] == "mma" else [(False, cfg), (True, cfg)]
-    if flag == "HALVES":  # both, also with 2 and 4 tiles a program (TILES) where the tuner would try them
+    if flag in ("HALVES", "BF16X2"):  # both, also with 2 and 4 tiles a program (TILES) where the tuner would try them
         tiles = (0, 2, 4) if kq._one_step(cfg, K) else (0,)
-        return [(on, {**cfg, "TILES": t, flag: on}) for t in tiles for on in (False, True)]
+        values = (False, True) if flag == "HALVES" else (0, 1, 2)
+        return [(bool(v), {**cfg, "TILES": t, flag: v}) for t in tiles for v in values]
     if flag == "PREFETCH" and kq._steps_per_split(cfg, K) < 2:
         return [(False, cfg), (True, cfg)]
     return [(False, {**cfg, flag: False}), (True, {**cfg, flag: True})]

@@ -107,6 +107,9 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
                 r, g = torch.randn(M, N, dtype=dt), torch.randn(K, dtype=dt)
                 for cfg in ({**cands[0], "SPLIT_K": 1}, {**flipped, "SPLIT_K": 1}):
                     kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, 1e-5, g, r, _config=cfg)
+                if scheme == "int4_weight_only":  # words summed on packed bf16 instructions, per word and chunk
+                    for cfg in ({**cands[0], "BF16X2": 1}, {**flipped, "SPLIT_K": 1, "BF16X2": 2}):
+                        kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, 1e-5, g, r, _config=cfg)
                 if scheme in kq.WEIGHT_ONLY:  # each K step's words loaded one step ahead, with and without the norm
                     ahead = {**cands[0], "SPLIT_K": 1, "BLOCK_K": K // 2, "PREFETCH": True}
                     kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, _config=ahead)

@@ -794,6 +794,110 @@ def test_int4_words_halves_match_exact_decoding(path, symmetric, dtype):
     torch.testing.assert_close(halves.double(), exact.double(), rtol=tol, atol=tol)
 
 
+@triton.jit
+def _bf16x2_words_probe(w_ptr, x_ptr, out_ptr, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    x = tl.load(x_ptr + offs[:, None] * 8 + tl.arange(0, 8)[None, :])
+    tl.store(out_ptr + offs, qk._bf16x2_sum(qk._bf16x2_words(x, tl.load(w_ptr + offs))))
+
+
+def _int4_words(codes: torch.Tensor) -> torch.Tensor:
+    """[n, 8] int4 codes → n int32 words, code v at bits 4v."""
+    words = (codes.long() << (4 * torch.arange(8))).sum(1)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="packed bf16 sums are inline PTX (no interpreter)")
+def test_bf16x2_words_take_each_code_with_its_own_x():
+    """``_bf16x2_words`` on packed bf16 instructions: with every code 8 (u - 8 = 0) but code v = c and x a power of
+    two, a word's sum is x[v]·(c - 8) exactly (one product, no rounding), for every v and c; so each nibble meets
+    its own x and the offset is 8. Random words: within 4 bf16 roundings (2^-7) of Σ|x·(u - 8)| of the exact sum,
+    where a code paired with the wrong x is off by O(Σ|x·(u - 8)|)."""
+    g = torch.Generator().manual_seed(0)
+    v, c = torch.meshgrid(torch.arange(8), torch.arange(16), indexing="ij")
+    codes = torch.full((128, 8), 8, dtype=torch.int64)
+    codes[torch.arange(128), v.flatten()] = c.flatten()
+    x = 2.0 ** torch.randint(-6, 6, (128, 8), generator=g).float() * torch.where(torch.rand(128, 8, generator=g) < 0.5,
+                                                                                   -1.0, 1.0)
+    rand_codes = torch.randint(0, 16, (128, 8), generator=g)
+    rand_x = torch.randn(128, 8, generator=g).bfloat16().float()  # what the kernel multiplies (x rounded to bf16)
+    for cs, xs, exact in ((codes, x, True), (rand_codes, rand_x, False)):
+        out = torch.empty(128, dtype=torch.float32, device=DEVICE)
+        _bf16x2_words_probe[(1,)](_int4_words(cs).to(DEVICE), xs.to(DEVICE), out, N=128)
+        terms = xs.double() * (cs.double() - 8)
+        if exact:
+            assert torch.equal(out.cpu().double(), terms.sum(1))
+        else:
+            err = (out.cpu().double() - terms.sum(1)).abs()
+            assert (err <= 2.0**-7 * terms.abs().sum(1)).all(), err.max()
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="packed bf16 sums are inline PTX (no interpreter)")
+@pytest.mark.parametrize("mode", [1, 2], ids=["words", "chunks"])
+@pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
+@pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3", "gemv-reordered"])
+def test_int4_words_on_bf16x2_match_exact_decoding(path, symmetric, mode):
+    """int4 GEMV words summed on packed bf16 instructions (BF16X2: each word's products in bf16, 1, or each chunk's
+    words too, 2) against byte-permute decoding with fp32 products. Each bf16 rounding errs by at most 2^-9 of the
+    partial sum it rounds, which is at most the lane's Σ|x·(u - 8)·s| over the word (4 roundings a lane: 4 products,
+    the 3 adds fused) or over the chunk (4·SUB, and SUB - 1 adds of words), so the outputs differ by at most
+    2^-9·5·SUB·Σ_k |x·(u - 8)·s| plus their own bf16 roundings. A code met with the wrong x, or a wrong offset, is
+    O(Σ|x·(u - 8)·s|)."""
+    G, cfg = 64, CONFIGS[path]
+    x, qw, scale, zero, b = make_inputs("int4_weight_only", 3, 40, 256, torch.bfloat16, G, symmetric, bias=False)
+    packed = run(x, qw, scale, zero, b, "int4_weight_only", G, config={**cfg, "BF16X2": mode})
+    exact = run(x, qw, scale, zero, b, "int4_weight_only", G, config={**cfg, "BF16X2": 0})
+    check(packed, x, qw, scale, zero, b, "int4_weight_only", G)
+    terms = x.double().abs() @ ((quant.unpack_int4(qw).double() - 8).abs()
+                                * scale.double().repeat_interleave(G, dim=1)).T
+    bound = 2.0**-9 * 5 * cfg.get("SUB", 1) * terms + 2.0**-8 * exact.double().abs()
+    assert ((packed.double() - exact.double()).abs() <= bound).all()
+    # with the norm prologue (x times the norm's weight, rounded to bf16 for the products) and gated rows
+    xs = 3.0 * x
+    g = (1.0 + 0.5 * torch.randn(256, generator=torch.Generator().manual_seed(2))).to(DEVICE, x.dtype)
+    xg, qwg, sg, zg, _ = make_inputs("int4_weight_only", 3, 80, 256, torch.bfloat16, G, symmetric, seed=3)
+    ref = quant.qlinear_reference(xs, qwg, sg, zg, None, "int4_weight_only", G, "silu", True, 1e-5, g)
+    for m in (mode, 0):
+        out = ql.qlinear(xs, qwg, sg, zg, None, "int4_weight_only", G, "silu", True, 1e-5, g,
+                         _config={**cfg, "SPLIT_K": 1, "BF16X2": m})
+        torch.testing.assert_close(out.double(), ref.double(), rtol=3e-2, atol=3e-2)
+
+
+def test_refine_adds_bf16x2_twins_of_the_fastest_int4_word_gemvs_and_their_tile_twins(monkeypatch):
+    monkeypatch.setattr(ql, "_INTERPRET", False)
+    N, K = 14336, 4096
+    ranked = ql.candidate_configs(1, N, K, "int4_weight_only", 128, False, 2, 132)
+    tiles = ql.tile_twins(ranked, 1, N, K, 132)
+    got = ql.refine(ranked, 1, N, K, 132, "int4_weight_only", torch.bfloat16)
+    assert got[:len(tiles)] == tiles
+    words = [c for c in ranked if c["kernel"] == "gemv" and "SUB" in c][:ql.GEMV_BF16X2_TWINS]
+    bases = got[len(tiles):]
+    assert bases and all(c["BF16X2"] == 2 for c in bases)
+    assert {tuple(sorted({k: v for k, v in c.items() if k not in ("BF16X2", "TILES")}.items())) for c in bases} \
+        == {tuple(sorted(c.items())) for c in words}
+    assert any(c.get("TILES") for c in bases) == any(c in words for c in
+                                                     ({k: v for k, v in t.items() if k != "TILES"} for t in tiles))
+    for scheme, dtype in (("int8_weight_only", torch.bfloat16), ("int4_weight_only", torch.float16)):
+        assert ql.refine(ranked, 1, N, K, 132, scheme, dtype) == tiles
+    monkeypatch.setattr(ql, "GEMV_BF16X2_TWINS", 0)
+    assert ql.refine(ranked, 1, N, K, 132, "int4_weight_only", torch.bfloat16) == tiles
+
+
+def test_bf16x2_only_for_compiled_int4_words_with_bf16_x(monkeypatch):
+    monkeypatch.setattr(ql, "_INTERPRET", False)
+    monkeypatch.setattr(ql, "INT4_BF16X2", 0)
+    assert ql._bf16x2({**CONFIGS["gemv"], "BF16X2": 2}, True, torch.bfloat16) == 2
+    assert ql._bf16x2(CONFIGS["gemv"], True, torch.bfloat16) == 0  # the default
+    monkeypatch.setattr(ql, "INT4_BF16X2", 1)
+    assert ql._bf16x2(CONFIGS["gemv"], True, torch.bfloat16) == 1
+    assert ql._bf16x2({**CONFIGS["gemv"], "BF16X2": 0}, True, torch.bfloat16) == 0  # a config turns it off
+    assert ql._bf16x2(CONFIGS["gemv"], False, torch.bfloat16) == 0  # int8 words
+    for dtype in (torch.float16, torch.float32):  # x would lose bits rounded to bf16
+        assert ql._bf16x2(CONFIGS["gemv"], True, dtype) == 0
+    monkeypatch.setattr(ql, "_INTERPRET", True)  # the interpreter runs no PTX
+    assert ql._bf16x2(CONFIGS["gemv"], True, torch.bfloat16) == 0
+
+
 @pytest.mark.parametrize("M,activation,gated,bias,residual", [(16, "identity", False, False, False),
                                                                (33, "identity", False, True, True),
                                                                (64, "silu", True, True, True)])

@@ -20,8 +20,9 @@ Kernels (``qlinear_kernels.py``), by M:
   MMAs on x quantized by ``_quantize_rows_kernel``.
 - weight-only only: ``_dequantize_kernel`` to x's dtype, then cuBLAS through ``linear.launch`` (the default
   for large M, where the matmul is compute-bound and cuBLAS's bf16 GEMM beats an in-register dequantization).
-``select_config`` measures the candidates of a static shape (``autotune_cache.tune``); without CUDA, or under
-``ACCEL_AUTOTUNE=0``, the first (heuristic) candidate runs. A symbolic M takes one tiled GEMM that serves any M.
+``select_config`` measures the candidates of a static shape (``autotune_cache.tune``), then the ``refine`` step's
+twins of the fastest word GEMVs (more tiles a program; for int4 with bf16 x, products summed on packed bf16
+instructions, ``INT4_BF16X2``); without CUDA, or under ``ACCEL_AUTOTUNE=0``, the first (heuristic) candidate runs. A symbolic M takes one tiled GEMM that serves any M.
 """
 from __future__ import annotations
 
@@ -105,6 +106,20 @@ GEMV_TILE_TWINS = 3
 # a fifth of the loop's integer-pipe instructions fewer moved the M = 1 GEMVs by -5% to +6% by shape (H100,
 # results/qlinear_ab_halves_m1_*_s21run1_*), so the tuner does not try it.
 HALVES = False
+# INT4_BF16X2: int4 word GEMVs with bf16 x decode two codes an integer instruction and multiply-add them on packed
+# bf16 instructions (``qlinear_kernels._bf16x2_words``: 15 instructions a word of 8 codes and 3 to leave bf16, where
+# byte permutes take 11 and fp32 products 8 more and their adds), each word's products summed in bf16 before fp32
+# (2: each chunk's words); a config's {"BF16X2": ...} overrides it. Compiled only (inline PTX). Off by default; the tuner's refine
+# step times mode 2 on the GEMV_BF16X2_TWINS fastest int4 word GEMVs and on their tile twins (``refine``), so a
+# shape gets it only where it measured faster. H200, best of every candidate off → on, either mode
+# (results/qlinear_ab_bf16x2_m1_*_s30run3_*): 8B up 15.55 → 14.65 µs, 1B qkv + norm 4.70 → 4.39, 1B gate/up + norm
+# 12.04 → 11.18; 8B down 15.03 → 15.81 and 1B o 3.06 → 3.24 (slower: the byte permutes stay there). Tuned with the
+# twins (run 4, one H200, a process each): the 1B head + norm 58.4 → 50.3 µs, gate/up + norm 12.4 → 11.1-11.3; mode
+# 1 won one shape of six, by 2%. SASS (sm_90, 8B up tile): 3.96 → 3.46 (1) / 3.18 (2) instructions a code, 128 → 92 /
+# 80 registers. Each bf16 rounding errs by ≤ 2^-9 of the chunk's Σ|x·w| (the CUDA test's bound): an estimated ~1e-3
+# of the output's size, where int4's own grid error is ~0.1 of it.
+INT4_BF16X2 = 0
+GEMV_BF16X2_TWINS = 2
 # INT8_PRMT: int8 word GEMVs decode their codes by byte permutes (``qlinear_kernels._decode_bytes``: one PRMT a code
 # where shifts and masks take three integer instructions); a config's {"PRMT": False} turns it off for one GEMV.
 # The 1B int8 + head decode step, same tiles, one H100: 700 → 665 µs (results/profile_decode_1b_*_s22run2_*).
@@ -349,6 +364,17 @@ def tile_twins(ranked: list[dict], M: int, N: int, K: int, sms: int) -> list[dic
             if triton.cdiv(triton.cdiv(N, c["BLOCK_N"]), t) * triton.cdiv(M, c["BLOCK_M"]) >= sms]
 
 
+def refine(ranked: list[dict], M: int, N: int, K: int, sms: int, scheme: str, dtype: torch.dtype) -> list[dict]:
+    """The qlinear tuning's ``refine`` step: ``tile_twins``, and for int4 word GEMVs with bf16 x (compiled)
+    BF16X2 (mode 2) twins of the GEMV_BF16X2_TWINS fastest ones and of their tile twins."""
+    tiles = tile_twins(ranked, M, N, K, sms)
+    if not GEMV_BF16X2_TWINS or not _bf16x2({"BF16X2": 1}, scheme == "int4_weight_only", dtype):
+        return tiles
+    top = [c for c in ranked if c["kernel"] == "gemv" and "SUB" in c and "BF16X2" not in c][:GEMV_BF16X2_TWINS]
+    base = top + [t for t in tiles if {k: v for k, v in t.items() if k != "TILES"} in top]
+    return tiles + [{**c, "BF16X2": 2} for c in base]
+
+
 def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
                       sms: int) -> list[dict]:
     """The configs worth measuring for out [M, N] from K, in order of preference: the first is the heuristic
@@ -578,7 +604,8 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
                 BLOCK_M=block_m, SUB=cfg.get("SUB", 1), NUM_CHUNKS=block_k // chunk, PER_WORD=_per_word(scheme),
                 CHUNKS_FIRST=cfg.get("CHUNKS_FIRST", CHUNKS_FIRST), NORM=norm_eps is not None,
                 HAS_NORM_W=norm_weight is not None, PRMT=_byte_permutes(cfg, int4),
-                PREFETCH=cfg.get("PREFETCH", False), TILES=tiles, HALVES=int4 and cfg.get("HALVES", HALVES), **meta,
+                PREFETCH=cfg.get("PREFETCH", False), TILES=tiles, HALVES=int4 and cfg.get("HALVES", HALVES),
+                BF16X2=_bf16x2(cfg, int4, x.dtype), **meta,
             )
         else:
             chunk = 16 // x.element_size()  # one 16-byte vector of x per thread and step
@@ -626,6 +653,13 @@ def _byte_permutes(cfg: dict, int4: bool) -> bool:
             and not _INTERPRET)
 
 
+def _bf16x2(cfg: dict, int4: bool, dtype: torch.dtype) -> int:
+    """How an int4 word GEMV sums its products on packed bf16 instructions (``INT4_BF16X2``, or the config's
+    {"BF16X2": ...}; 0: it does not): bf16 x only (x is rounded to bf16 for them), compiled only (inline PTX)."""
+    on = int4 and dtype == torch.bfloat16 and not _INTERPRET
+    return int(cfg.get("BF16X2", INT4_BF16X2)) if on else 0
+
+
 def _gemv_block_m(cfg: dict, m: int | None) -> int:
     """Rows of x per GEMV program: the config's, else up to 4 (4 for a symbolic M)."""
     return cfg.get("BLOCK_M") or (4 if m is None else min(next_pow2(m), 4))
@@ -664,7 +698,8 @@ def _sources() -> str:
         qk._byte_chunk_sums, qk._apply_scales,
         qk._scale_and_write_back, qk._rms_norm_kernel, rms_norm, qk._gemm_weight_tile, qk._dequant_int4_pairs,
         qk._qdot, qk._chunks_first, qk._decode_halves, qk._low_half_up, qk._split8,
-        qk._halves_products,
+        qk._halves_products, qk._bf16x2_words, qk._bf16x2_pack, qk._bf16x2_add, qk._bf16x2_sum, qk.BF16X2_ASM,
+        qk.BF16X2_PACK_ASM, qk.BF16X2_ADD_ASM,
         qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
         qm._x_fragments, qm._as_tile, qm._lanes, qm._accumulators, qm._tiles_out, qm._split4, qm._sum_mma,
@@ -674,10 +709,11 @@ def _sources() -> str:
         MMA_GEMV_INT8_TILES,
         mma_config, _mma_configs, _norm_weight_pairs,
         MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_GEMV_NORM, HALVES, INT8_PRMT, _byte_permutes,
+        INT4_BF16X2, _bf16x2,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
-        _gemv_block_m, _one_step, tile_twins,
+        _gemv_block_m, _one_step, tile_twins, refine, GEMV_BF16X2_TWINS,
         # the candidate lists and the limits that prune them: a stored winner was only the best of those measured
         GEMV_TILES, GEMV_TILE_COUNTS, GEMV_TILE_TWINS, GEMV_PREFETCH_TWINS, GEMV_UNSPLIT_MAX_ROWS, SKINNY_TILES,
         TILED_TILES, INT4_SWAP_TILE, GEMV_MAX_M, GEMV_CANDIDATE_MAX_M, SKINNY_MAX_M, CUBLAS_FIRST_M, GEMV_REGS,
@@ -729,7 +765,7 @@ def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, a
     key = autotune_cache.make_key(name, _sources(), shape, x.dtype, x.device)
     make = _measurement_inputs(x, qweight, scale, zero, bias, scheme, group_size, counters)
     return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated, norm), default=cands[0],
-                               refine=lambda ranked: tile_twins(ranked, M, N, K, sms))
+                               refine=lambda ranked: refine(ranked, M, N, K, sms, scheme, x.dtype))
 
 
 def _check_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, gated: bool) -> None:

@@ -228,10 +228,76 @@ def _halves_products(x, words, up):
     return tl.fma(x7, f7, p)
 
 
+# int4 words on packed bf16 arithmetic (``_bf16x2_words``, BF16X2), for the word $1 and x's pairs $2..$5 (bf16
+# x[v] in the low half, x[v + 4] in the high half of $(2 + v)): (w >> 4v) & 0x000F_000F | 0x4300_4300 puts nibbles v
+# and v + 4 under the bf16 128 of each half (one SHF and one LOP3 for two codes); one packed FMA takes off 136,
+# leaving u - 8 exactly (|u - 8| <= 8), and one packed FMA a pair adds x·(u - 8) into a bf16x2 sum $0. 15
+# instructions for 8 codes, and 3 more to add the two halves in fp32 (``_bf16x2_sum``), where byte permutes take 11
+# and the fp32 products 8 more and their adds. The products and the adds round to bf16 (2^-9 relative each): on top
+# of the output's own bf16 rounding, which int4's grid error (~s/3 a code) dwarfs. fma only (sm_80 and later).
+_BF16X2_ASM = """{
+.reg .b32 mg, one, off, nz, t;
+mov.b32 mg, 0x43004300;
+mov.b32 one, 0x3F803F80;
+mov.b32 off, 0xC308C308;
+mov.b32 nz, 0x80008000;
+lop3.b32 t, $1, 0x000F000F, mg, 0xEA;
+fma.rn.bf16x2 t, t, one, off;
+fma.rn.bf16x2 $0, t, $2, nz;
+shr.u32 t, $1, 4;
+lop3.b32 t, t, 0x000F000F, mg, 0xEA;
+fma.rn.bf16x2 t, t, one, off;
+fma.rn.bf16x2 $0, t, $3, $0;
+shr.u32 t, $1, 8;
+lop3.b32 t, t, 0x000F000F, mg, 0xEA;
+fma.rn.bf16x2 t, t, one, off;
+fma.rn.bf16x2 $0, t, $4, $0;
+shr.u32 t, $1, 12;
+lop3.b32 t, t, 0x000F000F, mg, 0xEA;
+fma.rn.bf16x2 t, t, one, off;
+fma.rn.bf16x2 $0, t, $5, $0;
+}"""
+BF16X2_ASM = tl.constexpr(" ".join(_BF16X2_ASM.split()))  # one line: see _INT4_PAIRS_ASM
+BF16X2_PACK_ASM = tl.constexpr("cvt.rn.bf16x2.f32 $0, $2, $1;")  # $0 = bf16 ($1 low half, $2 high half)
+BF16X2_ADD_ASM = tl.constexpr("{ .reg .b32 one; mov.b32 one, 0x3F803F80; fma.rn.bf16x2 $0, $1, one, $2; }")
+
+
+@triton.jit
+def _bf16x2_words(x, words):
+    """Σ_v x[..., v]·(u_v - 8) per int4 word as a bf16 pair (v < 4 in the low half, v ≥ 4 in the high half; int32)
+    on packed bf16 instructions (``BF16X2_ASM``; compiled only: inline PTX), x [..., 8] (fp32, rounded to bf16
+    here) broadcast against the words' [...]: the BF16X2 sums."""
+    x0, x1, x2, x3, x4, x5, x6, x7 = _split8(x)
+    p0 = _bf16x2_pack(x0, x4)
+    p1 = _bf16x2_pack(x1, x5)
+    p2 = _bf16x2_pack(x2, x6)
+    p3 = _bf16x2_pack(x3, x7)
+    return tl.inline_asm_elementwise(BF16X2_ASM, "=r,r,r,r,r,r", [words, p0, p1, p2, p3], dtype=tl.int32,
+                                     is_pure=True, pack=1)
+
+
+@triton.jit
+def _bf16x2_pack(lo, hi):
+    """fp32 lo, hi → one int32 of two bf16 (round to nearest), lo in the low half."""
+    return tl.inline_asm_elementwise(BF16X2_PACK_ASM, "=r,r,r", [lo, hi], dtype=tl.int32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _bf16x2_add(a, b):
+    """Two bf16 pairs (int32) added half by half, rounded to bf16: the combine of BF16X2 = 2's sums over a chunk."""
+    return tl.inline_asm_elementwise(BF16X2_ADD_ASM, "=r,r,r", [a, b], dtype=tl.int32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _bf16x2_sum(a):
+    """A bf16 pair (int32) → the fp32 sum of its halves."""
+    return tl.cast(a << 16, tl.float32, bitcast=True) + tl.cast(a & -65536, tl.float32, bitcast=True)
+
+
 @triton.jit
 def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr,
                      PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
-                     HALVES: tl.constexpr = False):
+                     HALVES: tl.constexpr = False, BF16X2: tl.constexpr = False):
     """Weight-only Σ over each chunk of x[m, k]·q[n, k] - without int8's row scale - for x [BLOCK_M, 1, SUB, C,
     PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words w [1, BLOCK_N, SUB, C]: [BLOCK_M,
     BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = A + u/D with
@@ -239,13 +305,18 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
     8 (symmetric int4) or the group's zero point; A = 1 and D = 2^b (``_decode_words``), or 128 for int4 words
     decoded by byte permutes (PRMT, ``_decode_nibbles``), while int8 words decoded by byte permutes (PRMT,
     ``_decode_bytes``) give q itself; A = HALVES_OFFSET and D = 1 for int4 words decoded two
-    codes an instruction (HALVES, ``_decode_halves``). A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
+    codes an instruction (HALVES, ``_decode_halves``); A = -8 and D = 1 for int4 words summed on packed bf16
+    instructions (BF16X2, ``_bf16x2_words``, which give Σ x·(u - 8)). A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
     whose scale applies once per chunk."""
     if SCHEME == INT4_WO:
-        A: tl.constexpr = HALVES_OFFSET if HALVES else 1.0
-        D: tl.constexpr = 1.0 if HALVES else 128.0 if PRMT else 16.0
+        A: tl.constexpr = HALVES_OFFSET if HALVES else -8.0 if BF16X2 else 1.0
+        D: tl.constexpr = 1.0 if HALVES or BF16X2 else 128.0 if PRMT else 16.0
         if HALVES:
             t = tl.sum(_halves_products(x, w, up), axis=SUB_AXIS)
+        elif BF16X2 == 2:  # each chunk's words summed in bf16 too, then its halves in fp32
+            t = _bf16x2_sum(tl.reduce(_bf16x2_words(x, w), SUB_AXIS, _bf16x2_add))
+        elif BF16X2:
+            t = tl.sum(_bf16x2_sum(_bf16x2_words(x, w)), axis=SUB_AXIS)
         elif PRMT:
             t = tl.sum(tl.sum(x * _decode_nibbles(w), axis=4), axis=SUB_AXIS)
         else:
@@ -269,17 +340,17 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
 def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr, up,
                 SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, GATED: tl.constexpr,
                 PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
-                HALVES: tl.constexpr = False):
+                HALVES: tl.constexpr = False, BF16X2: tl.constexpr = False):
     """One K step of ``_qgemv_words_kernel`` at k: x (fp32) times the word tiles w (and wu, the up rows, when
     GATED) into the chunk accumulators; chunks at or past ``limit`` (relative to k) read no group parameters."""
     x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
     grp = (k + c3) // GROUP_SIZE
     s_ok = n3_ok & (c3 < limit)
     acc += _word_chunk_sums(x, x_sum, w, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, up, SCHEME,
-                            HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES)
+                            HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES, BF16X2)
     if GATED:
         acc_up += _word_chunk_sums(x, x_sum, wu, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp, s_ok, up,
-                                   SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES)
+                                   SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES, BF16X2)
     return acc, acc_up
 
 
@@ -410,7 +481,7 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
                  NUM_CHUNKS: tl.constexpr, PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr,
                  EVEN_K: tl.constexpr, PDL: tl.constexpr, NORM: tl.constexpr, HAS_NORM_W: tl.constexpr,
                  HAS_RES: tl.constexpr, PRMT: tl.constexpr, TILES: tl.constexpr, PDL_EARLY: tl.constexpr,
-                 HALVES: tl.constexpr):
+                 HALVES: tl.constexpr, BF16X2: tl.constexpr):
     """``_qgemv_words_kernel`` with TILES > 0: the whole K is one step and not split, so the program loads its
     rows of x (normalized, times the norm's weight) once and keeps them for TILES tiles of BLOCK_N weight rows,
     grid-strided (tile p, p + programs, ...). Each tile's words are loaded before the tile before is summed and
@@ -433,7 +504,8 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
                                        EVEN_K)
         acc = _chunks_first(tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32), 2, CHUNKS_FIRST)
         acc, acc_up = _words_step(x, w, wu, acc, acc, 0, K, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
-                                  halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, HALVES)
+                                  halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, HALVES,
+                                  BF16X2)
         acc_n = tl.sum(acc, axis=CHUNK_AXIS)
         acc_up_n = tl.sum(acc_up, axis=CHUNK_AXIS)
         if NORM:
@@ -465,6 +537,7 @@ def _qgemv_words_kernel(
     NORM: tl.constexpr = False, HAS_NORM_W: tl.constexpr = False, HAS_RES: tl.constexpr = False,
     REDUCE_LAST: tl.constexpr = False, PRMT: tl.constexpr = False, PREFETCH: tl.constexpr = False,
     TILES: tl.constexpr = 0, PDL_EARLY: tl.constexpr = False, HALVES: tl.constexpr = False,
+    BF16X2: tl.constexpr = False,
 ):
     """Weight-only out[m, n] = epilogue(scales · Σ_k x[m, k] q[n, k]) on CUDA cores, for small M. Every thread
     owns one chunk of SUB consecutive weight words (one 8- or 16-byte load) per weight row and step, and
@@ -516,7 +589,8 @@ def _qgemv_words_kernel(
                      offs_m, offs_n, m_ok, kx, kw, c3, M, N, K, eps, halves_up, stride_wn, stride_sn, stride_om,
                      stride_rm,
                      SCHEME, GROUP_SIZE, HAS_ZERO, HAS_BIAS, ACT, GATED, BLOCK_M, BLOCK_N, NUM_CHUNKS, PER_WORD,
-                     CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES, PDL_EARLY, HALVES)
+                     CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES, PDL_EARLY, HALVES,
+                     BF16X2)
         return
     n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, w_start, kw,
                                                               CHUNKS_FIRST)
@@ -536,7 +610,7 @@ def _qgemv_words_kernel(
                 x *= tl.load(nw_ptrs, mask=x_ok, other=0.0).to(tl.float32)
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr,
                                   zero_ptr, halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT,
-                                  HALVES)
+                                  HALVES, BF16X2)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
         wu_ptrs += BLOCK_K // PER_WORD
@@ -570,7 +644,8 @@ def _qgemv_words_kernel(
                 wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
         wu_ptrs += BLOCK_K // PER_WORD
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k, K - k, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
-                                  halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, HALVES)
+                                  halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, HALVES,
+                                  BF16X2)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
     if not PDL_EARLY:
