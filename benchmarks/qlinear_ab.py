@@ -17,21 +17,21 @@ permutes, ``qlinear_kernels._decode_nibbles``, and int8 ones by ``_decode_bytes`
 over the GEMV candidates, whose outputs with the switch on and off must agree to within the rounding of the output
 (they differ only in the order of fp32 roundings); HALVES (int4 words decoded two codes an integer instruction,
 ``qlinear_kernels._decode_halves``, against byte permutes) over the GEMV candidates, each also with 2 and 4 tiles a
-program where its K is one step, as the tuner refines them; PREFETCH (each K step's words loaded one step ahead)
-over the word-GEMV candidates, bit-identical on and off: a candidate of one K step a program runs as it is in both
-columns, so "on" is the best the tuner could pick with the switch; TILES over the word-GEMV candidates whose K is
-one step: "off" runs them with the K loop (TILES = 0), "on" without it (``_words_tiles``) with 1, 2 or 4 tiles of
-weight rows a program and x loaded once; "on" is the best of those and of the candidates it does not apply to. MMA
-(int4): "off" is the best of the other Triton candidates (word GEMVs, tl.dot tiles), "on" the best of those and of
-the tensor-core GEMVs (``qlinear_mma``), each of which must agree with the first other candidate's output to within
-a few bf16 roundings; the row lists every MMA candidate's time. BF16X2 (int4 words summed on packed bf16
-instructions, ``qlinear_kernels._bf16x2_words``; "on" is the better of its two modes: each word's products in bf16,
-or each chunk's words too) over the word-GEMV candidates, with the TILES twins as HALVES, against byte permutes
-with fp32 products; the outputs must agree to within ~2 bf16 roundings. Where the row has a norm, the candidates that cannot
-apply it in the kernel (``qlinear.fuses_norm``: split-K, tl.dot) normalize x with torch ops first, timed as the
-tuner times them (eagerly: more than Inductor's fused kernel costs). ``--as-decoded`` runs the 1B shapes as the
-decode graph does: the gate with its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing is
-the autotuner's (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch
+program where its K is one step, as the tuner refines them; PREFETCH (each K step's words loaded one step ahead) over
+the word-GEMV candidates, bit-identical on and off: a candidate of one K step a program runs as it is in both
+columns, so "on" is the best the tuner could pick with the switch; TILES over the word-GEMV candidates whose K is one
+step: "off" runs them with the K loop (TILES = 0), "on" without it (``_words_tiles``) with 1, 2 or 4 tiles of weight
+rows a program and x loaded once; "on" is the best of those and of the candidates it does not apply to. MMA (int4):
+"off" is the best of the other Triton candidates (word GEMVs, tl.dot tiles), "on" the best of those and of the
+tensor-core GEMVs (``qlinear_mma``), each of which must agree with the first other candidate's output to within a few
+bf16 roundings; the row lists every MMA candidate's time. BF16X2 (int4 words summed on packed bf16 instructions,
+``qlinear_kernels._bf16x2_words``; "on" is the better of its two modes: each word's products in bf16, or each chunk's
+words too) over the word-GEMV candidates, with the TILES twins as HALVES, against byte permutes with fp32 products;
+the outputs must agree to within 2e-2 of the largest output (bf16 sums). Where the row has a norm, the candidates
+that cannot apply it in the kernel (``qlinear.fuses_norm``: split-K, tl.dot) normalize x with torch ops first, timed
+as the tuner times them (eagerly: more than Inductor's fused kernel costs). ``--as-decoded`` runs the 1B shapes as
+the decode graph does: the gate with its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing
+is the autotuner's (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch
 off and on, and both against cuBLAS.
 """
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _variants(cfg: dict, flag: str, K: int) -> list[tuple[bool, dict]]:
         return [(False, {**cfg, "TILES": 0})] + [(True, {**cfg, "TILES": t}) for t in (1, 2, 4)]
     if flag == "MMA":  # off: the other Triton kernels; on: those and the MMA GEMVs
         return [(True, cfg)] if cfg["kernel"] == "mma" else [(False, cfg), (True, cfg)]
-    if flag in ("HALVES", "BF16X2"):  # both, also with 2 and 4 tiles a program (TILES) where the tuner would try them
+    if flag in ("HALVES", "BF16X2"):  # both, also with 2 and 4 tiles a program (TILES) where the tuner tries them
         tiles = (0, 2, 4) if kq._one_step(cfg, K) else (0,)
         values = (False, True) if flag == "HALVES" else (0, 1, 2)
         return [(bool(v), {**cfg, "TILES": t, flag: v}) for t in tiles for v in values]

@@ -22,7 +22,8 @@ Kernels (``qlinear_kernels.py``), by M:
   for large M, where the matmul is compute-bound and cuBLAS's bf16 GEMM beats an in-register dequantization).
 ``select_config`` measures the candidates of a static shape (``autotune_cache.tune``), then the ``refine`` step's
 twins of the fastest word GEMVs (more tiles a program; for int4 with bf16 x, products summed on packed bf16
-instructions, ``INT4_BF16X2``); without CUDA, or under ``ACCEL_AUTOTUNE=0``, the first (heuristic) candidate runs. A symbolic M takes one tiled GEMM that serves any M.
+instructions, ``INT4_BF16X2``); without CUDA, or under ``ACCEL_AUTOTUNE=0``, the first (heuristic) candidate runs.
+A symbolic M takes one tiled GEMM that serves any M.
 """
 from __future__ import annotations
 
@@ -109,9 +110,9 @@ HALVES = False
 # INT4_BF16X2: int4 word GEMVs with bf16 x decode two codes an integer instruction and multiply-add them on packed
 # bf16 instructions (``qlinear_kernels._bf16x2_words``: 15 instructions a word of 8 codes and 3 to leave bf16, where
 # byte permutes take 11 and fp32 products 8 more and their adds), each word's products summed in bf16 before fp32
-# (2: each chunk's words); a config's {"BF16X2": ...} overrides it. Compiled only (inline PTX). Off by default; the tuner's refine
-# step times mode 2 on the GEMV_BF16X2_TWINS fastest int4 word GEMVs and on their tile twins (``refine``), so a
-# shape gets it only where it measured faster. H200, best of every candidate off → on, either mode
+# (2: each chunk's words); a config's {"BF16X2": ...} overrides it. Compiled only (inline PTX). Off by default; the
+# tuner's refine step times mode 2 on the GEMV_BF16X2_TWINS fastest int4 word GEMVs and on their tile twins
+# (``refine``), so a shape gets it only where it measured faster. H200, best of every candidate off → on, either mode
 # (results/qlinear_ab_bf16x2_m1_*_s30run3_*): 8B up 15.55 → 14.65 µs, 1B qkv + norm 4.70 → 4.39, 1B gate/up + norm
 # 12.04 → 11.18; 8B down 15.03 → 15.81 and 1B o 3.06 → 3.24 (slower: the byte permutes stay there). Tuned with the
 # twins (run 4, one H200, a process each): the 1B head + norm 58.4 → 50.3 µs, gate/up + norm 12.4 → 11.1-11.3; mode

@@ -306,8 +306,8 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
     decoded by byte permutes (PRMT, ``_decode_nibbles``), while int8 words decoded by byte permutes (PRMT,
     ``_decode_bytes``) give q itself; A = HALVES_OFFSET and D = 1 for int4 words decoded two
     codes an instruction (HALVES, ``_decode_halves``); A = -8 and D = 1 for int4 words summed on packed bf16
-    instructions (BF16X2, ``_bf16x2_words``, which give Σ x·(u - 8)). A chunk (SUB·PER_WORD ≤ 32 values) lies in one int4 group,
-    whose scale applies once per chunk."""
+    instructions (BF16X2, ``_bf16x2_words``, which give Σ x·(u - 8)). A chunk (SUB·PER_WORD ≤ 32 values) lies in
+    one int4 group, whose scale applies once per chunk."""
     if SCHEME == INT4_WO:
         A: tl.constexpr = HALVES_OFFSET if HALVES else -8.0 if BF16X2 else 1.0
         D: tl.constexpr = 1.0 if HALVES or BF16X2 else 128.0 if PRMT else 16.0
