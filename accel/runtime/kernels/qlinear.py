@@ -370,7 +370,7 @@ def refine(ranked: list[dict], M: int, N: int, K: int, sms: int, scheme: str, dt
     """The qlinear tuning's ``refine`` step: ``tile_twins``, and for int4 word GEMVs with bf16 x (compiled)
     BF16X2 (mode 2) twins of the GEMV_BF16X2_TWINS fastest ones and of their tile twins."""
     tiles = tile_twins(ranked, M, N, K, sms)
-    if not GEMV_BF16X2_TWINS or not _bf16x2({"BF16X2": 1}, scheme == "int4_weight_only", dtype):
+    if not GEMV_BF16X2_TWINS or not _bf16x2_applies(scheme == "int4_weight_only", dtype):
         return tiles
     top = [c for c in ranked if c["kernel"] == "gemv" and "SUB" in c and "BF16X2" not in c][:GEMV_BF16X2_TWINS]
     base = top + [t for t in tiles if {k: v for k, v in t.items() if k != "TILES"} in top]
@@ -655,11 +655,16 @@ def _byte_permutes(cfg: dict, int4: bool) -> bool:
             and not _INTERPRET)
 
 
+def _bf16x2_applies(int4: bool, dtype: torch.dtype) -> bool:
+    """Whether a word GEMV may sum on packed bf16 instructions: int4 words, bf16 x (x is rounded to bf16 for them),
+    compiled (inline PTX)."""
+    return int4 and dtype == torch.bfloat16 and not _INTERPRET
+
+
 def _bf16x2(cfg: dict, int4: bool, dtype: torch.dtype) -> int:
     """How an int4 word GEMV sums its products on packed bf16 instructions (``INT4_BF16X2``, or the config's
-    {"BF16X2": ...}; 0: it does not): bf16 x only (x is rounded to bf16 for them), compiled only (inline PTX)."""
-    on = int4 and dtype == torch.bfloat16 and not _INTERPRET
-    return int(cfg.get("BF16X2", INT4_BF16X2)) if on else 0
+    {"BF16X2": ...}; 0: it does not), where ``_bf16x2_applies``."""
+    return int(cfg.get("BF16X2", INT4_BF16X2)) if _bf16x2_applies(int4, dtype) else 0
 
 
 def _gemv_block_m(cfg: dict, m: int | None) -> int:
@@ -711,7 +716,7 @@ def _sources() -> str:
         MMA_GEMV_INT8_TILES,
         mma_config, _mma_configs, _norm_weight_pairs,
         MMA_GEMV_TILES, MMA_GEMV_MIN_M, MMA_GEMV_MAX_M, MMA_GEMV_NORM, HALVES, INT8_PRMT, _byte_permutes,
-        INT4_BF16X2, _bf16x2,
+        INT4_BF16X2, _bf16x2, _bf16x2_applies,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
