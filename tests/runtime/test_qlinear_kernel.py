@@ -213,13 +213,49 @@ def tie_heavy_x(M: int, K: int, dtype) -> torch.Tensor:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize("scheme", W8A8)
 def test_activation_quantization_matches_reference_exactly(scheme, dtype, max_k, monkeypatch):
-    # rows up to QUANTIZE_ROW_MAX_K are read once into registers, longer ones in two passes of 1024
-    monkeypatch.setattr(ql, "QUANTIZE_ROW_MAX_K", max_k)
+    # rows up to QUANTIZE_ROW_MAX_K[scheme] are read once into registers, longer ones in two passes of
+    # QUANTIZE_BLOCK_K (here 256: five steps of the 1100 columns, the last one partly masked)
+    monkeypatch.setitem(ql.QUANTIZE_ROW_MAX_K, scheme, max_k)
+    monkeypatch.setattr(ql, "QUANTIZE_BLOCK_K", 256)
     x = tie_heavy_x(5, 1100, dtype)
     qx, sx = ql.quantize_rows(x, scheme)
     ref_q, ref_s = quant.quantize_activation(x, scheme)
     assert qx.dtype == ref_q.dtype and torch.equal(sx, ref_s)
     assert torch.equal(qx.view(torch.uint8), ref_q.view(torch.uint8))  # bit patterns: -0.0 and NaN included
+
+
+@triton.jit
+def _div_by_scale_probe(x_ptr, s_ptr, out_ptr, N, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    s = tl.load(s_ptr + tl.program_id(0) + tl.arange(0, 1))
+    x = tl.load(x_ptr + offs, mask=offs < N, other=0.0)
+    q = qk._div_by_scale(x, s, qk._scale_rcp(s))
+    tl.store(out_ptr + tl.program_id(0) * N + offs, q, mask=offs < N)
+
+
+def test_division_by_the_activation_scale_is_correctly_rounded():
+    # _div_by_scale (a reciprocal a row and Markstein's fma correction) against IEEE division, for every finite
+    # bf16 value and random fp32 values as x, over scales from the clamp (1e-12 / 448) to 1e30, wherever
+    # |x| ≤ 448·scale (x ≤ the row's max): the fp32 quotient bit for bit from 2^-50 up, and the fp8 code and
+    # the sign everywhere (below, x·2^-24 may be subnormal and the correction inexact: such quotients round to
+    # zero codes of x's sign)
+    g = torch.Generator().manual_seed(3)
+    every_bf16 = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16).float()
+    x = torch.cat([every_bf16[torch.isfinite(every_bf16)], torch.randn(2**14, generator=g) * 10.0 ** torch.randint(
+        -30, 30, (2**14,), generator=g).float()])
+    s = torch.cat([torch.tensor([1e-12 / 448, 1.0, 1 / 448, 2.0**-20]),
+                   torch.exp(torch.empty(60).uniform_(math.log(1e-12 / 448), math.log(1e30), generator=g))])
+    x, s = x.to(DEVICE), s.float().to(DEVICE)
+    out = torch.empty(len(s), len(x), device=DEVICE)
+    _div_by_scale_probe[(len(s),)](x, s, out, len(x), BLOCK=triton.next_power_of_2(len(x)))
+    ref = x[None, :] / s[:, None]
+    seen = x[None, :].abs() <= 448 * s[:, None]
+    normal = seen & (ref.abs() >= 2.0**-50)
+    assert normal.sum() > 10**6 and (seen & ~normal & (x[None, :] != 0)).sum() > 10**5
+    assert torch.equal(out[normal].view(torch.int32), ref[normal].view(torch.int32))
+    fp8 = torch.float8_e4m3fn
+    assert torch.equal(out[seen].to(fp8).view(torch.uint8), ref[seen].to(fp8).view(torch.uint8))
+    assert torch.equal(out[seen].signbit(), ref[seen].signbit())  # -0.0 included
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)

@@ -116,8 +116,9 @@ HALVES = False
 # (results/qlinear_ab_bf16x2_m1_*_s30run3_*): 8B up 15.55 → 14.65 µs, 1B qkv + norm 4.70 → 4.39, 1B gate/up + norm
 # 12.04 → 11.18; 8B down 15.03 → 15.81 and 1B o 3.06 → 3.24 (slower: the byte permutes stay there). Tuned with the
 # twins (run 4, one H200, a process each): the 1B head + norm 58.4 → 50.3 µs, gate/up + norm 12.4 → 11.1-11.3; mode
-# 1 won one shape of six, by 2%. SASS (sm_90, 8B up tile): 3.96 → 3.46 (1) / 3.18 (2) instructions a code, 128 → 92 /
-# 80 registers. Each bf16 rounding errs by ≤ 2^-9 of the chunk's Σ|x·w| (the CUDA test's bound). On SmolLM2's real
+# 1 won one shape of six, by 2%. The whole int4 + head step with those tunings (session 31 run 1, a process each):
+# 538 → 525 µs busy. SASS (sm_90, 8B up tile): 3.96 → 3.46 (1) / 3.18 (2) instructions a code, 128 → 92 / 80
+# registers. Each bf16 rounding errs by ≤ 2^-9 of the chunk's Σ|x·w| (the CUDA test's bound). On SmolLM2's real
 # weights and activations (results/bf16x2_error_study_smollm2_cpu_*) the added error is 46-58 dB below the exact int4
 # product (int4 g128's own: 14-32 dB below fp32); perplexity 18.87 exact, 18.80 with these sums (one window).
 INT4_BF16X2 = 0
@@ -194,13 +195,19 @@ SMEM_BYTES = kl.SMEM_BYTES
 # 512 costs 25-35% more time for 3.4e-4; 128 (every step, the MMA promoting itself) 35-45% for 1.3e-4. Rounding
 # x and w to e4m3 already costs 3.7%.
 FP8_PROMOTE_K: int | None = None
-# W8A8's activation quantization holds a row in registers up to this (static) K and reads it once; longer rows
-# go in two passes of 2048 (8 warps). H100, bf16 x (benchmarks/results/fp8_accumulation_s7run*, --quantize-sweep):
-# 2048 × 4096 in one pass 10.7-11.4 µs (two passes of 1024 with 4 warps, before: 13.0); 2048 × 14336 in two passes
-# of 2048 44.7-45.1 µs (one pass: 53-69, two of 1024 with 4 warps: 59), against ≈36 µs to read x and write qx at
-# the 2.43 TB/s a copy reaches. fp8 codes come from the hardware's cast since session 21 (HW_CAST; bit-identical,
-# results/quant_hwcast_s21run6_*): 12.7 → 11.2 µs and 46.6 → 41.6 µs (one pass of 16384 with 16 warps: 47.6).
-QUANTIZE_ROW_MAX_K = 4096
+# W8A8's activation quantization holds a row in registers up to this (static) K a scheme and reads it once; longer
+# rows go in two passes of QUANTIZE_BLOCK_K (8 warps). H100, bf16 x (benchmarks/results/fp8_accumulation_s7run*,
+# --quantize-sweep): 2048 × 4096 in one pass 10.7-11.4 µs (two passes of 1024 with 4 warps, before: 13.0); 2048 ×
+# 14336 in two passes of 2048 44.7-45.1 µs (one pass: 53-69, two of 1024 with 4 warps: 59), against ≈36 µs to read x
+# and write qx at the 2.43 TB/s a copy reaches. fp8 codes come from the hardware's cast since session 21 (HW_CAST;
+# bit-identical, results/quant_hwcast_s21run6_*): 12.7 → 11.2 µs and 46.6 → 41.6 µs (one pass of 16384 with 16
+# warps: 47.6). Since session 31 x / scale is a multiply by the row's reciprocal and an fma correction
+# (``_div_by_scale``, bit-identical) instead of a division an element; H200, same kernel old → new, best variant
+# (results/quant_rows_division_s31run2.*): fp8 2048 × 14336 two passes of 2048 33.3 → 29.8 µs, one pass of 16384
+# (8 warps) 53.4 → 26.7; 2048 × 4096 one pass 8.6 → 6.8 (4 warps); int8 2048 × 14336 two passes of 4096 44.2 →
+# 33.3 (of 2048: 38.9 → 35.6; one pass 48-50). So fp8 rows up to 16384 go in one pass, int8's from 4096 in two.
+QUANTIZE_ROW_MAX_K = {"w8a8_int8": 4096, "w8a8_fp8": 16384}
+QUANTIZE_BLOCK_K = 4096
 # int4 tl.dot tiles dequantize on packed bf16 / fp16 instructions (qlinear_kernels._dequant_int4_pairs, inline PTX)
 # when the scales are in x's dtype, unless a config says {"PAIRS": False}; the Triton interpreter runs no PTX and
 # takes the fp32 decoding.
@@ -457,14 +464,15 @@ def quantize_rows(x: torch.Tensor, scheme: str) -> tuple[torch.Tensor, torch.Ten
     qx = kl._alloc((M, K), ACTIVATION_DTYPES[scheme], x.device)
     scale = kl._alloc((M,), torch.float32, x.device)
     k = static_int(K)
-    one_pass = k is not None and k <= QUANTIZE_ROW_MAX_K  # the whole row in registers (≤ 16 values a thread)
-    block_k = max(16, next_pow2(k)) if one_pass else 2048
+    one_pass = k is not None and k <= QUANTIZE_ROW_MAX_K[scheme]  # the whole row in registers
+    block_k = max(16, next_pow2(k)) if one_pass else QUANTIZE_BLOCK_K
+    fp8_one_pass = one_pass and scheme == "w8a8_fp8"  # (4 warps measured faster up to 4096, 8 above)
     wrap_triton(qk._quantize_rows_kernel)[(M,)](
         x, qx, scale,
         M, K,
         x.stride(0), qx.stride(0),
         SCHEME=SCHEME_IDS[scheme], BLOCK_K=block_k, ONE_PASS=one_pass, HW_CAST=scheme == "w8a8_fp8" and not _INTERPRET,
-        num_warps=8 if block_k >= 2048 else 4,
+        num_warps=8 if block_k > (4096 if fp8_one_pass else 1024) else 4,
     )
     return qx, scale
 
@@ -700,10 +708,12 @@ def _sources() -> str:
     return autotune_cache.source_hash(
         qk._qgemv_words_kernel, qk._words_step, qk._words_tiles, qk._words_then_x, qk._row_ptrs, qk._norm_rstd,
         qk._qgemv_bytes_kernel, qk._qgemm_kernel, qk._quantize_rows_kernel, qk._dequantize_kernel, qk._codes_to_f32,
-        qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale, qk._row_codes,
+        qk._unpack_int4, qk._decode_words, qk._abs_max, qk._token_scale, qk._row_codes, qk._div_by_scale,
+        qk._scale_rcp,
         qk._quantize, qk._dequant_tile, qk._decode_nibbles, qk._decode_bytes, qk.BYTES_ASM, qk._word_chunk_sums,
         qk._byte_chunk_sums, qk._apply_scales,
-        qk._scale_and_write_back, qk._rms_norm_kernel, rms_norm, qk._gemm_weight_tile, qk._dequant_int4_pairs,
+        qk._scale_and_write_back, qk._rms_norm_kernel, rms_norm, quantize_rows, QUANTIZE_ROW_MAX_K,
+        QUANTIZE_BLOCK_K, qk._gemm_weight_tile, qk._dequant_int4_pairs,
         qk._qdot, qk._chunks_first, qk._decode_halves, qk._low_half_up, qk._split8,
         qk._halves_products, qk._bf16x2_words, qk._bf16x2_pack, qk._bf16x2_add, qk._bf16x2_sum, qk.BF16X2_ASM,
         qk.BF16X2_PACK_ASM, qk.BF16X2_ADD_ASM,

@@ -7,8 +7,9 @@ bias + activation (+ act(gate)·up) epilogue, or the split-K workspace, which th
 All tensors are contiguous along K (the launcher makes x so), so every K offset below is in elements.
 
 Numerics shared with ``accel.runtime.quant.qlinear_reference``: codes become fp32 exactly; the activation scale
-is max|x|/127 (or /448) divided with IEEE rounding (``tl.math.div_rn``; Triton's ``/`` is approximate), and
-x/scale is rounded to nearest-even like ``torch.round`` / ``Tensor.to(float8_e4m3fn)``.
+is max|x|/127 (or /448) divided with IEEE rounding (``tl.math.div_rn``; Triton's ``/`` is approximate), x/scale is
+rounded once to fp32 as div_rn rounds it (``_div_by_scale``), and then to nearest-even like ``torch.round`` /
+``Tensor.to(float8_e4m3fn)``.
 """
 import triton
 import triton.language as tl
@@ -62,13 +63,37 @@ def _token_scale(amax, SCHEME: tl.constexpr):
 
 
 @triton.jit
-def _quantize(x, scale, SCHEME: tl.constexpr):
-    """x / scale (scale broadcast to x) rounded half-to-even: int32 codes in [-127, 127] for w8a8_int8, the
-    float8_e4m3fn value (as fp32) for w8a8_fp8. Adding and subtracting c = 1.5·2^23·u rounds to a multiple of u,
-    ties to even, for |y| < 2^22·u. fp8 is rounded that way too, with u = 2^(e-3) for |y| in [2^e, 2^(e+1))
-    (3 mantissa bits; e ≥ -6, below which e4m3 is subnormal with u = 2^-9), so the cast to fp8 that follows is
-    exact: the interpreter's fp32→fp8 cast does not carry a rounded-up mantissa into the exponent."""
-    y = tl.math.div_rn(x, tl.broadcast_to(scale, x.shape))
+def _div_by_scale(x, scale, rcp):
+    """x / scale rounded once to fp32, as ``tl.math.div_rn`` rounds it, for an activation scale (scale broadcast
+    to x; scale ≥ 1e-12 / 448 and finite, ``_token_scale``) and rcp = div_rn(1, scale), computed once a row.
+    Markstein's correction: q = x·rcp is within an ulp of x / scale, r = x - q·scale is exact as one fma, and
+    q + r·rcp rounded once is the correctly rounded quotient whenever nothing under- or overflows; here
+    |x / scale| ≤ 448 (127), and where |x| < 2^-102 (r may be subnormal) the quotient is below 2^-53 and both
+    ways round to a zero code. Zero x keeps its sign (the correction would turn -0 into +0). Five
+    instructions an element against div_rn's ten, a reciprocal on the quarter-rate MUFU pipe and a branch to its
+    slow path (sm_90 SASS)."""
+    s = tl.broadcast_to(scale, x.shape)
+    r = tl.broadcast_to(rcp, x.shape)
+    q = x * r
+    q = tl.fma(tl.fma(-q, s, x), r, q)
+    return tl.where(x == 0.0, x, q)
+
+
+@triton.jit
+def _scale_rcp(scale):
+    """1 / scale rounded once: ``_div_by_scale``'s reciprocal, one a row."""
+    return tl.math.div_rn(tl.full(scale.shape, 1.0, tl.float32), scale)
+
+
+@triton.jit
+def _quantize(x, scale, rcp, SCHEME: tl.constexpr):
+    """x / scale (scale and its reciprocal rcp broadcast to x; ``_div_by_scale``) rounded half-to-even: int32 codes
+    in [-127, 127] for w8a8_int8, the float8_e4m3fn value (as fp32) for w8a8_fp8. Adding and subtracting
+    c = 1.5·2^23·u rounds to a multiple of u, ties to even, for |y| < 2^22·u. fp8 is rounded that way too, with
+    u = 2^(e-3) for |y| in [2^e, 2^(e+1)) (3 mantissa bits; e ≥ -6, below which e4m3 is subnormal with u = 2^-9),
+    so the cast to fp8 that follows is exact: the interpreter's fp32→fp8 cast does not carry a rounded-up mantissa
+    into the exponent."""
+    y = _div_by_scale(x, scale, rcp)
     if SCHEME == W8A8_INT8:
         q = tl.minimum(tl.maximum((y + 12582912.0) - 12582912.0, -127.0), 127.0).to(tl.int32)
     else:
@@ -702,6 +727,7 @@ def _qgemv_bytes_kernel(
     if SCHEME >= W8A8_INT8:
         amax = _abs_max(x_ptrs, m_ok, kx, K, BLOCK_K)
         x_scale = _token_scale(tl.max(tl.max(amax, axis=3), axis=CHUNK_AXIS), SCHEME)
+    x_rcp = _scale_rcp(x_scale)
     x_ptrs += k_start
     # -- iterate over this split's K range
     acc = tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32)
@@ -713,7 +739,8 @@ def _qgemv_bytes_kernel(
         k_ok = kx < K - k
         x = _load_tile(x_ptrs, m_ok, k_ok, EVEN_K, "").to(tl.float32)
         if SCHEME >= W8A8_INT8:
-            x = _quantize(x, _chunks_first(x_scale[:, :, None, None], 2, CHUNKS_FIRST), SCHEME)
+            x = _quantize(x, _chunks_first(x_scale[:, :, None, None], 2, CHUNKS_FIRST),
+                          _chunks_first(x_rcp[:, :, None, None], 2, CHUNKS_FIRST), SCHEME)
         acc += _byte_chunk_sums(x, w_ptrs, n_ok, k_ok, SCHEME, EVEN_K)
         if GATED:
             acc_up += _byte_chunk_sums(x, wu_ptrs, n_ok, k_ok, SCHEME, EVEN_K)
@@ -942,11 +969,11 @@ def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, K, eps, stride_xm, stride_om, HAS_W:
 
 
 @triton.jit
-def _row_codes(x, scale, SCHEME: tl.constexpr, HW_CAST: tl.constexpr, dtype: tl.constexpr):
-    """x / scale as ``dtype`` codes (see ``_quantize_rows_kernel``)."""
+def _row_codes(x, scale, rcp, SCHEME: tl.constexpr, HW_CAST: tl.constexpr, dtype: tl.constexpr):
+    """x / scale as ``dtype`` codes (see ``_quantize_rows_kernel``; rcp = ``_scale_rcp(scale)``)."""
     if HW_CAST:
-        return tl.math.div_rn(x, tl.broadcast_to(scale, x.shape)).to(dtype)
-    return _quantize(x, scale, SCHEME).to(dtype)  # exact (already on the grid)
+        return _div_by_scale(x, scale, rcp).to(dtype)
+    return _quantize(x, scale, rcp, SCHEME).to(dtype)  # exact (already on the grid)
 
 
 @triton.jit
@@ -974,14 +1001,15 @@ def _quantize_rows_kernel(
         x = tl.load(x_ptrs, mask=m_ok & (offs_k < K), other=0.0).to(tl.float32)
         scale = _token_scale(tl.max(tl.abs(x), axis=1), SCHEME)
         tl.store(scale_ptr + offs_m, scale, mask=offs_m < M)
-        q = _row_codes(x, scale[:, None], SCHEME, HW_CAST, qx_ptr.dtype.element_ty)
+        q = _row_codes(x, scale[:, None], _scale_rcp(scale)[:, None], SCHEME, HW_CAST, qx_ptr.dtype.element_ty)
         tl.store(q_ptrs, q, mask=m_ok & (offs_k < K))
     else:
         scale = _token_scale(tl.max(_abs_max(x_ptrs, m_ok, offs_k, K, BLOCK_K), axis=1), SCHEME)
         tl.store(scale_ptr + offs_m, scale, mask=offs_m < M)
+        rcp = _scale_rcp(scale)
         for k in range(0, K, BLOCK_K):
             x = tl.load(x_ptrs + k, mask=m_ok & (offs_k < K - k), other=0.0).to(tl.float32)
-            q = _row_codes(x, scale[:, None], SCHEME, HW_CAST, qx_ptr.dtype.element_ty)
+            q = _row_codes(x, scale[:, None], rcp[:, None], SCHEME, HW_CAST, qx_ptr.dtype.element_ty)
             tl.store(q_ptrs + k, q, mask=m_ok & (offs_k < K - k))
 
 
