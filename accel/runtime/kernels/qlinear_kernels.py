@@ -998,10 +998,11 @@ def _quantize_rows_kernel(
     x_ptrs = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm + offs_k
     q_ptrs = qx_ptr + offs_m.to(tl.int64)[:, None] * stride_qm + offs_k
     if ONE_PASS:
-        x = tl.load(x_ptrs, mask=m_ok & (offs_k < K), other=0.0).to(tl.float32)
-        scale = _token_scale(tl.max(tl.abs(x), axis=1), SCHEME)
+        x = tl.load(x_ptrs, mask=m_ok & (offs_k < K), other=0.0)
+        scale = _token_scale(tl.max(tl.abs(x), axis=1).to(tl.float32), SCHEME)  # (exact in x's dtype)
         tl.store(scale_ptr + offs_m, scale, mask=offs_m < M)
-        q = _row_codes(x, scale[:, None], _scale_rcp(scale)[:, None], SCHEME, HW_CAST, qx_ptr.dtype.element_ty)
+        q = _row_codes(x.to(tl.float32), scale[:, None], _scale_rcp(scale)[:, None], SCHEME, HW_CAST,
+                       qx_ptr.dtype.element_ty)
         tl.store(q_ptrs, q, mask=m_ok & (offs_k < K))
     else:
         scale = _token_scale(tl.max(_abs_max(x_ptrs, m_ok, offs_k, K, BLOCK_K), axis=1), SCHEME)
