@@ -723,11 +723,12 @@ def _qgemv_bytes_kernel(
     wu_ptrs = w_ptrs + tl.cast(N, tl.int64) * stride_wn
     # -- W8A8: each row's activation scale
     x_scale = tl.zeros((BLOCK_M, 1), dtype=tl.float32)
+    x_rcp = x_scale
     pdl_wait(PDL)  # x comes from the kernels before
     if SCHEME >= W8A8_INT8:
         amax = _abs_max(x_ptrs, m_ok, kx, K, BLOCK_K)
         x_scale = _token_scale(tl.max(tl.max(amax, axis=3), axis=CHUNK_AXIS), SCHEME)
-    x_rcp = _scale_rcp(x_scale)
+        x_rcp = _scale_rcp(x_scale)
     x_ptrs += k_start
     # -- iterate over this split's K range
     acc = tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32)
