@@ -40,6 +40,30 @@ def _quant_counted_kernel(x_ptr, qx_ptr, scale_ptr, ready_ptr, M, K, stride_xm, 
 
 
 @triton.jit
+def _quant_piped_kernel(x_ptr, qx_ptr, scale_ptr, ready_ptr, M, K, stride_xm, stride_qm, BLOCK_K: tl.constexpr,
+                        STAGES: tl.constexpr, ROWS_PER_BLOCK: tl.constexpr, HW_CAST: tl.constexpr, PDL: tl.constexpr):
+    """As _quant_counted_kernel, its two passes over a row pipelined by tl.range(num_stages): the loads in flight
+    wait in shared memory (cp.async), not in registers."""
+    if PDL:
+        tl.extra.cuda.gdc_launch_dependents()
+    offs_k = tl.arange(0, BLOCK_K)
+    for r in range(tl.program_id(0), M, tl.num_programs(0)):
+        x_row = x_ptr + tl.cast(r, tl.int64) * stride_xm
+        amax = tl.zeros((BLOCK_K,), tl.float32)
+        for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
+            amax = tl.maximum(amax, tl.abs(tl.load(x_row + k + offs_k, mask=offs_k < K - k, other=0.0).to(tl.float32)))
+        scale = qk._token_scale(tl.max(amax, axis=0), FP8)
+        tl.store(scale_ptr + r, scale)
+        rcp = qk._scale_rcp(scale)
+        for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
+            x = tl.load(x_row + k + offs_k, mask=offs_k < K - k, other=0.0).to(tl.float32)
+            q = qk._row_codes(x, scale, rcp, FP8, HW_CAST, qx_ptr.dtype.element_ty)
+            tl.store(qx_ptr + tl.cast(r, tl.int64) * stride_qm + k + offs_k, q, mask=offs_k < K - k)
+        tl.debug_barrier()
+        tl.atomic_add(ready_ptr + r // ROWS_PER_BLOCK, 1, sem="release", scope="gpu")
+
+
+@triton.jit
 def _gemm_counted_kernel(qx_ptr, xs_ptr, w_ptr, ws_ptr, out_ptr, ready_ptr, passed_ptr, M, N, K, stride_qm, stride_wn,
                          stride_om, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                          WAIT: tl.constexpr, SLEEP: tl.constexpr = False):
@@ -110,6 +134,15 @@ def main():
         else:
             gemm(p, True, pdl, sleep=sleep)
 
+    def piped(p, per_sm, warps, block_k, stages, pdl, sleep=True, alone=False):
+        _quant_piped_kernel[(min(m, per_sm * sms),)](x, qx, xs, ready, m, k, x.stride(0), qx.stride(0),
+                                                      BLOCK_K=block_k, STAGES=stages, ROWS_PER_BLOCK=bm,
+                                                      HW_CAST=not INTERP, PDL=pdl, num_warps=warps)
+        if alone:
+            ready.zero_()
+        else:
+            gemm(p, True, pdl, sleep=sleep)
+
     def serial(p):
         q, s = kq.quantize_rows(x, "w8a8_fp8")
         qx.copy_(q); xs.copy_(s)  # (the copies are timed too: a small overestimate of the serial path)
@@ -122,12 +155,24 @@ def main():
 
     variants = {"serial: quantize_rows, then the GEMM": lambda p: serial(p)}
     variants["GEMM alone (timing only: zero qx)"] = lambda p: gemm(p, False, False)
-    for per_sm, warps, block_k in [(1, 8, 1024), (1, 8, 2048), (2, 4, 1024), (2, 4, 2048), (1, 4, 2048)]:
+    for per_sm, warps, block_k, stages in [(1, 8, 2048, 4), (1, 8, 2048, 6), (1, 8, 1024, 8), (2, 4, 2048, 3),
+                                           (2, 4, 1024, 6), (1, 16, 2048, 4)]:
+        if INTERP:
+            continue
+        variants[f"piped alone {per_sm}/SM warps={warps} BLOCK_K={block_k} stages={stages}"] = (
+            lambda p, a=(per_sm, warps, block_k, stages): piped(p, *a, False, alone=True))
+        variants[f"piped counted {per_sm}/SM warps={warps} BLOCK_K={block_k} stages={stages} pdl sleep"] = (
+            lambda p, a=(per_sm, warps, block_k, stages): piped(p, *a, True))
+    if INTERP:
+        variants["piped (interpreter)"] = lambda p: piped(p, 1, 4, 128, 2, False)
+    for per_sm, warps, block_k in ([(2, 4, 2048)] if os.environ.get("PROBE_RUN10") else
+                                   [(1, 8, 1024), (1, 8, 2048), (2, 4, 1024), (2, 4, 2048), (1, 4, 2048)]):
         if INTERP:
             continue
         variants[f"quantization alone {per_sm}/SM warps={warps} BLOCK_K={block_k}"] = (
             lambda p, a=(per_sm, warps, block_k): counted(p, *a, False, alone=True))
-        for pdl, sleep in ((True, True), (True, False), (False, True)):
+        for pdl, sleep in ((True, True),) if os.environ.get("PROBE_RUN10") else ((True, True), (True, False),
+                                                                                 (False, True)):
             variants[f"counted {per_sm}/SM warps={warps} BLOCK_K={block_k} pdl={pdl} sleep={sleep}"] = (
                 lambda p, a=(per_sm, warps, block_k, pdl, sleep): counted(p, *a))
     if INTERP:
@@ -154,7 +199,7 @@ def main():
             if r["us"] == r["us"]:
                 print(f"{r['variant']:55s} {r['us']:8.2f} us  {cub / r['us']:.3f}x cuBLAS")
         json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-                   "rows": rows}, open(os.path.join(os.environ.get("OUT", "."), "fp8_overlap_s31run8.json"), "w"),
+                   "rows": rows}, open(os.path.join(os.environ.get("OUT", "."), ("fp8_overlap_s31run10.json" if os.environ.get("PROBE_RUN10") else "fp8_overlap_s31run8.json")), "w"),
                   indent=1)
 
 
