@@ -1,6 +1,7 @@
-"""Session 31 scratch probe (GPU): can W8A8 fp8's per-token quantization of x hide under the fp8 GEMM at M = 2048
-(8B down: x 2048 x 14336)? A persistent quantization kernel (every program resident at once: it lets the next
-kernel launch first thing, griddepcontrol.launch_dependents) counts the finished rows of each 128-row block; the
+"""Session 31 scratch probe (GPU; runs 7, 8 and 10, its two quantization kernels merged into one afterwards): can
+W8A8 fp8's per-token quantization of x hide under the fp8 GEMM at M = 2048 (8B down: x 2048 x 14336)? A persistent
+quantization kernel (every program resident at once: it lets the next kernel launch first thing,
+griddepcontrol.launch_dependents) counts the finished rows of each 128-row block; the
 GEMM, launched with PDL behind it, waits in each program on its row block's counter (acquire) instead of on the
 whole grid, and the block's last program resets the counters. Against the same GEMM after the production
 quantize_rows (serial), the production op's best tile and cuBLAS bf16; outputs checked against the reference."""
@@ -19,47 +20,27 @@ INTERP = os.environ.get("TRITON_INTERPRET") == "1"
 
 @triton.jit
 def _quant_counted_kernel(x_ptr, qx_ptr, scale_ptr, ready_ptr, M, K, stride_xm, stride_qm, BLOCK_K: tl.constexpr,
-                          ROWS_PER_BLOCK: tl.constexpr, HW_CAST: tl.constexpr, PDL: tl.constexpr):
+                          ROWS_PER_BLOCK: tl.constexpr, HW_CAST: tl.constexpr, PDL: tl.constexpr,
+                          STAGES: tl.constexpr = None):
+    """A persistent program a few rows at a time: each row's max, then its codes, then +1 on its row block's
+    counter. STAGES (run 10): its two passes over a row pipelined by tl.range(num_stages), the loads in flight
+    waiting in shared memory (cp.async), not in registers; None (runs 7-8): plain loops."""
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
     offs_k = tl.arange(0, BLOCK_K)
     for r in range(tl.program_id(0), M, tl.num_programs(0)):
         x_row = x_ptr + tl.cast(r, tl.int64) * stride_xm
         amax = tl.zeros((BLOCK_K,), tl.float32)
-        for k in range(0, K, BLOCK_K):
+        for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
             amax = tl.maximum(amax, tl.abs(tl.load(x_row + k + offs_k, mask=offs_k < K - k, other=0.0).to(tl.float32)))
         scale = qk._token_scale(tl.max(amax, axis=0), FP8)
         tl.store(scale_ptr + r, scale)
         rcp = qk._scale_rcp(scale)
-        for k in range(0, K, BLOCK_K):
+        for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
             x = tl.load(x_row + k + offs_k, mask=offs_k < K - k, other=0.0).to(tl.float32)
             q = qk._row_codes(x, scale, rcp, FP8, HW_CAST, qx_ptr.dtype.element_ty)
             tl.store(qx_ptr + tl.cast(r, tl.int64) * stride_qm + k + offs_k, q, mask=offs_k < K - k)
         tl.debug_barrier()  # every thread's stores of the row before the release
-        tl.atomic_add(ready_ptr + r // ROWS_PER_BLOCK, 1, sem="release", scope="gpu")
-
-
-@triton.jit
-def _quant_piped_kernel(x_ptr, qx_ptr, scale_ptr, ready_ptr, M, K, stride_xm, stride_qm, BLOCK_K: tl.constexpr,
-                        STAGES: tl.constexpr, ROWS_PER_BLOCK: tl.constexpr, HW_CAST: tl.constexpr, PDL: tl.constexpr):
-    """As _quant_counted_kernel, its two passes over a row pipelined by tl.range(num_stages): the loads in flight
-    wait in shared memory (cp.async), not in registers."""
-    if PDL:
-        tl.extra.cuda.gdc_launch_dependents()
-    offs_k = tl.arange(0, BLOCK_K)
-    for r in range(tl.program_id(0), M, tl.num_programs(0)):
-        x_row = x_ptr + tl.cast(r, tl.int64) * stride_xm
-        amax = tl.zeros((BLOCK_K,), tl.float32)
-        for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
-            amax = tl.maximum(amax, tl.abs(tl.load(x_row + k + offs_k, mask=offs_k < K - k, other=0.0).to(tl.float32)))
-        scale = qk._token_scale(tl.max(amax, axis=0), FP8)
-        tl.store(scale_ptr + r, scale)
-        rcp = qk._scale_rcp(scale)
-        for k in tl.range(0, K, BLOCK_K, num_stages=STAGES):
-            x = tl.load(x_row + k + offs_k, mask=offs_k < K - k, other=0.0).to(tl.float32)
-            q = qk._row_codes(x, scale, rcp, FP8, HW_CAST, qx_ptr.dtype.element_ty)
-            tl.store(qx_ptr + tl.cast(r, tl.int64) * stride_qm + k + offs_k, q, mask=offs_k < K - k)
-        tl.debug_barrier()
         tl.atomic_add(ready_ptr + r // ROWS_PER_BLOCK, 1, sem="release", scope="gpu")
 
 
@@ -135,9 +116,9 @@ def main():
             gemm(p, True, pdl, sleep=sleep)
 
     def piped(p, per_sm, warps, block_k, stages, pdl, sleep=True, alone=False):
-        _quant_piped_kernel[(min(m, per_sm * sms),)](x, qx, xs, ready, m, k, x.stride(0), qx.stride(0),
-                                                      BLOCK_K=block_k, STAGES=stages, ROWS_PER_BLOCK=bm,
-                                                      HW_CAST=not INTERP, PDL=pdl, num_warps=warps)
+        _quant_counted_kernel[(min(m, per_sm * sms),)](x, qx, xs, ready, m, k, x.stride(0), qx.stride(0),
+                                                        BLOCK_K=block_k, STAGES=stages, ROWS_PER_BLOCK=bm,
+                                                        HW_CAST=not INTERP, PDL=pdl, num_warps=warps)
         if alone:
             ready.zero_()
         else:
@@ -199,7 +180,9 @@ def main():
             if r["us"] == r["us"]:
                 print(f"{r['variant']:55s} {r['us']:8.2f} us  {cub / r['us']:.3f}x cuBLAS")
         json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-                   "rows": rows}, open(os.path.join(os.environ.get("OUT", "."), ("fp8_overlap_s31run10.json" if os.environ.get("PROBE_RUN10") else "fp8_overlap_s31run8.json")), "w"),
+                   "rows": rows},
+                  open(os.path.join(os.environ.get("OUT", "."), "fp8_overlap_s31run10.json" if os.environ.get(
+                      "PROBE_RUN10") else "fp8_overlap_s31run8.json"), "w"),
                   indent=1)
 
 
