@@ -8,8 +8,9 @@ bf16 rounding, against the exact int4 product (fp32 products, as the byte-permut
 The emulation follows ``qlinear_kernels._bf16x2_words``: code v of an int32 word (8 codes along K) pairs with x[v]
 in the low lane (v < 4) or the high lane (v ≥ 4); each lane's four products x·(u - 8) go into a bf16 sum, one
 rounding a fused multiply-add (the product is exact in fp32: bf16 x times an integer of at most 4 bits), and with
-mode 2 the SUB words of a chunk (SUB·8 codes) are added in bf16 too, in a tree; then the two lanes are added in
-fp32, the zero point comes out as -(z - 8)·Σx and the group's scale multiplies, in fp32, as in the kernel. x is
+modes 2 and 3 the SUB words of a chunk (SUB·8 codes) are added in bf16 too, in a tree; then the two lanes are added
+in fp32, the zero point comes out as -(z - 8)·Σx and the group's scale multiplies, in fp32, as in the kernel. Σx
+is an fp32 sum, except in mode 3, which adds x's bf16 pairs as the kernel does (``_bf16x2_x_sums``). x is
 rounded to bf16 first (a bf16 model's activations). The weights are accel's int4 g128 asymmetric round to nearest.
 
 Columns: SQNR (dB) of the exact int4 product against the unquantized fp32 product (int4's own error), of the
@@ -53,7 +54,13 @@ def bf16x2_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, zer
     chunk = 8 * sub
     assert K % chunk == 0 and G % chunk == 0
     xw = x.float().reshape(T, 1, K // 8, 8)
-    x_sum = x.float().reshape(T, 1, K // chunk, chunk).sum(-1)  # Σx per chunk, fp32
+    if mode == 3:  # Σx per chunk as ``_bf16x2_x_sums`` adds x's pair words: a word's 4 in a tree, its chunk's SUB in
+        # a tree, each add rounded to bf16, then the two lanes (x[2i], x[2i + 1]) in fp32
+        lanes = xw.reshape(T, 1, K // chunk, sub, 4, 2)
+        words = _bf16(_bf16(lanes[..., 0, :] + lanes[..., 1, :]) + _bf16(lanes[..., 2, :] + lanes[..., 3, :]))
+        x_sum = _tree_bf16(words.transpose(-1, -2)).sum(-1)
+    else:
+        x_sum = x.float().reshape(T, 1, K // chunk, chunk).sum(-1)  # Σx per chunk, fp32
     out = torch.empty(T, N)
     for n0 in range(0, N, block):
         d = codes[n0:n0 + block].float().reshape(1, -1, K // 8, 8) - 8.0  # u - 8, exact
@@ -64,7 +71,7 @@ def bf16x2_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, zer
             for i in (1, 2, 3):
                 a = _bf16(lane[..., i] + a)  # one rounding a fused multiply-add
             a = a.reshape(*a.shape[:2], K // chunk, sub)
-            lanes.append(_tree_bf16(a) if mode == 2 else a.sum(-1))  # mode 1: the words' sums in fp32
+            lanes.append(a.sum(-1) if mode == 1 else _tree_bf16(a))  # mode 1: the words' sums in fp32
         t = lanes[0] + lanes[1]  # [T, n, chunks]
         grp = torch.arange(K // chunk) * chunk // G
         s = scale[n0:n0 + block].float()[:, grp]
@@ -102,21 +109,22 @@ def linear_inputs(model, ids: torch.Tensor, layers: list[int]) -> dict[str, tupl
 
 
 class _Int4Linear(torch.nn.Module):
-    """A linear on accel's int4 g128 weight, summed exactly (fp32) or as BF16X2 (mode 2) sums it."""
+    """A linear on accel's int4 g128 weight, summed exactly (fp32, packed = 0) or as BF16X2 mode ``packed`` sums
+    it."""
 
-    def __init__(self, lin: torch.nn.Linear, packed: bool):
+    def __init__(self, lin: torch.nn.Linear, packed: int):
         super().__init__()
         self.codes, self.scale, self.zero, self.w = int4(lin.weight.detach())
         self.bias, self.packed = lin.bias, packed
 
     def forward(self, x):
         x2 = _bf16(x.reshape(-1, x.shape[-1]))
-        y = bf16x2_linear(x2, self.codes, self.scale, self.zero) if self.packed else x2 @ self.w.t()
+        y = bf16x2_linear(x2, self.codes, self.scale, self.zero, mode=self.packed) if self.packed else x2 @ self.w.t()
         y = y if self.bias is None else y + self.bias
         return y.reshape(*x.shape[:-1], -1)
 
 
-def perplexity_with(model, windows: torch.Tensor, packed: bool) -> float:
+def perplexity_with(model, windows: torch.Tensor, packed: int) -> float:
     """Perplexity with every decoder linear int4 (exact sums, or BF16X2's), the LM head kept."""
     saved = []
     for layer in model.model.layers:
@@ -138,6 +146,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--perplexity", type=int, default=0, help="also perplexity on this many 512-token windows")
     ap.add_argument("--articles", type=int, default=400)
+    ap.add_argument("--mode", type=int, default=3, help="the BF16X2 mode of the perplexity run")
+    ap.add_argument("--name", default="bf16x2_error_study_smollm2", help="the result file's name")
     args = ap.parse_args()
     torch.manual_seed(0)
     tok, model = A.load_smollm2()
@@ -150,20 +160,21 @@ def main() -> None:
         ref = x @ w.float().t()
         exact = (x.double() @ wq.double().t()).float()
         row = {"linear": name, "shape": f"{w.shape[0]}x{w.shape[1]}", "int4_db": round(sqnr_db(ref, exact), 2)}
-        for mode in (1, 2):
+        for mode in (1, 2, 3):
             packed = bf16x2_linear(x, codes, s, z, mode=mode)
             row[f"bf16x2_{mode}_db"] = round(sqnr_db(ref, packed), 2)
             row[f"added_{mode}_db"] = round(sqnr_db(exact, packed), 2)
         rows.append(row)
         print(row, flush=True)
-    print_table(rows, ["linear", "shape", "int4_db", "bf16x2_1_db", "bf16x2_2_db", "added_1_db", "added_2_db"])
+    print_table(rows, ["linear", "shape", "int4_db", "bf16x2_1_db", "bf16x2_2_db", "bf16x2_3_db", "added_1_db",
+                       "added_2_db", "added_3_db"])
     payload = {"args": vars(args), "rows": rows, "sqnr_seconds": round(time.time() - t0, 1)}
     if args.perplexity:
         ev = windows[:args.perplexity]
-        payload["perplexity"] = {"fp32": A.perplexity(model, ev), "int4_exact": perplexity_with(model, ev, False),
-                                 "int4_bf16x2": perplexity_with(model, ev, True)}
+        payload["perplexity"] = {"fp32": A.perplexity(model, ev), "int4_exact": perplexity_with(model, ev, 0),
+                                 f"int4_bf16x2_{args.mode}": perplexity_with(model, ev, args.mode)}
         print(payload["perplexity"], flush=True)
-    print(f"wrote {write_result('bf16x2_error_study_smollm2', payload)}")
+    print(f"wrote {write_result(args.name, payload)}")
 
 
 if __name__ == "__main__":

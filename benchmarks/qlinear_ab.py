@@ -25,8 +25,8 @@ rows a program and x loaded once; "on" is the best of those and of the candidate
 "off" is the best of the other Triton candidates (word GEMVs, tl.dot tiles), "on" the best of those and of the
 tensor-core GEMVs (``qlinear_mma``), each of which must agree with the first other candidate's output to within a few
 bf16 roundings; the row lists every MMA candidate's time. BF16X2 (int4 words summed on packed bf16 instructions,
-``qlinear_kernels._bf16x2_words``; "on" is the better of its two modes: each word's products in bf16, or each chunk's
-words too) over the word-GEMV candidates, with the TILES twins as HALVES, against byte permutes with fp32 products;
+``qlinear_kernels._bf16x2_words``; "on" is the best of its three modes: each word's products in bf16, or each chunk's
+words too, or Σx on bf16 pairs too; the row's ``best_by_mode`` has each) over the word-GEMV candidates, with the TILES twins as HALVES, against byte permutes with fp32 products;
 the outputs must agree to within 2e-2 of the largest output (bf16 sums). Where the row has a norm, the candidates
 that cannot apply it in the kernel (``qlinear.fuses_norm``: split-K, tl.dot) normalize x with torch ops first, timed
 as the tuner times them (eagerly: more than Inductor's fused kernel costs). ``--as-decoded`` runs the 1B shapes as
@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--shapes", default="8b", help="8b (the issue's MLP shapes) and/or 1b (the 1B decode step's)")
     ap.add_argument("--scheme", default="int4_weight_only", choices=kq.WEIGHT_ONLY)
     ap.add_argument("--m", default="16,128")
+    ap.add_argument("--values", default=None, help="BF16X2: the modes to time (default 0,1,2,3; 0 is off)")
     args = ap.parse_args()
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -85,7 +86,7 @@ def main() -> None:
             ref = torch.nn.functional.linear(xn, w)
             ref = torch.nn.functional.silu(ref[:, :N]) * ref[:, N:] if gated else ref
             cublas = autotune_cache.measure_us(lambda: torch.nn.functional.linear(x, w))  # noqa: B023
-            best = {}
+            best, by_value = {}, {}
             kinds = {"MMA": ("gemv", "gemm", "mma"), "PRMT": ("gemv",), "HALVES": ("gemv",), "PREFETCH": ("gemv",),
                      "TILES": ("gemv",), "BF16X2": ("gemv",)}.get(args.flag, ("gemm",))
             mma_us, word_out = {}, None
@@ -95,7 +96,7 @@ def main() -> None:
                 if norm and args.flag != "MMA" and not kq.fuses_norm(cfg, args.scheme, K):
                     continue
                 outs = {}
-                for on, c in _variants(cfg, args.flag, K):
+                for on, c in _variants(cfg, args.flag, K, args.values):
                     run = lambda: kq.qlinear(x, q, s, z, None, args.scheme, 128, act, gated,  # noqa: E731,B023
                                              1e-5 if norm else None, g if norm else None, _config=c)  # noqa: B023
                     out = run().float()
@@ -116,6 +117,8 @@ def main() -> None:
                         mma_us[autotune_cache.config_name(c)] = round(us, 2)
                     if us < best.get(on, (math.inf,))[0]:
                         best[on] = (us, autotune_cache.config_name(c))
+                    if args.flag == "BF16X2" and us < by_value.get(c["BF16X2"], (math.inf,))[0]:
+                        by_value[c["BF16X2"]] = (round(us, 2), autotune_cache.config_name(c))
                 if args.flag in ("PRMT", "HALVES", "BF16X2"):  # same sums, other roundings: a few bf16 ulps
                     diff = ((outs[True] - outs[False]).abs().max() / outs[False].abs().max()).item()
                     limit = 2e-2 if args.flag == "BF16X2" else 8e-3  # (BF16X2: products and sums in bf16)
@@ -127,7 +130,8 @@ def main() -> None:
                    "off_us": round(best[False][0], 2), "on_us": round(best[True][0], 2),
                    "on_vs_off": round(best[False][0] / best[True][0], 3),
                    "off_x_cublas": round(cublas / best[False][0], 3), "on_x_cublas": round(cublas / best[True][0], 3),
-                   "off_config": best[False][1], "on_config": best[True][1], **({"mma_us": mma_us} if mma_us else {})}
+                   "off_config": best[False][1], "on_config": best[True][1], **({"mma_us": mma_us} if mma_us else {}),
+                   **({"best_by_mode": {str(v): t for v, t in sorted(by_value.items())}} if by_value else {})}
             rows.append(row)
             print(row, flush=True)
     print_table(rows, ["shape", "M", "scheme", "flag", "cublas_us", "off_us", "on_us", "on_vs_off", "off_x_cublas",
@@ -136,7 +140,7 @@ def main() -> None:
     print(f"wrote {path}")
 
 
-def _variants(cfg: dict, flag: str, K: int) -> list[tuple[bool, dict]]:
+def _variants(cfg: dict, flag: str, K: int, values: str | None = None) -> list[tuple[bool, dict]]:
     """(on, config) pairs to time for one candidate: the switch off, then on (where it does not apply, the
     candidate as it is counts as "on" too, so that "on" is the best the tuner could pick with the switch)."""
     if flag == "TILES":  # off: the K loop (TILES = 0, the default); on: no loop, 1, 2 or 4 tiles a program
@@ -147,8 +151,8 @@ def _variants(cfg: dict, flag: str, K: int) -> list[tuple[bool, dict]]:
         return [(True, cfg)] if cfg["kernel"] == "mma" else [(False, cfg), (True, cfg)]
     if flag in ("HALVES", "BF16X2"):  # both, also with 2 and 4 tiles a program (TILES) where the tuner tries them
         tiles = (0, 2, 4) if kq._one_step(cfg, K) else (0,)
-        values = (False, True) if flag == "HALVES" else (0, 1, 2)
-        return [(bool(v), {**cfg, "TILES": t, flag: v}) for t in tiles for v in values]
+        modes = (False, True) if flag == "HALVES" else tuple(int(v) for v in (values or "0,1,2,3").split(","))
+        return [(bool(v), {**cfg, "TILES": t, flag: v}) for t in tiles for v in modes]
     if flag == "PREFETCH" and kq._steps_per_split(cfg, K) < 2:
         return [(False, cfg), (True, cfg)]
     return [(False, {**cfg, flag: False}), (True, {**cfg, flag: True})]

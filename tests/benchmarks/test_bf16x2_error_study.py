@@ -23,7 +23,7 @@ def _inputs(T, N, K, exact: bool):
     return x, codes, scale, zero, w
 
 
-@pytest.mark.parametrize("mode", [1, 2])
+@pytest.mark.parametrize("mode", [1, 2, 3])
 def test_emulation_is_exact_without_roundings_and_bounded_with_them(mode):
     x, codes, scale, zero, w = _inputs(4, 24, 256, exact=True)
     got = S.bf16x2_linear(x, codes, scale, zero, mode=mode, block=16)
@@ -34,7 +34,10 @@ def test_emulation_is_exact_without_roundings_and_bounded_with_them(mode):
     got = S.bf16x2_linear(x, codes, scale, zero, mode=mode, block=16)
     ref = x.double() @ w.double().t()
     terms = x.double().abs() @ ((codes.double() - 8).abs() * scale.double().repeat_interleave(S.G, 1)).t()
-    assert ((got.double() - ref).abs() <= 2.0**-9 * 5 * 4 * terms + 1e-5 * ref.abs()).all()
+    # mode 3 sums x in bf16 too (2 + log2(SUB) roundings of the chunk's Σ|x| at most), times |z - 8|·s
+    x_terms = x.double().abs() @ ((zero.double() - 8).abs() * scale.double()).repeat_interleave(S.G, 1).t()
+    bound = 2.0**-9 * 5 * 4 * terms + (2.0**-9 * 4 * x_terms if mode == 3 else 0) + 1e-5 * ref.abs()
+    assert ((got.double() - ref).abs() <= bound).all()
     assert (got.double() - ref).abs().max() > 0  # the bf16 roundings happen
 
 
@@ -48,3 +51,14 @@ def test_lanes_pair_code_v_with_x_v():
         x[0, k] = 2.0
         got = S.bf16x2_linear(x, codes, torch.ones(1, 1), torch.full((1, 1), 8.0), mode=2)
         assert got.item() == 6.0, k
+
+
+def test_mode_3_sums_x_on_bf16_pairs():
+    """Mode 3 differs from mode 2 only in Σx: bf16 pair sums, whose error shows where z ≠ 8 and vanishes where x's
+    sums are exact in bf16 (small integers)."""
+    x, codes, scale, zero, _ = _inputs(4, 24, 256, exact=False)
+    two, three = (S.bf16x2_linear(x, codes, scale, zero, mode=m, block=16) for m in (2, 3))
+    assert not torch.equal(two, three)
+    xi = torch.randint(-3, 4, x.shape, generator=torch.Generator().manual_seed(1)).float()
+    assert torch.equal(S.bf16x2_linear(xi, codes, scale, zero, mode=2, block=16),
+                       S.bf16x2_linear(xi, codes, scale, zero, mode=3, block=16))

@@ -110,6 +110,13 @@ def _quantized_linear_launches(kq, quant, dt) -> None:
                 if scheme == "int4_weight_only":  # words summed on packed bf16 instructions, per word and chunk
                     for cfg in ({**cands[0], "BF16X2": 1}, {**flipped, "SPLIT_K": 1, "BF16X2": 2}):
                         kq.qlinear(x, q, s, z, None, scheme, 128, "identity", False, 1e-5, g, r, _config=cfg)
+                    # Σx on bf16 pairs too, with the norm (fp32 x) and without (x's own bf16 words): a K loop with
+                    # PREFETCH, one step, and its TILES twin right after it (the TILES check below compares the two)
+                    three = {**cands[0], "SPLIT_K": 1, "BLOCK_K": K, "BF16X2": 3}
+                    for norm in ((1e-5, g, r), ()):
+                        for cfg in ({**flipped, "SPLIT_K": 1, "BLOCK_K": K // 2, "PREFETCH": True, "BF16X2": 3},
+                                    three, {**three, "TILES": 2}):
+                            kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, *norm, _config=cfg)
                 if scheme in kq.WEIGHT_ONLY:  # each K step's words loaded one step ahead, with and without the norm
                     ahead = {**cands[0], "SPLIT_K": 1, "BLOCK_K": K // 2, "PREFETCH": True}
                     kq.qlinear(x, q, s, z, b, scheme, 128, "identity", False, _config=ahead)

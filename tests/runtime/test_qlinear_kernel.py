@@ -844,11 +844,13 @@ def _int4_words(codes: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="packed bf16 sums are inline PTX (no interpreter)")
-def test_bf16x2_words_take_each_code_with_its_own_x():
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.bfloat16])
+def test_bf16x2_words_take_each_code_with_its_own_x(x_dtype):
     """``_bf16x2_words`` on packed bf16 instructions: with every code 8 (u - 8 = 0) but code v = c and x a power of
     two, a word's sum is x[v]·(c - 8) exactly (one product, no rounding), for every v and c; so each nibble meets
     its own x and the offset is 8. Random words: within 4 bf16 roundings (2^-7) of Σ|x·(u - 8)| of the exact sum,
-    where a code paired with the wrong x is off by O(Σ|x·(u - 8)|)."""
+    where a code paired with the wrong x is off by O(Σ|x·(u - 8)|). x in fp32 is rounded to bf16 pairs; bf16 x's
+    pairs are byte permutes of its own words."""
     g = torch.Generator().manual_seed(0)
     v, c = torch.meshgrid(torch.arange(8), torch.arange(16), indexing="ij")
     codes = torch.full((128, 8), 8, dtype=torch.int64)
@@ -859,7 +861,7 @@ def test_bf16x2_words_take_each_code_with_its_own_x():
     rand_x = torch.randn(128, 8, generator=g).bfloat16().float()  # what the kernel multiplies (x rounded to bf16)
     for cs, xs, exact in ((codes, x, True), (rand_codes, rand_x, False)):
         out = torch.empty(128, dtype=torch.float32, device=DEVICE)
-        _bf16x2_words_probe[(1,)](_int4_words(cs).to(DEVICE), xs.to(DEVICE), out, N=128)
+        _bf16x2_words_probe[(1,)](_int4_words(cs).to(DEVICE), xs.to(DEVICE, x_dtype), out, N=128)
         terms = xs.double() * (cs.double() - 8)
         if exact:
             assert torch.equal(out.cpu().double(), terms.sum(1))
@@ -869,16 +871,17 @@ def test_bf16x2_words_take_each_code_with_its_own_x():
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="packed bf16 sums are inline PTX (no interpreter)")
-@pytest.mark.parametrize("mode", [1, 2], ids=["words", "chunks"])
+@pytest.mark.parametrize("mode", [1, 2, 3], ids=["words", "chunks", "chunks-x"])
 @pytest.mark.parametrize("symmetric", [False, True], ids=["asymmetric", "symmetric"])
 @pytest.mark.parametrize("path", ["gemv", "gemv-sub2", "gemv-splitk3", "gemv-reordered"])
 def test_int4_words_on_bf16x2_match_exact_decoding(path, symmetric, mode):
     """int4 GEMV words summed on packed bf16 instructions (BF16X2: each word's products in bf16, 1, or each chunk's
-    words too, 2) against byte-permute decoding with fp32 products. Each bf16 rounding errs by at most 2^-9 of the
-    partial sum it rounds, which is at most the lane's Σ|x·(u - 8)·s| over the word (4 roundings a lane: 4 products,
-    the 3 adds fused) or over the chunk (4·SUB, and SUB - 1 adds of words), so the outputs differ by at most
-    2^-9·5·SUB·Σ_k |x·(u - 8)·s| plus their own bf16 roundings. A code met with the wrong x, or a wrong offset, is
-    O(Σ|x·(u - 8)·s|)."""
+    words too, 2, and Σx on bf16 pairs too, 3) against byte-permute decoding with fp32 products. Each bf16 rounding
+    errs by at most 2^-9 of the partial sum it rounds, which is at most the lane's Σ|x·(u - 8)·s| over the word (4
+    roundings a lane: 4 products, the 3 adds fused) or over the chunk (4·SUB, and SUB - 1 adds of words), so the
+    outputs differ by at most 2^-9·5·SUB·Σ_k |x·(u - 8)·s| plus their own bf16 roundings; mode 3's Σx errs by at
+    most 2^-9·(2 + log2 SUB) of the chunk's Σ|x|, which the zero point multiplies by |z - 8|·s. A code met with the
+    wrong x, or a wrong offset, is O(Σ|x·(u - 8)·s|)."""
     G, cfg = 64, CONFIGS[path]
     x, qw, scale, zero, b = make_inputs("int4_weight_only", 3, 40, 256, torch.bfloat16, G, symmetric, bias=False)
     packed = run(x, qw, scale, zero, b, "int4_weight_only", G, config={**cfg, "BF16X2": mode})
@@ -887,6 +890,9 @@ def test_int4_words_on_bf16x2_match_exact_decoding(path, symmetric, mode):
     terms = x.double().abs() @ ((quant.unpack_int4(qw).double() - 8).abs()
                                 * scale.double().repeat_interleave(G, dim=1)).T
     bound = 2.0**-9 * 5 * cfg.get("SUB", 1) * terms + 2.0**-8 * exact.double().abs()
+    if mode == 3 and not symmetric:
+        bound += 2.0**-9 * (2 + cfg.get("SUB", 1)) * (x.double().abs() @ (
+            (zero.double() - 8).abs() * scale.double()).repeat_interleave(G, dim=1).T)
     assert ((packed.double() - exact.double()).abs() <= bound).all()
     # with the norm prologue (x times the norm's weight, rounded to bf16 for the products) and gated rows
     xs = 3.0 * x
@@ -908,13 +914,16 @@ def test_refine_adds_bf16x2_twins_of_the_fastest_int4_word_gemvs_and_their_tile_
     assert got[:len(tiles)] == tiles
     words = [c for c in ranked if c["kernel"] == "gemv" and "SUB" in c][:ql.GEMV_BF16X2_TWINS]
     bases = got[len(tiles):]
-    assert bases and all(c["BF16X2"] == 2 for c in bases)
+    assert bases and all(c["BF16X2"] == ql.GEMV_BF16X2_TWIN_MODE == 3 for c in bases)
     assert {tuple(sorted({k: v for k, v in c.items() if k not in ("BF16X2", "TILES")}.items())) for c in bases} \
         == {tuple(sorted(c.items())) for c in words}
     assert any(c.get("TILES") for c in bases) == any(c in words for c in
                                                      ({k: v for k, v in t.items() if k != "TILES"} for t in tiles))
     for scheme, dtype in (("int8_weight_only", torch.bfloat16), ("int4_weight_only", torch.float16)):
         assert ql.refine(ranked, 1, N, K, 132, scheme, dtype) == tiles
+    monkeypatch.setattr(ql, "GEMV_BF16X2_TWIN_MODE", 2)
+    assert ql.refine(ranked, 1, N, K, 132, "int4_weight_only", torch.bfloat16) == tiles + [{**c, "BF16X2": 2}
+                                                                                          for c in bases]
     monkeypatch.setattr(ql, "GEMV_BF16X2_TWINS", 0)
     assert ql.refine(ranked, 1, N, K, 132, "int4_weight_only", torch.bfloat16) == tiles
 

@@ -107,22 +107,29 @@ GEMV_TILE_TWINS = 3
 # a fifth of the loop's integer-pipe instructions fewer moved the M = 1 GEMVs by -5% to +6% by shape (H100,
 # results/qlinear_ab_halves_m1_*_s21run1_*), so the tuner does not try it.
 HALVES = False
-# INT4_BF16X2: int4 word GEMVs with bf16 x decode two codes an integer instruction and multiply-add them on packed
-# bf16 instructions (``qlinear_kernels._bf16x2_words``: 15 instructions a word of 8 codes and 3 to leave bf16, where
-# byte permutes take 11 and fp32 products 8 more and their adds), each word's products summed in bf16 before fp32
-# (2: each chunk's words); a config's {"BF16X2": ...} overrides it. Compiled only (inline PTX). Off by default; the
-# tuner's refine step times mode 2 on the GEMV_BF16X2_TWINS fastest int4 word GEMVs and on their tile twins
-# (``refine``), so a shape gets it only where it measured faster. H200, best of every candidate off → on, either mode
-# (results/qlinear_ab_bf16x2_m1_*_s30run3_*): 8B up 15.55 → 14.65 µs, 1B qkv + norm 4.70 → 4.39, 1B gate/up + norm
-# 12.04 → 11.18; 8B down 15.03 → 15.81 and 1B o 3.06 → 3.24 (slower: the byte permutes stay there). Tuned with the
-# twins (run 4, one H200, a process each): the 1B head + norm 58.4 → 50.3 µs, gate/up + norm 12.4 → 11.1-11.3; mode
-# 1 won one shape of six, by 2%. The whole int4 + head step with those tunings (session 31 run 1, a process each):
-# 538 → 525 µs busy. SASS (sm_90, 8B up tile): 3.96 → 3.46 (1) / 3.18 (2) instructions a code, 128 → 92 / 80
-# registers. Each bf16 rounding errs by ≤ 2^-9 of the chunk's Σ|x·w| (the CUDA test's bound). On SmolLM2's real
-# weights and activations (results/bf16x2_error_study_smollm2_cpu_*) the added error is 46-58 dB below the exact int4
-# product (int4 g128's own: 14-32 dB below fp32); perplexity 18.87 exact, 18.80 with these sums (one window).
+# INT4_BF16X2: int4 word GEMVs with bf16 x decode two codes an integer instruction and multiply-add them on packed bf16
+# instructions (``qlinear_kernels._bf16x2_words``: 15 instructions a word of 8 codes and 3 to leave bf16, where byte
+# permutes take 11 and fp32 products 8 more and their adds), each word's products summed in bf16 before fp32 (2: each
+# chunk's words; 3: also Σx, on x's bf16 pairs, and x's pairs taken from its own bf16 words by byte permutes where x is
+# not normalized in the kernel: 498 → 451 SASS instructions a pass of the 8B up tile); a config's {"BF16X2": ...}
+# overrides it. Compiled only (inline PTX). Off by default; the tuner's refine step times mode GEMV_BF16X2_TWIN_MODE on
+# the GEMV_BF16X2_TWINS fastest int4 word GEMVs and on their tile twins (``refine``), so a shape gets it only where it
+# measured faster. Mode 3 against 2, the configs session 31's tunings chose, same process
+# (results/bf16x2_modes_*_s32run1_*, H200): 8B up 14.90 → 14.70 µs, down 16.37 → 15.56 (byte permutes 15.08), 1B head +
+# norm 50.12 → 49.42, gate/up + norm 11.35 → 11.10, qkv + norm 4.39 → 4.40; the 1B int4 + head step with those picks in
+# mode 3 (session 32 run 2, alternating processes): 525-526 → 520-522 µs busy. Σx in bf16 errs by ≤ 2^-9·(2 + log2 SUB)
+# of the chunk's Σ|x|, times |z - 8|·s. Session 30: H200, best of every candidate off → on, either mode
+# (results/qlinear_ab_bf16x2_m1_*_s30run3_*): 8B up 15.55 → 14.65 µs, 1B qkv + norm 4.70 → 4.39, 1B gate/up + norm 12.04
+# → 11.18; 8B down 15.03 → 15.81 and 1B o 3.06 → 3.24 (slower: the byte permutes stay there). Tuned with the twins (run
+# 4, one H200, a process each): the 1B head + norm 58.4 → 50.3 µs, gate/up + norm 12.4 → 11.1-11.3; mode 1 won one shape
+# of six, by 2%. The whole int4 + head step with those tunings (session 31 run 1, a process each): 538 → 525 µs busy.
+# SASS (sm_90, 8B up tile): 3.96 → 3.46 (1) / 3.18 (2) instructions a code, 128 → 92 / 80 registers. Each bf16 rounding
+# errs by ≤ 2^-9 of the chunk's Σ|x·w| (the CUDA test's bound). On SmolLM2's real weights and activations
+# (results/bf16x2_error_study_smollm2_cpu_*) the added error is 46-58 dB below the exact int4 product (int4 g128's own:
+# 14-32 dB below fp32); perplexity 18.87 exact, 18.80 with these sums (one window).
 INT4_BF16X2 = 0
 GEMV_BF16X2_TWINS = 2
+GEMV_BF16X2_TWIN_MODE = 3  # the mode of those twins
 # INT8_PRMT: int8 word GEMVs decode their codes by byte permutes (``qlinear_kernels._decode_bytes``: one PRMT a code
 # where shifts and masks take three integer instructions); a config's {"PRMT": False} turns it off for one GEMV.
 # The 1B int8 + head decode step, same tiles, one H100: 700 → 665 µs (results/profile_decode_1b_*_s22run2_*).
@@ -375,13 +382,13 @@ def tile_twins(ranked: list[dict], M: int, N: int, K: int, sms: int) -> list[dic
 
 def refine(ranked: list[dict], M: int, N: int, K: int, sms: int, scheme: str, dtype: torch.dtype) -> list[dict]:
     """The qlinear tuning's ``refine`` step: ``tile_twins``, and for int4 word GEMVs with bf16 x (compiled)
-    BF16X2 (mode 2) twins of the GEMV_BF16X2_TWINS fastest ones and of their tile twins."""
+    BF16X2 (mode GEMV_BF16X2_TWIN_MODE) twins of the GEMV_BF16X2_TWINS fastest ones and of their tile twins."""
     tiles = tile_twins(ranked, M, N, K, sms)
     if not GEMV_BF16X2_TWINS or not _bf16x2_applies(scheme == "int4_weight_only", dtype):
         return tiles
     top = [c for c in ranked if c["kernel"] == "gemv" and "SUB" in c and "BF16X2" not in c][:GEMV_BF16X2_TWINS]
     base = top + [t for t in tiles if {k: v for k, v in t.items() if k != "TILES"} in top]
-    return tiles + [{**c, "BF16X2": 2} for c in base]
+    return tiles + [{**c, "BF16X2": GEMV_BF16X2_TWIN_MODE} for c in base]
 
 
 def candidate_configs(M: int, N: int, K: int, scheme: str, group_size: int, gated: bool, x_elem: int,
@@ -716,7 +723,8 @@ def _sources() -> str:
         QUANTIZE_BLOCK_K, qk._gemm_weight_tile, qk._dequant_int4_pairs,
         qk._qdot, qk._chunks_first, qk._decode_halves, qk._low_half_up, qk._split8,
         qk._halves_products, qk._bf16x2_words, qk._bf16x2_pack, qk._bf16x2_add, qk._bf16x2_sum, qk.BF16X2_ASM,
-        qk.BF16X2_PACK_ASM, qk.BF16X2_ADD_ASM,
+        qk.BF16X2_PACK_ASM, qk.BF16X2_ADD_ASM, qk._bf16x2_x_sums, qk._words_x, qk.BF16X2_MOV_ASM,
+        qk.BF16X2_PAIR_LO_ASM, qk.BF16X2_PAIR_HI_ASM,
         qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
         qm._x_fragments, qm._as_tile, qm._lanes, qm._accumulators, qm._tiles_out, qm._split4, qm._sum_mma,
@@ -730,7 +738,7 @@ def _sources() -> str:
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
-        _gemv_block_m, _one_step, tile_twins, refine, GEMV_BF16X2_TWINS,
+        _gemv_block_m, _one_step, tile_twins, refine, GEMV_BF16X2_TWINS, GEMV_BF16X2_TWIN_MODE,
         # the candidate lists and the limits that prune them: a stored winner was only the best of those measured
         GEMV_TILES, GEMV_TILE_COUNTS, GEMV_TILE_TWINS, GEMV_PREFETCH_TWINS, GEMV_UNSPLIT_MAX_ROWS, SKINNY_TILES,
         TILED_TILES, INT4_SWAP_TILE, GEMV_MAX_M, GEMV_CANDIDATE_MAX_M, SKINNY_MAX_M, CUBLAS_FIRST_M, GEMV_REGS,

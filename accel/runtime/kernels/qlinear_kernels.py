@@ -284,6 +284,10 @@ fma.rn.bf16x2 $0, t, $5, $0;
 }"""
 BF16X2_ASM = tl.constexpr(" ".join(_BF16X2_ASM.split()))  # one line: see _INT4_PAIRS_ASM
 BF16X2_PACK_ASM = tl.constexpr("cvt.rn.bf16x2.f32 $0, $2, $1;")  # $0 = bf16 ($1 low half, $2 high half)
+# x's pair words (x0, x1), (x4, x5) → (x0, x4) and (x1, x5) (and so on for x2, x3, x6, x7), as MMA_REPACK does
+BF16X2_PAIR_LO_ASM = tl.constexpr("prmt.b32 $0, $1, $2, 0x5410;")
+BF16X2_PAIR_HI_ASM = tl.constexpr("prmt.b32 $0, $1, $2, 0x7632;")
+BF16X2_MOV_ASM = tl.constexpr("mov.b32 $0, {$1, $2};")  # the same of two bf16 (x's own bits: a byte permute)
 BF16X2_ADD_ASM = tl.constexpr("{ .reg .b32 one; mov.b32 one, 0x3F803F80; fma.rn.bf16x2 $0, $1, one, $2; }")
 
 
@@ -293,18 +297,48 @@ def _bf16x2_words(x, words):
     on packed bf16 instructions (``BF16X2_ASM``; compiled only: inline PTX), x [..., 8] (fp32, rounded to bf16
     here) broadcast against the words' [...]: the BF16X2 sums."""
     x0, x1, x2, x3, x4, x5, x6, x7 = _split8(x)
-    p0 = _bf16x2_pack(x0, x4)
-    p1 = _bf16x2_pack(x1, x5)
-    p2 = _bf16x2_pack(x2, x6)
-    p3 = _bf16x2_pack(x3, x7)
+    if x.dtype == tl.bfloat16:
+        w0 = _bf16x2_pack(x0, x1)
+        w1 = _bf16x2_pack(x2, x3)
+        w2 = _bf16x2_pack(x4, x5)
+        w3 = _bf16x2_pack(x6, x7)
+        p0 = tl.inline_asm_elementwise(BF16X2_PAIR_LO_ASM, "=r,r,r", [w0, w2], dtype=tl.int32, is_pure=True, pack=1)
+        p1 = tl.inline_asm_elementwise(BF16X2_PAIR_HI_ASM, "=r,r,r", [w0, w2], dtype=tl.int32, is_pure=True, pack=1)
+        p2 = tl.inline_asm_elementwise(BF16X2_PAIR_LO_ASM, "=r,r,r", [w1, w3], dtype=tl.int32, is_pure=True, pack=1)
+        p3 = tl.inline_asm_elementwise(BF16X2_PAIR_HI_ASM, "=r,r,r", [w1, w3], dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        p0 = _bf16x2_pack(x0, x4)
+        p1 = _bf16x2_pack(x1, x5)
+        p2 = _bf16x2_pack(x2, x6)
+        p3 = _bf16x2_pack(x3, x7)
     return tl.inline_asm_elementwise(BF16X2_ASM, "=r,r,r,r,r,r", [words, p0, p1, p2, p3], dtype=tl.int32,
                                      is_pure=True, pack=1)
 
 
 @triton.jit
 def _bf16x2_pack(lo, hi):
-    """fp32 lo, hi → one int32 of two bf16 (round to nearest), lo in the low half."""
+    """lo, hi → one int32 of two bf16, lo in the low half: fp32 rounded to nearest, or bf16's own bits."""
+    if lo.dtype == tl.bfloat16:
+        return tl.inline_asm_elementwise(BF16X2_MOV_ASM, "=r,h,h", [lo, hi], dtype=tl.int32, is_pure=True, pack=1)
     return tl.inline_asm_elementwise(BF16X2_PACK_ASM, "=r,r,r", [lo, hi], dtype=tl.int32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _bf16x2_x_sums(x, SUB_AXIS: tl.constexpr):
+    """Σ x per chunk of x [..., SUB, ..., 8] (SUB at SUB_AXIS) in fp32, summed on bf16 pairs (BF16X2 = 3): each
+    word's 4 pairs in a tree, then the chunk's words, on packed bf16 adds, then the two halves in fp32. The pairs are
+    bf16 x's own words (x[2i], x[2i + 1]), or for fp32 x the pairs (x[v], x[v + 4]) ``_bf16x2_words`` rounds it to
+    (the same packs, so the compiler makes them once). Each add rounds to bf16, erring by ≤ 2^-9 of its partial sum:
+    ≤ 2^-9·(2 + log2 SUB)·Σ|x| a chunk, where fp32 sums take 8 conversions and 7 adds a word of x and these 3 packed
+    adds."""
+    x0, x1, x2, x3, x4, x5, x6, x7 = _split8(x)
+    if x.dtype == tl.bfloat16:  # x's own pair words (x0, x1), ...
+        p = _bf16x2_add(_bf16x2_add(_bf16x2_pack(x0, x1), _bf16x2_pack(x2, x3)),
+                        _bf16x2_add(_bf16x2_pack(x4, x5), _bf16x2_pack(x6, x7)))
+    else:  # the products' pairs (x0, x4), ... (fp32 x rounded to bf16 once for both)
+        p = _bf16x2_add(_bf16x2_add(_bf16x2_pack(x0, x4), _bf16x2_pack(x1, x5)),
+                        _bf16x2_add(_bf16x2_pack(x2, x6), _bf16x2_pack(x3, x7)))
+    return _bf16x2_sum(tl.reduce(p, SUB_AXIS, _bf16x2_add))
 
 
 @triton.jit
@@ -338,7 +372,7 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
         D: tl.constexpr = 1.0 if HALVES or BF16X2 else 128.0 if PRMT else 16.0
         if HALVES:
             t = tl.sum(_halves_products(x, w, up), axis=SUB_AXIS)
-        elif BF16X2 == 2:  # each chunk's words summed in bf16 too, then its halves in fp32
+        elif BF16X2 >= 2:  # each chunk's words summed in bf16 too, then its halves in fp32
             t = _bf16x2_sum(tl.reduce(_bf16x2_words(x, w), SUB_AXIS, _bf16x2_add))
         elif BF16X2:
             t = tl.sum(_bf16x2_sum(_bf16x2_words(x, w)), axis=SUB_AXIS)
@@ -348,10 +382,11 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
             t = tl.sum(tl.sum(x * _decode_words(w, PER_WORD), axis=4), axis=SUB_AXIS)
         s = tl.load(s_ptrs, mask=s_ok, other=0.0).to(tl.float32)
         if HAS_ZERO:
-            c = A + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32) * (1.0 / D)
+            t = (t - (A + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32) * (1.0 / D)) * x_sum) * (D * s)
+        elif A + 8.0 / D == 0.0:  # (BF16X2, symmetric: the sums are of x·(u - 8) already, Σ x is not needed)
+            t = t * (D * s)
         else:
-            c = A + 8.0 / D
-        t = (t - c * x_sum) * (D * s)
+            t = (t - (A + 8.0 / D) * x_sum) * (D * s)
     elif PRMT:  # int8 codes q exactly (``_decode_bytes``): the products need no offset correction
         t = tl.sum(tl.sum(x * _decode_bytes(w), axis=4), axis=SUB_AXIS)
     else:
@@ -368,7 +403,10 @@ def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, sca
                 HALVES: tl.constexpr = False, BF16X2: tl.constexpr = False):
     """One K step of ``_qgemv_words_kernel`` at k: x (fp32) times the word tiles w (and wu, the up rows, when
     GATED) into the chunk accumulators; chunks at or past ``limit`` (relative to k) read no group parameters."""
-    x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
+    if BF16X2 == 3:
+        x_sum = _bf16x2_x_sums(x, SUB_AXIS)
+    else:
+        x_sum = tl.sum(tl.sum(x.to(tl.float32), axis=4), axis=SUB_AXIS)
     grp = (k + c3) // GROUP_SIZE
     s_ok = n3_ok & (c3 < limit)
     acc += _word_chunk_sums(x, x_sum, w, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, up, SCHEME,
@@ -462,14 +500,23 @@ def _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, limit, PER_WORD: tl.constexpr, GATED
 
 @triton.jit
 def _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, limit, PER_WORD: tl.constexpr, GATED: tl.constexpr,
-                  EVEN_K: tl.constexpr, PDL: tl.constexpr):
+                  EVEN_K: tl.constexpr, PDL: tl.constexpr, X_RAW: tl.constexpr):
     """A word GEMV's first step loaded outside the K loop (the step PDL peels off, or the whole K without the loop):
-    its words first, then (with PDL, once the kernel before has finished) its x in fp32; also x's K mask."""
+    its words first, then (with PDL, once the kernel before has finished) its x (``_words_x``); also x's K mask."""
     w, wu = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, limit, PER_WORD, GATED, EVEN_K)
     pdl_wait(PDL)
     x_ok = _first_step_ok(kx, limit, EVEN_K)
-    x = tl.load(x_ptrs, mask=m_ok & x_ok, other=0.0).to(tl.float32)
+    x = _words_x(tl.load(x_ptrs, mask=m_ok & x_ok, other=0.0), X_RAW)
     return w, wu, x, x_ok
+
+
+@triton.jit
+def _words_x(x, X_RAW: tl.constexpr):
+    """x as a word GEMV sums it: in fp32, or as loaded (bf16) when X_RAW (BF16X2 = 3 without the norm: its packed
+    bf16 pairs come from x's own bits, and Σ x from them)."""
+    if not X_RAW:
+        x = x.to(tl.float32)
+    return x
 
 
 @triton.jit
@@ -515,7 +562,8 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
     CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2
     step_n = tl.num_programs(0) * BLOCK_N  # weight rows from one of the program's tiles to the next
     n_ok, w_ptrs, wu_ptrs, _, _, _ = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw, CHUNKS_FIRST)
-    w, wu, x, x_ok = _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, K, PER_WORD, GATED, EVEN_K, PDL)
+    w, wu, x, x_ok = _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, K, PER_WORD, GATED, EVEN_K, PDL,
+                                   BF16X2 == 3 and not NORM)
     if NORM:
         rstd = _norm_rstd(x * x, K, eps, CHUNKS_FIRST)
         if HAS_NORM_W:
@@ -591,6 +639,7 @@ def _qgemv_words_kernel(
     BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
     SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2  # of the 5-D tiles
     CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2  # of the 3-D chunk sums
+    X_RAW: tl.constexpr = BF16X2 == 3 and not NORM  # x kept in its dtype (bf16): ``_words_x``
     # -- map program ids to output columns, rows of x and a slice of K
     offs_m, offs_n, pid_k, k_start, k_end = _gemv_slice(K, K_PER_SPLIT, BLOCK_M, BLOCK_N)
     # -- create pointers (row offsets in int64): word j of chunk c holds k = (c·SUB + j)·PER_WORD + v
@@ -628,7 +677,7 @@ def _qgemv_words_kernel(
         # the first step's words are loaded before waiting for x from the kernels before (see linear._gemv_kernel)
         limit = k_end - k_start  # this split may be empty
         w, wu, x, x_ok = _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, limit, PER_WORD, GATED, EVEN_K,
-                                       PDL)
+                                       PDL, X_RAW)
         if NORM:
             squares += x * x
             if HAS_NORM_W:
@@ -646,13 +695,13 @@ def _qgemv_words_kernel(
         w_next, wu_next = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, k_end - k_loop, PER_WORD, GATED, EVEN_K)
     for k in range(k_loop, k_end, BLOCK_K):
         if PREFETCH:
-            x, w, wu = x_next.to(tl.float32), w_next, wu_next
+            x, w, wu = _words_x(x_next, X_RAW), w_next, wu_next
             ahead = k_end - k - BLOCK_K
             x_next = tl.load(x_ptrs + BLOCK_K, mask=m_ok & _first_step_ok(kx, ahead, EVEN_K), other=0.0)
             w_next, wu_next = _words_ahead(w_ptrs + BLOCK_K // PER_WORD, wu_ptrs + BLOCK_K // PER_WORD, n_ok, kw,
                                            ahead, PER_WORD, GATED, EVEN_K)
         else:
-            x = _load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, "").to(tl.float32)
+            x = _words_x(_load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, ""), X_RAW)
         if NORM:
             squares += x * x
             if HAS_NORM_W:
