@@ -26,13 +26,13 @@ rows a program and x loaded once; "on" is the best of those and of the candidate
 tensor-core GEMVs (``qlinear_mma``), each of which must agree with the first other candidate's output to within a few
 bf16 roundings; the row lists every MMA candidate's time. BF16X2 (int4 words summed on packed bf16 instructions,
 ``qlinear_kernels._bf16x2_words``; "on" is the best of its three modes: each word's products in bf16, or each chunk's
-words too, or Σx on bf16 pairs too; the row's ``best_by_mode`` has each) over the word-GEMV candidates, with the TILES twins as HALVES, against byte permutes with fp32 products;
-the outputs must agree to within 2e-2 of the largest output (bf16 sums). Where the row has a norm, the candidates
-that cannot apply it in the kernel (``qlinear.fuses_norm``: split-K, tl.dot) normalize x with torch ops first, timed
-as the tuner times them (eagerly: more than Inductor's fused kernel costs). ``--as-decoded`` runs the 1B shapes as
-the decode graph does: the gate with its up rows (SiLU-gated), and qkv and gate/up with the RMSNorm prologue. Timing
-is the autotuner's (``autotune_cache.measure_us``: CUDA graph, cold L2). Each row: the best candidate with the switch
-off and on, and both against cuBLAS.
+words too, or Σx on bf16 pairs too; the row's ``best_by_mode`` has each) over the word-GEMV candidates, with the TILES
+twins as HALVES, against byte permutes with fp32 products; the outputs must agree to within 2e-2 of the largest output
+(bf16 sums). Where the row has a norm, the candidates that cannot apply it in the kernel (``qlinear.fuses_norm``:
+split-K, tl.dot) normalize x with torch ops first, timed as the tuner times them (eagerly: more than Inductor's fused
+kernel costs). ``--as-decoded`` runs the 1B shapes as the decode graph does: the gate with its up rows (SiLU-gated), and
+qkv and gate/up with the RMSNorm prologue. Timing is the autotuner's (``autotune_cache.measure_us``: CUDA graph, cold
+L2). Each row: the best candidate with the switch off and on, and both against cuBLAS.
 """
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ def test_cases_take_the_fastest_word_gemvs_once_per_shape_preferring_the_counted
              f"qlinear.int4_weight_only.act4.gated.norm|bbbb|1x8192x2048x128x0x1|{tail}": {"us": us}}
     got = B.cases(cache, 2)
     assert [(c["name"], c["N"], c["K"]) for c in got] == [
-        ("qlinear.int4_weight_only.act0.plain.rl", 4096, 14336), ("qlinear.int4_weight_only.act4.gated.norm", 8192, 2048)]
+        ("qlinear.int4_weight_only.act0.plain.rl", 4096, 14336),
+        ("qlinear.int4_weight_only.act4.gated.norm", 8192, 2048)]
     # the BF16X2 twin and its base are one config (the faster time ranks it); cuBLAS is not a word GEMV
     assert got[0]["configs"] == [WORD, {**WORD, "BLOCK_N": 8}]
     assert got[0]["counters"] and got[1]["gated"] and got[1]["norm"] and got[1]["act"] == 4 and got[1]["zero"]

@@ -117,16 +117,18 @@ HALVES = False
 # measured faster. Mode 3 against 2, the configs session 31's tunings chose, same process
 # (results/bf16x2_modes_*_s32run1_*, H200): 8B up 14.90 → 14.70 µs, down 16.37 → 15.56 (byte permutes 15.08), 1B head +
 # norm 50.12 → 49.42, gate/up + norm 11.35 → 11.10, qkv + norm 4.39 → 4.40; the 1B int4 + head step with those picks in
-# mode 3 (session 32 run 2, alternating processes): 525-526 → 520-522 µs busy. Σx in bf16 errs by ≤ 2^-9·(2 + log2 SUB)
-# of the chunk's Σ|x|, times |z - 8|·s. Session 30: H200, best of every candidate off → on, either mode
-# (results/qlinear_ab_bf16x2_m1_*_s30run3_*): 8B up 15.55 → 14.65 µs, 1B qkv + norm 4.70 → 4.39, 1B gate/up + norm 12.04
-# → 11.18; 8B down 15.03 → 15.81 and 1B o 3.06 → 3.24 (slower: the byte permutes stay there). Tuned with the twins (run
-# 4, one H200, a process each): the 1B head + norm 58.4 → 50.3 µs, gate/up + norm 12.4 → 11.1-11.3; mode 1 won one shape
-# of six, by 2%. The whole int4 + head step with those tunings (session 31 run 1, a process each): 538 → 525 µs busy.
-# SASS (sm_90, 8B up tile): 3.96 → 3.46 (1) / 3.18 (2) instructions a code, 128 → 92 / 80 registers. Each bf16 rounding
-# errs by ≤ 2^-9 of the chunk's Σ|x·w| (the CUDA test's bound). On SmolLM2's real weights and activations
-# (results/bf16x2_error_study_smollm2_cpu_*) the added error is 46-58 dB below the exact int4 product (int4 g128's own:
-# 14-32 dB below fp32); perplexity 18.87 exact, 18.80 with these sums (one window).
+# mode 3 (session 32 run 2, alternating processes): 525-526 → 520-522 µs busy; with the norm's weight on packed bf16
+# fmas too (x stays bf16 in the norm GEMVs: run 4): 525-526 → 497 µs busy, qkv + norm 4.38 → 4.32, gate/up + norm 11.31
+# → 10.72, head + norm 50.08 → 48.95 µs. Σx in bf16 errs by ≤ 2^-9·(2 + log2 SUB) of the chunk's Σ|x|, times |z - 8|·s.
+# Session 30: H200, best of every candidate off → on, either mode (results/qlinear_ab_bf16x2_m1_*_s30run3_*): 8B up
+# 15.55 → 14.65 µs, 1B qkv + norm 4.70 → 4.39, 1B gate/up + norm 12.04 → 11.18; 8B down 15.03 → 15.81 and 1B o 3.06 →
+# 3.24 (slower: the byte permutes stay there). Tuned with the twins (run 4, one H200, a process each): the 1B head +
+# norm 58.4 → 50.3 µs, gate/up + norm 12.4 → 11.1-11.3; mode 1 won one shape of six, by 2%. The whole int4 + head step
+# with those tunings (session 31 run 1, a process each): 538 → 525 µs busy. SASS (sm_90, 8B up tile): 3.96 → 3.46 (1) /
+# 3.18 (2) instructions a code, 128 → 92 / 80 registers. Each bf16 rounding errs by ≤ 2^-9 of the chunk's Σ|x·w| (the
+# CUDA test's bound). On SmolLM2's real weights and activations (results/bf16x2_error_study_smollm2_cpu_*) the added
+# error is 46-58 dB below the exact int4 product (int4 g128's own: 14-32 dB below fp32); perplexity 18.87 exact, 18.80
+# with these sums (one window).
 INT4_BF16X2 = 0
 GEMV_BF16X2_TWINS = 2
 GEMV_BF16X2_TWIN_MODE = 3  # the mode of those twins

@@ -288,6 +288,7 @@ BF16X2_PACK_ASM = tl.constexpr("cvt.rn.bf16x2.f32 $0, $2, $1;")  # $0 = bf16 ($1
 BF16X2_PAIR_LO_ASM = tl.constexpr("prmt.b32 $0, $1, $2, 0x5410;")
 BF16X2_PAIR_HI_ASM = tl.constexpr("prmt.b32 $0, $1, $2, 0x7632;")
 BF16X2_MOV_ASM = tl.constexpr("mov.b32 $0, {$1, $2};")  # the same of two bf16 (x's own bits: a byte permute)
+BF16X2_MUL_ASM = tl.constexpr("{ .reg .b32 z; mov.b32 z, 0x80008000; fma.rn.bf16x2 $0, $1, $2, z; }")  # a·b + -0
 BF16X2_ADD_ASM = tl.constexpr("{ .reg .b32 one; mov.b32 one, 0x3F803F80; fma.rn.bf16x2 $0, $1, one, $2; }")
 
 
@@ -520,6 +521,25 @@ def _words_x(x, X_RAW: tl.constexpr):
 
 
 @triton.jit
+def _squares(x):
+    """x² in fp32 (the norm's sums), x in fp32 or its own bf16."""
+    x = x.to(tl.float32)
+    return x * x
+
+
+@triton.jit
+def _norm_weighted(x, g):
+    """x times the norm's weight g (HAS_NORM_W): in fp32, or for bf16 x kept as loaded (X_RAW, g bf16 then) on packed
+    bf16 fmas with -0 (``BF16X2_MUL_ASM``), which round the exact product once to bf16: the bf16 that the packed sums
+    make of the fp32 product, so the sums are the same."""
+    if x.dtype == tl.bfloat16:
+        x = tl.inline_asm_elementwise(BF16X2_MUL_ASM, "=r,r,r", [x, g], dtype=tl.bfloat16, is_pure=True, pack=2)
+    else:
+        x = x * g.to(tl.float32)
+    return x
+
+
+@triton.jit
 def _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, w_start, kw, CHUNKS_FIRST: tl.constexpr):
     """What a word GEMV needs of its weight rows offs_n: (n_ok, word pointers of the rows and of their up rows
     (N rows on), int4 group-parameter row offsets of both [1, BLOCK_N, 1], n3_ok), in ``_chunks_first`` order."""
@@ -553,7 +573,7 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
                  NUM_CHUNKS: tl.constexpr, PER_WORD: tl.constexpr, CHUNKS_FIRST: tl.constexpr,
                  EVEN_K: tl.constexpr, PDL: tl.constexpr, NORM: tl.constexpr, HAS_NORM_W: tl.constexpr,
                  HAS_RES: tl.constexpr, PRMT: tl.constexpr, TILES: tl.constexpr, PDL_EARLY: tl.constexpr,
-                 HALVES: tl.constexpr, BF16X2: tl.constexpr):
+                 HALVES: tl.constexpr, BF16X2: tl.constexpr, X_RAW: tl.constexpr):
     """``_qgemv_words_kernel`` with TILES > 0: the whole K is one step and not split, so the program loads its
     rows of x (normalized, times the norm's weight) once and keeps them for TILES tiles of BLOCK_N weight rows,
     grid-strided (tile p, p + programs, ...). Each tile's words are loaded before the tile before is summed and
@@ -563,11 +583,11 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
     step_n = tl.num_programs(0) * BLOCK_N  # weight rows from one of the program's tiles to the next
     n_ok, w_ptrs, wu_ptrs, _, _, _ = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw, CHUNKS_FIRST)
     w, wu, x, x_ok = _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, K, PER_WORD, GATED, EVEN_K, PDL,
-                                   BF16X2 == 3 and not NORM)
+                                   X_RAW)
     if NORM:
-        rstd = _norm_rstd(x * x, K, eps, CHUNKS_FIRST)
+        rstd = _norm_rstd(_squares(x), K, eps, CHUNKS_FIRST)
         if HAS_NORM_W:
-            x *= tl.load(nw_ptrs, mask=x_ok, other=0.0).to(tl.float32)
+            x = _norm_weighted(x, tl.load(nw_ptrs, mask=x_ok, other=0.0))
     for t in range(TILES):
         _, _, _, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw, CHUNKS_FIRST)
         # the next tile's words (none after the last: a limit of 0 reads nothing)
@@ -639,7 +659,8 @@ def _qgemv_words_kernel(
     BLOCK_K: tl.constexpr = CHUNK * NUM_CHUNKS
     SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2  # of the 5-D tiles
     CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2  # of the 3-D chunk sums
-    X_RAW: tl.constexpr = BF16X2 == 3 and not NORM  # x kept in its dtype (bf16): ``_words_x``
+    # x kept in its dtype (bf16: ``_words_x``), times a bf16 norm weight on packed bf16 fmas (``_norm_weighted``)
+    X_RAW: tl.constexpr = BF16X2 == 3 and (not HAS_NORM_W or nw_ptr.dtype.element_ty == tl.bfloat16)
     # -- map program ids to output columns, rows of x and a slice of K
     offs_m, offs_n, pid_k, k_start, k_end = _gemv_slice(K, K_PER_SPLIT, BLOCK_M, BLOCK_N)
     # -- create pointers (row offsets in int64): word j of chunk c holds k = (c·SUB + j)·PER_WORD + v
@@ -664,7 +685,7 @@ def _qgemv_words_kernel(
                      stride_rm,
                      SCHEME, GROUP_SIZE, HAS_ZERO, HAS_BIAS, ACT, GATED, BLOCK_M, BLOCK_N, NUM_CHUNKS, PER_WORD,
                      CHUNKS_FIRST, EVEN_K, PDL, NORM, HAS_NORM_W, HAS_RES, PRMT, TILES, PDL_EARLY, HALVES,
-                     BF16X2)
+                     BF16X2, X_RAW)
         return
     n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, w_start, kw,
                                                               CHUNKS_FIRST)
@@ -679,9 +700,9 @@ def _qgemv_words_kernel(
         w, wu, x, x_ok = _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, limit, PER_WORD, GATED, EVEN_K,
                                        PDL, X_RAW)
         if NORM:
-            squares += x * x
+            squares += _squares(x)
             if HAS_NORM_W:
-                x *= tl.load(nw_ptrs, mask=x_ok, other=0.0).to(tl.float32)
+                x = _norm_weighted(x, tl.load(nw_ptrs, mask=x_ok, other=0.0))
         acc, acc_up = _words_step(x, w, wu, acc, acc_up, k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr,
                                   zero_ptr, halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT,
                                   HALVES, BF16X2)
@@ -703,12 +724,12 @@ def _qgemv_words_kernel(
         else:
             x = _words_x(_load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, ""), X_RAW)
         if NORM:
-            squares += x * x
+            squares += _squares(x)
             if HAS_NORM_W:
                 if EVEN_K:
-                    x *= tl.load(nw_ptrs).to(tl.float32)
+                    x = _norm_weighted(x, tl.load(nw_ptrs))
                 else:
-                    x *= tl.load(nw_ptrs, mask=kx < K - k, other=0.0).to(tl.float32)
+                    x = _norm_weighted(x, tl.load(nw_ptrs, mask=kx < K - k, other=0.0))
                 nw_ptrs += BLOCK_K
         if not PREFETCH:
             k_ok = kw * PER_WORD < K - k
