@@ -296,7 +296,8 @@ BF16X2_ADD_ASM = tl.constexpr("{ .reg .b32 one; mov.b32 one, 0x3F803F80; fma.rn.
 def _bf16x2_words(x, words):
     """Σ_v x[..., v]·(u_v - 8) per int4 word as a bf16 pair (v < 4 in the low half, v ≥ 4 in the high half; int32)
     on packed bf16 instructions (``BF16X2_ASM``; compiled only: inline PTX), x [..., 8] (fp32, rounded to bf16
-    here) broadcast against the words' [...]: the BF16X2 sums."""
+    here, or bf16, whose words give the pairs by byte permutes) broadcast against the words' [...]: the BF16X2
+    sums."""
     x0, x1, x2, x3, x4, x5, x6, x7 = _split8(x)
     if x.dtype == tl.bfloat16:
         w0 = _bf16x2_pack(x0, x1)
@@ -402,8 +403,9 @@ def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, sca
                 SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, GATED: tl.constexpr,
                 PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
                 HALVES: tl.constexpr = False, BF16X2: tl.constexpr = False):
-    """One K step of ``_qgemv_words_kernel`` at k: x (fp32) times the word tiles w (and wu, the up rows, when
-    GATED) into the chunk accumulators; chunks at or past ``limit`` (relative to k) read no group parameters."""
+    """One K step of ``_qgemv_words_kernel`` at k: x (fp32, or bf16 with X_RAW) times the word tiles w (and wu, the
+    up rows, when GATED) into the chunk accumulators; chunks at or past ``limit`` (relative to k) read no group
+    parameters."""
     if BF16X2 == 3:
         x_sum = _bf16x2_x_sums(x, SUB_AXIS)
     else:
@@ -513,8 +515,8 @@ def _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, limit, PER_WORD: 
 
 @triton.jit
 def _words_x(x, X_RAW: tl.constexpr):
-    """x as a word GEMV sums it: in fp32, or as loaded (bf16) when X_RAW (BF16X2 = 3 without the norm: its packed
-    bf16 pairs come from x's own bits, and Σ x from them)."""
+    """x as a word GEMV sums it: in fp32, or as loaded (bf16) when X_RAW (BF16X2 = 3, and a bf16 norm weight if any:
+    the packed bf16 pairs come from x's own bits, and Σ x from them)."""
     if not X_RAW:
         x = x.to(tl.float32)
     return x
@@ -531,7 +533,7 @@ def _squares(x):
 def _norm_weighted(x, g):
     """x times the norm's weight g (HAS_NORM_W): in fp32, or for bf16 x kept as loaded (X_RAW, g bf16 then) on packed
     bf16 fmas with -0 (``BF16X2_MUL_ASM``), which round the exact product once to bf16: the bf16 that the packed sums
-    make of the fp32 product, so the sums are the same."""
+    make of the fp32 product, so the products are the same."""
     if x.dtype == tl.bfloat16:
         x = tl.inline_asm_elementwise(BF16X2_MUL_ASM, "=r,r,r", [x, g], dtype=tl.bfloat16, is_pure=True, pack=2)
     else:
