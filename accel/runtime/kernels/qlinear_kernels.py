@@ -284,11 +284,15 @@ fma.rn.bf16x2 $0, t, $5, $0;
 }"""
 BF16X2_ASM = tl.constexpr(" ".join(_BF16X2_ASM.split()))  # one line: see _INT4_PAIRS_ASM
 BF16X2_PACK_ASM = tl.constexpr("cvt.rn.bf16x2.f32 $0, $2, $1;")  # $0 = bf16 ($1 low half, $2 high half)
-# x's pair words (x0, x1), (x4, x5) → (x0, x4) and (x1, x5) (and so on for x2, x3, x6, x7), as MMA_REPACK does
-BF16X2_PAIR_LO_ASM = tl.constexpr("prmt.b32 $0, $1, $2, 0x5410;")
-BF16X2_PAIR_HI_ASM = tl.constexpr("prmt.b32 $0, $1, $2, 0x7632;")
 BF16X2_MOV_ASM = tl.constexpr("mov.b32 $0, {$1, $2};")  # the same of two bf16 (x's own bits: a byte permute)
-BF16X2_MUL_ASM = tl.constexpr("{ .reg .b32 z; mov.b32 z, 0x80008000; fma.rn.bf16x2 $0, $1, $2, z; }")  # a·b + -0
+# x's pair words (x0, x1), (x2, x3), (x4, x5), (x6, x7) of a word's 8 k → (x0, x4), (x1, x5), (x2, x6), (x3, x7): the
+# pairs of ``_bf16x2_words`` and of the MMA GEMV's B fragments (``qlinear_mma``)
+MMA_REPACK = tl.constexpr("{ prmt.b32 $0, $4, $6, 0x5410; prmt.b32 $1, $4, $6, 0x7632; "
+                          "prmt.b32 $2, $5, $7, 0x5410; prmt.b32 $3, $5, $7, 0x7632; }")
+# pair words a·b, rounded once to x's dtype (fma with -0.0: sm_80's packed bf16 has no mul)
+_MUL_ASM = "{ .reg .b32 z; mov.b32 z, 0x80008000; fma.rn.TYPE $0, $1, $2, z; }"
+MUL_BF16 = tl.constexpr(_MUL_ASM.replace("TYPE", "bf16x2"))
+MUL_F16 = tl.constexpr(_MUL_ASM.replace("TYPE", "f16x2"))
 BF16X2_ADD_ASM = tl.constexpr("{ .reg .b32 one; mov.b32 one, 0x3F803F80; fma.rn.bf16x2 $0, $1, one, $2; }")
 
 
@@ -300,20 +304,21 @@ def _bf16x2_words(x, words):
     sums."""
     x0, x1, x2, x3, x4, x5, x6, x7 = _split8(x)
     if x.dtype == tl.bfloat16:
-        w0 = _bf16x2_pack(x0, x1)
-        w1 = _bf16x2_pack(x2, x3)
-        w2 = _bf16x2_pack(x4, x5)
-        w3 = _bf16x2_pack(x6, x7)
-        p0 = tl.inline_asm_elementwise(BF16X2_PAIR_LO_ASM, "=r,r,r", [w0, w2], dtype=tl.int32, is_pure=True, pack=1)
-        p1 = tl.inline_asm_elementwise(BF16X2_PAIR_HI_ASM, "=r,r,r", [w0, w2], dtype=tl.int32, is_pure=True, pack=1)
-        p2 = tl.inline_asm_elementwise(BF16X2_PAIR_LO_ASM, "=r,r,r", [w1, w3], dtype=tl.int32, is_pure=True, pack=1)
-        p3 = tl.inline_asm_elementwise(BF16X2_PAIR_HI_ASM, "=r,r,r", [w1, w3], dtype=tl.int32, is_pure=True, pack=1)
+        p0, p1, p2, p3 = _repack(_bf16x2_pack(x0, x1), _bf16x2_pack(x2, x3), _bf16x2_pack(x4, x5),
+                                 _bf16x2_pack(x6, x7))
     else:
         p0 = _bf16x2_pack(x0, x4)
         p1 = _bf16x2_pack(x1, x5)
         p2 = _bf16x2_pack(x2, x6)
         p3 = _bf16x2_pack(x3, x7)
     return tl.inline_asm_elementwise(BF16X2_ASM, "=r,r,r,r,r,r", [words, p0, p1, p2, p3], dtype=tl.int32,
+                                     is_pure=True, pack=1)
+
+
+@triton.jit
+def _repack(x0, x1, x2, x3):
+    """Four pair words → the pairs (v, v + 4) (``MMA_REPACK``)."""
+    return tl.inline_asm_elementwise(MMA_REPACK, "=r,=r,=r,=r,r,r,r,r", [x0, x1, x2, x3], dtype=(tl.int32,) * 4,
                                      is_pure=True, pack=1)
 
 
@@ -409,7 +414,7 @@ def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, sca
     if BF16X2 == 3:
         x_sum = _bf16x2_x_sums(x, SUB_AXIS)
     else:
-        x_sum = tl.sum(tl.sum(x.to(tl.float32), axis=4), axis=SUB_AXIS)
+        x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
     grp = (k + c3) // GROUP_SIZE
     s_ok = n3_ok & (c3 < limit)
     acc += _word_chunk_sums(x, x_sum, w, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, up, SCHEME,
@@ -532,10 +537,10 @@ def _squares(x):
 @triton.jit
 def _norm_weighted(x, g):
     """x times the norm's weight g (HAS_NORM_W): in fp32, or for bf16 x kept as loaded (X_RAW, g bf16 then) on packed
-    bf16 fmas with -0 (``BF16X2_MUL_ASM``), which round the exact product once to bf16: the bf16 that the packed sums
+    bf16 fmas with -0 (``MUL_BF16``), which round the exact product once to bf16: the bf16 that the packed sums
     make of the fp32 product, so the products are the same."""
     if x.dtype == tl.bfloat16:
-        x = tl.inline_asm_elementwise(BF16X2_MUL_ASM, "=r,r,r", [x, g], dtype=tl.bfloat16, is_pure=True, pack=2)
+        x = tl.inline_asm_elementwise(MUL_BF16, "=r,r,r", [x, g], dtype=tl.bfloat16, is_pure=True, pack=2)
     else:
         x = x * g.to(tl.float32)
     return x

@@ -37,7 +37,8 @@ no offset and no Σx (see the comment above the kernel).
 import triton
 import triton.language as tl
 
-from accel.runtime.kernels.qlinear_kernels import INT4_WO, INT8_WO, _scale_and_write_back
+from accel.runtime.kernels.qlinear_kernels import (INT4_WO, INT8_WO, MUL_BF16, MUL_F16, _repack,
+                                                   _scale_and_write_back)
 from accel.runtime.kernels.utils import pdl_launch_dependents, pdl_wait
 
 # One line each: Inductor copies these globals by repr into the kernel source it generates (see _INT4_PAIRS_ASM).
@@ -50,13 +51,6 @@ _MMA_ASM = ("mma.sync.aligned.m16n8k16.row.col.f32.TYPE.TYPE.f32 {$0,$1,$2,$3}, 
             "{$10,$11,$12,$13};")
 MMA_BF16 = tl.constexpr(_MMA_ASM.replace("TYPE", "bf16"))
 MMA_F16 = tl.constexpr(_MMA_ASM.replace("TYPE", "f16"))
-# x's pair words (x0, x1), (x2, x3), (x4, x5), (x6, x7) of a word's 8 k → (x0, x4), (x1, x5), (x2, x6), (x3, x7)
-MMA_REPACK = tl.constexpr("{ prmt.b32 $0, $4, $6, 0x5410; prmt.b32 $1, $4, $6, 0x7632; "
-                          "prmt.b32 $2, $5, $7, 0x5410; prmt.b32 $3, $5, $7, 0x7632; }")
-# x's pair words times the norm weight's, rounded once to x's dtype (fma with -0.0: sm_80's packed bf16 has no mul)
-_MUL_ASM = "{ .reg .b32 z; mov.b32 z, 0x80008000; fma.rn.TYPE $0, $1, $2, z; }"
-MUL_BF16 = tl.constexpr(_MUL_ASM.replace("TYPE", "bf16x2"))
-MUL_F16 = tl.constexpr(_MUL_ASM.replace("TYPE", "f16x2"))
 ONES_BF16 = tl.constexpr(0x3F803F80)  # two 1.0s
 ONES_F16 = tl.constexpr(0x3C003C00)
 
@@ -112,14 +106,8 @@ def _decode(w, FP16: tl.constexpr):
 
 
 @triton.jit
-def _repack(x0, x1, x2, x3):
-    return tl.inline_asm_elementwise(MMA_REPACK, "=r,=r,=r,=r,r,r,r,r", [x0, x1, x2, x3], dtype=(tl.int32,) * 4,
-                                     is_pure=True, pack=1)
-
-
-@triton.jit
 def _mul_pairs(a, b, FP16: tl.constexpr):
-    """Pair words a·b, elementwise in x's dtype."""
+    """Pair words a·b (x's times the norm weight's), elementwise in x's dtype."""
     if FP16:
         return tl.inline_asm_elementwise(MUL_F16, "=r,r,r", [a, b], dtype=tl.int32, is_pure=True, pack=1)
     return tl.inline_asm_elementwise(MUL_BF16, "=r,r,r", [a, b], dtype=tl.int32, is_pure=True, pack=1)
