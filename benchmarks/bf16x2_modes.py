@@ -22,7 +22,9 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import environment, print_table, write_result  # noqa: E402
+from common import accel_from_argv, add_accel_from, environment, print_table, use_accel_from, write_result  # noqa: E402
+
+use_accel_from(accel_from_argv())  # before accel is imported
 
 from accel.runtime import autotune_cache, quant  # noqa: E402
 from accel.runtime.kernels import qlinear as kq  # noqa: E402
@@ -118,6 +120,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=3, help="word-GEMV configs a key, fastest first")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--name", default="bf16x2_modes")
+    add_accel_from(ap)
     args = ap.parse_args()
     torch.manual_seed(0)
     modes = [int(v) for v in args.modes.split(",")]

@@ -727,6 +727,7 @@ def _sources() -> str:
         qk._halves_products, qk._bf16x2_words, qk._bf16x2_pack, qk._bf16x2_add, qk._bf16x2_sum, qk.BF16X2_ASM,
         qk.BF16X2_PACK_ASM, qk.BF16X2_ADD_ASM, qk._bf16x2_x_sums, qk._words_x, qk.BF16X2_MOV_ASM,
         qk._squares, qk._norm_weighted, qk._repack, qk.MMA_REPACK, qk.MUL_BF16, qk.MUL_F16,
+        qk._group_params, qk._step_params,
         qm._qgemv_mma_kernel, qm._tile_loads, qm._tile_group, qm._word_mmas, qm._decode, qm._mma, qm._x_loads,
         qm._x_fragments4, qm._x_sums, qm._stack_tokens, qm._step_weights, qm._step_x, qm._token_tile,
         qm._x_fragments, qm._as_tile, qm._lanes, qm._accumulators, qm._tiles_out, qm._split4, qm._sum_mma,

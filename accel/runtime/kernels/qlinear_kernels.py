@@ -361,11 +361,12 @@ def _bf16x2_sum(a):
 
 
 @triton.jit
-def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr,
+def _word_chunk_sums(x, x_sum, w, s, z, up, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr,
                      PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
                      HALVES: tl.constexpr = False, BF16X2: tl.constexpr = False):
     """Weight-only Σ over each chunk of x[m, k]·q[n, k] - without int8's row scale - for x [BLOCK_M, 1, SUB, C,
-    PER_WORD] (x_sum: Σ x per chunk) and the int32 weight words w [1, BLOCK_N, SUB, C]: [BLOCK_M,
+    PER_WORD] (x_sum: Σ x per chunk), the int32 weight words w [1, BLOCK_N, SUB, C] and, for int4, the chunks'
+    group scales s and zero points z (``_group_params``): [BLOCK_M,
     BLOCK_N, C] (axes in ``_chunks_first`` order, SUB at SUB_AXIS). Words decode to f = A + u/D with
     u = q + 128 (int8) or the int4 code, so that Σ x·(u - z) = D·(Σ x·f - (A + z/D)·Σ x), z = 128 (int8),
     8 (symmetric int4) or the group's zero point; A = 1 and D = 2^b (``_decode_words``), or 128 for int4 words
@@ -387,9 +388,9 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
             t = tl.sum(tl.sum(x * _decode_nibbles(w), axis=4), axis=SUB_AXIS)
         else:
             t = tl.sum(tl.sum(x * _decode_words(w, PER_WORD), axis=4), axis=SUB_AXIS)
-        s = tl.load(s_ptrs, mask=s_ok, other=0.0).to(tl.float32)
+        s = s.to(tl.float32)
         if HAS_ZERO:
-            t = (t - (A + tl.load(z_ptrs, mask=s_ok, other=0.0).to(tl.float32) * (1.0 / D)) * x_sum) * (D * s)
+            t = (t - (A + z.to(tl.float32) * (1.0 / D)) * x_sum) * (D * s)
         elif A + 8.0 / D == 0.0:  # (BF16X2, symmetric: the sums are of x·(u - 8) already, Σ x is not needed)
             t = t * (D * s)
         else:
@@ -404,25 +405,48 @@ def _word_chunk_sums(x, x_sum, w, s_ptrs, z_ptrs, s_ok, up, SCHEME: tl.constexpr
 
 
 @triton.jit
-def _words_step(x, w, wu, acc, acc_up, k, limit, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr, up,
-                SCHEME: tl.constexpr, GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, GATED: tl.constexpr,
-                PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
+def _words_step(x, w, wu, s, z, su, zu, acc, acc_up, up, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr,
+                GATED: tl.constexpr, PER_WORD: tl.constexpr, SUB_AXIS: tl.constexpr, PRMT: tl.constexpr = False,
                 HALVES: tl.constexpr = False, BF16X2: tl.constexpr = False):
-    """One K step of ``_qgemv_words_kernel`` at k: x (fp32, or bf16 with X_RAW) times the word tiles w (and wu, the
-    up rows, when GATED) into the chunk accumulators; chunks at or past ``limit`` (relative to k) read no group
-    parameters."""
+    """One K step of ``_qgemv_words_kernel``: x (fp32, or bf16 with X_RAW) times the word tiles w (and wu, the up
+    rows, when GATED) into the chunk accumulators, with the step's int4 group parameters (``_step_params``)."""
     if BF16X2 == 3:
         x_sum = _bf16x2_x_sums(x, SUB_AXIS)
     else:
         x_sum = tl.sum(tl.sum(x, axis=4), axis=SUB_AXIS)
+    acc += _word_chunk_sums(x, x_sum, w, s, z, up, SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES, BF16X2)
+    if GATED:
+        acc_up += _word_chunk_sums(x, x_sum, wu, su, zu, up, SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES,
+                                   BF16X2)
+    return acc, acc_up
+
+
+@triton.jit
+def _step_params(k, limit, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr, SCHEME: tl.constexpr,
+                 GROUP_SIZE: tl.constexpr, HAS_ZERO: tl.constexpr, GATED: tl.constexpr):
+    """The int4 group parameters (s, z, up rows' su, zu) of the K step at k, as loaded (zeros for int8, whose row
+    scales apply after the loop, and for z without HAS_ZERO). Chunks at or past ``limit`` (relative to k) read
+    nothing. They are weights: a GEMV loads them with the step's words, before the PDL wait and at the top of the
+    loop; loaded where they are used, at the step's end, their latency is the step's last wait (session 33)."""
     grp = (k + c3) // GROUP_SIZE
     s_ok = n3_ok & (c3 < limit)
-    acc += _word_chunk_sums(x, x_sum, w, scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, up, SCHEME,
-                            HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES, BF16X2)
+    s, z = _group_params(scale_ptr + s_rows + grp, zero_ptr + s_rows + grp, s_ok, SCHEME, HAS_ZERO)
+    su, zu = s, z
     if GATED:
-        acc_up += _word_chunk_sums(x, x_sum, wu, scale_ptr + su_rows + grp, zero_ptr + su_rows + grp, s_ok, up,
-                                   SCHEME, HAS_ZERO, PER_WORD, SUB_AXIS, PRMT, HALVES, BF16X2)
-    return acc, acc_up
+        su, zu = _group_params(scale_ptr + su_rows + grp, zero_ptr + su_rows + grp, s_ok, SCHEME, HAS_ZERO)
+    return s, z, su, zu
+
+
+@triton.jit
+def _group_params(s_ptrs, z_ptrs, s_ok, SCHEME: tl.constexpr, HAS_ZERO: tl.constexpr):
+    """int4's group (scale, zero point) of each chunk, as loaded: see ``_step_params``."""
+    s = tl.zeros(s_ok.shape, dtype=tl.float32)
+    z = s
+    if SCHEME == INT4_WO:
+        s = tl.load(s_ptrs, mask=s_ok, other=0.0)
+        if HAS_ZERO:
+            z = tl.load(z_ptrs, mask=s_ok, other=0.0)
+    return s, z
 
 
 @triton.jit
@@ -588,7 +612,10 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
     SUB_AXIS: tl.constexpr = 3 if CHUNKS_FIRST else 2
     CHUNK_AXIS: tl.constexpr = 0 if CHUNKS_FIRST else 2
     step_n = tl.num_programs(0) * BLOCK_N  # weight rows from one of the program's tiles to the next
-    n_ok, w_ptrs, wu_ptrs, _, _, _ = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw, CHUNKS_FIRST)
+    n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw,
+                                                              CHUNKS_FIRST)
+    s, z, su, zu = _step_params(0, K, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO,
+                                GATED)
     w, wu, x, x_ok = _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, K, PER_WORD, GATED, EVEN_K, PDL,
                                    X_RAW)
     if NORM:
@@ -596,16 +623,16 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
         if HAS_NORM_W:
             x = _norm_weighted(x, tl.load(nw_ptrs, mask=x_ok, other=0.0))
     for t in range(TILES):
-        _, _, _, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n, N, stride_wn, stride_sn, 0, kw, CHUNKS_FIRST)
-        # the next tile's words (none after the last: a limit of 0 reads nothing)
-        n_ok, w_ptrs, wu_ptrs, _, _, _ = _row_ptrs(w_ptr, offs_n + step_n, N, stride_wn, stride_sn, 0, kw,
-                                                   CHUNKS_FIRST)
-        w_next, wu_next = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, tl.where(t + 1 < TILES, K, 0), PER_WORD, GATED,
-                                       EVEN_K)
+        # the next tile's words and group parameters (none after the last: a limit of 0 reads nothing)
+        ahead = tl.where(t + 1 < TILES, K, 0)
+        n_ok, w_ptrs, wu_ptrs, s_rows, su_rows, n3_ok = _row_ptrs(w_ptr, offs_n + step_n, N, stride_wn, stride_sn, 0,
+                                                                  kw, CHUNKS_FIRST)
+        w_next, wu_next = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, ahead, PER_WORD, GATED, EVEN_K)
+        s_next, z_next, su_next, zu_next = _step_params(0, ahead, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
+                                                        SCHEME, GROUP_SIZE, HAS_ZERO, GATED)
         acc = _chunks_first(tl.zeros((BLOCK_M, BLOCK_N, NUM_CHUNKS), dtype=tl.float32), 2, CHUNKS_FIRST)
-        acc, acc_up = _words_step(x, w, wu, acc, acc, 0, K, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
-                                  halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, HALVES,
-                                  BF16X2)
+        acc, acc_up = _words_step(x, w, wu, s, z, su, zu, acc, acc, halves_up, SCHEME, HAS_ZERO, GATED, PER_WORD,
+                                  SUB_AXIS, PRMT, HALVES, BF16X2)
         acc_n = tl.sum(acc, axis=CHUNK_AXIS)
         acc_up_n = tl.sum(acc_up, axis=CHUNK_AXIS)
         if NORM:
@@ -614,7 +641,7 @@ def _words_tiles(x_ptrs, nw_ptrs, w_ptr, scale_ptr, zero_ptr, b_ptr, out_ptr, ws
         _scale_and_write_back(acc_n, acc_up_n, tl.zeros((BLOCK_M, 1), dtype=tl.float32), scale_ptr, offs_m, offs_n,
                               0, M, N, b_ptr, out_ptr, ws_ptr, stride_om, res_ptr, stride_rm, cnt_ptr, SCHEME,
                               HAS_BIAS, ACT, GATED, 1, HAS_RES, False)
-        w, wu = w_next, wu_next
+        w, wu, s, z, su, zu = w_next, wu_next, s_next, z_next, su_next, zu_next
         offs_n += step_n
     if not PDL_EARLY:
         pdl_launch_dependents(PDL)
@@ -651,9 +678,13 @@ def _qgemv_words_kernel(
     not folded into the quantized weight, which would change its quantization: x is multiplied by it as it is
     loaded, once per thread for all of its weight rows. HAS_RES adds the residual rows in the epilogue.
 
-    PREFETCH loads each K step's x and words one step ahead (registers double-buffered): step i+1's loads are in
-    flight while step i is decoded and summed, where the plain loop waits for each step's loads after the last
-    step's arithmetic. The sums are the same, in the same order.
+    PREFETCH loads each K step's x, words and group parameters one step ahead (registers double-buffered): step
+    i+1's loads are in flight while step i is decoded and summed, where the plain loop waits for each step's loads
+    after the last step's arithmetic. The sums are the same, in the same order.
+
+    Every step's group parameters are loaded with its words (``_step_params``): before the PDL wait, at the top of
+    the loop (the words first: ptxas then issues more of them before the arithmetic), and with each next tile's
+    words under TILES.
 
     TILES > 0 (one K step, SPLIT_K = 1): no K loop; each program does TILES tiles of weight rows with one load of
     x (``_words_tiles``), and the launcher's grid has that many times fewer programs along axis 0.
@@ -704,15 +735,16 @@ def _qgemv_words_kernel(
     if PDL:
         # the first step's words are loaded before waiting for x from the kernels before (see linear._gemv_kernel)
         limit = k_end - k_start  # this split may be empty
+        s, z, su, zu = _step_params(k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr, SCHEME,
+                                    GROUP_SIZE, HAS_ZERO, GATED)
         w, wu, x, x_ok = _words_then_x(w_ptrs, wu_ptrs, x_ptrs, n_ok, m_ok, kw, kx, limit, PER_WORD, GATED, EVEN_K,
                                        PDL, X_RAW)
         if NORM:
             squares += _squares(x)
             if HAS_NORM_W:
                 x = _norm_weighted(x, tl.load(nw_ptrs, mask=x_ok, other=0.0))
-        acc, acc_up = _words_step(x, w, wu, acc, acc_up, k_start, limit, c3, n3_ok, s_rows, su_rows, scale_ptr,
-                                  zero_ptr, halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT,
-                                  HALVES, BF16X2)
+        acc, acc_up = _words_step(x, w, wu, s, z, su, zu, acc, acc_up, halves_up, SCHEME, HAS_ZERO, GATED, PER_WORD,
+                                  SUB_AXIS, PRMT, HALVES, BF16X2)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
         wu_ptrs += BLOCK_K // PER_WORD
@@ -721,14 +753,26 @@ def _qgemv_words_kernel(
     if PREFETCH:  # the loop's first step, loaded as the loop loads each next one (x stays in its dtype until used)
         x_next = tl.load(x_ptrs, mask=m_ok & _first_step_ok(kx, k_end - k_loop, EVEN_K), other=0.0)
         w_next, wu_next = _words_ahead(w_ptrs, wu_ptrs, n_ok, kw, k_end - k_loop, PER_WORD, GATED, EVEN_K)
+        s_next, z_next, su_next, zu_next = _step_params(k_loop, k_end - k_loop, c3, n3_ok, s_rows, su_rows,
+                                                        scale_ptr, zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED)
     for k in range(k_loop, k_end, BLOCK_K):
         if PREFETCH:
             x, w, wu = _words_x(x_next, X_RAW), w_next, wu_next
+            s, z, su, zu = s_next, z_next, su_next, zu_next
             ahead = k_end - k - BLOCK_K
             x_next = tl.load(x_ptrs + BLOCK_K, mask=m_ok & _first_step_ok(kx, ahead, EVEN_K), other=0.0)
             w_next, wu_next = _words_ahead(w_ptrs + BLOCK_K // PER_WORD, wu_ptrs + BLOCK_K // PER_WORD, n_ok, kw,
                                            ahead, PER_WORD, GATED, EVEN_K)
+            s_next, z_next, su_next, zu_next = _step_params(k + BLOCK_K, ahead, c3, n3_ok, s_rows, su_rows, scale_ptr,
+                                                            zero_ptr, SCHEME, GROUP_SIZE, HAS_ZERO, GATED)
         else:
+            k_ok = kw * PER_WORD < K - k
+            w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")  # weights are streamed once
+            wu = w
+            if GATED:
+                wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
+            s, z, su, zu = _step_params(k, K - k, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr, SCHEME, GROUP_SIZE,
+                                        HAS_ZERO, GATED)
             x = _words_x(_load_tile(x_ptrs, m_ok, kx < K - k, EVEN_K, ""), X_RAW)
         if NORM:
             squares += _squares(x)
@@ -738,16 +782,9 @@ def _qgemv_words_kernel(
                 else:
                     x = _norm_weighted(x, tl.load(nw_ptrs, mask=kx < K - k, other=0.0))
                 nw_ptrs += BLOCK_K
-        if not PREFETCH:
-            k_ok = kw * PER_WORD < K - k
-            w = _load_tile(w_ptrs, n_ok, k_ok, EVEN_K, "evict_first")  # weights are streamed once
-            wu = w
-            if GATED:
-                wu = _load_tile(wu_ptrs, n_ok, k_ok, EVEN_K, "evict_first")
         wu_ptrs += BLOCK_K // PER_WORD
-        acc, acc_up = _words_step(x, w, wu, acc, acc_up, k, K - k, c3, n3_ok, s_rows, su_rows, scale_ptr, zero_ptr,
-                                  halves_up, SCHEME, GROUP_SIZE, HAS_ZERO, GATED, PER_WORD, SUB_AXIS, PRMT, HALVES,
-                                  BF16X2)
+        acc, acc_up = _words_step(x, w, wu, s, z, su, zu, acc, acc_up, halves_up, SCHEME, HAS_ZERO, GATED, PER_WORD,
+                                  SUB_AXIS, PRMT, HALVES, BF16X2)
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K // PER_WORD
     if not PDL_EARLY:
