@@ -121,26 +121,29 @@ def launch_gaps(prof, host_gap_us: float = HOST_GAP_US) -> list[tuple[float, str
 
 def sequence(prof, first: int, last: int = 3, host_gap_us: float = HOST_GAP_US) -> None:
     """The step's kernels in launch order (steps split at the host's gaps, as in ``timeline``): for each of the
-    first ``first`` and the last ``last`` positions, the mean time and the mean gap before it over the steps that
-    have that many kernels. Every layer of a decoder repeats the same kernels, so the first ones show each
-    projection's own time."""
+    first ``first`` and the last ``last`` positions, the mean time, the mean gap before it (its start after the
+    latest end before it: negative when it overlaps, as with PDL) and what it adds to the step (its end past that
+    latest end, 0 if none: the step's busy and idle time, kernel by kernel), over the steps that have that many
+    kernels. Every layer of a decoder repeats the same kernels, so the first ones show each projection's own time,
+    and ``adds`` its share of the step once the overlaps are counted (a kernel launched early runs long and may add
+    little; one whose waiting programs hold the SMs that the kernel before needs adds to that kernel's share)."""
     steps, cur, prev_end = [], [], None
     for start, end, name in _gpu_events(prof):
         if prev_end is not None and start - prev_end >= host_gap_us and cur:
             steps.append(cur)
             cur = []
-        cur.append((start - prev_end if cur else 0.0, end - start, name))
+        gap, adds = (start - prev_end, max(end - prev_end, 0.0)) if cur else (0.0, end - start)
+        cur.append((gap, end - start, adds, name))
         prev_end = end if prev_end is None else max(prev_end, end)
     if cur:
         steps.append(cur)
     n = max(len(s) for s in steps)
     steps = [s for s in steps if len(s) == n]  # whole steps only (the token copy may sit apart)
     positions = list(range(min(first, n))) + list(range(max(first, n - last), n))
-    print(f"   sequence ({len(steps)} steps of {n} kernels/copies): position  time  gap-before  kernel")
+    print(f"   sequence ({len(steps)} steps of {n} kernels/copies): position  time  gap-before  adds  kernel")
     for i in positions:
-        time_us = sum(s[i][1] for s in steps) / len(steps)
-        gap_us = sum(s[i][0] for s in steps) / len(steps)
-        print(f"    {i:4d}  {time_us:7.2f} us  {gap_us:5.2f} us  {steps[0][i][2]}")
+        gap_us, time_us, adds_us = (sum(s[i][j] for s in steps) / len(steps) for j in range(3))
+        print(f"    {i:4d}  {time_us:7.2f} us  {gap_us:5.2f} us  {adds_us:6.2f} us  {steps[0][i][3]}")
 
 
 def timeline(prof, steps: int, largest: int = 8, host_gap_us: float = HOST_GAP_US) -> None:

@@ -45,8 +45,10 @@ def test_sequence_averages_each_position_over_the_steps(capsys):
     profile_decode.sequence(_Profile(spans), first=1, last=1)
     lines = capsys.readouterr().out.splitlines()
     assert "4 steps of 3 kernels" in lines[0] and len(lines) == 3  # position 0, then the last one
-    assert lines[1].split() == ["0", "6.50", "us", "0.00", "us", "qkv"]  # 5 + 0..3 us, mean 6.5
-    assert lines[2].split()[:5] == ["2", "51.50", "us", "-0.50", "us"] and lines[2].endswith("lm_head")
+    # 5 + 0..3 us, mean 6.5, all of it added to the step
+    assert lines[1].split() == ["0", "6.50", "us", "0.00", "us", "6.50", "us", "qkv"]
+    # the head adds its end past rope's: 60 - (7.5 + step) us
+    assert lines[2].split()[:7] == ["2", "51.50", "us", "-0.50", "us", "51.00", "us"] and lines[2].endswith("lm_head")
 
 
 def test_launch_gaps_skip_overlaps_and_the_hosts_gaps():
