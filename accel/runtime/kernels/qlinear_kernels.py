@@ -683,8 +683,9 @@ def _qgemv_words_kernel(
     after the last step's arithmetic. The sums are the same, in the same order.
 
     Every step's group parameters are loaded with its words (``_step_params``): before the PDL wait, at the top of
-    the loop (the words first: ptxas then issues more of them before the arithmetic), and with each next tile's
-    words under TILES.
+    the loop, and with each next tile's words under TILES. (Where the loop's loads are issued is ptxas's choice:
+    in the 8B MLP shapes' tuned mode-3 tile it still issues 2 of a step's 4 word loads mid-loop, in any source
+    order, at 64 registers; without PDL, words first gives 3 of 4 at the top.)
 
     TILES > 0 (one K step, SPLIT_K = 1): no K loop; each program does TILES tiles of weight rows with one load of
     x (``_words_tiles``), and the launcher's grid has that many times fewer programs along axis 0.
