@@ -71,6 +71,16 @@ def ACCEL_COMPILE_THREADS() -> int:
     return n
 
 
+def ACCEL_TUNE_CHAIN() -> int:
+    """Launches of each decode GEMV candidate that the tuner times back to back, each on its own copy of the
+    weights and launched with programmatic dependent launch, when the compile uses PDL (default 3); 1 times each
+    candidate alone."""
+    n = _int("ACCEL_TUNE_CHAIN", 3)
+    if n < 1:
+        raise ValueError(f"environment variable ACCEL_TUNE_CHAIN={n} must be at least 1")
+    return n
+
+
 ALL = {
     "ACCEL_DEBUG": ACCEL_DEBUG,
     "ACCEL_DUMP_DIR": ACCEL_DUMP_DIR,
@@ -79,4 +89,5 @@ ALL = {
     "ACCEL_AUTOTUNE": ACCEL_AUTOTUNE,
     "ACCEL_PROGRESS": ACCEL_PROGRESS,
     "ACCEL_COMPILE_THREADS": ACCEL_COMPILE_THREADS,
+    "ACCEL_TUNE_CHAIN": ACCEL_TUNE_CHAIN,
 }

@@ -32,6 +32,17 @@ HAS_CUDA = torch.cuda.is_available()
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 
 
+# Tuning switches that the GPU runs' scripts export (benchmarks/results/*.sh): every test starts from their defaults
+# and sets what it tests itself.
+_TUNING_ENV = ("ACCEL_COMPILE_THREADS", "ACCEL_TUNE_CHAIN")
+
+
+@pytest.fixture(autouse=True)
+def _default_tuning_env(monkeypatch):
+    for name in _TUNING_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not HAS_CUDA:

@@ -182,10 +182,13 @@ def measure_us(run: Callable[[], Any]) -> float:
 
     The candidates are captured in a CUDA graph and replayed, so host launch cost (larger than a decode-sized
     kernel, and larger still through ``wrap_triton``'s tracing dispatch) is not measured; each run follows an
-    L2-flushing memset, whose own time is measured separately and subtracted. Falls back to
-    ``triton.testing.do_bench`` for a runner that cannot be captured.
+    L2-flushing memset, whose own time is measured separately and subtracted. A runner that launches its kernel
+    several times (its ``launches`` attribute: the tuner's PDL chain, ``accel.runtime.kernels.utils.pdl_chain``) is
+    timed a launch. Falls back to ``triton.testing.do_bench`` for a runner that cannot be captured.
     """
     from accel.runtime.kernels.utils import direct_launches
+
+    launches = getattr(run, "launches", 1)
 
     flush = torch.empty(_L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
 
@@ -204,12 +207,12 @@ def measure_us(run: Callable[[], Any]) -> float:
             for _ in range(_TRIES):
                 ms = _graph_ms(flushed) - _graph_ms(flush_only)
                 if ms > 0:
-                    return ms / _REPS * 1e3
+                    return ms / _REPS / launches * 1e3
         except RuntimeError:
             import triton.testing
 
             torch.cuda.synchronize()
-            return triton.testing.do_bench(run, warmup=5, rep=20, return_mode="median") * 1e3
+            return triton.testing.do_bench(run, warmup=5, rep=20, return_mode="median") / launches * 1e3
     # no replay with the kernels outlasted the flushes alone: this timing is noise, and a kernel must not win on it
     log.info("accel: autotune: a candidate's timing stayed within the L2 flush's noise %d times", _TRIES)
     return math.inf

@@ -152,6 +152,19 @@ def test_a_timing_within_the_flush_noise_is_retaken_and_never_wins(monkeypatch):
     assert ac.measure_us(lambda: None) == pytest.approx(0.3 / ac._REPS * 1e3)
 
 
+def test_a_runner_of_several_launches_is_timed_a_launch(monkeypatch):
+    """The tuner's PDL chain launches a candidate ``launches`` times a run: measure_us reports one launch."""
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: torch.zeros(1))
+    replays = [1.6, 1.0]
+    monkeypatch.setattr(ac, "_graph_ms", lambda fn, replays_=7: replays.pop(0))
+
+    def chain():
+        pass
+
+    chain.launches = 3
+    assert ac.measure_us(chain) == pytest.approx(0.6 / ac._REPS / 3 * 1e3) and not replays
+
+
 def test_refine_times_variants_of_the_leaders_which_can_win(monkeypatch, tmp_path):
     """``refine`` gets the timed candidates fastest first; what it returns (less what was already timed) is
     timed after them, enters the runoff and can win; the stored timings include it."""

@@ -525,6 +525,47 @@ def test_pdl_early_trigger_gives_the_same_bits(scheme, M, N, K, G, tiles, reques
     assert ql.early_trigger(x.device, (1, 1, 1), 1, 1)  # every GEMV launch triggers first thing
     assert torch.equal(run(x, qw, scale, zero, b, scheme, G, "silu", True, config=cfg), usual)
 
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_tuner_times_decode_candidates_in_a_pdl_chain(scheme, monkeypatch, request):
+    """Compiled for PDL, the tuner times a decode candidate as ACCEL_TUNE_CHAIN launches, each on its own copy of
+    the weights and launched with the PDL attribute (``utils.pdl_chain``); each launch computes its own weights'
+    product, and the tuning key names the chain. Off PDL, or beyond decode rows, each candidate runs alone."""
+    from accel.runtime import autotune_cache
+    from accel.runtime.kernels import utils
+
+    x, qw, scale, zero, b = make_inputs(scheme, 1, 48, 64, seed=9)
+    assert ql.chain_length(x) == 1  # no PDL
+    request.getfixturevalue("compiled_for_pdl")
+    monkeypatch.setenv("ACCEL_TUNE_CHAIN", "3")
+    assert ql.chain_length(x) == 3 and ql.chain_length(x.new_zeros(ql.MMA_GEMV_MAX_M + 1, 64)) == 1
+    seen, real = [], ql.launch
+
+    def spy(cfg, x, q, s, z, b, *args, **kwargs):
+        out = real(cfg, x, q, s, z, b, *args, **kwargs)
+        seen.append((utils.launch_options(True), out, (x, q, s, z, b)))
+        return out
+
+    monkeypatch.setattr(ql, "launch", spy)
+    run_chain = ql._measurement_inputs(x, qw, scale, zero, b, scheme, 32, chain=3)(CONFIGS["gemv"], 0, False)
+    assert run_chain.launches == 3 and len(run_chain()) == 3 and len(seen) == 3
+    assert all(opts == {"launch_pdl": True} for opts, _, _ in seen) and utils.launch_options(True) == {}
+    assert len({inputs[1].data_ptr() for _, _, inputs in seen}) == 3  # three copies of the weights
+    for _, out, inputs in seen:
+        check(out, *inputs, scheme)
+    seen.clear()
+    alone = ql._measurement_inputs(x, qw, scale, zero, b, scheme, 32)(CONFIGS["gemv"], 0, False)
+    alone()
+    assert not hasattr(alone, "launches") and [opts for opts, _, _ in seen] == [{}]
+    keys = []
+    monkeypatch.setattr(autotune_cache, "tune", lambda key, cands, *a, **k: keys.append(key) or cands[0])
+    if DEVICE == "cuda":  # (off CUDA select_config takes the first candidate before it makes a key)
+        ql.select_config(x, qw, scale, zero, b, scheme, 32, 0, False)
+        monkeypatch.setenv("ACCEL_TUNE_CHAIN", "1")
+        ql.select_config(x, qw, scale, zero, b, scheme, 32, 0, False)
+        assert len(keys) == 2 and keys[0] != keys[1]
+
+
 @pytest.mark.parametrize("scheme", ql.WEIGHT_ONLY)
 @pytest.mark.parametrize("path", ["gemv", "gemv-reordered"])
 @pytest.mark.parametrize("even_k", [True, False], ids=["even-k", "masked-k"])

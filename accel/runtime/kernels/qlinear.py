@@ -34,13 +34,15 @@ import os
 import torch
 import triton
 
+from accel import envs
 from accel.runtime import autotune_cache, quant
 from accel.runtime.activations import ACTIVATION_IDS, activation_fn
 from accel.runtime.kernels import linear as kl
 from accel.runtime.kernels import qlinear_kernels as qk
 from accel.runtime.kernels import qlinear_mma as qm
 from accel.runtime.kernels.activations import apply_activation
-from accel.runtime.kernels.utils import early_trigger, next_pow2, num_sms, static_int, use_pdl, wrap_triton
+from accel.runtime.kernels.utils import (early_trigger, launch_options, next_pow2, num_sms, pdl_chain, static_int,
+                                         use_pdl, wrap_triton)
 
 SCHEME_IDS = {name: i for i, name in enumerate(quant.SCHEMES)}  # the kernels' SCHEME codes
 WEIGHT_ONLY = ("int8_weight_only", "int4_weight_only")
@@ -586,6 +588,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
         meta["PDL"] = use_pdl(x.device)
         grid = (triton.cdiv(N, cfg["BLOCK_N"]), split, 1)
         meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], num_sms(x.device))
+        meta.update(launch_options(meta["PDL"]))
         meta = {k: v for k, v in meta.items() if k not in ("SCHEME", "BLOCK_N", "EVEN_K")}  # int4 only, own tiles
         w = qweight.view(torch.int32)
         if int8:
@@ -613,6 +616,7 @@ def launch(cfg: dict, x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tenso
             torch._check(_one_step(cfg, k), lambda: f"qlinear: {cfg} needs K = {K} in one step")
         grid = (triton.cdiv(triton.cdiv(N, cfg["BLOCK_N"]), max(tiles, 1)), split, triton.cdiv(M, block_m))
         meta["PDL_EARLY"] = early_trigger(x.device, grid, cfg["num_warps"], num_sms(x.device))
+        meta.update(launch_options(meta["PDL"]))
         if _gemv_reads_words(scheme, static_int(qweight.shape[1])):
             w = qweight.view(torch.int32)  # [N_w, K / per_word]: whole words for _decode_words
             chunk = cfg.get("SUB", 1) * _per_word(scheme)
@@ -740,6 +744,7 @@ def _sources() -> str:
         INT4_BF16X2, _bf16x2, _bf16x2_applies,
         kl._write_back, kl._add_residual, kl._epilogue, kl._epilogue_kernel, kl._sum_splits, kl._reduce_if_last,
         kl._load_tile, kl._first_step_ok, kl._dot, kl._grouped_tile, kl._gemv_slice, kl._dot_slice, apply_activation,
+        _measurement_inputs, chain_length,
         candidate_configs, keep_config, _gemv_reads_words, _gemv_config, _gemm_config, fuses_norm, launch,
         _gemv_block_m, _one_step, tile_twins, refine, GEMV_BF16X2_TWINS, GEMV_BF16X2_TWIN_MODE,
         # the candidate lists and the limits that prune them: a stored winner was only the best of those measured
@@ -748,9 +753,20 @@ def _sources() -> str:
         SMEM_BYTES, kl.MAX_SPLIT_K, SCALED_MM_MIN_M, kl.library_epilogue)
 
 
-def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, counters=None):
+def chain_length(x: torch.Tensor) -> int:
+    """Launches of each candidate in one timing (``ACCEL_TUNE_CHAIN``, see ``utils.pdl_chain``): for decode shapes
+    (at most ``MMA_GEMV_MAX_M`` rows) tuned for a compile that launches its GEMVs with PDL; else 1, each alone."""
+    if not use_pdl(x.device) or (static_int(x.shape[0]) or 0) > MMA_GEMV_MAX_M:
+        return 1
+    return envs.ACCEL_TUNE_CHAIN()
+
+
+def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: int, counters=None, chain: int = 1):
     """make_runner for ``tune``: random inputs in the real shapes and formats, made once (with ``counters``, a
-    zeroed counter buffer as long, so that split-K candidates reduce in the kernel as they will)."""
+    zeroed counter buffer as long, so that split-K candidates reduce in the kernel as they will). With ``chain`` > 1
+    a runner launches its config ``chain`` times, each on its own copy of the weights, with the PDL attribute
+    (``utils.pdl_chain``; the kernels are then timed as they follow each other in a decode step) and says so
+    (``launches``: ``autotune_cache.measure_us`` times one launch)."""
     made: dict = {}
 
     def make(cfg, act, gated, norm=False):
@@ -759,16 +775,31 @@ def _measurement_inputs(x, qweight, scale, zero, bias, scheme: str, group_size: 
             M, K = (int(s) for s in x.shape)
             n_rows = int(qweight.shape[0])
             w_dtype = scale.dtype if scheme == "int4_weight_only" else x.dtype  # int4 keeps scales in w's dtype
-            w = torch.randn(n_rows, K, dtype=w_dtype, device=x.device) / math.sqrt(K)
-            made["q"], made["s"], made["z"] = quant.quantize_weight(w, scheme, group_size, symmetric=zero is None)
+            made["w"] = []
+            for _ in range(chain):  # distinct weights: the copies' reads add up as the layers' do (no L2 reuse)
+                w = torch.randn(n_rows, K, dtype=w_dtype, device=x.device) / math.sqrt(K)
+                made["w"].append(quant.quantize_weight(w, scheme, group_size, symmetric=zero is None))
+                del w
             made["x"] = torch.randn(M, K, dtype=x.dtype, device=x.device)
             made["b"] = None if bias is None else torch.randn(n_rows, dtype=bias.dtype, device=x.device)
             made["g"] = 1.0 + 0.1 * torch.randn(K, dtype=x.dtype, device=x.device)
             # (counters may be a fake tensor here: the op's body is traced; only its length is used)
             made["c"] = None if counters is None else torch.zeros(int(counters.numel()), dtype=torch.int32,
                                                                    device=x.device)
-        return lambda: launch(cfg, made["x"], made["q"], made["s"], made["z"], made["b"], scheme, group_size,
-                              act, gated, 1e-6 if norm else None, made["g"] if norm else None, counters=made["c"])
+
+        def one(q, s, z):
+            return launch(cfg, made["x"], q, s, z, made["b"], scheme, group_size, act, gated,
+                          1e-6 if norm else None, made["g"] if norm else None, counters=made["c"])
+
+        if chain == 1:
+            return lambda: one(*made["w"][0])
+
+        def run():
+            with pdl_chain():
+                return [one(*w) for w in made["w"]]
+
+        run.launches = chain
+        return run
 
     return make
 
@@ -789,9 +820,10 @@ def select_config(x, qweight, scale, zero, bias, scheme: str, group_size: int, a
         return cands[0]
     name = (f"qlinear.{scheme}.act{act}.{'gated' if gated else 'plain'}{'.norm' if norm else ''}"
             f"{'.rl' if counters is not None else ''}")
-    shape = (M, N, K, group_size, bias is not None, zero is not None)
+    chain = chain_length(x)
+    shape = (M, N, K, group_size, bias is not None, zero is not None) + ((chain,) if chain > 1 else ())
     key = autotune_cache.make_key(name, _sources(), shape, x.dtype, x.device)
-    make = _measurement_inputs(x, qweight, scale, zero, bias, scheme, group_size, counters)
+    make = _measurement_inputs(x, qweight, scale, zero, bias, scheme, group_size, counters, chain)
     return autotune_cache.tune(key, cands, lambda cfg: make(cfg, act, gated, norm), default=cands[0],
                                refine=lambda ranked: refine(ranked, M, N, K, sms, scheme, x.dtype))
 

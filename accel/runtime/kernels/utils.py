@@ -87,6 +87,32 @@ def num_sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+# The tuner's PDL chain. Inside a compiled graph a GEMV launched with PDL loads its first weights before it waits for
+# the kernel before, and one that triggers early lets the next kernel launch while its own programs still run: what a
+# config does there depends on its neighbours, which a candidate timed alone after an L2 flush does not have (session
+# 33, H200: a gate/up pick 0.6 µs faster alone made the 1B int4 step 60 µs slower, through its early trigger). So the
+# tuner times a decode GEMV's candidate as a chain of launches on copies of the weights
+# (``qlinear._measurement_inputs``), each launched with the PDL attribute inside ``pdl_chain()``.
+_CHAINED: contextvars.ContextVar[bool] = contextvars.ContextVar("accel_pdl_chain", default=False)
+
+
+@contextlib.contextmanager
+def pdl_chain() -> Iterator[None]:
+    """Within the block, kernels compiled for PDL are launched with CUDA's PDL attribute (``launch_options``): for
+    the tuner's direct launches only (Inductor's generated code gets the attribute from ``accel.lowering.pdl``)."""
+    token = _CHAINED.set(True)
+    try:
+        yield
+    finally:
+        _CHAINED.reset(token)
+
+
+def launch_options(pdl: bool) -> dict:
+    """Extra launch options of a kernel compiled with ``PDL=pdl``: Triton's ``launch_pdl`` inside :func:`pdl_chain`,
+    else none."""
+    return {"launch_pdl": True} if pdl and _CHAINED.get() else {}
+
+
 def early_trigger(device: torch.device, grid: tuple, num_warps: int, sms: int) -> bool:
     """PDL_EARLY for a GEMV launch of ``grid`` with programs of ``num_warps`` warps on a GPU of ``sms`` SMs: always
     under ``GEMV_EARLY``; under ``GEMV_EARLY_SMALL`` only when the launch's warps fit in half of the GPU's warp
