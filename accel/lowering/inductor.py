@@ -2,9 +2,11 @@
 
 ``compile_with_inductor`` calls ``compile_fx`` with accel's config patches: CUDA graphs when asked, the user's
 extra Inductor config, and :class:`RecordAccelKernels` as ``post_grad_custom_post_pass``. That pass records
-how many accel Triton kernels reached the post-grad graph, and its ``uuid()`` — the options hash plus a hash
-of every accel source file — puts accel's version and options into Inductor's FX-graph and AOTAutograd cache
-keys, so editing a kernel or a launcher can never return a stale cached artifact. During the compile, the
+how many accel Triton kernels reached the post-grad graph, and its ``uuid()`` — the options hash, a hash of every
+accel source file and the tuning switches (``ACCEL_AUTOTUNE``, ``ACCEL_TUNE_CHAIN``) — puts accel's version and
+options into Inductor's FX-graph and AOTAutograd cache keys, so editing a kernel or a launcher can never return a
+stale cached artifact. (The tunings themselves are not in the key: a compile that hits Inductor's cache reuses the
+kernel configs it was compiled with, whatever the autotune cache now holds.) During the compile, the
 analysis of which tensors each accel kernel launch reads and writes is memoized (``kernel_access_cache``).
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 import torch.fx as fx
 from torch._inductor.custom_graph_pass import CustomGraphPass
 
+from accel import envs
 from accel.compiler.options import INDUCTOR_DEFAULTS, AccelOptions
 from accel.compiler.report import GraphReport
 from accel.lowering.kernel_access_cache import cached_kernel_access
@@ -35,11 +38,17 @@ def accel_source_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def _tuning_switches() -> str:
+    """The environment switches that change which kernel configs a compile chooses (tuning on or off, the tuner's
+    PDL chain): part of the cache key, so that a compile with them changed tunes rather than reuse cached code."""
+    return f"tune{int(envs.ACCEL_AUTOTUNE())}-chain{envs.ACCEL_TUNE_CHAIN()}"
+
+
 class RecordAccelKernels(CustomGraphPass):
     """Post-grad pass: counts accel's Triton kernel launches in the graph Inductor is about to lower."""
 
     def __init__(self, options: AccelOptions, report: GraphReport | None):
-        self._key = f"accel-{accel_source_hash()}-{options.compute_hash()}"
+        self._key = f"accel-{accel_source_hash()}-{options.compute_hash()}-{_tuning_switches()}"
         self._report = report
 
     def __call__(self, graph: fx.Graph) -> None:

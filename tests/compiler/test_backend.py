@@ -134,3 +134,21 @@ def test_explain_report_points_at_modules_and_source_lines():
     assert "ffn=1" in text and "gated(silu)" in text
     assert json.loads(report.to_json())["counts"]["ffn"] == 1
     assert set(report.pass_ms) == {p.name for p in build_pipeline(AccelOptions())}
+
+
+def test_the_tuning_switches_are_in_inductors_cache_key(monkeypatch):
+    """A compile with tuning turned off, or another tuner chain, must not reuse code compiled with other configs."""
+    from accel.compiler.options import AccelOptions
+    from accel.lowering.inductor import RecordAccelKernels
+
+    def key():
+        return RecordAccelKernels(AccelOptions(), None).uuid()
+
+    base = key()
+    monkeypatch.setenv("ACCEL_TUNE_CHAIN", "1")
+    chain1 = key()
+    monkeypatch.setenv("ACCEL_AUTOTUNE", "0")
+    assert len({base, chain1, key()}) == 3
+    monkeypatch.setenv("ACCEL_TUNE_CHAIN", "3")
+    monkeypatch.delenv("ACCEL_AUTOTUNE")
+    assert key() == base

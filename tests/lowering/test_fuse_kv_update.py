@@ -100,20 +100,22 @@ def test_on_by_default_and_can_be_turned_off():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel's cache mutation is lowered on CUDA only")
-@pytest.mark.parametrize("into_attention", [False, True], ids=["append", "into_attention"])
-def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, monkeypatch):
+@pytest.mark.parametrize("into_attention,splits", [(False, 2), (True, 2), (True, 1)],
+                         ids=["append", "into_attention", "into_one_split"])
+def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, splits, monkeypatch):
     """The op mutates the caches; Inductor must hand it the cache buffers themselves, never a clone it copies back
     (that would be two cache-sized copies per layer and step). Checked in the generated code: no buffer of the cache's
     shape is allocated and the op's Triton kernels run, and the decode still gives eager's tokens. into_attention:
-    attention is held to a split-KV config (a 32-key cache would otherwise take one split, which runs the append
-    kernel), so that layers 1+ rotate and append inside the attention's launches."""
-    from torch._inductor.utils import run_and_get_code
+    attention is held to a split-KV config, so that layers 1+ rotate and append inside the attention's launches (and
+    its reduction kernel advances the counter); into_one_split: to one split (one launch, whose programs' tickets
+    advance the cache's int64 counter)."""
+    from torch._inductor.utils import fresh_inductor_cache, run_and_get_code
 
     from accel.lowering import fuse_kv_update
     from accel.runtime.kernels import attention as ka
 
     if into_attention:
-        split = dict(kernel="decode", BLOCK_N=16, num_warps=4, num_stages=2, SKIP=1, waves=2, splits=2)
+        split = dict(kernel="decode", BLOCK_N=16, num_warps=4, num_stages=2, SKIP=1, waves=2, splits=splits)
         monkeypatch.setattr(ka, "_select", lambda *args: split)
     else:
         monkeypatch.setattr(fuse_kv_update, "INTO_ATTENTION", False)
@@ -132,7 +134,11 @@ def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, monkeypatch
     ref, ref_cache = decode_cuda(step_fn)
     torch._dynamo.reset()
     backend = AccelBackend({"strict": True, "fuse_kv_update": True, "cudagraphs": False})
-    (out, cache), codes = run_and_get_code(lambda: decode_cuda(torch.compile(step_fn, backend=backend, fullgraph=True)))
+    # (a fresh Inductor cache: the monkeypatched attention config is not in its keys, and the one-split and split
+    # cases compile the same graph)
+    with fresh_inductor_cache():
+        (out, cache), codes = run_and_get_code(
+            lambda: decode_cuda(torch.compile(step_fn, backend=backend, fullgraph=True)))
     assert torch.equal(out, ref)
     for a, b in zip(cache.layers, ref_cache.layers):  # accel's v projection sums in another order than cuBLAS
         torch.testing.assert_close(a.keys, b.keys, rtol=1e-5, atol=1e-6)
@@ -141,6 +147,7 @@ def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, monkeypatch
     shape = tuple(cache.layers[0].keys.shape)
     assert f"empty_strided_cuda({shape}," not in code
     assert ("_rope_kv_append_kernel" in code) != into_attention
-    assert "_attn_decode_reduce_kernel" in code or not into_attention
+    if into_attention:  # the reduction kernel runs only after split launches
+        assert ("_attn_decode_reduce_kernel" in code) == (splits > 1)
     for a, b in zip(cache.layers, ref_cache.layers):
         assert torch.equal(a.cumulative_length, b.cumulative_length)

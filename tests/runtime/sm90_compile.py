@@ -238,6 +238,8 @@ def main() -> int:
     rot = torch.randn(1, 1, 1, 64, dtype=dt)  # rope_attention_append: RoPE and the cache append in the same launches
     ka._decode(q[:, :, :1], k, v, torch.ones(40, dtype=torch.bool), 0.125, False, split,
                append=(k[:, :, :1], v[:, :, :1], rot, rot, torch.tensor(3)))
+    ka._decode(q[:, :, :1], k, v, torch.ones(40, dtype=torch.bool), 0.125, False, {**split, "splits": 1},
+               append=(k[:, :, :1], v[:, :, :1], rot, rot, torch.tensor(3)))  # one split: the tickets on the counter
     ka.attention(q, k, v, torch.zeros(40, 40, dtype=dt), 0.125, True)  # additive mask and causal
     x, w = torch.randn(1, 256, dtype=dt), torch.randn(512, 256, dtype=dt)
     for cfg in kl.candidate_configs(1, 512, 256, False, 2, 132, True)[:3]:

@@ -2,7 +2,8 @@
 
 The fused launches must compute what ``rope_kv_append`` followed by ``attention`` computes: the attention output
 (against a float64 attention over the caches the unfused reference leaves), the new cache row (rotated k, copied v),
-every other cache row untouched, and the length counter advanced by one, once, whatever the number of programs.
+every other cache row untouched, and the length counter advanced by one, once, whatever the number of programs
+(with one split, by the program that draws the last ticket).
 The new row is written by the program whose key chunk holds it, so the cases put it at chunk edges. q, k, v are
 strided slices of one QKV projection, as in the decode graph. Interpreter on CPU (fp32 / fp16), compiled on a GPU.
 """
@@ -91,6 +92,9 @@ def poisoned(monkeypatch):
     (1, 4, 2, 32, 64, 0, 2),     # the first token: the row is the only visible key
     (2, 3, 3, 16, 40, 21, 3),    # batch 2 (one counter for both sequences), MHA
     (1, 8, 1, 24, 48, 30, 5),    # MQA, a head dim whose half is not a power of two, an empty split
+    (1, 4, 2, 32, 64, 37, 1),    # one split: each program writes its head's row; the last ticket advances the counter
+    (1, 4, 2, 32, 64, 0, 1),     # one split, the first token
+    (2, 3, 3, 16, 40, 39, 1),    # one split, batch 2 (six programs draw tickets on one counter), the last row
 ])
 @pytest.mark.parametrize("mask_kind", ["bool", "additive", "none"])
 def test_fused_launches_match_the_unfused_reference(poisoned, dtype, B, HQ, HKV, D, L, start, splits, mask_kind):
@@ -102,13 +106,14 @@ def test_fused_launches_match_the_unfused_reference(poisoned, dtype, B, HQ, HKV,
 
 
 @pytest.mark.parametrize("cos_rank", [3, 4])
-@pytest.mark.parametrize("splits", [1, 3], ids=["one-split", "split"])
-def test_entry_point_fuses_only_split_configs(monkeypatch, cos_rank, splits):
-    """``ka.rope_attention_append`` takes the fused launches where the selected decode config splits the keys, and
-    otherwise runs ``rope_kv_append`` and ``attention`` (one split writes the output itself: no reduction kernel
-    to advance the counter after every program has read it). Both give the contract's result."""
+@pytest.mark.parametrize("splits,counter", [(1, torch.int64), (3, torch.int64), (1, torch.int32), (3, torch.int32)])
+def test_entry_point_fuses_where_the_launches_can_advance_the_counter(monkeypatch, cos_rank, splits, counter):
+    """``ka.rope_attention_append`` takes the fused launches where the selected decode config splits the keys (the
+    reduction kernel advances the counter) or where the counter is int64 (one split: the programs' tickets), and
+    otherwise runs ``rope_kv_append`` and ``attention``. All give the contract's result."""
     dtype = torch.float32
     q, k, v, cos, sin, (kc, vc), length, mask = make(1, 4, 2, 32, 64, 40, dtype, "bool", cos_rank)
+    length = length.to(counter)
     kc_ref, vc_ref, length_ref = kc.clone(), vc.clone(), length.clone()
     ref = unfused(q, k, v, cos, sin, kc_ref, vc_ref, length_ref, mask)
     monkeypatch.setattr(ka, "_select", lambda *args: dict(DECODE, splits=splits))
@@ -117,7 +122,8 @@ def test_entry_point_fuses_only_split_configs(monkeypatch, cos_rank, splits):
     monkeypatch.setattr(kr, "rope_kv_append", lambda *args: appends.append(1) or real_append(*args))
     out = ka.rope_attention_append(q, k, v, cos, sin, kc, vc, length, mask, SCALE)
     check(out, ref, kc, vc, kc_ref, vc_ref, length, 40, dtype)
-    assert len(appends) == (1 if splits == 1 else 0)
+    assert length.dtype == counter
+    assert len(appends) == (1 if splits == 1 and counter != torch.int64 else 0)
 
 
 def test_entry_point_rejects_more_than_one_new_token():
@@ -127,15 +133,16 @@ def test_entry_point_rejects_more_than_one_new_token():
         ka.rope_attention_append(q2, k, v, cos, sin, kc, vc, length, mask, SCALE)
 
 
-def test_fused_launches_with_pdl_give_the_same_bits(request):
+@pytest.mark.parametrize("splits", [1, 3], ids=["one-split", "split"])
+def test_fused_launches_with_pdl_give_the_same_bits(request, splits):
     """Compiled for PDL (let the next kernel launch, then wait): the same output and cache bits, the counter still
-    advanced once (by the reduction kernel, after its wait)."""
+    advanced once (by the reduction kernel after its wait, or by the last ticket)."""
     results = []
     for pdl in (False, True):
         if pdl:
             request.getfixturevalue("compiled_for_pdl")
         q, k, v, cos, sin, (kc, vc), length, mask = make(1, 4, 2, 32, 64, 37, torch.float16, "bool", 3)
-        out = fused(q, k, v, cos, sin, kc, vc, length, mask, splits=3)
+        out = fused(q, k, v, cos, sin, kc, vc, length, mask, splits=splits)
         results.append((out, kc, vc, length))
     for plain, pdl in zip(*results):
         assert torch.equal(plain, pdl)
@@ -152,9 +159,26 @@ def test_reference_is_append_then_attention():
     assert torch.equal(kc, kc2) and torch.equal(vc, vc2) and length.item() == length2.item() == 10
 
 
-def test_fused_launches_refuse_one_split():
-    """With one split a KV head no reduction kernel runs, so nothing would advance the counter: refused, not wrong."""
+def test_fused_launches_refuse_one_split_with_a_narrow_counter():
+    """With one split no reduction kernel runs; the programs' tickets need an int64 counter: another is refused,
+    not advanced wrongly."""
     q, k, v, cos, sin, (kc, vc), length, mask = make(1, 4, 2, 32, 64, 40, torch.float32, "bool", 3)
-    with pytest.raises(ValueError, match="split config"):
+    length = length.to(torch.int32)
+    with pytest.raises(ValueError, match="int64 length counter"):
         fused(q, k, v, cos, sin, kc, vc, length, mask, splits=1)
     assert length.item() == 40
+
+
+def test_one_split_tickets_leave_the_counter_clean_over_many_steps():
+    """Twenty decode steps through the one-split launches: the counter is exactly the row count after each (the
+    tickets in its high bits never outlive a launch) and every step's row is the one its position names."""
+    B, HQ, HKV, D, L = 1, 4, 2, 16, 32
+    q, k, v, cos, sin, (kc, vc), length, mask = make(B, HQ, HKV, D, L, 5, torch.float32, "none", 3)
+    kc_ref, vc_ref, length_ref = kc.clone(), vc.clone(), length.clone()
+    for step in range(20):
+        visible = (torch.arange(L, device=DEVICE) <= 5 + step).reshape(1, 1, 1, L)
+        ref = unfused(q, k, v, cos, sin, kc_ref, vc_ref, length_ref, visible)
+        out = fused(q, k, v, cos, sin, kc, vc, length, visible, splits=1)
+        check(out, ref, kc, vc, kc_ref, vc_ref, length, 5 + step, torch.float32)
+        assert length.item() == length_ref.item() == 6 + step
+        kc_ref.copy_(kc)  # the next reference starts from the rows written here (equal within a rounding)

@@ -285,7 +285,8 @@ def _attn_decode_kernel(
     APPEND (SQ = 1, one new token a sequence; ``rope_attention_append``): Q, Knew and Vnew are the projection's
     unrotated q, k and v. Every program rotates q as it loads it; the one program whose chunk holds row ``Len`` of
     the cache writes the rotated k and v there before its key loop reads that chunk. The reduction kernel advances
-    Len once every program has read it.
+    Len once every program has read it; with DIRECT (no reduction kernel; an int64 Len) each program reads Len by
+    adding a ticket, one in its high 32 bits, and the program that draws the last ticket sets it to row + 1.
     """
     pdl_launch_then_wait(PDL)  # few programs; q, the caches and the mask come from earlier kernels
     sm_scale, qk_scale = tl.cast(sm_scale, tl.float32), tl.cast(qk_scale, tl.float32)  # fp64 under Inductor (see above)
@@ -315,16 +316,33 @@ def _attn_decode_kernel(
     lo = split * chunk
     hi = tl.minimum(lo + chunk, kv_len)
     if APPEND:
-        row = tl.load(Len).to(tl.int64)
         cos = tl.load(Cos + b * stride_cb + offs_d, mask=d_ok, other=0.0).to(tl.float32)
         sin = tl.load(Sin + b * stride_sb + offs_d, mask=d_ok, other=0.0).to(tl.float32)
         q = _rope_load(q_ptrs, offs_d, stride_qd, rows_ok[:, None] & d_ok[None, :], cos[None, :], sin[None, :],
                        HEAD_DIM).to(Q.dtype.element_ty)
-        if (row >= lo) & (row < hi):  # this program's chunk holds the new token's row
+        k_row = k_base + offs_d * stride_kd
+        v_row = v_base + offs_d * stride_vd
+        if DIRECT:  # each program's chunk is every key: it writes its head's row, so it loads k and v with q
             k_new = _rope_load(Knew + b * stride_knb + kvh * stride_knh + offs_d, offs_d, 1, d_ok, cos, sin, HEAD_DIM)
-            tl.store(k_base + row * stride_kn + offs_d * stride_kd, k_new.to(K.dtype.element_ty), mask=d_ok)
             v_new = tl.load(Vnew + b * stride_vnb + kvh * stride_vnh + offs_d, mask=d_ok)
-            tl.store(v_base + row * stride_vn + offs_d * stride_vd, v_new, mask=d_ok)
+            # the ticket: relaxed (only the atomics' own order on Len matters), so those loads overlap it; every
+            # program has read Len once the last ticket is drawn, and the row is Len's low 32 bits
+            seen = tl.atomic_add(Len, 4294967296, sem="relaxed")  # 1 << 32 (an int64 literal)
+            tickets = seen >> 32
+            row = seen - (tickets << 32)
+            if tickets == tl.num_programs(0) - 1:
+                tl.atomic_xchg(Len, row + 1, sem="relaxed")
+            if row < hi:
+                tl.store(k_row + row * stride_kn, k_new.to(K.dtype.element_ty), mask=d_ok)
+                tl.store(v_row + row * stride_vn, v_new, mask=d_ok)
+        else:
+            row = tl.load(Len).to(tl.int64)
+            if (row >= lo) & (row < hi):  # this program's chunk holds the new token's row
+                k_new = _rope_load(Knew + b * stride_knb + kvh * stride_knh + offs_d, offs_d, 1, d_ok, cos, sin,
+                                   HEAD_DIM)
+                tl.store(k_row + row * stride_kn, k_new.to(K.dtype.element_ty), mask=d_ok)
+                v_new = tl.load(Vnew + b * stride_vnb + kvh * stride_vnh + offs_d, mask=d_ok)
+                tl.store(v_row + row * stride_vn, v_new, mask=d_ok)
         tl.debug_barrier()  # the row is in memory before any thread of this program loads its block
     else:
         q = tl.load(q_ptrs, mask=rows_ok[:, None] & d_ok[None, :], other=0.0)
@@ -411,8 +429,9 @@ def attention(q, k, v, mask, scale: float, is_causal: bool) -> torch.Tensor:
 def rope_attention_append(q, k, v, cos, sin, k_cache, v_cache, length, mask, scale: float) -> torch.Tensor:
     """``rope.rope_kv_append`` then ``attention(rope(q), k_cache, v_cache, mask, scale, False)`` for one new token
     a sequence (``reference.rope_attention_append``). Where the selected config is the split-KV decode kernel, both
-    go into its launches: the RoPE / cache-write launch goes away. Otherwise (one split, the prefill kernel, SDPA)
-    the two run as they would unfused."""
+    go into its launches: the RoPE / cache-write launch goes away, also with one split (one launch in all) where the
+    length counter is int64. Otherwise (one split with another counter dtype, the prefill kernel, SDPA) the two run
+    as they would unfused."""
     _check(q, k_cache, v_cache, mask)
     torch._check(q.shape[2] == 1, lambda: f"rope_attention_append: one new token a sequence, got {q.shape[2]}")
     cfg = None
@@ -420,7 +439,8 @@ def rope_attention_append(q, k, v, cos, sin, k_cache, v_cache, length, mask, sca
         cfg = _select(q, k_cache, v_cache, mask, False)
     from accel.runtime.kernels import rope as kr
 
-    if cfg is not None and cfg["kernel"] == "decode" and _decode_splits(q, k_cache, False, cfg) > 1:
+    if cfg is not None and cfg["kernel"] == "decode" and (_decode_splits(q, k_cache, False, cfg) > 1
+                                                          or _ticketed(length)):
         cos4, sin4 = kr.rope_inputs("rope_attention_append", q, cos, sin, k=k, v=v)
         return _decode(q, k_cache, v_cache, mask, scale, False, cfg, append=(k, v, cos4, sin4, length))
     q_rot = kr.rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
@@ -497,8 +517,8 @@ def _prefill(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.
 
 def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tuple | None = None) -> torch.Tensor:
     """Split-KV decode: ``cfg`` (BLOCK_N, num_warps, num_stages, SKIP, waves, optional splits) overrides.
-    ``append`` = (k_new, v_new, cos, sin, length) makes it ``rope_attention_append``'s kernels (``_decode_splits``
-    must then be above 1): q is unrotated and the caches get the new token's row."""
+    ``append`` = (k_new, v_new, cos, sin, length) makes it ``rope_attention_append``'s kernels (with one split the
+    length must be int64: ``_ticketed``): q is unrotated and the caches get the new token's row."""
     b, hq, sq, d = q.shape
     hkv, skv = k.shape[1], k.shape[2]
     group, sq = static_int(hq) // static_int(hkv), static_int(sq)  # static by _use_decode
@@ -506,9 +526,9 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tu
     cfg = cfg or _decode_configs(d, q.dtype, rows)[0]
     splits = _decode_splits(q, k, is_causal, cfg)
     direct = splits == 1
-    if append is not None and direct:
-        raise ValueError("rope_attention_append's launches need a split config: the reduction kernel advances the "
-                         "cache's counter")
+    if append is not None and direct and not _ticketed(append[4]):
+        raise ValueError("rope_attention_append's launches with one split need an int64 length counter (its "
+                         f"programs take tickets in its high bits), got {append[4].dtype}")
     parts = 0 if direct else splits  # a direct launch never touches the partial-state buffers
     part_acc = torch.empty((b * hkv, parts, rows, d), dtype=torch.float32, device=q.device)
     part_max = torch.empty((b * hkv, parts, rows), dtype=torch.float32, device=q.device)
@@ -546,6 +566,12 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tu
         num_warps=4 if splits * block_d >= 2048 else 1,
     )
     return out
+
+
+def _ticketed(length: torch.Tensor) -> bool:
+    """Can one-split decode launches advance ``length`` themselves? Each program adds a ticket of 2^32 to it as it
+    reads it (``_attn_decode_kernel``), so it must be int64 (a cache length stays far below 2^32)."""
+    return length.dtype == torch.int64
 
 
 def _decode_splits(q, k, is_causal, cfg: dict) -> int:
