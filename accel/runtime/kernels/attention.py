@@ -320,29 +320,21 @@ def _attn_decode_kernel(
         sin = tl.load(Sin + b * stride_sb + offs_d, mask=d_ok, other=0.0).to(tl.float32)
         q = _rope_load(q_ptrs, offs_d, stride_qd, rows_ok[:, None] & d_ok[None, :], cos[None, :], sin[None, :],
                        HEAD_DIM).to(Q.dtype.element_ty)
-        k_row = k_base + offs_d * stride_kd
-        v_row = v_base + offs_d * stride_vd
-        if DIRECT:  # each program's chunk is every key: it writes its head's row, so it loads k and v with q
-            k_new = _rope_load(Knew + b * stride_knb + kvh * stride_knh + offs_d, offs_d, 1, d_ok, cos, sin, HEAD_DIM)
-            v_new = tl.load(Vnew + b * stride_vnb + kvh * stride_vnh + offs_d, mask=d_ok)
-            # the ticket: relaxed (only the atomics' own order on Len matters), so those loads overlap it; every
-            # program has read Len once the last ticket is drawn, and the row is Len's low 32 bits
+        # the new token's k and v: loaded before Len, so that these loads overlap its read
+        k_new = _rope_load(Knew + b * stride_knb + kvh * stride_knh + offs_d, offs_d, 1, d_ok, cos, sin, HEAD_DIM)
+        v_new = tl.load(Vnew + b * stride_vnb + kvh * stride_vnh + offs_d, mask=d_ok)
+        if DIRECT:  # the ticket: relaxed (only the atomics' own order on Len matters); every program has read Len
+            # once the last ticket is drawn, and the row is Len's low 32 bits
             seen = tl.atomic_add(Len, 4294967296, sem="relaxed")  # 1 << 32 (an int64 literal)
             tickets = seen >> 32
             row = seen - (tickets << 32)
             if tickets == tl.num_programs(0) - 1:
                 tl.atomic_xchg(Len, row + 1, sem="relaxed")
-            if row < hi:
-                tl.store(k_row + row * stride_kn, k_new.to(K.dtype.element_ty), mask=d_ok)
-                tl.store(v_row + row * stride_vn, v_new, mask=d_ok)
         else:
             row = tl.load(Len).to(tl.int64)
-            if (row >= lo) & (row < hi):  # this program's chunk holds the new token's row
-                k_new = _rope_load(Knew + b * stride_knb + kvh * stride_knh + offs_d, offs_d, 1, d_ok, cos, sin,
-                                   HEAD_DIM)
-                tl.store(k_row + row * stride_kn, k_new.to(K.dtype.element_ty), mask=d_ok)
-                v_new = tl.load(Vnew + b * stride_vnb + kvh * stride_vnh + offs_d, mask=d_ok)
-                tl.store(v_row + row * stride_vn, v_new, mask=d_ok)
+        if (row >= lo) & (row < hi):  # this program's chunk holds the new token's row (with DIRECT, every program's)
+            tl.store(k_base + row * stride_kn + offs_d * stride_kd, k_new.to(K.dtype.element_ty), mask=d_ok)
+            tl.store(v_base + row * stride_vn + offs_d * stride_vd, v_new, mask=d_ok)
         tl.debug_barrier()  # the row is in memory before any thread of this program loads its block
     else:
         q = tl.load(q_ptrs, mask=rows_ok[:, None] & d_ok[None, :], other=0.0)
