@@ -320,7 +320,8 @@ def _attn_decode_kernel(
         sin = tl.load(Sin + b * stride_sb + offs_d, mask=d_ok, other=0.0).to(tl.float32)
         q = _rope_load(q_ptrs, offs_d, stride_qd, rows_ok[:, None] & d_ok[None, :], cos[None, :], sin[None, :],
                        HEAD_DIM).to(Q.dtype.element_ty)
-        # the new token's k and v: loaded before Len, so that these loads overlap its read
+        # the new token's k and v, loaded before Len is read: a plain read of it overlaps them; a ticket's atomic, whose
+        # result Triton hands to the threads through a barrier, would hold them back if it came first (notes)
         k_new = _rope_load(Knew + b * stride_knb + kvh * stride_knh + offs_d, offs_d, 1, d_ok, cos, sin, HEAD_DIM)
         v_new = tl.load(Vnew + b * stride_vnb + kvh * stride_vnh + offs_d, mask=d_ok)
         if DIRECT:  # the ticket: relaxed (only the atomics' own order on Len matters); every program has read Len
