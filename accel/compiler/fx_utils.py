@@ -113,6 +113,21 @@ def rank(node: Any) -> int | None:
     return None if t is None else t.dim()
 
 
+def broadcast_source(node: Any) -> Any:
+    """The tensor ``node`` only broadcasts, when it is ``x.expand(...)`` of an ``x`` of the same rank whose every
+    size is the expand's or 1; else ``node``. A kernel that broadcasts size-1 dims itself can take ``x``: Inductor
+    realizes a kernel input that is a fresh view of a computed tensor by a copy for each kernel (a decoder's one
+    attention mask, once a layer), the tensor itself once."""
+    if not is_op(node, "expand") or not isinstance(node.args[0], fx.Node):
+        return node
+    src, out = tensor_meta(node.args[0]), tensor_meta(node)
+    if src is None or out is None or src.dim() != out.dim():
+        return node
+    if all(a == b or a == 1 for a, b in zip(src.shape, out.shape)):
+        return node.args[0]
+    return node
+
+
 def is_noop_dropout(node: Any) -> bool:
     """Dropout that does nothing: ``p == 0`` or ``training=False`` (what an eval-mode model traces to)."""
     if not is_op(node, "dropout"):

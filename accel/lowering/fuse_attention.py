@@ -102,6 +102,8 @@ def _build_mask(ctx: CompileContext, m: AttentionMatch) -> fx.Node | None:
 
 def _rewrite(ctx: CompileContext, m: AttentionMatch) -> None:
     mask = _build_mask(ctx, m)
+    if mask is not None:
+        mask = fu.broadcast_source(mask)  # the kernels broadcast it (see the function)
     q, k, v = m.q, m.k, m.v
     for op, factor in m.q_scales:  # symbolic scales: (s·q)·kᵀ = s·(q·kᵀ)
         q = ctx.call(operator.mul if op == "mul" else operator.truediv, (q, factor), like=m.out)

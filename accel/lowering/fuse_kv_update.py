@@ -22,7 +22,7 @@ transformers' StaticCache layers compute the positions from a per-layer length c
     cache_position = torch.arange(S) + length
     length.add_(S)
 
-When nothing else reads the counter and B·S ≤ ``MAX_APPEND_ROWS`` (decode), both go into the op as
+When nothing reads the counter after its advance and B·S ≤ ``MAX_APPEND_ROWS`` (decode), both go into the op as
 ``accel.rope_kv_append(q, k, v, cos, sin, keys, values, length)``, whose single program reads the counter and
 advances it; otherwise Inductor spends one more small kernel per layer on them.
 
@@ -67,7 +67,7 @@ def _cache_write(cache: fx.Node, attention: fx.Node, order: dict[fx.Node, int]) 
 
 def _length_counter(positions, q: fx.Node, order: dict[fx.Node, int]) -> tuple[fx.Node, list[fx.Node]] | None:
     """(length, nodes the op replaces) when ``positions`` is ``arange(S) + length`` for a 0-d integer graph input
-    ``length`` that nothing reads but ``positions`` and one later ``length.add_(S)`` (``q``: [B, H, S, D])."""
+    ``length`` that one ``length.add_(S)`` advances after every other read of it (``q``: [B, H, S, D])."""
     shape = getattr(fu.tensor_meta(q), "shape", None)
     if shape is None or len(shape) != 4 or static_int(shape[0]) is None or static_int(shape[2]) is None:
         return None
@@ -87,9 +87,9 @@ def _length_counter(positions, q: fx.Node, order: dict[fx.Node, int]) -> tuple[f
     if len(adds) != 1 or adds[0].args != (length, S) or adds[0].kwargs or adds[0].users:
         return None
     advance = adds[0]
-    if set(length.users) != {positions, advance} or order[positions] > order[advance]:
-        # Only a counter that nothing else reads. HF's mask and rotary positions read the first layer's: if its
-        # advance moved into the kernel, Inductor would recompute that shared mask for every attention.
+    if any(order[u] > order[advance] for u in length.users if u is not advance):
+        # Every other read of the counter comes before its advance, so it reads the value the op starts from (HF's
+        # mask and rotary positions read the first layer's counter; they are the op's inputs, so computed before it).
         return None
     return length, [advance, positions, rng]  # arange goes too once nothing else reads it
 
@@ -125,7 +125,8 @@ class FuseKVUpdatePass(AccelPass):
                 op, where, replaced = ROPE_KV_UPDATE, kw.args[2], []
             else:
                 op, (where, replaced) = ROPE_KV_APPEND, counter
-            rope_args = (qm.x, km.x, vw.args[3], qm.cos, qm.sin, keys, values, where)
+            cos, sin = _rope_table(qm.cos), _rope_table(qm.sin)
+            rope_args = (qm.x, km.x, vw.args[3], cos, sin, keys, values, where)
             into_attention = counter is not None and _into_attention(node, kw, vw, q_embed)
             if into_attention:
                 fused = ctx.call(ROPE_ATTENTION_APPEND, (*rope_args, node.args[3], node.args[4]), like=node)
@@ -137,11 +138,23 @@ class FuseKVUpdatePass(AccelPass):
             for n in (kw, vw, qm.out, km.out, *reversed(qm.nodes), *reversed(km.nodes), *replaced):
                 if not n.users:
                     gm.graph.erase_node(n)
+            fu.erase_if_dead([t for t in (qm.cos, qm.sin) if t not in (cos, sin)])
             ctx.matched("attention", "rope_kv_update", node, "rotary embedding and cache write in one kernel"
                         + ("" if counter is None else ", advancing the cache's length counter")
                         + (", in the attention's own launches" if into_attention else ""))
             count += 1
         return count
+
+
+def _rope_table(node):
+    """cos or sin as the rotary embedding computed it, without the per-layer views HF takes of it (``unsqueeze(1)``
+    of a [B, S, D] table, an expand that only broadcasts): the ops take [B, S, D] and broadcast themselves, and
+    Inductor computes a view's source once where it would copy each view for its kernel (16 copies of cos and sin,
+    computed in four extra kernels, on the 1B decode step; session 35's dump)."""
+    node = fu.broadcast_source(node)
+    if fu.is_op(node, "unsqueeze") and fu.arg(node, 1, "dim") == 1 and fu.rank(node.args[0]) == 3:
+        return node.args[0]
+    return node
 
 
 def _into_attention(attention: fx.Node, kw: fx.Node, vw: fx.Node, q_embed: fx.Node) -> bool:

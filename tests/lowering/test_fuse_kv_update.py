@@ -4,6 +4,8 @@ A greedy decode over transformers' StaticCache with the step compiled by accel (
 give eager's tokens and leave the caches as eager leaves them; the rewritten graph must hold one
 ``accel::rope_kv_update`` per layer and no ``index_copy_``.
 """
+import re
+
 import pytest
 import torch
 
@@ -71,15 +73,15 @@ def test_decode_matches_eager_and_graph_has_one_op_per_layer(arch, mode, monkeyp
     for a, b in zip(cache.layers, ref_cache.layers):
         assert torch.equal(a.cumulative_length, b.cumulative_length)
     targets = [n.target for n in graphs[-1].graph.nodes]
-    # Llama's and Qwen2's mask and rotary positions also read layer 0's counter (Mistral's read a Python int copy):
-    # that layer may keep rope_kv_update and its add_
+    # Llama's and Qwen2's mask and rotary positions also read layer 0's counter (Mistral's read a Python int copy),
+    # before its advance: that layer's append goes into the op too
     ops = torch.ops.accel
     appended = targets.count(ops.rope_kv_append.default)
     into = targets.count(ops.rope_attention_append.default)
     if mode == "into_attention":
-        assert appended == 0 and into >= cfg.num_hidden_layers - 1
+        assert appended == 0 and into == cfg.num_hidden_layers
     else:
-        assert into == 0 and (appended >= cfg.num_hidden_layers - 1 if mode == "append" else appended == 0)
+        assert into == 0 and appended == (cfg.num_hidden_layers if mode == "append" else 0)
     assert targets.count(ops.rope_kv_update.default) == cfg.num_hidden_layers - appended - into
     assert targets.count(ops.attention.default) == cfg.num_hidden_layers - into
     assert "index_copy_" not in targets
@@ -88,6 +90,25 @@ def test_decode_matches_eager_and_graph_has_one_op_per_layer(arch, mode, monkeyp
     assert patterns.count("rope_kv_update") == cfg.num_hidden_layers
     details = [m.detail for m in backend.report.graphs[-1].matches if m.pattern == "rope_kv_update"]
     assert sum("in the attention's own launches" in d for d in details) == into
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral"])
+def test_decode_through_inductor_matches_eager(arch):
+    """The whole compile (Inductor on the CPU) of the decode step where every layer's op advances its own counter:
+    layer 0's is also read by the mask and the rotary positions, which must see the value before the advance in
+    every step (a read reordered after the op would shift them by one and change the tokens)."""
+    model, cfg = build(arch)
+    ref, ref_cache = decode(model, cfg, step_fn)
+    torch._dynamo.reset()
+    backend = AccelBackend({"strict": True})
+    out, cache = decode(model, cfg, torch.compile(step_fn, backend=backend, fullgraph=True))
+    assert torch.equal(out, ref)
+    for a, b in zip(cache.layers, ref_cache.layers):
+        assert torch.equal(a.cumulative_length, b.cumulative_length)
+        torch.testing.assert_close(a.keys, b.keys, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.values, b.values, rtol=1e-5, atol=1e-6)
+    details = [m.detail for m in backend.report.graphs[-1].matches if m.pattern == "rope_kv_update"]
+    assert sum("in the attention's own launches" in d for d in details) == cfg.num_hidden_layers
 
 
 def test_on_by_default_and_can_be_turned_off():
@@ -116,7 +137,7 @@ def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, splits, mon
 
     if into_attention:
         split = dict(kernel="decode", BLOCK_N=16, num_warps=4, num_stages=2, SKIP=1, waves=2, splits=splits)
-        monkeypatch.setattr(ka, "_select", lambda *args: split)
+        monkeypatch.setattr(ka, "_select", lambda *args, **kwargs: split)
     else:
         monkeypatch.setattr(fuse_kv_update, "INTO_ATTENTION", False)
     model, cfg = build("llama")
@@ -147,6 +168,8 @@ def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, splits, mon
     shape = tuple(cache.layers[0].keys.shape)
     assert f"empty_strided_cuda({shape}," not in code
     assert ("_rope_kv_append_kernel" in code) != into_attention
+    # layer 0's append too (its counter's other reads come first): no launch of the positions kernel
+    assert re.search(r"\b_rope_kv_kernel_\d+\.run\(", code) is None
     if into_attention:  # the reduction kernel runs only after split launches
         assert ("_attn_decode_reduce_kernel" in code) == (splits > 1)
     for a, b in zip(cache.layers, ref_cache.layers):

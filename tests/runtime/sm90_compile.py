@@ -73,14 +73,14 @@ def _narrow_weight_loads(compiled) -> int:
 
 def _pdl_order(compiled) -> list[str]:
     """The griddepcontrol instructions and global memory accesses of a compiled kernel's PTX, in program order
-    (each access named ld.global / st.global)."""
+    (each access named ld.global / atom.global / st.global)."""
     order = []
     for line in compiled.asm["ptx"].splitlines():
         op = line.strip().split(" ")[0].rstrip(";")
         if op.startswith("griddepcontrol."):
             order.append(op)
-        elif op.startswith(("ld.global", "st.global")) or (op.startswith("@") and "global" in line):
-            order.append("ld.global" if "ld.global" in line else "st.global")
+        elif op.startswith(("ld.global", "st.global", "atom.global")) or (op.startswith("@") and "global" in line):
+            order.append(next(a for a in ("ld.global", "atom.global", "st.global") if a in line or a[:2] == "st"))
     return order
 
 
@@ -239,7 +239,9 @@ def main() -> int:
     ka._decode(q[:, :, :1], k, v, torch.ones(40, dtype=torch.bool), 0.125, False, split,
                append=(k[:, :, :1], v[:, :, :1], rot, rot, torch.tensor(3)))
     ka._decode(q[:, :, :1], k, v, torch.ones(40, dtype=torch.bool), 0.125, False, {**split, "splits": 1},
-               append=(k[:, :, :1], v[:, :, :1], rot, rot, torch.tensor(3)))  # one split: the tickets on the counter
+               append=(k[:, :, :1], v[:, :, :1], rot, rot, torch.tensor(3)))  # one split of one block (PRE)
+    ka._decode(q[:, :, :1], k, v, torch.ones(40, dtype=torch.bool), 0.125, False, {**split, "splits": 1, "BLOCK_N": 16},
+               append=(k[:, :, :1], v[:, :, :1], rot, rot, torch.tensor(3)))  # one split of 3 blocks: tickets after
     ka.attention(q, k, v, torch.zeros(40, 40, dtype=dt), 0.125, True)  # additive mask and causal
     x, w = torch.randn(1, 256, dtype=dt), torch.randn(512, 256, dtype=dt)
     for cfg in kl.candidate_configs(1, 512, 256, False, 2, 132, True)[:3]:
@@ -311,9 +313,17 @@ def main() -> int:
                 print(f"FAILED {kernel.__name__} (PDL): {got} 16-byte weight loads, {want} expected (one step more)")
         # the attention chain's kernels (launched with PDL, they trigger and wait first thing): both instructions
         # come before the first global load or store, so no program reads what the kernel before is still writing
+        # PRE (one block of rope_attention_append): between them only the counter's atomics and the cache's loads
         if kernel.__name__.startswith(("_attn_decode", "_rope_kv")) and j in compiled:
             order = _pdl_order(compiled[j])
-            if order[:2] != ["griddepcontrol.launch_dependents", "griddepcontrol.wait"]:
+            if kwargs.get("PRE"):
+                wait = order.index("griddepcontrol.wait") if "griddepcontrol.wait" in order else 0
+                before = set(order[1:wait])
+                if order[0] != "griddepcontrol.launch_dependents" or "atom.global" not in before or (
+                        before - {"atom.global", "ld.global"}):
+                    failed += 1
+                    print(f"FAILED {kernel.__name__} (PDL, PRE): instructions in this order: {order[:wait + 1]}")
+            elif order[:2] != ["griddepcontrol.launch_dependents", "griddepcontrol.wait"]:
                 failed += 1
                 print(f"FAILED {kernel.__name__} (PDL): instructions in this order: {order[:4]}")
     # a GEMV triggers once: after its first loads (the usual trigger, after the main loop), or before any access

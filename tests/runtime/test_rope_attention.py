@@ -70,10 +70,11 @@ def check(out, ref, kc, vc, kc_ref, vc_ref, length, start, dtype):
     assert torch.equal(vc[:, :, untouched], vc_ref[:, :, untouched])
 
 
-def fused(q, k, v, cos, sin, kc, vc, length, mask, splits):
-    """The fused launches for ``splits`` KV splits (the entry point's cos / sin handling included)."""
-    cos4, sin4 = kr.rope_inputs("test", q, cos, sin, k=k, v=v)
-    return ka._decode(q, kc, vc, mask, SCALE, False, dict(DECODE, splits=splits), append=(k, v, cos4, sin4, length))
+def fused(q, k, v, cos, sin, kc, vc, length, mask, splits, block_n=DECODE["BLOCK_N"]):
+    """The fused launches for ``splits`` KV splits of ``block_n``-key blocks (the entry point's cos / sin handling
+    included)."""
+    cfg = dict(DECODE, splits=splits, BLOCK_N=block_n)
+    return ka._decode(q, kc, vc, mask, SCALE, False, cfg, append=(k, v, cos, sin, length))
 
 
 @pytest.fixture
@@ -95,14 +96,38 @@ def poisoned(monkeypatch):
     (1, 4, 2, 32, 64, 37, 1),    # one split: each program writes its head's row; the last ticket advances the counter
     (1, 4, 2, 32, 64, 0, 1),     # one split, the first token
     (2, 3, 3, 16, 40, 39, 1),    # one split, batch 2 (six programs draw tickets on one counter), the last row
-])
+    # one split of one block (64 keys): the ticket and the cached rows loaded before the PDL wait (PRE)
+    (1, 4, 2, 32, 64, 37, (1, 64)),
+    (1, 4, 2, 32, 48, 47, (1, 64)),  # a cache shorter than the block, its last row
+    (1, 4, 2, 32, 64, 0, (1, 64)),   # the first token
+    (2, 3, 3, 16, 40, 21, (1, 64)),  # batch 2
+], ids=str)
 @pytest.mark.parametrize("mask_kind", ["bool", "additive", "none"])
 def test_fused_launches_match_the_unfused_reference(poisoned, dtype, B, HQ, HKV, D, L, start, splits, mask_kind):
+    splits, block_n = splits if isinstance(splits, tuple) else (splits, DECODE["BLOCK_N"])
     q, k, v, cos, sin, (kc, vc), length, mask = make(B, HQ, HKV, D, L, start, dtype, mask_kind, cos_rank=3)
+    assert ka._preloads(q, kc, False, dict(DECODE, BLOCK_N=block_n), splits) == (block_n >= L)
     kc_ref, vc_ref, length_ref = kc.clone(), vc.clone(), length.clone()
     ref = unfused(q, k, v, cos, sin, kc_ref, vc_ref, length_ref, mask)
-    out = fused(q, k, v, cos, sin, kc, vc, length, mask, splits)
+    out = fused(q, k, v, cos, sin, kc, vc, length, mask, splits, block_n)
     check(out, ref, kc, vc, kc_ref, vc_ref, length, start, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("mask_kind", ["bool", "additive", "none"])
+@pytest.mark.parametrize("start", [0, 21, 47])
+def test_preloaded_block_gives_the_bits_of_the_loads_after_the_wait(monkeypatch, dtype, mask_kind, start):
+    """PRE (the ticket and the cached rows loaded first, the new row patched in registers) against the same launch
+    loading its block after the append: the same output, caches and counter, bit for bit."""
+    results = []
+    for preload in (False, True):
+        monkeypatch.setattr(ka, "PRELOAD", preload)
+        q, k, v, cos, sin, (kc, vc), length, mask = make(1, 4, 2, 32, 48, start, dtype, mask_kind, cos_rank=3)
+        out = fused(q, k, v, cos, sin, kc, vc, length, mask, 1, 64)
+        results.append((out, kc, vc, length))
+    for off, on in zip(*results):
+        assert torch.equal(off, on)
+    assert results[1][3].item() == start + 1
 
 
 @pytest.mark.parametrize("cos_rank", [3, 4])
@@ -116,7 +141,7 @@ def test_entry_point_fuses_where_the_launches_can_advance_the_counter(monkeypatc
     length = length.to(counter)
     kc_ref, vc_ref, length_ref = kc.clone(), vc.clone(), length.clone()
     ref = unfused(q, k, v, cos, sin, kc_ref, vc_ref, length_ref, mask)
-    monkeypatch.setattr(ka, "_select", lambda *args: dict(DECODE, splits=splits))
+    monkeypatch.setattr(ka, "_select", lambda *args, **kwargs: dict(DECODE, splits=splits))
     appends = []
     real_append = kr.rope_kv_append
     monkeypatch.setattr(kr, "rope_kv_append", lambda *args: appends.append(1) or real_append(*args))
@@ -126,6 +151,20 @@ def test_entry_point_fuses_where_the_launches_can_advance_the_counter(monkeypatc
     assert len(appends) == (1 if splits == 1 and counter != torch.int64 else 0)
 
 
+@pytest.mark.parametrize("ticketed", [True, False])
+def test_append_tunes_among_the_configs_that_take_it(ticketed):
+    """``rope_attention_append`` tunes among the decode configs whose launches take the append (the split ones, and
+    the one-split ones with a ticketed counter), never the prefill kernel or SDPA, whose append would be a launch of
+    its own that a timing of the attention alone does not see."""
+    q, k, v, cos, sin, (kc, vc), length, mask = make(1, 32, 8, 64, 104, 40, torch.float16, "bool", 3)
+    cands = ka._candidates(q, kc, mask, False)
+    assert {c["kernel"] for c in cands} > {"decode"}  # the plain attention's tuning also has the prefill kernel
+    fused = ka._append_candidates(cands, q, kc, False, ticketed)
+    assert fused and all(c["kernel"] == "decode" for c in fused)
+    splits = [ka._decode_splits(q, kc, False, c) for c in fused]
+    assert (min(splits) == 1) == ticketed and max(splits) > 1
+
+
 def test_entry_point_rejects_more_than_one_new_token():
     q, k, v, cos, sin, (kc, vc), length, mask = make(1, 4, 2, 32, 64, 40, torch.float32, "bool", 3)
     q2 = torch.cat([q, q], dim=2)
@@ -133,16 +172,17 @@ def test_entry_point_rejects_more_than_one_new_token():
         ka.rope_attention_append(q2, k, v, cos, sin, kc, vc, length, mask, SCALE)
 
 
-@pytest.mark.parametrize("splits", [1, 3], ids=["one-split", "split"])
-def test_fused_launches_with_pdl_give_the_same_bits(request, splits):
+@pytest.mark.parametrize("splits,block_n", [(1, 16), (3, 16), (1, 64)], ids=["one-split", "split", "one-block"])
+def test_fused_launches_with_pdl_give_the_same_bits(request, splits, block_n):
     """Compiled for PDL (let the next kernel launch, then wait): the same output and cache bits, the counter still
-    advanced once (by the reduction kernel after its wait, or by the last ticket)."""
+    advanced once (by the reduction kernel after its wait, or by the last ticket, drawn before the wait in one
+    block)."""
     results = []
     for pdl in (False, True):
         if pdl:
             request.getfixturevalue("compiled_for_pdl")
         q, k, v, cos, sin, (kc, vc), length, mask = make(1, 4, 2, 32, 64, 37, torch.float16, "bool", 3)
-        out = fused(q, k, v, cos, sin, kc, vc, length, mask, splits=splits)
+        out = fused(q, k, v, cos, sin, kc, vc, length, mask, splits=splits, block_n=block_n)
         results.append((out, kc, vc, length))
     for plain, pdl in zip(*results):
         assert torch.equal(plain, pdl)
@@ -169,7 +209,8 @@ def test_fused_launches_refuse_one_split_with_a_narrow_counter():
     assert length.item() == 40
 
 
-def test_one_split_tickets_leave_the_counter_clean_over_many_steps():
+@pytest.mark.parametrize("block_n", [16, 32], ids=["blocks", "one-block"])
+def test_one_split_tickets_leave_the_counter_clean_over_many_steps(block_n):
     """Twenty decode steps through the one-split launches: the counter is exactly the row count after each (the
     tickets in its high bits never outlive a launch) and every step's row is the one its position names."""
     B, HQ, HKV, D, L = 1, 4, 2, 16, 32
@@ -178,7 +219,7 @@ def test_one_split_tickets_leave_the_counter_clean_over_many_steps():
     for step in range(20):
         visible = (torch.arange(L, device=DEVICE) <= 5 + step).reshape(1, 1, 1, L)
         ref = unfused(q, k, v, cos, sin, kc_ref, vc_ref, length_ref, visible)
-        out = fused(q, k, v, cos, sin, kc, vc, length, visible, splits=1)
+        out = fused(q, k, v, cos, sin, kc, vc, length, visible, splits=1, block_n=block_n)
         check(out, ref, kc, vc, kc_ref, vc_ref, length, 5 + step, torch.float32)
         assert length.item() == length_ref.item() == 6 + step
         kc_ref.copy_(kc)  # the next reference starts from the rows written here (equal within a rounding)

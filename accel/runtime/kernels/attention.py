@@ -25,13 +25,15 @@ import triton
 import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
-from accel.runtime.kernels.utils import (ATTENTION, next_pow2, num_sms, pdl_launch_then_wait, static_int, use_pdl,
-                                         wrap_triton)
+from accel.runtime.kernels.utils import (ATTENTION, next_pow2, num_sms, pdl_launch_dependents, pdl_launch_then_wait,
+                                         pdl_wait, static_int, use_pdl, wrap_triton)
 
 LOG2E = 1.4426950408889634  # 1/ln(2): exp(x) = exp2(x·log2(e))
 MAX_HEAD_DIM = 256
 DECODE_MAX_ROWS = 64  # GQA group × queries per KV group that the decode tile takes (see _use_decode)
 MAX_SPLITS = 64  # the reduce kernel holds every split of a row in one tile
+# a one-block rope_attention_append launch takes its ticket and cached rows before its PDL wait (PRE); False: after
+PRELOAD = True
 
 # ---------------------------------------------------------------------------------------------------------
 # Configs. Each list starts with the heuristic default; the rest are measured by autotune_cache.tune. The
@@ -116,22 +118,11 @@ def _attn_block(
     d_ok = offs_d < HEAD_DIM
     k_mask = d_ok[:, None]
     v_mask = d_ok[None, :]
-    keep = rows_ok[:, None]  # (row, key) pairs that may attend, [ROWS, BLOCK_N] once a key condition is added
     if EDGE:
         k_mask = k_mask & n_ok[None, :]
         v_mask = v_mask & n_ok[:, None]
-        keep = keep & n_ok[None, :]
-        if IS_CAUSAL:
-            keep = keep & (offs_n[None, :] <= q_pos[:, None])
-    bias = 0.0
+    keep, bias = _block_keep(q_pos, rows_ok, mask_rows, offs_n, n_ok, stride_mn, EDGE, IS_CAUSAL, MASK_KIND)
     if MASK_KIND != 0:
-        mask_ptrs = mask_rows[:, None] + offs_n[None, :] * stride_mn
-        mv = tl.load(mask_ptrs, mask=rows_ok[:, None] & n_ok[None, :], other=0)
-        if MASK_KIND == 1:
-            keep = keep & (mv != 0)
-        else:
-            bias = mv.to(tl.float32)
-            keep = keep & (bias != float("-inf"))
         if SKIP != 0:
             # one scalar per block: may any row attend any key of it? If not, its K/V are never read
             block_seen = tl.max(tl.where(keep, 1, 0)) > 0
@@ -149,6 +140,27 @@ def _attn_block(
     else:
         acc, l_i, m_i = _attn_update(acc, l_i, m_i, q, k, v, keep, bias, sm_scale, qk_scale, EDGE, MASK_KIND, IEEE)
     return acc, l_i, m_i
+
+
+@triton.jit
+def _block_keep(q_pos, rows_ok, mask_rows, offs_n, n_ok, stride_mn,
+                EDGE: tl.constexpr, IS_CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr):
+    """(keep, bias) of a key block: the (row, key) pairs that may attend, [ROWS, BLOCK_N] once a key condition is
+    added, and the additive mask's fp32 values (0.0 unless MASK_KIND is 2)."""
+    keep = rows_ok[:, None]
+    if EDGE:
+        keep = keep & n_ok[None, :]
+        if IS_CAUSAL:
+            keep = keep & (offs_n[None, :] <= q_pos[:, None])
+    bias = 0.0
+    if MASK_KIND != 0:
+        mv = tl.load(mask_rows[:, None] + offs_n[None, :] * stride_mn, mask=rows_ok[:, None] & n_ok[None, :], other=0)
+        if MASK_KIND == 1:
+            keep = keep & (mv != 0)
+        else:
+            bias = mv.to(tl.float32)
+            keep = keep & (bias != float("-inf"))
+    return keep, bias
 
 
 @triton.jit
@@ -275,7 +287,7 @@ def _attn_decode_kernel(
     # Meta-parameters
     GROUP: tl.constexpr, SQ: tl.constexpr, HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr,
     MASK_KIND: tl.constexpr, SKIP: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr, APPEND: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr,
+    PRE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr,
 ):
     """Unnormalized attention of the GROUP·SQ query rows of KV head (b, kvh) over one contiguous key chunk.
 
@@ -287,8 +299,14 @@ def _attn_decode_kernel(
     the cache writes the rotated k and v there before its key loop reads that chunk. The reduction kernel advances
     Len once every program has read it; with DIRECT (no reduction kernel; an int64 Len) each program reads Len by
     adding a ticket, one in its high 32 bits, and the program that draws the last ticket sets it to row + 1.
+
+    PRE (DIRECT and APPEND with the whole key range in one block): the ticket and the block's cached rows are
+    loaded before the PDL wait, so that only q, the new k and v, the mask and the sums wait on the kernel before;
+    the new row goes into the registers as it is stored. Safe because nothing else writes Len or this layer's
+    caches during a step and this kernel's previous launch (the step before) has ended.
     """
-    pdl_launch_then_wait(PDL)  # few programs; q, the caches and the mask come from earlier kernels
+    if not PRE:
+        pdl_launch_then_wait(PDL)  # few programs; q, the caches and the mask come from earlier kernels
     sm_scale, qk_scale = tl.cast(sm_scale, tl.float32), tl.cast(qk_scale, tl.float32)  # fp64 under Inductor (see above)
     # -- map pid to block
     bk = tl.program_id(0)
@@ -315,6 +333,23 @@ def _attn_decode_kernel(
     chunk = tl.cdiv(tl.cdiv(kv_len, BLOCK_N), NUM_SPLITS) * BLOCK_N
     lo = split * chunk
     hi = tl.minimum(lo + chunk, kv_len)
+    if PRE:
+        # the ticket and the cached rows before the PDL wait: this kernel is the only writer of Len and of the
+        # caches, and its launch in the step before has ended (tests/runtime/sm90_compile.py checks the order)
+        pdl_launch_dependents(PDL)
+        seen = tl.atomic_add(Len, 4294967296, sem="relaxed")
+        tickets = seen >> 32
+        row = seen - (tickets << 32)
+        if tickets == tl.num_programs(0) - 1:
+            tl.atomic_xchg(Len, row + 1, sem="relaxed")
+        offs_n = tl.arange(0, BLOCK_N)
+        n_ok = offs_n < hi
+        old = n_ok & (offs_n != row)  # the block's rows but the new one (written below, patched in registers)
+        k_old = tl.load(k_base + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd,
+                        mask=d_ok[:, None] & old[None, :], other=0.0)
+        v_old = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+                        mask=old[:, None] & d_ok[None, :], other=0.0)
+        pdl_wait(PDL)
     if APPEND:
         cos = tl.load(Cos + b * stride_cb + offs_d, mask=d_ok, other=0.0).to(tl.float32)
         sin = tl.load(Sin + b * stride_sb + offs_d, mask=d_ok, other=0.0).to(tl.float32)
@@ -324,7 +359,9 @@ def _attn_decode_kernel(
         # result Triton hands to the threads through a barrier, would hold them back if it came first (notes)
         k_new = _rope_load(Knew + b * stride_knb + kvh * stride_knh + offs_d, offs_d, 1, d_ok, cos, sin, HEAD_DIM)
         v_new = tl.load(Vnew + b * stride_vnb + kvh * stride_vnh + offs_d, mask=d_ok)
-        if DIRECT:  # the ticket: relaxed (only the atomics' own order on Len matters); every program has read Len
+        if PRE:
+            pass  # the row was drawn before the wait
+        elif DIRECT:  # the ticket: relaxed (only the atomics' own order on Len matters); every program has read Len
             # once the last ticket is drawn, and the row is Len's low 32 bits
             seen = tl.atomic_add(Len, 4294967296, sem="relaxed")  # 1 << 32 (an int64 literal)
             tickets = seen >> 32
@@ -336,18 +373,26 @@ def _attn_decode_kernel(
         if (row >= lo) & (row < hi):  # this program's chunk holds the new token's row (with DIRECT, every program's)
             tl.store(k_base + row * stride_kn + offs_d * stride_kd, k_new.to(K.dtype.element_ty), mask=d_ok)
             tl.store(v_base + row * stride_vn + offs_d * stride_vd, v_new, mask=d_ok)
-        tl.debug_barrier()  # the row is in memory before any thread of this program loads its block
+        if not PRE:
+            tl.debug_barrier()  # the row is in memory before any thread of this program loads its block
     else:
         q = tl.load(q_ptrs, mask=rows_ok[:, None] & d_ok[None, :], other=0.0)
     m_i = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_R,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
-    for start_n in range(lo, hi, BLOCK_N):
-        acc, l_i, m_i = _attn_block(
-            acc, l_i, m_i, q, q_pos, rows_ok, k_base, v_base, mask_rows, start_n, hi,
-            stride_kn, stride_kd, stride_vn, stride_vd, stride_mn, sm_scale, qk_scale,
-            HEAD_DIM, BLOCK_N, BLOCK_D, True, IS_CAUSAL, MASK_KIND, SKIP, IEEE,
-        )
+    if PRE:  # the one block, its new row from registers as it was stored (a block no row sees adds nothing)
+        is_new = offs_n == row
+        k = tl.where(is_new[None, :], k_new.to(K.dtype.element_ty)[:, None], k_old)
+        v = tl.where(is_new[:, None], v_new.to(V.dtype.element_ty)[None, :], v_old)
+        keep, bias = _block_keep(q_pos, rows_ok, mask_rows, offs_n, n_ok, stride_mn, True, IS_CAUSAL, MASK_KIND)
+        acc, l_i, m_i = _attn_update(acc, l_i, m_i, q, k, v, keep, bias, sm_scale, qk_scale, True, MASK_KIND, IEEE)
+    else:
+        for start_n in range(lo, hi, BLOCK_N):
+            acc, l_i, m_i = _attn_block(
+                acc, l_i, m_i, q, q_pos, rows_ok, k_base, v_base, mask_rows, start_n, hi,
+                stride_kn, stride_kd, stride_vn, stride_vd, stride_mn, sm_scale, qk_scale,
+                HEAD_DIM, BLOCK_N, BLOCK_D, True, IS_CAUSAL, MASK_KIND, SKIP, IEEE,
+            )
 
     if DIRECT:  # -- normalize and write back (a row that sees no key has acc = 0, l = 0: it stays 0, as in SDPA)
         out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
@@ -399,7 +444,7 @@ def _attn_decode_reduce_kernel(
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=d_ok)
 
 
-_KERNELS = (_dot, _exp2, _attn_block, _attn_update, _attn_fwd_kernel, _rope_load, _attn_decode_kernel,
+_KERNELS = (_dot, _exp2, _attn_block, _block_keep, _attn_update, _attn_fwd_kernel, _rope_load, _attn_decode_kernel,
             _attn_decode_reduce_kernel)
 
 # ---------------------------------------------------------------------------------------------------------
@@ -429,13 +474,12 @@ def rope_attention_append(q, k, v, cos, sin, k_cache, v_cache, length, mask, sca
     torch._check(q.shape[2] == 1, lambda: f"rope_attention_append: one new token a sequence, got {q.shape[2]}")
     cfg = None
     if static_int(q.shape[-1]) is not None and static_int(q.shape[-1]) <= MAX_HEAD_DIM:
-        cfg = _select(q, k_cache, v_cache, mask, False)
+        cfg = _select(q, k_cache, v_cache, mask, False, append_ticketed=_ticketed(length))
     from accel.runtime.kernels import rope as kr
 
     if cfg is not None and cfg["kernel"] == "decode" and (_decode_splits(q, k_cache, False, cfg) > 1
                                                           or _ticketed(length)):
-        cos4, sin4 = kr.rope_inputs("rope_attention_append", q, cos, sin, k=k, v=v)
-        return _decode(q, k_cache, v_cache, mask, scale, False, cfg, append=(k, v, cos4, sin4, length))
+        return _decode(q, k_cache, v_cache, mask, scale, False, cfg, append=(k, v, cos, sin, length))
     q_rot = kr.rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
     return attention(q_rot, k_cache, v_cache, mask, scale, False)
 
@@ -511,7 +555,8 @@ def _prefill(q, k, v, mask, scale, is_causal, cfg: dict | None = None) -> torch.
 def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tuple | None = None) -> torch.Tensor:
     """Split-KV decode: ``cfg`` (BLOCK_N, num_warps, num_stages, SKIP, waves, optional splits) overrides.
     ``append`` = (k_new, v_new, cos, sin, length) makes it ``rope_attention_append``'s kernels (with one split the
-    length must be int64: ``_ticketed``): q is unrotated and the caches get the new token's row."""
+    length must be int64: ``_ticketed``; cos / sin as ``rope.rope_inputs`` takes them): q is unrotated and the
+    caches get the new token's row."""
     b, hq, sq, d = q.shape
     hkv, skv = k.shape[1], k.shape[2]
     group, sq = static_int(hq) // static_int(hkv), static_int(sq)  # static by _use_decode
@@ -534,9 +579,11 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tu
         k_new = v_new = cos = sin = length = q  # any tensors: APPEND = False never loads them
         new_strides = (0,) * 6
     else:
+        from accel.runtime.kernels import rope as kr
+
         k_new, v_new, cos, sin, length = append
-        new_strides = (k_new.stride(0), k_new.stride(1), v_new.stride(0), v_new.stride(1), cos.stride(0),
-                       sin.stride(0))
+        (cos_b, _), (sin_b, _) = kr.rope_inputs("rope_attention_append", q, cos, sin, k=k_new, v=v_new)
+        new_strides = (k_new.stride(0), k_new.stride(1), v_new.stride(0), v_new.stride(1), cos_b, sin_b)
 
     wrap_triton(_attn_decode_kernel)[(b * hkv, splits)](
         q, k, v, mask_t, part_acc, part_max, part_sum, out, k_new, v_new, cos, sin, length,
@@ -545,6 +592,7 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tu
         scale, scale * LOG2E,
         GROUP=group, SQ=sq, HEAD_DIM=d, IS_CAUSAL=is_causal, MASK_KIND=mask_kind,
         SKIP=cfg["SKIP"] if mask_kind else 0, IEEE=_ieee(q), DIRECT=direct, APPEND=append is not None,
+        PRE=append is not None and _preloads(q, k, is_causal, cfg, splits),
         BLOCK_R=max(16, next_pow2(rows)), BLOCK_N=cfg["BLOCK_N"], BLOCK_D=block_d, PDL=pdl,
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
@@ -559,6 +607,14 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tu
         num_warps=4 if splits * block_d >= 2048 else 1,
     )
     return out
+
+
+def _preloads(q, k, is_causal, cfg: dict, splits: int) -> bool:
+    """Whether a ``rope_attention_append`` launch loads its ticket and its cached rows before the PDL wait (PRE in
+    ``_attn_decode_kernel``): one split whose key range is one block, static."""
+    kv_len = static_int(k.shape[2])
+    return (PRELOAD and splits == 1 and not is_causal and static_int(q.shape[2]) == 1 and kv_len is not None
+            and kv_len <= cfg["BLOCK_N"])
 
 
 def _ticketed(length: torch.Tensor) -> bool:
@@ -649,6 +705,12 @@ def _candidates(q, k, mask, is_causal) -> list[dict]:
     return unique
 
 
+def _append_candidates(cands: list[dict], q, k, is_causal, ticketed: bool) -> list[dict]:
+    """The decode configs of ``cands`` whose launches take ``rope_attention_append``'s append: split ones (the
+    reduction kernel advances the counter) and, with a ``ticketed`` counter, one-split ones."""
+    return [c for c in cands if c["kernel"] == "decode" and (ticketed or _decode_splits(q, k, is_causal, c) > 1)]
+
+
 def _mask_code(mask, q) -> int:
     """Mask kind and broadcast pattern for the tuning key: 0 none, else kind (1 bool, 2 additive of q's dtype,
     3 other additive) + 4 × (bit per broadcast dim of the rank-4 view)."""
@@ -659,7 +721,12 @@ def _mask_code(mask, q) -> int:
     return kind + 4 * sum(1 << i for i, s in enumerate(dims) if s == 1)
 
 
-def _select(q, k, v, mask, is_causal) -> dict:
+def _select(q, k, v, mask, is_causal, append_ticketed: bool | None = None) -> dict:
+    """The tuned config of an attention launch. ``append_ticketed`` (``rope_attention_append``: whether its length
+    counter takes tickets) limits the candidates to the decode configs whose launches take the append (split, or
+    one split with tickets), under a key of their own: the launch that saves, and what it loads before its PDL wait,
+    are not in a timing of the attention alone, which picked the prefill kernel (and the append's own launch) as
+    often as not on the 1B decode step's 104-row cache (session 35, H200: 487-491 against 466 µs a step)."""
     default = _default_config(q, k)
     sizes = [static_int(s) for s in (*q.shape, *k.shape)]
     if mask is not None:
@@ -669,13 +736,14 @@ def _select(q, k, v, mask, is_causal) -> dict:
     b, hq, sq, d = sizes[:4]
     hkv, skv = sizes[5:7]
     # the key length in power-of-two buckets: decode over a growing KV cache must not re-tune at every length
+    cands, name = _candidates(q, k, mask, is_causal), "attention"
+    fused = [] if append_ticketed is None else _append_candidates(cands, q, k, is_causal, append_ticketed)
+    if fused:
+        cands, name = fused, f"attention.append{int(append_ticketed)}"
     key = autotune_cache.make_key(
-        "attention", _SRC_HASH, (b, hq, hkv, sq, next_pow2(skv), d, int(is_causal), _mask_code(mask, q)), q.dtype,
-        q.device,
+        name, _SRC_HASH, (b, hq, hkv, sq, next_pow2(skv), d, int(is_causal), _mask_code(mask, q)), q.dtype, q.device,
     )
-    return autotune_cache.tune(
-        key, _candidates(q, k, mask, is_causal), functools.partial(_runner, q, k, v, mask, is_causal), default=default
-    )
+    return autotune_cache.tune(key, cands, functools.partial(_runner, q, k, v, mask, is_causal), default=default)
 
 
 def _random_like(t: torch.Tensor) -> torch.Tensor:

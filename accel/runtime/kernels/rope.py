@@ -115,35 +115,45 @@ def _rows(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1) if t.shape[1] > 1 else 0, t.stride(2)
 
 
-def rope_inputs(op: str, q, cos, sin, **tensors) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos / sin broadcast to [B, 1, S, D] (views, never copies) for q [B, H, S, D], after checking that the head dim
-    is even and that q, cos, sin and ``tensors`` (by name) are contiguous in their last dim, as the kernels index
-    them. ``op`` names the caller in the errors."""
+def rope_inputs(op: str, q, cos, sin, **tensors) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The (batch, seq) strides with which a kernel reads cos and sin ([B, S, D] or [B, 1, S, D], B and S each
+    possibly 1: stride 0, broadcast) for q [B, H, S, D], after checking their shapes, that the head dim is even and
+    that q, cos, sin and ``tensors`` (by name) are contiguous in their last dim, as the kernels index them. ``op``
+    names the caller in the errors.
+
+    The kernels get cos and sin themselves, never a view of them: Inductor realizes a kernel input that is a fresh
+    view of a computed tensor by a copy for that kernel (a decoder's one cos / sin, computed once a step, was
+    computed again for every layer, in four extra kernels on the 1B decode step), the tensor itself once."""
     B, _, S, D = q.shape
     torch._check(D % 2 == 0, lambda: f"{op}: head dim {D} must be even")
-    cos4, sin4 = (t.expand(B, 1, S, D) if t.dim() == 4 else t.unsqueeze(1).expand(B, 1, S, D) for t in (cos, sin))
-    for name, t in (("q", q), ("cos", cos4), ("sin", sin4), *tensors.items()):
+    strides = []
+    for name, t in (("cos", cos), ("sin", sin)):
+        torch._check(t.dim() in (3, 4) and (t.dim() == 3 or t.shape[1] == 1) and t.shape[-1] == D,
+                     lambda name=name, t=t: f"{op}: {name} must be [B, S, {D}] or [B, 1, S, {D}], got {tuple(t.shape)}")
+        b, s = t.shape[0], t.shape[-2]
+        torch._check((b == 1 or b == B) and (s == 1 or s == S),
+                     lambda name=name, t=t: f"{op}: {name} {tuple(t.shape)} does not broadcast to q's {(B, S)}")
+        strides.append((0 if b == 1 else t.stride(0), 0 if s == 1 else t.stride(-2)))
+    for name, t in (("q", q), ("cos", cos), ("sin", sin), *tensors.items()):
         torch._check(t.stride(-1) == 1, lambda name=name: f"{op}: {name} must be contiguous in its last dim")
-    return cos4, sin4
+    return strides[0], strides[1]
 
 
 def _prepare(q, k, v, cos, sin, k_cache, v_cache):
-    """(q_out, cos4, sin4, strides) after checking shapes; strides in the kernels' argument order."""
+    """(q_out, strides) after checking shapes; strides in the kernels' argument order."""
     B, HQ, S, D = q.shape
-    cos4, sin4 = rope_inputs("rope_kv_update", q, cos, sin, k=k, v=v, k_cache=k_cache, v_cache=v_cache)
+    (scb, scs), (ssb, sss) = rope_inputs("rope_kv_update", q, cos, sin, k=k, v=v, k_cache=k_cache, v_cache=v_cache)
     q_out = torch.empty((B, HQ, S, D), dtype=q.dtype, device=q.device)
-    scb, _, scs = _rows(cos4)
-    ssb, _, sss = _rows(sin4)
     strides = (*_rows(q), *_rows(k), *_rows(v), scb, scs, ssb, sss, *_rows(q_out), *_rows(k_cache), *_rows(v_cache))
-    return q_out, cos4, sin4, strides
+    return q_out, strides
 
 
 def rope_kv_update(q, k, v, cos, sin, k_cache, v_cache, positions) -> torch.Tensor:
     """As ``reference.rope_kv_update``; every tensor's last dim must be contiguous."""
     B, HQ, S, D = q.shape
-    q_out, cos4, sin4, strides = _prepare(q, k, v, cos, sin, k_cache, v_cache)
+    q_out, strides = _prepare(q, k, v, cos, sin, k_cache, v_cache)
     wrap_triton(_rope_kv_kernel)[(B * S, HQ + k.shape[1])](
-        q, k, v, cos4, sin4, positions, q_out, k_cache, v_cache,
+        q, k, v, cos, sin, positions, q_out, k_cache, v_cache,
         S, HQ, D // 2, *strides,
         BLOCK=max(16, next_pow2(D // 2)), PDL=use_pdl(q.device, ATTENTION), num_warps=1,
     )
@@ -154,9 +164,9 @@ def rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length) -> torch.Tensor:
     """As ``reference.rope_kv_append``: rows ``length + s``, then ``length += S``, in one program."""
     B, HQ, S, D = q.shape
     HKV = k.shape[1]
-    q_out, cos4, sin4, strides = _prepare(q, k, v, cos, sin, k_cache, v_cache)
+    q_out, strides = _prepare(q, k, v, cos, sin, k_cache, v_cache)
     wrap_triton(_rope_kv_append_kernel)[(1,)](
-        q, k, v, cos4, sin4, length, q_out, k_cache, v_cache,
+        q, k, v, cos, sin, length, q_out, k_cache, v_cache,
         B, S, HQ, HKV, D // 2, *strides,
         BLOCK_HQ=next_pow2(HQ), BLOCK_HKV=next_pow2(HKV), BLOCK=max(16, next_pow2(D // 2)),
         PDL=use_pdl(q.device, ATTENTION), num_warps=4,
