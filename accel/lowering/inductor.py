@@ -103,7 +103,7 @@ def compile_with_inductor(
     before = len(PyCodeCache.modules)
     pdl_on = options.pdl and with_accel_pass
     with cached_kernel_access() as memo, \
-            pdl_launches(pdl_on, options.pdl_attention, options.early_trigger()) as pdl:
+            pdl_launches(pdl_on, options.pdl_attention, options.early_trigger(), options.cudagraphs) as pdl:
         compiled = compile_fx(gm, list(example_inputs), config_patches=patches)
     if report is not None:
         report.output_code = _new_output_modules(before)

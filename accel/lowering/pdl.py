@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from accel.lowering.kernel_access_cache import is_accel_kernel
-from accel.runtime.kernels.utils import ATTENTION, GEMV, GEMV_EARLY, GEMV_EARLY_SMALL, launching_with_pdl
+from accel.runtime.kernels.utils import (ATTENTION, ATTENTION_PRE, GEMV, GEMV_EARLY, GEMV_EARLY_SMALL,
+                                         launching_with_pdl)
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,14 @@ def wants_pdl(kernel: Any, kwargs: dict) -> bool:
 
 
 @contextlib.contextmanager
-def pdl_launches(enabled: bool, attention: bool = True, early: bool | str = False) -> Iterator[PdlRecord]:
+def pdl_launches(enabled: bool, attention: bool = True, early: bool | str = False,
+                 cudagraphs: bool = False) -> Iterator[PdlRecord]:
     """Within the block (one accel compile): launchers compile for PDL where the GPU has it (the GEMVs, and with
     ``attention`` the decode attention's kernels and the rotary / KV-cache kernel before them; with ``early`` the
     GEMVs let the next kernel launch first thing, with ``early="small"`` only those whose launch fits in half of
-    the GPU's warp slots), and Inductor launches those kernels with the attribute. Yields the record."""
+    the GPU's warp slots), and Inductor launches those kernels with the attribute. With ``attention`` and
+    ``cudagraphs`` (each step a graph replay, which starts once the one before has ended) a one-block decode
+    attention also reads its own state before its wait (``ATTENTION_PRE``). Yields the record."""
     record = PdlRecord()
     if not enabled:
         yield record
@@ -88,7 +92,8 @@ def pdl_launches(enabled: bool, attention: bool = True, early: bool | str = Fals
     PythonWrapperCodegen.define_user_defined_triton_kernel = define_user_defined_triton_kernel
     try:
         early_family = {True: (GEMV_EARLY,), "small": (GEMV_EARLY_SMALL,)}.get(early, ())
-        with launching_with_pdl((GEMV,) + (ATTENTION,) * attention + early_family):
+        families = (GEMV,) + (ATTENTION,) * attention + (ATTENTION_PRE,) * (attention and cudagraphs) + early_family
+        with launching_with_pdl(families):
             yield record
     finally:
         PythonWrapperCodegen.define_user_defined_triton_kernel = original

@@ -56,6 +56,10 @@ def test_the_kernel_families_are_switched_on_by_name(monkeypatch):
         assert use_pdl(cuda, utils.GEMV_EARLY) and use_pdl(cuda, utils.ATTENTION)
     with pdl.pdl_launches(True, early="small"):
         assert use_pdl(cuda, utils.GEMV_EARLY_SMALL) and not use_pdl(cuda, utils.GEMV_EARLY)
+    # the one-block decode attention's reads before its wait: only with the attention chain under CUDA graphs
+    for attention, cudagraphs in ((True, True), (True, False), (False, True)):
+        with pdl.pdl_launches(True, attention=attention, cudagraphs=cudagraphs):
+            assert use_pdl(cuda, utils.ATTENTION_PRE) == (attention and cudagraphs)
 
 
 def test_the_small_early_trigger_takes_launches_that_fit_half_the_warp_slots(monkeypatch):

@@ -151,6 +151,18 @@ def test_entry_point_fuses_where_the_launches_can_advance_the_counter(monkeypatc
     assert len(appends) == (1 if splits == 1 and counter != torch.int64 else 0)
 
 
+def test_preloads_only_where_the_launch_in_the_step_before_has_ended(monkeypatch):
+    """PRE reads the counter and the cached rows before its PDL wait: compiled for PDL only under CUDA graphs
+    (``ATTENTION_PRE``, on with the attention chain when the compile uses them), where a replay starts once the one
+    before has ended; compiled without PDL always (the launch itself waits); never past one block."""
+    q, k, v, cos, sin, (kc, vc), length, mask = make(1, 4, 2, 32, 48, 20, torch.float32, "bool", 3)
+    one_block = dict(DECODE, BLOCK_N=64)
+    for families, expected in (((), True), (("attention",), False), (("attention", "attention_pre"), True)):
+        monkeypatch.setattr(ka, "use_pdl", lambda device, family="gemv", on=families: family in on)
+        assert ka._preloads(q, kc, False, one_block, 1) == expected, families
+        assert not ka._preloads(q, kc, False, DECODE, 1)  # 16-key blocks: three of them
+
+
 @pytest.mark.parametrize("ticketed", [True, False])
 def test_append_tunes_among_the_configs_that_take_it(ticketed):
     """``rope_attention_append`` tunes among the decode configs whose launches take the append (the split ones, and

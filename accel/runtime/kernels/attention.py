@@ -25,8 +25,8 @@ import triton
 import triton.language as tl
 
 from accel.runtime import autotune_cache, reference
-from accel.runtime.kernels.utils import (ATTENTION, next_pow2, num_sms, pdl_launch_dependents, pdl_launch_then_wait,
-                                         pdl_wait, static_int, use_pdl, wrap_triton)
+from accel.runtime.kernels.utils import (ATTENTION, ATTENTION_PRE, next_pow2, num_sms, pdl_launch_dependents,
+                                         pdl_launch_then_wait, pdl_wait, static_int, use_pdl, wrap_triton)
 
 LOG2E = 1.4426950408889634  # 1/ln(2): exp(x) = exp2(x·log2(e))
 MAX_HEAD_DIM = 256
@@ -303,7 +303,9 @@ def _attn_decode_kernel(
     PRE (DIRECT and APPEND with the whole key range in one block): the ticket and the block's cached rows are
     loaded before the PDL wait, so that only q, the new k and v, the mask and the sums wait on the kernel before;
     the new row goes into the registers as it is stored. Safe because nothing else writes Len or this layer's
-    caches during a step and this kernel's previous launch (the step before) has ended.
+    caches during a step, and this kernel's previous launch (the step before) has ended: with PDL, PRE is used only
+    under CUDA graphs, whose replay starts once the one before has ended (a chain of PDL launches alone would not
+    order the two: a launch waits only for the one before it to trigger); without PDL, the launch itself waits.
     """
     if not PRE:
         pdl_launch_then_wait(PDL)  # few programs; q, the caches and the mask come from earlier kernels
@@ -611,10 +613,14 @@ def _decode(q, k, v, mask, scale, is_causal, cfg: dict | None = None, append: tu
 
 def _preloads(q, k, is_causal, cfg: dict, splits: int) -> bool:
     """Whether a ``rope_attention_append`` launch loads its ticket and its cached rows before the PDL wait (PRE in
-    ``_attn_decode_kernel``): one split whose key range is one block, static."""
+    ``_attn_decode_kernel``): one split whose key range is one block, static; and, when the kernel is compiled for
+    PDL, only under CUDA graphs (``ATTENTION_PRE``: a graph replay starts once the one before has ended, so the
+    kernel's launch in the step before has too). Compiled without PDL the kernel waits for every earlier kernel
+    anyway and PRE only reorders its own loads."""
     kv_len = static_int(k.shape[2])
-    return (PRELOAD and splits == 1 and not is_causal and static_int(q.shape[2]) == 1 and kv_len is not None
-            and kv_len <= cfg["BLOCK_N"])
+    ordered = not use_pdl(q.device, ATTENTION) or use_pdl(q.device, ATTENTION_PRE)
+    return (PRELOAD and ordered and splits == 1 and not is_causal and static_int(q.shape[2]) == 1
+            and kv_len is not None and kv_len <= cfg["BLOCK_N"])
 
 
 def _ticketed(length: torch.Tensor) -> bool:

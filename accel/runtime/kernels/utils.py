@@ -41,9 +41,11 @@ def next_pow2(n: int) -> int:
 # tests, the interpreter) no family is on and the kernels compile without those instructions. ``GEMV_EARLY`` (option
 # ``pdl_early_trigger=True``) moves the GEMVs' launch_dependents from after their main loop to their first line;
 # ``GEMV_EARLY_SMALL`` ("small", the int4 default) only in launches that take at most half of the GPU's warp slots
-# (``early_trigger``).
+# (``early_trigger``). ``ATTENTION_PRE`` (the lowering turns it on with ``ATTENTION`` under CUDA graphs) lets a
+# one-block ``rope_attention_append`` read its counter and cached rows before its wait (``attention._preloads``).
 GEMV, ATTENTION, GEMV_EARLY, GEMV_EARLY_SMALL = "gemv", "attention", "gemv_early", "gemv_early_small"
-PDL_FAMILIES = frozenset((GEMV, ATTENTION, GEMV_EARLY, GEMV_EARLY_SMALL))
+ATTENTION_PRE = "attention_pre"
+PDL_FAMILIES = frozenset((GEMV, ATTENTION, GEMV_EARLY, GEMV_EARLY_SMALL, ATTENTION_PRE))
 WARPS_PER_SM = 64  # resident warps an SM holds on sm_90 (PDL needs sm_90 or newer)
 _PDL: contextvars.ContextVar[frozenset] = contextvars.ContextVar("accel_pdl", default=frozenset())
 
