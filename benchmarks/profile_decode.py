@@ -40,6 +40,10 @@ def main() -> None:
                     help="also print the busy and idle time per step, and its largest gaps between kernels")
     ap.add_argument("--sequence", type=int, default=0,
                     help="also print the first N kernels of a step (and the last 3) in order: mean time and gap before")
+    ap.add_argument("--decode-loop", type=int, default=0, metavar="NEW",
+                    help="also time decode.py's loop in the same process (a 32-token prompt, then NEW tokens with the "
+                         "position advanced on the device, on the profiled cache reset), median of 3: its time a "
+                         "token beside the step's busy time says what the loop adds outside the step's kernels")
     add_accel_from(ap)
     args = ap.parse_args()
     use_accel_from(args.accel_from)
@@ -64,12 +68,29 @@ def main() -> None:
                 step(model, cache, tok, torch.tensor([args.context + 8 + i], device="cuda"))
             torch.cuda.synchronize()
             wall_us = (time.perf_counter() - t0) / 50 * 1e6
+            loop_us = decode_loop_us(model, cfg, step, cache, args.decode_loop, args.batch) if args.decode_loop else None
         report(variant, prof, steps=5, cudagraphs=args.cudagraphs, top=args.top)
         if args.timeline:
             timeline(prof, steps=5)
         if args.sequence:
             sequence(prof, args.sequence)
         print(f"   wall time per step (host position, 50 steps): {wall_us:.0f} us")
+        if loop_us is not None:
+            print(f"   decode.py's loop (device position, {args.decode_loop} tokens, median of 3): {loop_us:.0f} us a token")
+
+
+def decode_loop_us(model, cfg, step, cache, new: int, batch: int, runs: int = 3, device: str = "cuda") -> float:
+    """Microseconds a token of ``decode.run_decode`` at device position (decode.py's timed loop) with ``step`` and
+    ``cache`` (reset, prefilled with a random 32-token prompt): the median of ``runs``."""
+    from decode import median, run_decode
+
+    prompt = torch.randint(0, cfg.vocab_size, (batch, 32), device=device)
+    cache_len = cache.layers[0].keys.shape[2]
+    if 32 + new > cache_len:
+        raise SystemExit(f"--decode-loop {new}: the cache holds {cache_len} rows, the loop needs {32 + new}")
+    times = [run_decode(model, cfg, step, prompt, new, device, cache_len, device_pos=True, cache=cache)[0]
+             for _ in range(runs)]
+    return median(times) / new * 1e6
 
 
 def is_copy(name: str) -> bool:

@@ -57,3 +57,20 @@ def test_launch_gaps_skip_overlaps_and_the_hosts_gaps():
     gaps = profile_decode.launch_gaps(_Profile(spans))
     # the overlap leaves no gap, and 40 us before the next replay is the host's
     assert gaps == [(0.5, "gemv overlapping", "attention"), (0.25, "next replay", "rope")]
+
+
+def test_decode_loop_times_decode_pys_loop_on_the_profiled_cache():
+    """``--decode-loop``: decode.py's own loop (``run_decode`` at device position) on the profiled step's cache,
+    reset and prefilled again: a time a token, and the cache's counter where the loop left it; a loop longer than
+    the cache is refused."""
+    import pytest
+
+    from decode_model import build_model, make_step, prefilled_cache
+
+    model, cfg = build_model("tiny", torch.float32, "cpu")
+    cache = prefilled_cache(model, cfg, 8, 48, device="cpu")
+    us = profile_decode.decode_loop_us(model, cfg, make_step("eager"), cache, 4, 1, runs=1, device="cpu")
+    assert us > 0
+    assert int(cache.layers[0].cumulative_length) == 32 + 4
+    with pytest.raises(SystemExit, match="holds 48 rows"):
+        profile_decode.decode_loop_us(model, cfg, make_step("eager"), cache, 20, 1, runs=1, device="cpu")
