@@ -269,6 +269,19 @@ def _rope_load(ptrs, offs_d, stride_d, mask, cos, sin, HEAD_DIM: tl.constexpr):
 
 
 @triton.jit
+def _ticket(Len):
+    """A one-split launch's read of its int64 counter: each program adds a ticket of 1 << 32 (relaxed: only the
+    atomics' own order on Len matters), the row is Len's low 32 bits, and the program that draws the last ticket
+    (every program has read Len then) sets Len to row + 1."""
+    seen = tl.atomic_add(Len, 4294967296, sem="relaxed")  # 1 << 32 (an int64 literal)
+    tickets = seen >> 32
+    row = seen - (tickets << 32)
+    if tickets == tl.num_programs(0) - 1:
+        tl.atomic_xchg(Len, row + 1, sem="relaxed")
+    return row
+
+
+@triton.jit
 def _attn_decode_kernel(
     # Pointers (PartAcc [B·Hkv, NUM_SPLITS, ROWS, HEAD_DIM], PartMax / PartSum [B·Hkv, NUM_SPLITS, ROWS]; with
     # APPEND, Knew / Vnew [B, Hkv, 1, D] the new token's k and v, Cos / Sin [B, 1, 1, D], Len the cache's counter)
@@ -339,11 +352,7 @@ def _attn_decode_kernel(
         # the ticket and the cached rows before the PDL wait: this kernel is the only writer of Len and of the
         # caches, and its launch in the step before has ended (tests/runtime/sm90_compile.py checks the order)
         pdl_launch_dependents(PDL)
-        seen = tl.atomic_add(Len, 4294967296, sem="relaxed")
-        tickets = seen >> 32
-        row = seen - (tickets << 32)
-        if tickets == tl.num_programs(0) - 1:
-            tl.atomic_xchg(Len, row + 1, sem="relaxed")
+        row = _ticket(Len)
         offs_n = tl.arange(0, BLOCK_N)
         n_ok = offs_n < hi
         old = n_ok & (offs_n != row)  # the block's rows but the new one (written below, patched in registers)
@@ -363,13 +372,8 @@ def _attn_decode_kernel(
         v_new = tl.load(Vnew + b * stride_vnb + kvh * stride_vnh + offs_d, mask=d_ok)
         if PRE:
             pass  # the row was drawn before the wait
-        elif DIRECT:  # the ticket: relaxed (only the atomics' own order on Len matters); every program has read Len
-            # once the last ticket is drawn, and the row is Len's low 32 bits
-            seen = tl.atomic_add(Len, 4294967296, sem="relaxed")  # 1 << 32 (an int64 literal)
-            tickets = seen >> 32
-            row = seen - (tickets << 32)
-            if tickets == tl.num_programs(0) - 1:
-                tl.atomic_xchg(Len, row + 1, sem="relaxed")
+        elif DIRECT:
+            row = _ticket(Len)
         else:
             row = tl.load(Len).to(tl.int64)
         if (row >= lo) & (row < hi):  # this program's chunk holds the new token's row (with DIRECT, every program's)
@@ -446,8 +450,8 @@ def _attn_decode_reduce_kernel(
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=d_ok)
 
 
-_KERNELS = (_dot, _exp2, _attn_block, _block_keep, _attn_update, _attn_fwd_kernel, _rope_load, _attn_decode_kernel,
-            _attn_decode_reduce_kernel)
+_KERNELS = (_dot, _exp2, _attn_block, _block_keep, _attn_update, _attn_fwd_kernel, _rope_load, _ticket,
+            _attn_decode_kernel, _attn_decode_reduce_kernel)
 
 # ---------------------------------------------------------------------------------------------------------
 # Launchers: check, allocate, launch. They run at trace time too (fake tensors, maybe symbolic sizes), so
