@@ -167,6 +167,8 @@ def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, splits, mon
     code = "\n".join(codes)
     shape = tuple(cache.layers[0].keys.shape)
     assert f"empty_strided_cuda({shape}," not in code
+    # the decode mask ([1, 1, 1, 32] bool) computed once for both layers, not copied for each op (session 35)
+    assert code.count("empty_strided_cuda((1, 1, 1, 32), (32, 32, 32, 1), torch.bool)") <= 1
     assert ("_rope_kv_append_kernel" in code) != into_attention
     # layer 0's append too (its counter's other reads come first): no launch of the positions kernel
     assert re.search(r"\b_rope_kv_kernel_\d+\.run\(", code) is None
