@@ -176,3 +176,47 @@ def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, splits, mon
         assert ("_attn_decode_reduce_kernel" in code) == (splits > 1)
     for a, b in zip(cache.layers, ref_cache.layers):
         assert torch.equal(a.cumulative_length, b.cumulative_length)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels run on CUDA only")
+def test_one_block_attention_under_cuda_graphs_matches_eager(monkeypatch):
+    """The compile that takes PRE (session 35): CUDA graphs, PDL where the GPU has it, and a one-split attention whose
+    key range is one block (a 32-row cache, 32-key blocks), so each step's attention draws its ticket and loads its
+    cached rows before its PDL wait. Eight replayed steps give eager's tokens, caches and counters, and the launcher
+    chose PRE while Inductor traced it."""
+    from torch._inductor.utils import fresh_inductor_cache
+
+    from accel.runtime.kernels import attention as ka
+
+    one_block = dict(kernel="decode", BLOCK_N=32, num_warps=4, num_stages=2, SKIP=1, waves=2, splits=1)
+    monkeypatch.setattr(ka, "_select", lambda *args, **kwargs: one_block)
+    chosen, preloads = [], ka._preloads
+    monkeypatch.setattr(ka, "_preloads", lambda *args: chosen.append(preloads(*args)) or chosen[-1])
+    model, cfg = build("llama")
+    model = model.cuda()
+
+    def decode_cuda(step, graphs: bool):
+        cache = transformers.StaticCache(config=cfg, max_cache_len=32)
+        toks = []
+        with torch.no_grad():
+            prompt = torch.arange(3, 11, device="cuda").unsqueeze(0)
+            tok = model(input_ids=prompt, past_key_values=cache,
+                        cache_position=torch.arange(8, device="cuda")).logits[:, -1:].argmax(-1)
+            for i in range(8):
+                if graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                tok = step(model, cache, tok, torch.tensor([8 + i], device="cuda")).clone()
+                toks.append(tok)
+        return torch.cat(toks, -1), cache
+
+    ref, ref_cache = decode_cuda(step_fn, graphs=False)
+    torch._dynamo.reset()
+    backend = AccelBackend({"strict": True, "cudagraphs": True})
+    with fresh_inductor_cache():
+        out, cache = decode_cuda(torch.compile(step_fn, backend=backend, fullgraph=True), graphs=True)
+    assert chosen and all(chosen)
+    assert torch.equal(out, ref)
+    for a, b in zip(cache.layers, ref_cache.layers):
+        assert torch.equal(a.cumulative_length, b.cumulative_length)
+        torch.testing.assert_close(a.keys, b.keys, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.values, b.values, rtol=1e-5, atol=1e-6)
