@@ -483,8 +483,7 @@ def rope_attention_append(q, k, v, cos, sin, k_cache, v_cache, length, mask, sca
         cfg = _select(q, k_cache, v_cache, mask, False, append_ticketed=_ticketed(length))
     from accel.runtime.kernels import rope as kr
 
-    if cfg is not None and cfg["kernel"] == "decode" and (_decode_splits(q, k_cache, False, cfg) > 1
-                                                          or _ticketed(length)):
+    if cfg is not None and _append_candidates([cfg], q, k_cache, False, _ticketed(length)):
         return _decode(q, k_cache, v_cache, mask, scale, False, cfg, append=(k, v, cos, sin, length))
     q_rot = kr.rope_kv_append(q, k, v, cos, sin, k_cache, v_cache, length)
     return attention(q_rot, k_cache, v_cache, mask, scale, False)
