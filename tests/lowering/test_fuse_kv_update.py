@@ -30,15 +30,20 @@ def step_fn(model, cache, tok, pos):
     return model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True).logits[:, -1:].argmax(-1)
 
 
-def decode(model, cfg, step, n=5):
+def decode(model, cfg, step, n=5, device="cpu", graphs=False):
+    """(the ``n`` greedy tokens after an 8-token prompt, the StaticCache of 32 rows); with ``graphs``, each step as a
+    CUDA-graph tree replay (marked, its output cloned before the next replay overwrites it)."""
     cache = transformers.StaticCache(config=cfg, max_cache_len=32)
     toks = []
     with torch.no_grad():
-        prompt = torch.arange(3, 11).unsqueeze(0)
-        tok = model(input_ids=prompt, past_key_values=cache, cache_position=torch.arange(8)).logits[:, -1:].argmax(-1)
+        prompt = torch.arange(3, 11, device=device).unsqueeze(0)
+        tok = model(input_ids=prompt, past_key_values=cache,
+                    cache_position=torch.arange(8, device=device)).logits[:, -1:].argmax(-1)
         for i in range(n):
-            tok = step(model, cache, tok, torch.tensor([8 + i]))
-            toks.append(tok)
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            tok = step(model, cache, tok, torch.tensor([8 + i], device=device))
+            toks.append(tok.clone() if graphs else tok)
     return torch.cat(toks, -1), cache
 
 
@@ -144,13 +149,7 @@ def test_inductor_writes_the_caches_in_place_on_cuda(into_attention, splits, mon
     model = model.cuda()
 
     def decode_cuda(step):
-        cache = transformers.StaticCache(config=cfg, max_cache_len=32)
-        with torch.no_grad():
-            prompt = torch.arange(3, 11, device="cuda").unsqueeze(0)
-            tok = model(input_ids=prompt, past_key_values=cache,
-                        cache_position=torch.arange(8, device="cuda")).logits[:, -1:].argmax(-1)
-            toks = [tok := step(model, cache, tok, torch.tensor([8 + i], device="cuda")) for i in range(4)]
-        return torch.cat(toks, -1), cache
+        return decode(model, cfg, step, n=4, device="cuda")
 
     ref, ref_cache = decode_cuda(step_fn)
     torch._dynamo.reset()
@@ -194,26 +193,12 @@ def test_one_block_attention_under_cuda_graphs_matches_eager(monkeypatch):
     monkeypatch.setattr(ka, "_preloads", lambda *args: chosen.append(preloads(*args)) or chosen[-1])
     model, cfg = build("llama")
     model = model.cuda()
-
-    def decode_cuda(step, graphs: bool):
-        cache = transformers.StaticCache(config=cfg, max_cache_len=32)
-        toks = []
-        with torch.no_grad():
-            prompt = torch.arange(3, 11, device="cuda").unsqueeze(0)
-            tok = model(input_ids=prompt, past_key_values=cache,
-                        cache_position=torch.arange(8, device="cuda")).logits[:, -1:].argmax(-1)
-            for i in range(8):
-                if graphs:
-                    torch.compiler.cudagraph_mark_step_begin()
-                tok = step(model, cache, tok, torch.tensor([8 + i], device="cuda")).clone()
-                toks.append(tok)
-        return torch.cat(toks, -1), cache
-
-    ref, ref_cache = decode_cuda(step_fn, graphs=False)
+    ref, ref_cache = decode(model, cfg, step_fn, n=8, device="cuda")
     torch._dynamo.reset()
     backend = AccelBackend({"strict": True, "cudagraphs": True})
     with fresh_inductor_cache():
-        out, cache = decode_cuda(torch.compile(step_fn, backend=backend, fullgraph=True), graphs=True)
+        out, cache = decode(model, cfg, torch.compile(step_fn, backend=backend, fullgraph=True), n=8, device="cuda",
+                            graphs=True)
     assert chosen and all(chosen)
     assert torch.equal(out, ref)
     for a, b in zip(cache.layers, ref_cache.layers):
